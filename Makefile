@@ -1,0 +1,44 @@
+# Every target sets itself up on a fresh machine: .venv, the project, and the
+# Debian packages the tests need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WORKSPACE ?= demo-workspace
+
+.PHONY: install test test-fast demo console bench clean system-deps
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# openssh-server provides the real sshd the remote/console tests talk to.
+system-deps:
+	@command -v /usr/sbin/sshd >/dev/null 2>&1 || { \
+	  echo "installing openssh-server"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openssh-server >/dev/null; }
+
+test: install system-deps
+	$(BIN)/python -m pytest -q
+
+test-fast: install system-deps
+	$(BIN)/python -m pytest -q -m "not slow"
+
+demo: install
+	bash scripts/demo.sh $(WORKSPACE)
+
+console: install
+	$(BIN)/epoch-console
+
+bench: install
+	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(WORKSPACE) .pytest_cache

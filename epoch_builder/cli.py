@@ -1,0 +1,76 @@
+"""`epoch-builder` CLI: one thin ``start_*`` function per subcommand.
+
+Each module in ``epoch_builder.commands`` exposes ``register(subparsers,
+common)``; heavy imports (TensorFlow, pandas) happen inside the ``start_*``
+functions so ``epoch-builder --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from epoch_builder import __version__
+
+# Order is the order of the help listing (the pipeline's order).
+COMMAND_MODULES = (
+    "epoch_builder.commands.candlesticks",
+    "epoch_builder.commands.create_epoch",
+    "epoch_builder.commands.status",
+)
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every subcommand takes, declared once."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--workspace",
+        metavar="DIR",
+        help="workspace root (default: $EPOCH_BUILDER_HOME or the current directory)",
+    )
+    common.add_argument(
+        "--events",
+        metavar="FILE",
+        help="append JSON-lines progress events to FILE ('-' for stdout; default: $EPOCH_BUILDER_EVENTS)",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="epoch-builder",
+        description="Turn 1-minute candles into an Epoch File: import, create an epoch, train regressions, "
+        "sweep prediction models, build and export.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = common_options()
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from epoch_builder import events
+    from epoch_builder.errors import EpochBuilderError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        events.configure(getattr(args, "events", None))
+        return int(args.func(args) or 0)
+    except EpochBuilderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

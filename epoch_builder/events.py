@@ -1,0 +1,56 @@
+"""JSON-lines progress events: one object a line (time, job, stage, done, total, ...).
+
+Enabled by ``epoch-builder --events FILE`` or ``$EPOCH_BUILDER_EVENTS``; the
+job id comes from ``$EPOCH_BUILDER_JOB_ID`` (set by the remote layer).
+Lines are appended and flushed one at a time so a follower never sees half
+an object, and a killed process loses at most the event it was writing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any, TextIO
+
+EVENTS_ENV = "EPOCH_BUILDER_EVENTS"
+JOB_ENV = "EPOCH_BUILDER_JOB_ID"
+
+_sink: TextIO | None = None
+
+
+def configure(path: str | None) -> None:
+    global _sink
+    path = path or os.environ.get(EVENTS_ENV)
+    if _sink is not None and _sink not in (sys.stdout, sys.stderr):
+        _sink.close()
+    _sink = None
+    if path == "-":
+        _sink = sys.stdout
+    elif path:
+        _sink = open(path, "a", encoding="utf-8", buffering=1)
+
+
+def emit(stage: str, done: int, total: int, **fields: Any) -> None:
+    """Write one progress event if events are enabled."""
+    if _sink is None:
+        return
+    event = {"time": round(time.time(), 3), "job": os.environ.get(JOB_ENV), "stage": stage, "done": done, "total": total}
+    event.update(fields)
+    _sink.write(json.dumps(event, default=str) + "\n")
+    _sink.flush()
+
+
+class Eta:
+    """Remaining-time estimate from the average pace so far."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.started = time.monotonic()
+
+    def seconds(self, done: int) -> float | None:
+        if done <= 0:
+            return None
+        elapsed = time.monotonic() - self.started
+        return round(elapsed / done * max(self.total - done, 0), 1)

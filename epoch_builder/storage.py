@@ -1,0 +1,79 @@
+"""Atomic artifact writes and readers whose errors name the file.
+
+Every artifact goes through ``atomic_write_*``: the bytes land in a temporary
+file in the same directory, are fsynced, then renamed over the target, so a
+crash leaves either the old file or the new one, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from epoch_builder.errors import EpochBuilderError
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` then atomically move the result to ``path``.
+
+    For writers that need a path (Parquet, Keras, zip) rather than bytes.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return atomic_write_with(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> Path:
+    text = json.dumps(obj, indent=indent, allow_nan=False, separators=None if indent else (",", ":"))
+    return atomic_write_text(path, text)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON artifact; a missing or malformed file is an error naming it."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EpochBuilderError(f"{p}: file not found") from None
+    except OSError as exc:
+        raise EpochBuilderError(f"{p}: cannot read ({exc.strerror})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EpochBuilderError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
