@@ -16,6 +16,15 @@ from typing import Any, Callable
 from epoch_builder.errors import EpochBuilderError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -40,6 +49,7 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) ->
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; artifacts get the usual mode
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())

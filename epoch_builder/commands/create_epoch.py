@@ -1,0 +1,42 @@
+"""`epoch-builder create-epoch`."""
+
+from __future__ import annotations
+
+import argparse
+
+from epoch_builder.commands import workspace_of
+from epoch_builder.epoch import PARAMS, PROFILES
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "create-epoch", parents=[common], help="create a new epoch from the imported candlesticks",
+        description="Cut the bundle to the epoch width, SMA + normalise, write config/epoch.json and the epoch tree. "
+        "Parameters default to the original's values (profile default) or to small-data values (--profile small).",
+    )
+    parser.add_argument("--id", required=True, help="epoch id: starts with '_', 4..100 characters")
+    parser.add_argument("--profile", choices=PROFILES, default="default",
+                        help="'small' widens lookback/predictions/SMA/width ranges for small data (e.g. the 21-day sample)")
+    parser.add_argument("--width-days", type=int, metavar="DAYS", help="epoch width in days instead of --epoch-width months")
+    for param in PARAMS:
+        low, high = param.low, param.high
+        parser.add_argument(
+            f"--{param.name.replace('_', '-')}", dest=param.name, type=param.kind, metavar=param.kind.__name__.upper(),
+            help=f"{param.help} (default {param.default}, {low}..{high}"
+            + (f"; small: {param.small_default if param.small_default is not None else param.default}, from {param.small_low}"
+               if param.small_low is not None else "") + ")",
+        )
+    parser.set_defaults(func=start_create_epoch)
+
+
+def start_create_epoch(args: argparse.Namespace) -> int:
+    from epoch_builder.create_epoch import create_epoch
+
+    raw = {p.name: getattr(args, p.name) for p in PARAMS}
+    unit = "months"
+    if args.width_days is not None:
+        raw["epoch_width"], unit = args.width_days, "days"
+    elif raw["epoch_width"] is None and args.profile == "small":
+        raw["epoch_width"], unit = 20, "days"
+    create_epoch(workspace_of(args), args.id, profile=args.profile, width_unit=unit, **raw)
+    return 0

@@ -1,0 +1,169 @@
+"""`create-epoch` (SEMANTICS §2): cut the bundle to the epoch width, SMA +
+normalise the prediction close, store the config, lay out the epoch tree."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import numpy as np
+
+from epoch_builder import candles
+from epoch_builder.epoch import PARAMS, EpochConfig, param_default, validate_epoch_id, validate_param
+from epoch_builder.errors import EpochBuilderError
+from epoch_builder.storage import atomic_write_text, read_json
+from epoch_builder.workspace import EpochPaths, Workspace
+
+
+def set_seeds(seed: int) -> None:
+    """Python, NumPy and (when loaded) TensorFlow/Keras from the epoch seed."""
+    import os
+    import sys
+
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    if "keras" in sys.modules or "tensorflow" in sys.modules:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+
+
+def normalise(values: np.ndarray) -> np.ndarray:
+    """Min-max to (0, 1]: the lowest value takes the second lowest's place so none is 0."""
+    low, high = float(values.min()), float(values.max())
+    if high == low:
+        raise EpochBuilderError("the SMA is flat over the epoch: cannot normalise")
+    scaled = (values - low) / (high - low)
+    positive = scaled[scaled > 0]
+    scaled[scaled == 0] = positive.min()
+    return scaled
+
+
+def resolve_params(raw: dict[str, Any], profile: str) -> dict[str, Any]:
+    """Defaults for the profile, then every parameter validated (errors name it and its range)."""
+    values = {}
+    for param in PARAMS:
+        value = raw.get(param.name)
+        values[param.name] = validate_param(param.name, param_default(param, profile) if value is None else value, profile)
+    return values
+
+
+def create_epoch(
+    ws: Workspace,
+    epoch_id: str,
+    *,
+    profile: str = "default",
+    width_unit: str = "months",
+    log=print,
+    **raw_params: Any,
+) -> EpochConfig:
+    import pandas as pd
+
+    validate_epoch_id(epoch_id)
+    if profile not in ("default", "small"):
+        raise EpochBuilderError(f"profile {profile!r} is unknown: allowed default, small")
+    if width_unit not in ("months", "days"):
+        raise EpochBuilderError(f"epoch width unit {width_unit!r} is unknown: allowed months, days")
+    if width_unit == "days" and raw_params.get("epoch_width") is None:
+        raise EpochBuilderError("--width-days needs a value")
+    params = resolve_params(raw_params, profile)
+    if width_unit == "days":  # the range in days is the months range x 30 (small profile: from 1 day)
+        width = int(raw_params["epoch_width"])
+        low = 1 if profile == "small" else 6 * 30
+        if not (low <= width <= 80 * 30):
+            raise EpochBuilderError(f"parameter epoch_width={width} days is out of range: allowed {low}..{80 * 30}")
+        params["epoch_width"] = width
+    if params["validation_split"] >= params["train_split"]:
+        raise EpochBuilderError("parameter validation_split must be smaller than train_split")
+
+    if ws.epoch_config_file.exists():
+        previous = read_json(ws.epoch_config_file).get("id", "?")
+        raise EpochBuilderError(
+            f"{ws.epoch_config_file}: the previous epoch {previous} is still present; export it "
+            "(export-epoch) or remove config/epoch.json first"
+        )
+    paths = EpochPaths(ws.root / epoch_id)
+    if paths.dir.exists():
+        raise EpochBuilderError(f"{paths.dir}: epoch directory already exists")
+    if not ws.bundle_file.exists():
+        raise EpochBuilderError(
+            f"{ws.bundle_file}: no candlestick bundle in {ws.candlesticks_dir} (run `epoch-builder candlesticks import`)"
+        )
+    bundle = read_json(ws.bundle_file)
+    interval = int(bundle["interval_minutes"])
+    minute = candles.read_candles(ws.candlesticks_file)
+    prediction = candles.read_candles(ws.prediction_candlesticks_file)
+
+    config = EpochConfig(id=epoch_id, epoch_width_unit=width_unit, profile=profile,
+                         prediction_interval_minutes=interval, **params)
+    # The epoch: the last `width` of the data, on whole prediction candles.
+    end = int(prediction["ct"].iloc[-1]) + 1
+    start = end - config.width_ms
+    available_days = (end - int(prediction["ot"].iloc[0])) / 86_400_000
+    if start < int(prediction["ot"].iloc[0]):
+        raise EpochBuilderError(
+            f"not enough candles: the epoch width needs {config.width_ms / 86_400_000:.0f} days, the bundle has "
+            f"{available_days:.1f} days (lower epoch_width{'' if profile == 'small' else ' or use --profile small --width-days N'})"
+        )
+    prediction = prediction[prediction["ot"] >= start].reset_index(drop=True)
+    sma = prediction["c"].rolling(window=config.sma_window_size).mean().to_numpy()
+    # Rows without a full SMA window are dropped from both series so row i of the
+    # prediction and normalised series is the same candle.
+    keep = config.sma_window_size - 1
+    prediction = prediction.iloc[keep:].reset_index(drop=True)
+    sma = sma[keep:]
+    rows = len(prediction)
+    need = config.regression_lookback + config.regression_predictions
+    test_start = int(rows * config.train_split)
+    if rows - test_start < need + 1 or test_start < need + 1:
+        raise EpochBuilderError(
+            f"not enough candles: {rows} prediction candles after the SMA window; train and test each need more than "
+            f"lookback + predictions = {need} (widen the epoch or lower regression_lookback / regression_predictions)"
+        )
+    normalized = normalise(sma.astype(np.float64))
+    minute = minute[(minute["ot"] >= int(prediction["ot"].iloc[0])) & (minute["ot"] <= int(prediction["ot"].iloc[-1]) + interval * 60_000 - 1)]
+    minute = minute.reset_index(drop=True)
+
+    config.start, config.end = int(minute["ot"].iloc[0]), int(minute["ct"].iloc[-1])
+    config.highest_price_sma, config.lowest_price_sma = float(sma.max()), float(sma.min())
+    config.prediction_candles = rows
+    config.test_ds_start_index = test_start
+    config.test_ds_start = int(prediction["ot"].iloc[test_start])
+    config.test_ds_end = int(prediction["ct"].iloc[-1])
+    config.created = int(time.time() * 1000)
+    set_seeds(config.seed)
+
+    # Directory tree and candles first, config last: config/epoch.json marks the epoch as created.
+    for sub in paths.subdirs():
+        sub.mkdir(parents=True, exist_ok=True)
+    candles.write_candles(ws.candlesticks_file, minute)
+    candles.write_candles(ws.prediction_candlesticks_file, prediction)
+    candles.write_candles(
+        ws.normalized_prediction_candlesticks_file,
+        pd.DataFrame({"ot": prediction["ot"], "ct": prediction["ct"], "c": normalized}),
+    )
+    receipt = render_receipt(config, len(minute))
+    atomic_write_text(paths.receipt_file, receipt)
+    config.save(ws.epoch_config_file)
+    log(receipt)
+    return config
+
+
+def render_receipt(config: EpochConfig, minute_rows: int) -> str:
+    iso = candles.iso
+    lines = [
+        f"{config.id} receipt",
+        f"created          {iso(config.created)}",
+        f"profile          {config.profile}",
+        f"range            {iso(config.start)} .. {iso(config.end)} ({config.epoch_width} {config.epoch_width_unit})",
+        f"1m candles       {minute_rows}",
+        f"{config.prediction_interval_minutes}m candles      {config.prediction_candles}",
+        f"test dataset     {iso(config.test_ds_start)} .. {iso(config.test_ds_end)} (from row {config.test_ds_start_index})",
+        f"price SMA        {config.lowest_price_sma:.2f} .. {config.highest_price_sma:.2f} (window {config.sma_window_size})",
+        "",
+    ]
+    for param in PARAMS:
+        lines.append(f"{param.name:<32}{getattr(config, param.name)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,41 @@
+"""Shared fixtures: the bundled real sample and a small-profile epoch workspace."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from epoch_builder.workspace import Workspace
+
+SMALL_EPOCH_ID = "_SMALL"
+
+
+@pytest.fixture(scope="session")
+def sample_csv() -> Path:
+    """The real 21-day BTCUSDT 1m sample shipped in the package (gzip CSV)."""
+    from epoch_builder.importer import bundled_sample
+
+    return bundled_sample()
+
+
+@pytest.fixture(scope="session")
+def _small_epoch_template(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path) -> Path:
+    from epoch_builder.create_epoch import create_epoch
+    from epoch_builder.importer import import_candlesticks
+
+    root = tmp_path_factory.mktemp("small-epoch-template")
+    ws = Workspace(root)
+    import_candlesticks(ws, [sample_csv], interval_minutes=30, log=lambda *_: None)
+    create_epoch(ws, SMALL_EPOCH_ID, profile="small", width_unit="days", epoch_width=20, log=lambda *_: None)
+    return root
+
+
+@pytest.fixture
+def small_epoch(_small_epoch_template: Path, tmp_path: Path) -> Workspace:
+    """A fresh copy per test of a workspace holding the sample (30m) and a small epoch:
+    lookback 16, predictions 4, SMA 10, width 20 days."""
+    root = tmp_path / "workspace"
+    shutil.copytree(_small_epoch_template, root)
+    return Workspace(root)
