@@ -144,8 +144,14 @@ def read_source(path: Path) -> "pd.DataFrame":
         raise EpochBuilderError(f"{path}: file is empty")
     header = _has_header(first_line)
     read_options = pacsv.ReadOptions(autogenerate_column_names=not header, block_size=1 << 24)
+    convert_options = pacsv.ConvertOptions()
+    if not header and first_line.count(",") + 1 == BINANCE_COLUMNS:
+        # Binance klines: parse only the columns kept, with known types (skips type inference).
+        wanted = {"f0": pa.int64(), "f1": pa.float64(), "f2": pa.float64(), "f3": pa.float64(),
+                  "f4": pa.float64(), "f5": pa.float64(), "f7": pa.float64()}
+        convert_options = pacsv.ConvertOptions(column_types=wanted, include_columns=list(wanted))
     try:
-        table = pacsv.read_csv(io.BytesIO(raw), read_options=read_options,
+        table = pacsv.read_csv(io.BytesIO(raw), read_options=read_options, convert_options=convert_options,
                                parse_options=pacsv.ParseOptions(newlines_in_values=False))
     except pa.ArrowInvalid as exc:
         raise EpochBuilderError(f"{path}: malformed CSV ({str(exc).splitlines()[0]})") from None
@@ -167,7 +173,7 @@ def read_source(path: Path) -> "pd.DataFrame":
             "ot": ot,
             "o": cols[1], "h": cols[2], "l": cols[3], "c": cols[4],
             # Binance's quote volume is the USDT volume the original stores as v
-            "v": cols[7] if table.num_columns >= 8 else cols[5],
+            "v": table.column("f7") if "f7" in names else cols[5],
         }
     elif {"ot", "ct", "o", "h", "l", "c", "v"} <= set(names):
         frame = {k: table.column(k) for k in ("o", "h", "l", "c", "v")}
@@ -213,6 +219,8 @@ def merge_sources(paths: list[Path]) -> "pd.DataFrame":
         df["_src"] = index
         frames.append(df)
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if (np.diff(df["ot"].to_numpy()) > 0).all():
+        return df  # already strictly increasing: no sort, no duplicates (the common single-file case)
     df = df.sort_values(["ot", "_src", "_row"], kind="stable").reset_index(drop=True)
     dup = df.duplicated(subset=["ot"], keep=False)
     if dup.any():
@@ -332,7 +340,7 @@ def write_candles(path: Path, df: "pd.DataFrame") -> None:
     from epoch_builder.storage import atomic_write_with
 
     table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
-    atomic_write_with(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    atomic_write_with(path, lambda tmp: pq.write_table(table, tmp, compression="lz4", use_dictionary=False))
 
 
 def read_candles(path: Path) -> "pd.DataFrame":

@@ -1,0 +1,167 @@
+"""Candlestick import: formats, merging, validation, gaps, resampling (SEMANTICS §1)."""
+
+from __future__ import annotations
+
+import gzip
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from epoch_builder.candles import read_candles
+from epoch_builder.errors import EpochBuilderError
+from epoch_builder.importer import import_candlesticks
+from epoch_builder.workspace import Workspace
+
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % 1_800_000  # on a 30-minute boundary
+MIN = 60_000
+
+
+def make_candles(n: int, start: int = T0, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 30000 + np.cumsum(rng.normal(0, 5, n)).round(2)
+    open_ = np.r_[close[0], close[:-1]]
+    high = np.maximum(open_, close) + rng.uniform(0, 3, n).round(2)
+    low = np.minimum(open_, close) - rng.uniform(0, 3, n).round(2)
+    ot = start + np.arange(n, dtype=np.int64) * MIN
+    return pd.DataFrame({"ot": ot, "ct": ot + MIN - 1, "o": open_, "h": high, "l": low, "c": close,
+                         "v": rng.uniform(1, 9, n).round(4)})
+
+
+def binance_rows(df: pd.DataFrame, time_scale: int = 1) -> pd.DataFrame:
+    return pd.DataFrame({
+        0: df.ot * time_scale, 1: df.o, 2: df.h, 3: df.l, 4: df.c, 5: df.v / 30000, 6: df.ct * time_scale,
+        7: df.v, 8: 10, 9: 0.1, 10: 0.2, 11: 0,
+    })
+
+
+def quiet(*_: object) -> None:
+    pass
+
+
+def run_import(tmp_path: Path, *sources: Path, **kw) -> tuple[Workspace, dict]:
+    ws = Workspace(tmp_path / "ws")
+    return ws, import_candlesticks(ws, list(sources), log=quiet, **kw)
+
+
+def test_bundled_sample_imports_and_resamples(tmp_path: Path, sample_csv: Path) -> None:
+    ws, summary = run_import(tmp_path, sample_csv)
+    minute, pred = read_candles(ws.candlesticks_file), read_candles(ws.prediction_candlesticks_file)
+    assert summary["candles"] == 30240 and summary["prediction_candles"] == 1008
+    assert (np.diff(minute.ot) == MIN).all() and (np.diff(pred.ot) == 30 * MIN).all()
+    assert (pred.ct == pred.ot + 30 * MIN - 1).all()
+    first = minute.iloc[:30]
+    row = pred.iloc[0]
+    assert row.o == first.o.iloc[0] and row.c == first.c.iloc[-1]
+    assert row.h == first.h.max() and row.l == first.l.min() and row.v == pytest.approx(first.v.sum())
+
+
+@pytest.mark.parametrize("scale", [1, 1000], ids=["ms", "us"])
+def test_binance_zip_headerless_ms_and_us(tmp_path: Path, scale: int) -> None:
+    df = make_candles(120)
+    csv = binance_rows(df, scale).to_csv(index=False, header=False)
+    src = tmp_path / "BTCUSDT-1m-2024-01.zip"
+    with zipfile.ZipFile(src, "w") as zf:
+        zf.writestr("BTCUSDT-1m-2024-01.csv", csv)
+    ws, _ = run_import(tmp_path, src)
+    minute = read_candles(ws.candlesticks_file)
+    np.testing.assert_array_equal(minute.ot, df.ot)
+    np.testing.assert_allclose(minute.v, df.v)  # quote volume (USDT) is the seed's v
+
+
+def test_generic_csv_unix_seconds_and_seed_format(tmp_path: Path) -> None:
+    df = make_candles(60)
+    generic = tmp_path / "generic.csv"
+    pd.DataFrame({"timestamp": df.ot // 1000, "open": df.o, "high": df.h, "low": df.l, "close": df.c,
+                  "volume": df.v}).to_csv(generic, index=False)
+    seed = tmp_path / "seed.csv.gz"
+    seed.write_bytes(gzip.compress(make_candles(60, start=T0 + 60 * MIN).to_csv(index=False).encode()))
+    ws, summary = run_import(tmp_path, generic, seed)
+    assert summary["candles"] == 120 and summary["prediction_candles"] == 4
+
+
+def test_monthly_files_merge_dropping_exact_duplicates(tmp_path: Path) -> None:
+    df = make_candles(90)
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    df.iloc[:60].to_csv(a, index=False)
+    df.iloc[50:].to_csv(b, index=False)  # 10 overlapping identical rows
+    _, summary = run_import(tmp_path, a, b)
+    assert summary["candles"] == 90
+
+
+def test_conflicting_duplicate_is_refused_naming_file_and_row(tmp_path: Path) -> None:
+    df = make_candles(60)
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    df.to_csv(a, index=False)
+    other = df.iloc[[10]].copy()
+    other["c"] += 1
+    other["h"] += 1
+    other.to_csv(b, index=False)
+    with pytest.raises(EpochBuilderError, match=r"row \d+: conflicting duplicate"):
+        run_import(tmp_path, a, b)
+
+
+def test_gaps_reported_refused_then_filled(tmp_path: Path) -> None:
+    df = make_candles(120).drop(index=[40, 41, 42, 90]).reset_index(drop=True)
+    src = tmp_path / "gappy.csv"
+    df.to_csv(src, index=False)
+    with pytest.raises(EpochBuilderError, match=r"2 gap\(s\), 4 missing minute\(s\), largest 3 min.*--fill-gaps"):
+        run_import(tmp_path, src)
+    ws, summary = run_import(tmp_path, src, fill_gaps=True)
+    minute = read_candles(ws.candlesticks_file)
+    assert summary["gaps"]["count"] == 2 and summary["gaps_filled"]
+    filled = minute.iloc[40:43]
+    prev_close = minute.c.iloc[39]
+    assert (filled[["o", "h", "l", "c"]] == prev_close).all().all() and (filled.v == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.__setitem__("h", d.h.where(d.index != 7, d.l - 1)), r"row 9 .*high must be >= max"),
+        (lambda d: d.__setitem__("o", d.o.where(d.index != 3, -5.0)), r"row 5 .*positive"),
+        (lambda d: d.__setitem__("ot", d.ot.where(d.index != 4, d.ot + 17)), r"whole minute"),
+    ],
+    ids=["high-below", "negative", "unaligned-time"],
+)
+def test_bad_rows_name_file_and_row(tmp_path: Path, mutate, message: str) -> None:
+    df = make_candles(60)
+    mutate(df)
+    src = tmp_path / "bad.csv"
+    df.to_csv(src, index=False)
+    with pytest.raises(EpochBuilderError, match=message) as err:
+        run_import(tmp_path, src)
+    assert str(src) in str(err.value)
+
+
+def test_non_numeric_cell_and_unknown_header(tmp_path: Path) -> None:
+    src = tmp_path / "text.csv"
+    src.write_text("ot,ct,o,h,l,c,v\n" + f"{T0},{T0 + MIN - 1},1,2,0.5,1,abc\n")
+    with pytest.raises(EpochBuilderError, match="text.csv"):
+        run_import(tmp_path, src)
+    weird = tmp_path / "weird.csv"
+    weird.write_text("when,price\n1,2\n")
+    with pytest.raises(EpochBuilderError, match=r"weird.csv: unrecognised header"):
+        run_import(tmp_path, weird)
+
+
+def test_failed_import_leaves_previous_bundle_untouched(tmp_path: Path) -> None:
+    good = tmp_path / "good.csv"
+    make_candles(60).to_csv(good, index=False)
+    ws, _ = run_import(tmp_path, good)
+    before = ws.candlesticks_file.read_bytes()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("garbage\n\x00\x01\n")
+    with pytest.raises(EpochBuilderError):
+        run_import(tmp_path, bad)
+    assert ws.candlesticks_file.read_bytes() == before
+    assert not list(ws.candlesticks_dir.glob(".*.tmp"))
+
+
+def test_interval_parameter_is_validated(tmp_path: Path) -> None:
+    src = tmp_path / "c.csv"
+    make_candles(60).to_csv(src, index=False)
+    with pytest.raises(EpochBuilderError, match=r"interval=7 .*allowed 2\.\.1440"):
+        run_import(tmp_path, src, interval_minutes=7)

@@ -1,0 +1,80 @@
+"""create-epoch (SEMANTICS §2): ranges, refusals, SMA + normalisation, test range, files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from epoch_builder.candles import read_candles
+from epoch_builder.create_epoch import create_epoch
+from epoch_builder.errors import EpochBuilderError
+from epoch_builder.importer import import_candlesticks
+from epoch_builder.workspace import Workspace
+
+
+def quiet(*_: object) -> None:
+    pass
+
+
+@pytest.fixture
+def imported(tmp_path: Path, sample_csv: Path) -> Workspace:
+    ws = Workspace(tmp_path / "ws")
+    import_candlesticks(ws, [sample_csv], log=quiet)
+    return ws
+
+
+def test_small_epoch_files_and_normalisation(small_epoch: Workspace) -> None:
+    config = small_epoch.load_epoch_config()
+    pred = read_candles(small_epoch.prediction_candlesticks_file)
+    norm = read_candles(small_epoch.normalized_prediction_candlesticks_file)
+    minute = read_candles(small_epoch.candlesticks_file)
+    assert len(pred) == len(norm) == config.prediction_candles
+    np.testing.assert_array_equal(pred.ot, norm.ot)
+    assert norm.c.max() == 1.0 and norm.c.min() > 0
+    assert (norm.c == norm.c.min()).sum() == 2  # the lowest took the second lowest's value
+    # SMA check: the last value is the mean of the last 10 closes, scaled by the stored bounds.
+    sma_last = pred.c.iloc[-10:].mean()
+    span = config.highest_price_sma - config.lowest_price_sma
+    assert norm.c.iloc[-1] == pytest.approx((sma_last - config.lowest_price_sma) / span)
+    assert config.test_ds_start_index == int(len(pred) * 0.75)
+    assert config.test_ds_start == pred.ot.iloc[config.test_ds_start_index]
+    assert minute.ot.iloc[0] == pred.ot.iloc[0] and minute.ct.iloc[-1] == pred.ct.iloc[-1] == config.end
+    epoch = small_epoch.epoch()
+    assert epoch.receipt_file.exists() and all(d.is_dir() for d in epoch.subdirs())
+    assert json.loads(small_epoch.epoch_config_file.read_text())["seed"] == 60184
+
+
+def test_refusals_name_what_is_wrong(imported: Workspace, small_epoch: Workspace, tmp_path: Path) -> None:
+    with pytest.raises(EpochBuilderError, match=r"regression_lookback=600 is out of range: allowed 32\.\.512"):
+        create_epoch(imported, "_EP1", regression_lookback=600, log=quiet)
+    with pytest.raises(EpochBuilderError, match=r"id '_x' is invalid"):
+        create_epoch(imported, "_x", log=quiet)
+    with pytest.raises(EpochBuilderError, match=r"not enough candles: the epoch width needs 1440 days"):
+        create_epoch(imported, "_EP1", log=quiet)
+    with pytest.raises(EpochBuilderError, match=r"previous epoch _SMALL is still present"):
+        create_epoch(small_epoch, "_EP2", profile="small", width_unit="days", epoch_width=20, log=quiet)
+    (imported.root / "_EP3").mkdir()
+    with pytest.raises(EpochBuilderError, match=r"_EP3: epoch directory already exists"):
+        create_epoch(imported, "_EP3", profile="small", width_unit="days", epoch_width=20, log=quiet)
+    with pytest.raises(EpochBuilderError, match=r"no candlestick bundle"):
+        create_epoch(Workspace(tmp_path / "empty"), "_EP4", log=quiet)
+    assert not imported.epoch_config_file.exists()
+
+
+def test_cli_error_is_one_line_and_help_is_light(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "epoch_builder.cli", "create-epoch", "--id", "_ABCD", "--workspace", str(tmp_path),
+         "--leverage", "11"], capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: parameter leverage=11 is out of range: allowed 1..10"
+    probe = ("import sys; from epoch_builder.cli import build_parser; build_parser().format_help(); "
+             "heavy = [m for m in ('tensorflow', 'keras', 'pandas', 'numba', 'pyarrow') if m in sys.modules]; "
+             "print(','.join(heavy))")
+    heavy = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert heavy == "", f"`epoch-builder --help` imports {heavy}"
