@@ -41,6 +41,24 @@ def normalise(values: np.ndarray) -> np.ndarray:
     return scaled
 
 
+def normalise_expanding(values: np.ndarray) -> np.ndarray:
+    """Leak-free variant: row i is scaled by the min/max of rows 0..i only, so a
+    value never depends on later candles. A new minimum (0) takes the smallest
+    positive value seen so far; the first row (no range yet) is 1."""
+    low = np.minimum.accumulate(values)
+    high = np.maximum.accumulate(values)
+    span = high - low
+    scaled = np.divide(values - low, span, out=np.ones_like(values), where=span > 0)
+    positive = np.where(scaled > 0, scaled, np.inf)
+    smallest_so_far = np.minimum.accumulate(positive)
+    zero = scaled == 0
+    scaled[zero] = np.where(np.isfinite(smallest_so_far[zero]), smallest_so_far[zero], 1.0)
+    return scaled
+
+
+NORMALIZATIONS = ("global", "expanding")
+
+
 def resolve_params(raw: dict[str, Any], profile: str) -> dict[str, Any]:
     """Defaults for the profile, then every parameter validated (errors name it and its range)."""
     values = {}
@@ -56,6 +74,7 @@ def create_epoch(
     *,
     profile: str = "default",
     width_unit: str = "months",
+    normalization: str = "global",
     log=print,
     **raw_params: Any,
 ) -> EpochConfig:
@@ -68,6 +87,8 @@ def create_epoch(
         raise EpochBuilderError(f"epoch width unit {width_unit!r} is unknown: allowed months, days")
     if width_unit == "days" and raw_params.get("epoch_width") is None:
         raise EpochBuilderError("--width-days needs a value")
+    if normalization not in NORMALIZATIONS:
+        raise EpochBuilderError(f"normalization {normalization!r} is unknown: allowed {', '.join(NORMALIZATIONS)}")
     params = resolve_params(raw_params, profile)
     if width_unit == "days":  # the range in days is the months range x 30 (small profile: from 1 day)
         width = int(raw_params["epoch_width"])
@@ -97,7 +118,7 @@ def create_epoch(
     prediction = candles.read_candles(ws.prediction_candlesticks_file)
 
     config = EpochConfig(id=epoch_id, epoch_width_unit=width_unit, profile=profile,
-                         prediction_interval_minutes=interval, **params)
+                         prediction_interval_minutes=interval, normalization=normalization, **params)
     # The epoch: the last `width` of the data, on whole prediction candles.
     end = int(prediction["ct"].iloc[-1]) + 1
     start = end - config.width_ms
@@ -122,7 +143,7 @@ def create_epoch(
             f"not enough candles: {rows} prediction candles after the SMA window; train and test each need more than "
             f"lookback + predictions = {need} (widen the epoch or lower regression_lookback / regression_predictions)"
         )
-    normalized = normalise(sma.astype(np.float64))
+    normalized = (normalise if normalization == "global" else normalise_expanding)(sma.astype(np.float64))
     minute = minute[(minute["ot"] >= int(prediction["ot"].iloc[0])) & (minute["ot"] <= int(prediction["ot"].iloc[-1]) + interval * 60_000 - 1)]
     minute = minute.reset_index(drop=True)
 
@@ -162,6 +183,7 @@ def render_receipt(config: EpochConfig, minute_rows: int) -> str:
         f"{config.prediction_interval_minutes}m candles      {config.prediction_candles}",
         f"test dataset     {iso(config.test_ds_start)} .. {iso(config.test_ds_end)} (from row {config.test_ds_start_index})",
         f"price SMA        {config.lowest_price_sma:.2f} .. {config.highest_price_sma:.2f} (window {config.sma_window_size})",
+        f"normalization    {config.normalization}",
         "",
     ]
     for param in PARAMS:

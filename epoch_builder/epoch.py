@@ -111,6 +111,7 @@ class EpochConfig:
     idle_minutes_on_position_close: int
     profile: str = "default"
     prediction_interval_minutes: int = 30
+    normalization: str = "global"  # "global" (the original: whole-epoch min/max) | "expanding" (leak-free)
     start: int = 0  # ot of the first 1m candle of the epoch
     end: int = 0  # ct of the last 1m candle
     highest_price_sma: float = 0.0

@@ -78,3 +78,40 @@ def test_cli_error_is_one_line_and_help_is_light(tmp_path: Path) -> None:
              "print(','.join(heavy))")
     heavy = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     assert heavy == "", f"`epoch-builder --help` imports {heavy}"
+
+
+def _epoch_after_perturbing(tmp_path: Path, sample_csv: Path, name: str, cutoff_row: int | None,
+                            normalization: str) -> tuple[Workspace, object]:
+    import pandas as pd
+
+    df = pd.read_csv(sample_csv)
+    if cutoff_row is not None:  # candles after t move 5% up (same times, still valid candles)
+        for col in ("open", "high", "low", "close"):
+            df.loc[cutoff_row:, col] = (df.loc[cutoff_row:, col] * 1.05).round(2)
+    src = tmp_path / f"{name}.csv"
+    df.to_csv(src, index=False)
+    ws = Workspace(tmp_path / name)
+    import_candlesticks(ws, [src], log=quiet)
+    config = create_epoch(ws, "_LEAK", profile="small", width_unit="days", epoch_width=20,
+                          normalization=normalization, log=quiet)
+    return ws, config
+
+
+@pytest.mark.parametrize("normalization", ["global", "expanding"])
+def test_research_integrity_before_t(tmp_path: Path, sample_csv: Path, normalization: str) -> None:
+    """Perturb candles after t: with the leak-free normalisation nothing before t changes; the original's
+    global min/max normalisation leaks the future into the past (documented in README)."""
+    cutoff_row = 25_000  # t = 2023-03-18 08:40, inside the test dataset
+    base_ws, base = _epoch_after_perturbing(tmp_path, sample_csv, f"base-{normalization}", None, normalization)
+    pert_ws, pert = _epoch_after_perturbing(tmp_path, sample_csv, f"pert-{normalization}", cutoff_row, normalization)
+    t = 1677628800000 + cutoff_row * 60_000
+    before_base = read_candles(base_ws.normalized_prediction_candlesticks_file)
+    before_pert = read_candles(pert_ws.normalized_prediction_candlesticks_file)
+    rows_before = (before_base.ct < t).to_numpy()
+    same = np.array_equal(before_base.c[rows_before], before_pert.c[rows_before])
+    for key in ("start", "test_ds_start", "test_ds_start_index", "prediction_candles"):
+        assert getattr(base, key) == getattr(pert, key)
+    if normalization == "expanding":
+        assert same
+    else:
+        assert not same  # the leak the README documents

@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--id", required=True, help="epoch id: starts with '_', 4..100 characters")
     parser.add_argument("--profile", choices=PROFILES, default="default",
                         help="'small' widens lookback/predictions/SMA/width ranges for small data (e.g. the 21-day sample)")
+    parser.add_argument("--normalization", choices=("global", "expanding"), default="global",
+                        help="global: min-max over the whole epoch, as the original (later candles shape earlier "
+                        "values); expanding: leak-free, each row scaled by the min/max seen up to it")
     parser.add_argument("--width-days", type=int, metavar="DAYS", help="epoch width in days instead of --epoch-width months")
     for param in PARAMS:
         low, high = param.low, param.high
@@ -38,5 +41,6 @@ def start_create_epoch(args: argparse.Namespace) -> int:
         raw["epoch_width"], unit = args.width_days, "days"
     elif raw["epoch_width"] is None and args.profile == "small":
         raw["epoch_width"], unit = 20, "days"
-    create_epoch(workspace_of(args), args.id, profile=args.profile, width_unit=unit, **raw)
+    create_epoch(workspace_of(args), args.id, profile=args.profile, width_unit=unit,
+                 normalization=args.normalization, **raw)
     return 0
