@@ -200,6 +200,13 @@ def read_source(path: Path) -> "pd.DataFrame":
             bad = pd.to_numeric(pd.Series(column.to_pylist()), errors="coerce").isna().to_numpy().nonzero()[0]
             row = int(bad[0]) + first_row if len(bad) else "?"
             raise EpochBuilderError(f"{path}: row {row}: column {key!r} is not a number") from None
+    backwards = np.flatnonzero(np.diff(out["ot"].to_numpy()) <= 0)
+    if len(backwards):  # within one file, order is the exchange's: out of order means a corrupt file
+        row = int(backwards[0]) + 1
+        raise EpochBuilderError(
+            f"{path}: row {row + first_row}: open time {iso(int(out['ot'].iloc[row]))} is not after the previous "
+            "row's (times must be strictly increasing within a file)"
+        )
     out["ct"] = out["ot"] + MINUTE_MS - 1
     out["_row"] = np.arange(first_row, first_row + len(out), dtype=np.int64)
     return out[["ot", "ct", "o", "h", "l", "c", "v", "_row"]]

@@ -165,3 +165,28 @@ def test_interval_parameter_is_validated(tmp_path: Path) -> None:
     make_candles(60).to_csv(src, index=False)
     with pytest.raises(EpochBuilderError, match=r"interval=7 .*allowed 2\.\.1440"):
         run_import(tmp_path, src, interval_minutes=7)
+
+
+def test_more_malformed_inputs_give_one_line_errors(tmp_path: Path) -> None:
+    df = make_candles(30)
+    cases: dict[str, tuple[Path, str]] = {}
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    cases["empty"] = (empty, r"empty.csv: file is empty")
+    nocsv = tmp_path / "nocsv.zip"
+    with zipfile.ZipFile(nocsv, "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    cases["zip"] = (nocsv, r"nocsv.zip: expected exactly one .csv inside the zip, found 0")
+    nan = tmp_path / "nan.csv"
+    df.assign(c=df.c.where(df.index != 5, np.nan)).to_csv(nan, index=False)
+    cases["nan"] = (nan, r"nan.csv: row 7 .*NaN")
+    backwards = tmp_path / "backwards.csv"
+    df.iloc[[0, 1, 3, 2, 4]].to_csv(backwards, index=False)
+    cases["order"] = (backwards, r"backwards.csv: row 5: open time .* is not after")
+    columns = tmp_path / "columns.csv"
+    columns.write_text("1,2,3\n4,5,6\n")
+    cases["columns"] = (columns, r"columns.csv: headerless file has 3 columns")
+    for name, (src, message) in cases.items():
+        with pytest.raises(EpochBuilderError, match=message) as err:
+            run_import(tmp_path, src)
+        assert "\n" not in str(err.value), name
