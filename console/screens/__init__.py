@@ -1,0 +1,1 @@
+"""Modal screens: action menu, forms, pickers, confirm dialog, help, charts."""

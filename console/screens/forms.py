@@ -1,0 +1,319 @@
+"""Forms and pickers for actions that need input.
+
+Each dismisses with the ``epoch-builder`` arguments (or the chosen value),
+or ``None`` when cancelled. Validation is the headless command's own
+(``epoch_builder.epoch``), so a value the console accepts is one the command
+accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rich.markup import escape
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Input, Label, OptionList, Select, SelectionList, Static
+from textual.widgets.option_list import Option
+
+from epoch_builder.epoch import PARAMS, PROFILES, param_bounds, param_default, validate_epoch_id, validate_param
+from epoch_builder.errors import EpochBuilderError
+
+from console.workspace_files import BatchFile, ModelSummary, RegressionSummary
+
+
+class FormScreen(ModalScreen[Any]):
+    """Shared frame: title, body, error line, Cancel / OK; Esc cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Submit")]
+    TITLE_TEXT = ""
+    OK_LABEL = "Run"
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog form"):
+            yield Label(self.TITLE_TEXT, classes="dialog-title")
+            yield from self.compose_body()
+            yield Static("", classes="form-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button(self.OK_LABEL, id="ok", variant="primary")
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def show_error(self, message: str) -> None:
+        self.query_one(".form-error", Static).update(f"[b red]{escape(message)}[/]")
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#ok")
+    def action_submit(self) -> None:
+        try:
+            result = self.collect()
+        except EpochBuilderError as exc:
+            self.show_error(str(exc))
+            return
+        self.dismiss(result)
+
+    def collect(self) -> Any:
+        raise NotImplementedError
+
+
+class CreateEpochForm(FormScreen):
+    """``create-epoch`` parameters with the profile's defaults and ranges."""
+
+    TITLE_TEXT = "Create epoch"
+    OK_LABEL = "Create"
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(classes="form-fields"):
+            with Horizontal(classes="field"):
+                yield Label("id", classes="field-label")
+                yield Input(placeholder="_EPOCH (starts with '_', 4..100 chars)", id="f-id")
+            with Horizontal(classes="field"):
+                yield Label("profile", classes="field-label")
+                yield Select([(p, p) for p in PROFILES], value="default", allow_blank=False, id="f-profile")
+            with Horizontal(classes="field"):
+                yield Label("width unit", classes="field-label")
+                yield Select([("months", "months"), ("days", "days")], value="months", allow_blank=False, id="f-unit")
+            for param in PARAMS:
+                with Horizontal(classes="field"):
+                    yield Label(param.name, classes="field-label")
+                    yield Input(str(param_default(param, "default")), id=f"f-{param.name}")
+                    yield Label("", id=f"r-{param.name}", classes="field-range")
+        self._profile = "default"
+
+    def on_mount(self) -> None:
+        self._show_ranges("default")
+        self.query_one("#f-id", Input).focus()
+
+    def _show_ranges(self, profile: str) -> None:
+        for param in PARAMS:
+            low, high = param_bounds(param, profile)
+            self.query_one(f"#r-{param.name}", Label).update(f"{low:g}..{high:g}")
+
+    @on(Select.Changed, "#f-profile")
+    def _profile_changed(self, event: Select.Changed) -> None:
+        new = str(event.value)
+        old, self._profile = self._profile, new
+        for param in PARAMS:  # move untouched defaults to the new profile's
+            box = self.query_one(f"#f-{param.name}", Input)
+            if box.value.strip() == str(param_default(param, old)):
+                box.value = str(param_default(param, new))
+        unit = self.query_one("#f-unit", Select)
+        width = self.query_one("#f-epoch_width", Input)
+        if new == "small" and width.value == str(param_default(PARAMS[1], "small")):
+            unit.value, width.value = "days", "20"  # the CLI's small default
+        self._show_ranges(new)
+
+    def collect(self) -> list[str]:
+        epoch_id = validate_epoch_id(self.query_one("#f-id", Input).value.strip())
+        profile = str(self.query_one("#f-profile", Select).value)
+        unit = str(self.query_one("#f-unit", Select).value)
+        args = ["create-epoch", "--id", epoch_id, "--profile", profile]
+        for param in PARAMS:
+            raw = self.query_one(f"#f-{param.name}", Input).value.strip()
+            if param.name == "epoch_width" and unit == "days":
+                days = validate_param("epoch_width", raw, "small")  # day counts are checked by the command
+                args += ["--width-days", str(days)]
+                continue
+            value = validate_param(param.name, raw, profile)
+            args += [f"--{param.name.replace('_', '-')}", str(value)]
+        return args
+
+
+class ServerPicker(FormScreen):
+    """One server, or every server when ``allow_all``; dismisses with a list of names."""
+
+    TITLE_TEXT = "Choose server"
+    OK_LABEL = "Choose"
+
+    def __init__(self, servers: Sequence[str], *, allow_all: bool, title: str = "", default: str | None = None) -> None:
+        super().__init__()
+        self.servers = list(servers)
+        self.allow_all = allow_all
+        self.title_text = title or self.TITLE_TEXT
+        self.default = default
+
+    def compose_body(self) -> ComposeResult:
+        options = [Option(name, id=name) for name in self.servers]
+        if self.allow_all:
+            options.append(Option("all servers", id="__all__"))
+        yield Label(self.title_text)
+        yield OptionList(*options, id="server-list")
+
+    def on_mount(self) -> None:
+        option_list = self.query_one(OptionList)
+        if self.default in self.servers:
+            option_list.highlighted = self.servers.index(self.default)
+        option_list.focus()
+
+    @on(OptionList.OptionSelected)
+    def _selected(self, _: OptionList.OptionSelected) -> None:
+        self.action_submit()
+
+    def collect(self) -> list[str]:
+        option_list = self.query_one(OptionList)
+        if option_list.highlighted is None:
+            raise EpochBuilderError("choose a server")
+        option_id = option_list.get_option_at_index(option_list.highlighted).id
+        return list(self.servers) if option_id == "__all__" else [str(option_id)]
+
+
+class BatchPicker(FormScreen):
+    """A batch file of the active epoch; dismisses with the chosen ``BatchFile``."""
+
+    OK_LABEL = "Choose"
+
+    def __init__(self, batches: Sequence[BatchFile], title: str) -> None:
+        super().__init__()
+        self.batches = list(batches)
+        self.TITLE_TEXT = title
+
+    def compose_body(self) -> ComposeResult:
+        table: DataTable = DataTable(id="batch-table", cursor_type="row")
+        table.add_columns("category", "batch", "models")
+        for batch in self.batches:
+            table.add_row(batch.category, batch.path.name, str(batch.models) if batch.models >= 0 else "unreadable")
+        yield table
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).focus()
+
+    @on(DataTable.RowSelected)
+    def _selected(self, _: DataTable.RowSelected) -> None:
+        self.action_submit()
+
+    def collect(self) -> BatchFile:
+        if not self.batches:
+            raise EpochBuilderError("no batch files in the active epoch: generate regression training configs first")
+        return self.batches[self.query_one(DataTable).cursor_row]
+
+
+class RegressionPicker(FormScreen):
+    """Ranked trained regressions (best test loss first) with multi-select;
+    dismisses with the ``initialize-prediction-models`` arguments."""
+
+    TITLE_TEXT = "Initialize prediction models: choose regressions"
+    OK_LABEL = "Initialize"
+    MINIMUM = 16  # the original's minimum; fewer needs the small-data option
+
+    def __init__(self, regressions: Sequence[RegressionSummary], preselect: int = 20) -> None:
+        super().__init__()
+        self.regressions = list(regressions)
+        self.preselect = preselect
+
+    def compose_body(self) -> ComposeResult:
+        def fmt(value: float | None, spec: str) -> str:
+            return format(value, spec) if value is not None else "-"
+
+        yield Label(f"{'rank':>4} {'id':<28} {'test loss':>10} {'accuracy':>9} {'points':>7} {'epochs':>6}", classes="table-header")
+        yield SelectionList[str](*(
+            (f"{rank:>4} {r.id[:28]:<28} {fmt(r.test_loss, '.6f'):>10} {fmt(r.accuracy, '.2f'):>9} {fmt(r.points, 'g'):>7} {r.epochs:>6}",
+             r.id, rank <= self.preselect)
+            for rank, r in enumerate(self.regressions, start=1)
+        ), id="regression-list")
+        yield Label("", id="selected-count")
+
+    def on_mount(self) -> None:
+        self.query_one(SelectionList).focus()
+        self._count()
+
+    @on(SelectionList.SelectedChanged)
+    def _count(self) -> None:
+        n = len(self.query_one(SelectionList).selected)
+        note = "" if n >= self.MINIMUM else f" (fewer than {self.MINIMUM}: uses the small-data option)"
+        self.query_one("#selected-count", Label).update(f"{n} selected{note}")
+
+    def collect(self) -> list[str]:
+        chosen = list(self.query_one(SelectionList).selected)
+        if not chosen:
+            raise EpochBuilderError("select at least one regression")
+        order = {r.id: i for i, r in enumerate(self.regressions)}
+        chosen.sort(key=order.__getitem__)  # keep the ranking's order
+        args = ["initialize-prediction-models", "--regressions", ",".join(chosen)]
+        if len(chosen) < self.MINIMUM:
+            args.append("--allow-few-regressions")
+        return args
+
+
+class ModelPicker(FormScreen):
+    """Models of ``build.json``; dismisses with the chosen model id. ``c`` charts it."""
+
+    TITLE_TEXT = "Export epoch: choose a model of the build"
+    OK_LABEL = "Export"
+    BINDINGS = [*FormScreen.BINDINGS, Binding("c", "chart", "Balance chart")]
+
+    def __init__(self, models: Sequence[ModelSummary]) -> None:
+        super().__init__()
+        self.models = list(models)
+
+    def compose_body(self) -> ComposeResult:
+        table: DataTable = DataTable(id="model-table", cursor_type="row")
+        table.add_columns("#", "id", "profit", "accuracy", "positions", "drawdown")
+        for rank, m in enumerate(self.models, start=1):
+            table.add_row(
+                str(rank), m.id,
+                f"{m.profit:.2f}" if m.profit is not None else "-",
+                f"{m.accuracy:.2f}" if m.accuracy is not None else "-",
+                str(m.positions),
+                f"{m.drawdown:.2f}" if m.drawdown is not None else "-",
+            )
+        yield table
+        yield Label("[dim]c: balance chart of the highlighted model[/]")
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def _current(self) -> ModelSummary:
+        if not self.models:
+            raise EpochBuilderError("build.json lists no models: build prediction models first")
+        return self.models[self.query_one(DataTable).cursor_row]
+
+    def action_chart(self) -> None:
+        from console.screens.charts import BalanceChartScreen
+
+        try:
+            self.app.push_screen(BalanceChartScreen(self._current()))
+        except EpochBuilderError as exc:
+            self.show_error(str(exc))
+
+    def collect(self) -> str:
+        return self._current().id
+
+
+class NumberForm(FormScreen):
+    """One integer option (e.g. ``build-prediction-models --limit``)."""
+
+    def __init__(self, title: str, label: str, default: int, low: int, high: int) -> None:
+        super().__init__()
+        self.TITLE_TEXT = title
+        self.label, self.default, self.low, self.high = label, default, low, high
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(classes="field"):
+            yield Label(self.label, classes="field-label")
+            yield Input(str(self.default), id="f-number", type="integer")
+            yield Label(f"{self.low}..{self.high}", classes="field-range")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def _enter(self) -> None:
+        self.action_submit()
+
+    def collect(self) -> int:
+        raw = self.query_one(Input).value.strip()
+        try:
+            value = int(raw)
+        except ValueError:
+            raise EpochBuilderError(f"{self.label}={raw!r} must be an integer in {self.low}..{self.high}") from None
+        if not self.low <= value <= self.high:
+            raise EpochBuilderError(f"{self.label}={value} is out of range: allowed {self.low}..{self.high}")
+        return value

@@ -1,0 +1,51 @@
+"""`?`: every key binding and action, generated from the action catalogue."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+from console.actions import GROUPS, actions_in
+
+GENERAL = """\
+# Epoch Console
+
+| Key | Does |
+|---|---|
+| `a` | action menu (every action, grouped) |
+| `ctrl+p` | command palette (type to search actions) |
+| `?` | this help |
+| `tab` / `shift+tab` | move between panes |
+| `f` (log pane) | follow / pause; while paused a counter shows lines that arrived |
+| `/` (log pane) | filter lines (Enter applies, Esc clears) |
+| `end` (log pane) | jump to the end and follow |
+| `q` | quit (jobs keep running on their servers) |
+
+Select a server in the servers table and a job in the jobs table: actions
+apply to them. Jobs are detached, so closing the console never stops them.
+"""
+
+
+def help_markdown() -> str:
+    parts = [GENERAL]
+    for group in GROUPS:
+        parts.append(f"\n## {group}\n\n| Key | Action | Does |\n|---|---|---|")
+        for action in actions_in(group):
+            key = f"`{action.key}`" if action.key else ""
+            flag = " (asks to confirm)" if action.destructive else ""
+            parts.append(f"| {key} | {action.title} | {action.help}{flag} |")
+    return "\n".join(parts)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box", classes="dialog"):
+            yield Markdown(help_markdown())
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.dismiss(None)

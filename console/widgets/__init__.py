@@ -1,0 +1,1 @@
+"""Widgets grouped by screen region: servers, detail, logs, jobs, charts."""

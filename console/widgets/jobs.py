@@ -1,0 +1,49 @@
+"""Jobs across hosts: running / finished / failed, exit code, duration."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from console.state import JobView
+from console.widgets.servers import format_eta
+
+STATE_STYLE = {"running": "bold cyan", "exited": "green", "failed": "bold red", "lost": "yellow"}
+COLUMNS = ("server", "job", "command", "state", "exit", "duration", "progress")
+
+
+def _duration(seconds: float | None) -> str:
+    return format_eta(seconds) if seconds is not None else "-"
+
+
+class JobsTable(DataTable):
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        for column in COLUMNS:
+            self.add_column(column, key=column)
+
+    def show(self, jobs: Iterable[JobView]) -> None:
+        for job in jobs:
+            cells = [
+                job.server, job.id, job.command,
+                Text(job.state, style=STATE_STYLE.get(job.state, "")),
+                "" if job.exit_code is None else str(job.exit_code),
+                _duration(job.duration_s),
+                job.progress,
+            ]
+            if job.key not in self.rows:
+                self.add_row(*cells, key=job.key)
+                continue
+            for column, value in zip(COLUMNS, cells):
+                if str(self.get_cell(job.key, column)) != str(value):
+                    self.update_cell(job.key, column, value)
+
+    @property
+    def selected_job(self) -> str | None:
+        """``server/job-id`` of the highlighted row."""
+        if not self.row_count:
+            return None
+        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        return row_key.value
