@@ -1,0 +1,159 @@
+"""Detached jobs on a host: start, list, stop, follow log and events.
+
+A job is one ``epoch-builder <subcommand> ...`` process started detached by
+:mod:`remote.agent` in ``<root>/.jobs/<job-id>/`` (layout in that module).  It
+survives the console and a dropped SSH link.  One running job per host
+unless ``force`` (the original trains one batch per machine at a time).
+
+Following resumes by byte offset: :func:`follow_file` yields
+``(next_offset, line)`` for complete lines only; when the link drops it waits
+for the host to reconnect and restarts the remote reader at the offset of the
+first unseen line, so no line is lost or repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
+
+from remote.errors import HostUnreachable, RemoteError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from remote.hosts import Host
+
+RUNNING, EXITED, LOST = "running", "exited", "lost"
+_SUBCOMMAND_RE = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+# Options the remote layer sets itself; a caller passing them would fight the job layout.
+_RESERVED_OPTIONS = ("--workspace", "--events")
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One job as read from its directory."""
+
+    job_id: str
+    server: str
+    argv: tuple[str, ...]
+    state: str  # running | exited | lost
+    exit_code: int | None = None
+    pid: int | None = None  # the wrapper's pid = the job's process group id
+    started_at: float | None = None
+    ended_at: float | None = None
+    stopped: bool = False  # a stop was requested
+    log_size: int = 0
+    events_size: int = 0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def label(self) -> str:
+        """``running``, ``exited 0``, ``exited -9``, ``lost``."""
+        return f"exited {self.exit_code}" if self.state == EXITED else self.state
+
+    @property
+    def subcommand(self) -> str:
+        return self.argv[0] if self.argv else ""
+
+    @classmethod
+    def from_agent(cls, server: str, raw: dict[str, Any]) -> "JobInfo":
+        return cls(
+            job_id=raw["id"], server=server, argv=tuple(raw.get("argv") or ()), state=raw["state"],
+            exit_code=raw.get("exit_code"), pid=raw.get("pid"), started_at=raw.get("started_at"),
+            ended_at=raw.get("ended_at"), stopped=bool(raw.get("stopped")), log_size=int(raw.get("log_size") or 0),
+            events_size=int(raw.get("events_size") or 0), extra={"command": raw.get("command")},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id, "server": self.server, "argv": list(self.argv), "state": self.state,
+            "label": self.label, "exit_code": self.exit_code, "pid": self.pid, "started_at": self.started_at,
+            "ended_at": self.ended_at, "stopped": self.stopped, "log_size": self.log_size, "events_size": self.events_size,
+        }
+
+
+def validate_job_argv(argv: Sequence[str]) -> list[str]:
+    """The epoch-builder argument vector of a job: a subcommand name then its arguments."""
+    argv = [str(a) for a in argv]
+    if not argv or not _SUBCOMMAND_RE.match(argv[0]):
+        raise RemoteError(
+            f"job command {argv[0] if argv else ''!r} is not an epoch-builder subcommand (lowercase letters, digits, '-')"
+        )
+    for arg in argv[1:]:
+        if "\x00" in arg:
+            raise RemoteError(f"job argument {arg!r} contains a NUL byte")
+        if arg.split("=", 1)[0] in _RESERVED_OPTIONS:
+            raise RemoteError(f"job argument {arg!r} not allowed: the job sets --workspace and --events itself")
+    return argv
+
+
+async def start_job(host: "Host", argv: Sequence[str], *, force: bool = False) -> JobInfo:
+    argv = validate_job_argv(argv)
+    raw = await host.agent("start", {"root": host.root, "argv": argv, "python": host.python, "force": force})
+    return JobInfo.from_agent(host.name, raw)
+
+
+async def list_jobs(host: "Host") -> list[JobInfo]:
+    raw = await host.agent("list", {"root": host.root})
+    return [JobInfo.from_agent(host.name, item) for item in raw]
+
+
+async def job_info(host: "Host", job_id: str) -> JobInfo:
+    return JobInfo.from_agent(host.name, await host.agent("info", {"root": host.root, "job_id": job_id}))
+
+
+async def stop_job(host: "Host", job_id: str, *, grace_s: float = 10.0) -> JobInfo:
+    if not 0 <= grace_s <= 3600:
+        raise RemoteError(f"grace period {grace_s} s out of range; allowed 0..3600")
+    raw = await host.agent(
+        "stop", {"root": host.root, "job_id": job_id, "grace_s": grace_s}, timeout=grace_s + host.ssh.command_timeout_s
+    )
+    return JobInfo.from_agent(host.name, raw)
+
+
+async def follow_file(
+    host: "Host", job_id: str, name: str, offset: int = 0, *, follow: bool = True, reconnect_timeout: float | None = None
+) -> AsyncIterator[tuple[int, str]]:
+    """Yield ``(next_offset, line)`` from ``<job>/<name>`` (``log`` or ``events.jsonl``).
+
+    Lines are decoded UTF-8 (undecodable bytes replaced) without the newline.
+    A final line without a newline is yielded once the job has ended.
+    ``reconnect_timeout`` None waits for the host as long as it keeps trying.
+    """
+    if offset < 0:
+        raise RemoteError(f"offset {offset} out of range; allowed >= 0")
+    await job_info(host, job_id)  # a clear JobNotFound before streaming
+    position = offset  # start of the first line not yet yielded
+    while True:
+        pending = b""
+        request = {"root": host.root, "job_id": job_id, "file": name, "offset": position, "follow": follow}
+        try:
+            async for chunk in host.agent_stream("follow", request):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    position += len(raw) + 1
+                    yield position, raw.decode("utf-8", "replace")
+        except HostUnreachable:
+            if host.state.value == "offline":
+                raise
+            await host.wait_online(reconnect_timeout)
+            continue  # restart at ``position``: the partial line is read again whole
+        if pending:
+            if follow:
+                position += len(pending)
+                yield position, pending.decode("utf-8", "replace")
+        return
+
+
+async def follow_events(
+    host: "Host", job_id: str, offset: int = 0, *, follow: bool = True
+) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    """Parsed ``events.jsonl`` lines as ``(next_offset, event)``; malformed lines are skipped."""
+    async for position, line in follow_file(host, job_id, "events.jsonl", offset, follow=follow):
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            yield position, event
