@@ -71,11 +71,10 @@ def error_from_answer(error: dict, server: str) -> Exception:
 
 
 def _atomic_write(path: str, data: bytes) -> None:
+    """Readers see the old file or the new one, never a part (no fsync: job metadata is not precious)."""
     tmp = f"{path}.{secrets.token_hex(4)}.tmp"
     with open(tmp, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
@@ -369,7 +368,7 @@ def manifest(root: str, paths: list, exclude: list | None = None) -> dict:
     """
     files: dict = {}
     refused: list = []
-    skip_dirs = {STAGING_DIR, ".jobs"}
+    skip_dirs = {STAGING_DIR, ".jobs", "__pycache__", ".pytest_cache", ".git", ".venv", ".hypothesis"}
     excluded = tuple(exclude or ())
     root = os.path.abspath(root)
     for rel in paths:
@@ -389,7 +388,7 @@ def manifest(root: str, paths: list, exclude: list | None = None) -> dict:
             keep = []
             for d in sorted(dirs):
                 full = os.path.join(current, d)
-                if d in skip_dirs or d.startswith(".") and d.endswith(".tmp"):
+                if d in skip_dirs or d.endswith(".egg-info") or (d.startswith(".") and d.endswith(".tmp")):
                     continue
                 if os.path.islink(full):
                     refused.append(os.path.join(rel_dir, d))  # never descend through a link
