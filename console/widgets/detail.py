@@ -33,7 +33,7 @@ def describe(host: HostView) -> str:
         load_text = " ".join(f"{x:.2f}" for x in load) if isinstance(load, list) else "-"
         disk = s.get("disk") if isinstance(s.get("disk"), dict) else {}
         mem = s.get("memory") if isinstance(s.get("memory"), dict) else {}
-        lines.append(f"load {load_text}   uptime {_uptime(s.get('uptime_s'))}   cpus {s.get('cpu_count', '-')}")
+        lines.append(f"load {load_text}   uptime {_uptime(s.get('uptime_s'))}   cpus {(s.get('cpu') or {}).get('count', '-') if isinstance(s.get('cpu'), dict) else s.get('cpu_count', '-')}")
         lines.append(f"memory {_gib(mem.get('used'))} / {_gib(mem.get('total'))}   "
                      f"disk {_gib(disk.get('used'))} / {_gib(disk.get('total'))} ({disk.get('percent', '-')}%)")
         gpus = s.get("gpus") or []

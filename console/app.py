@@ -1,0 +1,458 @@
+"""The Epoch Console: live status, streaming logs, jobs and actions for every server.
+
+All I/O runs in workers (asyncio tasks on remote's async API); they update
+plain state (``console.state``) and a timer redraws the tables a few times a
+second, so neither 20 hosts streaming status nor a fast log can delay a key
+press. Every failure ends in ``report_error``: one line, no traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from rich.markup import escape
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer, Header, Pretty
+
+from epoch_builder.errors import EpochBuilderError
+from epoch_builder.workspace import Workspace
+
+from console.actions import ACTIONS, ACTIONS_BY_ID
+from console.cluster import Cluster
+from console.commands import ActionsProvider
+from console.state import JobView
+from console.widgets.detail import HostDetail
+from console.widgets.jobs import JobsTable
+from console.widgets.logs import LogPane
+from console.widgets.servers import ServersTable
+
+REDRAW_INTERVAL_S = 0.25
+
+
+def action_worker(group: str = "action") -> Callable[[Callable[..., Awaitable[None]]], Any]:
+    """Run an action as a worker whose failures become a message, not a crash."""
+
+    def decorate(method: Callable[..., Awaitable[None]]) -> Any:
+        @functools.wraps(method)
+        async def guarded_method(self: "EpochConsole", *args: Any, **kwargs: Any) -> None:
+            try:
+                await method(self, *args, **kwargs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - shown to the user instead of a traceback
+                self.report_error(exc, method.__name__.removeprefix("action_").replace("_", " "))
+
+        return work(group=group, exit_on_error=False)(guarded_method)
+
+    return decorate
+
+
+class StatusScreen(ModalScreen[None]):
+    """The selected server's full status snapshot."""
+
+    BINDINGS = [Binding("escape,q", "close", "Close")]
+
+    def __init__(self, name: str, status: dict[str, Any]) -> None:
+        super().__init__()
+        self.server_name, self.status = name, status
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog", id="status-json"):
+            yield Pretty(self.status or {"status": "no status received yet"})
+
+    def on_mount(self) -> None:
+        self.query_one(VerticalScroll).border_title = f"Status of {self.server_name}"
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class EpochConsole(App[None]):
+    TITLE = "Epoch Console"
+    CSS_PATH = ["global.tcss", "app.tcss"]
+    COMMANDS = App.COMMANDS | {ActionsProvider}
+    BINDINGS = [
+        Binding("a", "menu", "Actions"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+        *(Binding(spec.key, spec.id, spec.title, show=False) for spec in ACTIONS if spec.key),
+    ]
+
+    def __init__(self, cluster: Cluster, workspace: Workspace) -> None:
+        super().__init__()
+        self.cluster = cluster
+        self.workspace = workspace
+        self.following: str | None = None  # job key shown in the log pane
+
+    # --- layout ---------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="top"):
+            yield ServersTable(id="servers")
+            yield HostDetail(id="detail")
+        with Horizontal(id="bottom"):
+            yield LogPane(id="log-pane")
+            yield JobsTable(id="jobs")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"{len(self.cluster.hosts)} server(s) · workspace {self.workspace.root}"
+        self.query_one("#servers").border_title = "Servers"
+        self.query_one("#detail").border_title = "Detail"
+        self.query_one("#jobs").border_title = "Jobs"
+        self.redraw()
+        self.set_interval(REDRAW_INTERVAL_S, self.redraw)
+        self.cluster.start(self.report_error)
+        self.query_one(ServersTable).focus()
+
+    async def on_unmount(self) -> None:
+        await self.cluster.close()
+
+    def redraw(self) -> None:
+        running = {job.server: job for job in self.cluster.jobs.values() if job.state == "running"}
+        servers = self.query_one(ServersTable)
+        servers.show(self.cluster.hosts.values(), running)
+        self.query_one(JobsTable).show(self.cluster.jobs.values())
+        self.query_one(HostDetail).show(self.cluster.hosts.get(servers.selected_server or ""))
+
+    # --- selection ------------------------------------------------------------
+    @property
+    def selected_server(self) -> str:
+        name = self.query_one(ServersTable).selected_server
+        if name is None:
+            raise EpochBuilderError("no server selected")
+        return name
+
+    @property
+    def selected_job(self) -> JobView:
+        key = self.query_one(JobsTable).selected_job
+        if key is None or key not in self.cluster.jobs:
+            raise EpochBuilderError("no job selected: pick one in the jobs table")
+        return self.cluster.jobs[key]
+
+    @on(DataTable.RowHighlighted, "#servers")
+    def _server_highlighted(self) -> None:
+        self.redraw()
+
+    @on(DataTable.RowSelected, "#jobs")
+    def _job_chosen(self) -> None:
+        self.action_subscribe_logs()
+
+    # --- errors ---------------------------------------------------------------
+    def report_error(self, error: BaseException | str, context: str = "") -> None:
+        """The one place failures surface: a one-line notification, never a traceback."""
+        if isinstance(error, EpochBuilderError):
+            message = str(error)
+        elif isinstance(error, str):
+            message = error
+        else:
+            message = f"{type(error).__name__}: {error}"
+        prefix = f"{context}: " if context else ""
+        self.notify(escape(prefix + message), title="Error", severity="error", timeout=10)
+
+    async def guarded(self, context: str, step: Awaitable[Any]) -> Any:
+        try:
+            return await step
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+            self.report_error(exc, context)
+            return None
+
+    # --- menu + help ----------------------------------------------------------
+    def action_menu(self) -> None:
+        from console.screens.action_menu import ActionMenu
+
+        def chosen(action_id: str | None) -> None:
+            if action_id:
+                self.run_action_id(action_id)
+
+        self.push_screen(ActionMenu(self._selection_context()), chosen)
+
+    def _selection_context(self) -> str:
+        server = self.query_one(ServersTable).selected_server
+        return f"(server {server})" if server else ""
+
+    def run_action_id(self, action_id: str) -> None:
+        getattr(self, f"action_{action_id}")()
+
+    def action_help(self) -> None:
+        from console.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen())
+
+    async def confirm(self, question: str, label: str) -> bool:
+        from console.screens.confirm import ConfirmDialog
+
+        return bool(await self.push_screen_wait(ConfirmDialog(question, label)))
+
+    async def choose_servers(self, title: str, *, allow_all: bool) -> list[str] | None:
+        from console.screens.forms import ServerPicker
+
+        names = list(self.cluster.hosts)
+        if len(names) == 1:
+            return names
+        default = self.query_one(ServersTable).selected_server
+        return await self.push_screen_wait(ServerPicker(names, allow_all=allow_all, title=title, default=default))
+
+    # --- Server actions -------------------------------------------------------
+    @action_worker()
+    async def action_connect(self) -> None:
+        server = self.selected_server
+        argv = await self.guarded(f"connect {server}", self.cluster.interactive_command(server))
+        if not argv:
+            return
+        import subprocess
+
+        with self.suspend():
+            completed = subprocess.run(argv, check=False)
+        if completed.returncode not in (0, 130):
+            self.report_error(f"ssh exited with code {completed.returncode}", f"connect {server}")
+
+    def action_view_status(self) -> None:
+        try:
+            server = self.selected_server
+        except EpochBuilderError as exc:
+            self.report_error(exc)
+            return
+        self.push_screen(StatusScreen(server, self.cluster.hosts[server].status))
+
+    def action_subscribe_logs(self) -> None:
+        try:
+            job = self.selected_job
+        except EpochBuilderError as exc:
+            self.report_error(exc)
+            return
+        self.follow_log(job)
+
+    def follow_log(self, job: JobView) -> None:
+        self.following = job.key
+        self.query_one(LogPane).show_source(f"{job.server} · {job.id} · {job.command}")
+        self._follow_worker(job)
+
+    @work(group="log", exclusive=True, exit_on_error=False)
+    async def _follow_worker(self, job: JobView) -> None:
+        view = self.query_one(LogPane).view
+        await self.guarded(f"log of {job.id} on {job.server}", self.cluster.follow_log(job.server, job.id, view.append_lines))
+
+    @action_worker()
+    async def action_reboot(self) -> None:
+        await self._power("reboot")
+
+    @action_worker()
+    async def action_shutdown(self) -> None:
+        await self._power("shutdown")
+
+    async def _power(self, what: str) -> None:
+        servers = await self.choose_servers(f"{what.capitalize()} which server?", allow_all=True)
+        if not servers:
+            return
+        if not await self.confirm(f"{what.capitalize()} {', '.join(servers)}? Running jobs stop.", what.capitalize()):
+            return
+        for server in servers:
+            if await self.guarded(f"{what} {server}", self.cluster.power(server, what)) is not None:
+                self.notify(f"{what} sent to {server}")
+
+    @action_worker()
+    async def action_kill_process(self) -> None:
+        try:
+            job = self.selected_job
+        except EpochBuilderError as exc:
+            self.report_error(exc)
+            return
+        if job.state != "running":
+            self.report_error(f"job {job.id} on {job.server} is not running ({job.state})")
+            return
+        if not await self.confirm(f"Stop job {job.id} ({job.command}) on {job.server}? Only its process group is signalled.", "Stop job"):
+            return
+        if await self.guarded(f"stop {job.id} on {job.server}", self.cluster.stop_job(job.server, job.id)) is not None:
+            self.notify(f"stopped {job.id} on {job.server}")
+
+    @action_worker()
+    async def action_install_key(self) -> None:
+        servers = await self.choose_servers("Install your SSH public key on which server?", allow_all=True)
+        for server in servers or []:
+            if await self.guarded(f"install key on {server}", self.cluster.install_key(server)) is not None:
+                self.notify(f"public key installed on {server}")
+
+    # --- Epoch Builder actions --------------------------------------------------
+    async def launch(self, args: list[str], *, server: str | None = None, follow: bool = True) -> JobView | None:
+        """Start ``epoch-builder <args>`` as a detached job and follow its log."""
+        server = server or self.selected_server
+        job = await self.guarded(f"{args[0]} on {server}", self.cluster.start_job(server, args))
+        if job is not None:
+            self.notify(f"started {args[0]} on {server} (job {job.id})")
+            if follow:
+                self.follow_log(job)
+        return job
+
+    @action_worker()
+    async def action_create_epoch(self) -> None:
+        from console.screens.forms import CreateEpochForm
+
+        args = await self.push_screen_wait(CreateEpochForm())
+        if args:
+            await self.launch(args)
+
+    @action_worker()
+    async def action_generate_configs(self) -> None:
+        await self.launch(["generate-regression-training-configs"])
+
+    @action_worker()
+    async def action_train_batch(self) -> None:
+        from console.screens.forms import BatchPicker
+        from console.workspace_files import list_batches
+
+        batches = self._read(list_batches, self.workspace)
+        if batches is None:
+            return
+        batch = await self.push_screen_wait(BatchPicker(batches, "Train regression batch: choose a batch"))
+        if batch:
+            await self.launch(["train-regression-batch", "--category", batch.category, "--batch", batch.relative])
+
+    @action_worker()
+    async def action_initialize_models(self) -> None:
+        from console.screens.forms import RegressionPicker
+        from console.workspace_files import list_regressions
+
+        regressions = self._read(list_regressions, self.workspace)
+        if regressions is None:
+            return
+        if not regressions:
+            self.report_error("no trained regressions in the local workspace: pull trained regressions first")
+            return
+        args = await self.push_screen_wait(RegressionPicker(regressions))
+        if args:
+            await self.launch(args)
+
+    @action_worker()
+    async def action_find_profitable(self) -> None:
+        from console.screens.forms import BatchPicker
+        from console.workspace_files import list_batches
+
+        batches = self._read(list_batches, self.workspace, "configs")
+        if batches is None:
+            return
+        batch = await self.push_screen_wait(BatchPicker(batches, "Find profitable configs: choose a config batch"))
+        if batch:
+            await self.launch(["find-profitable-configs", "--batch", batch.relative])
+
+    @action_worker()
+    async def action_build_models(self) -> None:
+        from console.screens.forms import NumberForm
+
+        limit = await self.push_screen_wait(NumberForm("Build prediction models", "limit (models kept)", 10_000, 1, 10_000_000))
+        if limit:
+            await self.launch(["build-prediction-models", "--limit", str(limit)])
+
+    @action_worker()
+    async def action_export_epoch(self) -> None:
+        from console.screens.forms import ModelPicker
+        from console.workspace_files import list_build_models
+
+        models = self._read(list_build_models, self.workspace)
+        if models is None:
+            return
+        model_id = await self.push_screen_wait(ModelPicker(models))
+        if model_id:
+            await self.launch(["export-epoch", "--model-id", model_id])
+
+    @action_worker()
+    async def action_unit_tests(self) -> None:
+        server = self.selected_server
+        job = await self.guarded(f"unit tests on {server}", self.cluster.start_tests(server))
+        if job is not None:
+            self.notify(f"unit tests started on {server} (job {job.id})")
+            self.follow_log(job)
+
+    def _read(self, reader: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return reader(*args)
+        except EpochBuilderError as exc:
+            self.report_error(exc)
+            return None
+
+    # --- Push / Pull ----------------------------------------------------------
+    async def _sync(self, direction: str, what: str, title: str) -> None:
+        servers = await self.choose_servers(f"{title}: which server?", allow_all=True)
+        if not servers:
+            return
+        if direction == "push" and not await self.confirm(
+            f"{title} to {', '.join(servers)}? Changed files on the server are overwritten.", "Push"
+        ):
+            return
+        results = await asyncio.gather(
+            *(self.guarded(f"{title} {server}", self.cluster.sync(server, direction, what)) for server in servers)
+        )
+        for server, summary in zip(servers, results):
+            if summary is not None:
+                self.notify(f"{title} {server}: {summary}")
+
+    def _sync_action(direction: str, what: str, title: str):  # noqa: N805 - builds methods below
+        @action_worker("sync")
+        async def action(self: "EpochConsole") -> None:
+            await self._sync(direction, what, title)
+
+        return action
+
+    action_push_root = _sync_action("push", "root", "Push root files")
+    action_push_config = _sync_action("push", "config", "Push configuration")
+    action_push_candlesticks = _sync_action("push", "candlesticks", "Push candlesticks")
+    action_push_dist = _sync_action("push", "dist", "Push dist/project")
+    action_push_training_configs = _sync_action("push", "training_configs", "Push regression training configs")
+    action_push_prediction_models = _sync_action("push", "prediction_models", "Push prediction models")
+    action_push_everything = _sync_action("push", "everything", "Push everything")
+    action_pull_regressions = _sync_action("pull", "regressions", "Pull trained regressions")
+    action_pull_prediction_models = _sync_action("pull", "prediction_models", "Pull prediction models")
+    del _sync_action
+
+    # --- Charts ---------------------------------------------------------------
+    @action_worker()
+    async def action_chart_regression(self) -> None:
+        from console.screens.charts import loss_chart_for
+        from console.screens.forms import RegressionPicker
+        from console.workspace_files import list_regressions
+
+        regressions = self._read(list_regressions, self.workspace)
+        if not regressions:
+            if regressions is not None:
+                self.report_error("no trained regressions in the local workspace: pull trained regressions first")
+            return
+        args = await self.push_screen_wait(RegressionPicker(regressions, preselect=1))
+        if not args:
+            return
+        chosen = args[2].split(",")[0]
+        path = next(r.path for r in regressions if r.id == chosen)
+        screen = self._read(loss_chart_for, path)
+        if screen is not None:
+            self.push_screen(screen)
+
+    @action_worker()
+    async def action_chart_model(self) -> None:
+        from console.screens.charts import BalanceChartScreen
+        from console.screens.forms import ModelPicker
+        from console.workspace_files import list_build_models
+
+        models = self._read(list_build_models, self.workspace)
+        if models is None:
+            return
+        model_id = await self.push_screen_wait(ModelPicker(models))
+        if model_id:
+            self.push_screen(BalanceChartScreen(next(m for m in models if m.id == model_id)))
+
+
+def make_app(config_path: str | Path | None = None, workspace: str | Path | None = None) -> EpochConsole:
+    """Build the console for a cluster config (None: ``config/cluster.json``, or
+    localhost alone when that file does not exist) and a local workspace."""
+    from epoch_builder.workspace import resolve_root
+
+    ws = Workspace(resolve_root(str(workspace) if workspace else None))
+    cluster = Cluster.from_config(config_path, ws.root)
+    return EpochConsole(cluster, ws)

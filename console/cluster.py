@@ -1,0 +1,258 @@
+"""The console's live view of the cluster, kept up to date from ``remote``.
+
+One supervisor task per host connects (retrying with backoff while the host
+is down), streams ``status --watch`` snapshots, polls the job list and follows
+the events of running jobs. Everything lands in plain ``HostView`` /
+``JobView`` objects that the app redraws on a timer. This module is the only
+place the console touches ``remote``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from remote.config import ClusterConfig, load_cluster_config
+from remote.errors import HostKeyError, HostUnreachable, RemoteError
+from remote.hosts import Host, HostState, backoff_delay, make_host
+
+from console.state import CONNECTING, OFFLINE, ONLINE, RECONNECTING, HostView, JobView
+
+STATUS_INTERVAL_S = 1.0
+JOBS_POLL_S = 2.0
+FAILED_TAIL_LINES = 5
+
+ErrorSink = Callable[[BaseException | str, str], None]
+LineSink = Callable[[list[str]], None]
+
+
+def job_view(server: str, info: Any) -> JobView:
+    """A ``JobView`` from remote's job record (object or dict)."""
+    get = info.get if isinstance(info, dict) else (lambda key, default=None: getattr(info, key, default))
+    argv = list(get("argv") or [])
+    exit_code = get("exit_code")
+    state = str(get("state") or "lost")
+    if state == "exited" and exit_code not in (0, None):
+        state = "failed"
+    return JobView(
+        server=server,
+        id=str(get("job_id") or get("id")),
+        command=" ".join(argv),
+        state=state,
+        exit_code=exit_code,
+        started=get("started_at"),
+        ended=get("ended_at"),
+    )
+
+
+class Cluster:
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+        self.remote_hosts: dict[str, Host] = {s.name: make_host(s, config.ssh) for s in config.servers}
+        self.hosts: dict[str, HostView] = {
+            s.name: HostView(s.name, "local" if s.local else s.address) for s in config.servers
+        }
+        self.jobs: dict[str, JobView] = {}  # key "server/job-id", oldest first
+        self._tasks: list[asyncio.Task[None]] = []
+        self._event_followers: dict[str, asyncio.Task[None]] = {}
+        self._report: ErrorSink = lambda error, context: None
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike | None, local_root: str | os.PathLike | None = None) -> "Cluster":
+        return cls(load_cluster_config(path, local_root=local_root))
+
+    # --- lifecycle ------------------------------------------------------------
+    def start(self, report: ErrorSink) -> None:
+        """Start one supervisor per host (call from the running event loop)."""
+        self._report = report
+        loop = asyncio.get_running_loop()
+        for name, host in self.remote_hosts.items():
+            host.on_state_change(self._host_state_changed)
+            self._tasks.append(loop.create_task(self._supervise(name, host), name=f"supervise-{name}"))
+
+    async def close(self) -> None:
+        tasks = self._tasks + list(self._event_followers.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(h.close() for h in self.remote_hosts.values()), return_exceptions=True)
+
+    def _host_state_changed(self, host: Host) -> None:
+        view = self.hosts[host.name]
+        view.state = {HostState.ONLINE: ONLINE, HostState.RECONNECTING: RECONNECTING,
+                      HostState.CONNECTING: CONNECTING}.get(host.state, OFFLINE)
+        if host.state in (HostState.RECONNECTING, HostState.OFFLINE) and host.last_error:
+            view.error = host.last_error
+
+    async def _supervise(self, name: str, host: Host) -> None:
+        """Connect, stream status and poll jobs; when the host is down, retry with backoff."""
+        view = self.hosts[name]
+        attempt = 0
+        reported = False
+        while True:
+            try:
+                await host.connect()
+                view.latency_ms = (host.latency_s or 0) * 1000
+                attempt, reported = 0, False
+                poller = asyncio.create_task(self._poll_jobs(name, host))
+                try:
+                    await self._stream_status(view, host)
+                finally:
+                    poller.cancel()
+                    await asyncio.gather(poller, return_exceptions=True)
+            except asyncio.CancelledError:
+                raise
+            except HostKeyError as exc:
+                view.state, view.error = OFFLINE, str(exc)
+                self._report(exc, name)
+                return  # never retried: the key must be checked by a person
+            except Exception as exc:  # noqa: BLE001 - host down, command failed: show and retry
+                view.state, view.error = OFFLINE, str(exc)
+                if not reported:
+                    self._report(exc, name)
+                    reported = True
+                try:
+                    await host.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            await asyncio.sleep(backoff_delay(attempt, base=0.5, cap=15.0))
+            attempt += 1
+
+    async def _stream_status(self, view: HostView, host: Host) -> None:
+        async for snapshot in host.status_stream(interval_s=STATUS_INTERVAL_S):
+            if snapshot.get("state") == "reconnecting":
+                view.state, view.error = RECONNECTING, str(snapshot.get("error", ""))
+                continue
+            view.apply_status(snapshot, (host.latency_s or 0) * 1000 if host.latency_s is not None else None)
+            for info in snapshot.get("jobs") or []:
+                if isinstance(info, dict) and (info.get("id") or info.get("job_id")):
+                    self._merge_job(view.name, job_view(view.name, info), host)
+
+    async def _poll_jobs(self, name: str, host: Host) -> None:
+        while True:
+            try:
+                started = time.perf_counter()
+                infos = await host.list_jobs()
+                self.hosts[name].latency_ms = (time.perf_counter() - started) * 1000
+                for info in infos:
+                    self._merge_job(name, job_view(name, info), host)
+            except asyncio.CancelledError:
+                raise
+            except (HostUnreachable, RemoteError):
+                pass  # the status stream reports the link; keep polling
+            await asyncio.sleep(JOBS_POLL_S)
+
+    def _merge_job(self, server: str, fresh: JobView, host: Host) -> JobView:
+        known = self.jobs.get(fresh.key)
+        if known is None:
+            self.jobs[fresh.key] = known = fresh
+        else:
+            was_running = known.state == "running"
+            known.state, known.exit_code = fresh.state, fresh.exit_code
+            known.started = fresh.started or known.started
+            known.ended = fresh.ended or known.ended
+            if was_running and fresh.state == "failed":
+                asyncio.get_running_loop().create_task(self._report_failure(host, known))
+        if known.state == "running" and known.key not in self._event_followers:
+            self._event_followers[known.key] = asyncio.get_running_loop().create_task(self._follow_events(host, known))
+        return known
+
+    async def _follow_events(self, host: Host, job: JobView) -> None:
+        offset = 0
+        try:
+            while True:
+                try:
+                    async for offset, event in host.follow_events(job.id, offset):
+                        job.apply_event(event)
+                    return
+                except (HostUnreachable, RemoteError):
+                    await asyncio.sleep(1.0)
+                    await host.wait_online(timeout=None)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - progress is a nicety; the job list still updates
+            return
+        finally:
+            self._event_followers.pop(job.key, None)
+
+    async def _report_failure(self, host: Host, job: JobView) -> None:
+        tail: deque[str] = deque(maxlen=FAILED_TAIL_LINES)
+        try:
+            async for _, line in host.follow_log(job.id, follow=False):
+                tail.append(line.rstrip("\n"))
+        except Exception:  # noqa: BLE001
+            pass
+        last = " | ".join(tail) or "no log output"
+        self._report(f"job {job.id} ({job.command}) failed with exit code {job.exit_code}; last lines: {last}", job.server)
+
+    # --- jobs -----------------------------------------------------------------
+    def host(self, server: str) -> Host:
+        try:
+            return self.remote_hosts[server]
+        except KeyError:
+            raise RemoteError(f"unknown server {server!r}; configured: {', '.join(self.remote_hosts)}") from None
+
+    async def start_job(self, server: str, args: Sequence[str], *, force: bool = False) -> JobView:
+        host = self.host(server)
+        info = await host.start_job(list(args), force=force)
+        return self._merge_job(server, job_view(server, info), host)
+
+    async def stop_job(self, server: str, job_id: str) -> JobView:
+        host = self.host(server)
+        return self._merge_job(server, job_view(server, await host.stop_job(job_id)), host)
+
+    async def follow_log(self, server: str, job_id: str, sink: LineSink) -> None:
+        """Feed the job's log to ``sink`` from the start; across a host going down
+        and coming back it resumes at the byte offset where it stopped."""
+        host = self.host(server)
+        offset = 0
+        while True:
+            try:
+                # One line at a time is cheap here: the sink only queues, the log
+                # pane draws queued lines in batches on its own timer.
+                async for offset, line in host.follow_log(job_id, offset):
+                    sink([line])
+                return
+            except HostUnreachable:
+                sink([f"--- {server} unreachable; resuming the log when it is back ---"])
+                while True:
+                    try:
+                        await host.wait_online(timeout=None)
+                        break
+                    except HostUnreachable:
+                        await asyncio.sleep(1.0)  # the supervisor is reconnecting
+
+    # --- server actions ---------------------------------------------------------
+    async def power(self, server: str, what: str) -> Any:
+        from remote import power
+
+        return await getattr(power, what)(self.host(server))
+
+    async def install_key(self, server: str) -> Any:
+        from remote import power
+
+        return await power.install_key(self.host(server))
+
+    async def interactive_command(self, server: str) -> list[str]:
+        from remote import power
+
+        return power.connect_argv(self.host(server).config, self.config.ssh)
+
+    async def start_tests(self, server: str) -> JobView:
+        from remote import power
+
+        host = self.host(server)
+        return self._merge_job(server, job_view(server, await power.start_tests(host)), host)
+
+    async def sync(self, server: str, direction: str, what: str) -> str:
+        from remote import sync
+
+        host = self.host(server)
+        operation = sync.push if direction == "push" else sync.pull
+        result = await operation(host, what)
+        return str(result)
