@@ -221,12 +221,13 @@ def cmd_start(req: dict) -> dict:
 def _run_wrapper(root: str, directory: str, job_id: str, argv: list, python: str, ready_fd: int) -> None:
     os.setsid()  # own session and process group: stop signals exactly this group
     devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
     log = os.open(os.path.join(directory, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(devnull, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
+    # Drop every other inherited descriptor (the SSH channel, the jobs lock) but the ready pipe.
     os.closerange(3, ready_fd)
-    os.closerange(ready_fd + 1, 4096)
+    os.closerange(ready_fd + 1, 65536)
     # A Python handler (unlike SIG_IGN) is reset by exec, so the job still gets SIGTERM
     # while the wrapper survives it long enough to record the exit code.
     signal.signal(signal.SIGTERM, lambda *_: None)
@@ -240,7 +241,7 @@ def _run_wrapper(root: str, directory: str, job_id: str, argv: list, python: str
     job = {"id": job_id, "argv": argv, "command": command, "pid": me, "start_ticks": info[2] if info else None,
            "started_at": time.time()}
     try:
-        child = subprocess.Popen(command, stdin=devnull, stdout=1, stderr=2, cwd=root, env=env)
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=1, stderr=2, cwd=root, env=env)
     except OSError as exc:
         os.write(2, f"cannot start {python}: {exc.strerror}\n".encode())
         _atomic_write(os.path.join(directory, "job.json"), json.dumps(job).encode())

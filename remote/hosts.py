@@ -472,6 +472,14 @@ class SSHHost(Host):
                 host._on_connection_lost(self, exc)
 
         self._client_marker = None
+        known = self.ssh.known_hosts
+        if known is not None and not known.exists():
+            if self.ssh.host_key_policy == "accept-new" and await self._accept_new_host_key():
+                return await self._open()
+            raise HostKeyError(
+                f"server {self.name} ({self.config.address}): known_hosts file {known} does not exist; "
+                "add the host key or set ssh.host_key_policy to accept-new for first contact"
+            )
         try:
             conn, client = await asyncssh.create_connection(_Client, self.config.host, **self._options())
         except asyncssh.HostKeyNotVerifiable as exc:

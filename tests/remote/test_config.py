@@ -1,0 +1,80 @@
+"""Cluster config validation: errors name the file and key."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from remote.config import load_cluster_config, parse_cluster_config
+from remote.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def server(**overrides):
+    base = {"name": "gpu-1", "host": "10.0.0.5", "root": "/srv/eb"}
+    base.update(overrides)
+    return base
+
+
+def test_missing_file_gives_single_localhost(tmp_path: Path) -> None:
+    config = load_cluster_config(tmp_path / "absent.json", local_root=tmp_path)
+    assert config.names() == ["localhost"]
+    assert config.servers[0].local and config.servers[0].root == str(tmp_path.resolve())
+    assert config.servers[0].python == sys.executable
+
+
+def test_example_file_is_valid() -> None:
+    config = load_cluster_config(ROOT / "config" / "cluster.example.json")
+    assert config.names() == ["localhost", "gpu-1", "cpu-2"]
+    assert config.server("gpu-1").python == "/home/quant/.venvs/epoch-builder/bin/python"
+    assert config.server("cpu-2").shutdown_command == ("sudo", "-n", "/sbin/poweroff")
+    assert config.server("cpu-2").reboot_command == ("sudo", "-n", "/sbin/reboot")
+    assert config.ssh.host_key_policy == "strict"
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"servers": []}, "servers: must be a non-empty list"),
+        ({"servers": [server(port=70000)]}, "servers[0].port: 70000 out of range; allowed 1..65535"),
+        ({"servers": [server(port="22")]}, "servers[0].port: must be an integer"),
+        ({"servers": [server(), server()]}, "servers[1].name: duplicate server name 'gpu-1'"),
+        ({"servers": [server(name="bad name")]}, "servers[0].name: 'bad name' not allowed"),
+        ({"servers": [server(name="all")]}, "servers[0].name: 'all' not allowed"),
+        ({"servers": [server(root="relative/dir")]}, "servers[0].root: 'relative/dir' must be an absolute path"),
+        ({"servers": [server(colour="red")]}, "servers[0].colour: unknown key; allowed:"),
+        ({"servers": [server(host="-oProxyCommand=x")]}, "servers[0].host: '-oProxyCommand=x' is not a host name"),
+        ({"servers": [server(venv="/v", python="/p")]}, "servers[0].python: give either 'venv' or 'python'"),
+        ({"servers": [server(reboot_command=[])]}, "servers[0].reboot_command: must be a command"),
+        ({"ssh": {"host_key_policy": "off"}, "servers": [server()]}, "ssh.host_key_policy: 'off' not allowed; allowed: strict, accept-new"),
+        ({"ssh": {"max_channels": 0}, "servers": [server()]}, "ssh.max_channels: 0 out of range; allowed 1..64"),
+        ({"servers": [{"host": "x", "root": "/r"}]}, "servers[0].name: is required"),
+        ([], "(top level): must be a JSON object"),
+    ],
+)
+def test_invalid_documents_name_the_key(doc, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_cluster_config(doc, "cluster.json")
+    assert str(info.value).startswith("cluster.json: ")
+    assert message in str(info.value)
+
+
+def test_invalid_json_names_file_and_position(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.json"
+    path.write_text('{"servers": [}')
+    with pytest.raises(ConfigError, match=r"cluster.json: invalid JSON at line 1 column 14"):
+        load_cluster_config(path)
+
+
+def test_select_and_unknown_server(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps({"servers": [server(), server(name="gpu-2")]}))
+    config = load_cluster_config(path)
+    assert [s.name for s in config.select("all")] == ["gpu-1", "gpu-2"]
+    assert [s.name for s in config.select("gpu-2")] == ["gpu-2"]
+    with pytest.raises(ConfigError, match="unknown server 'gpu-3'; configured: gpu-1, gpu-2"):
+        config.select("gpu-3")

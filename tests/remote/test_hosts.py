@@ -1,0 +1,109 @@
+"""SSHHost / LocalHost against real sshd: quoting, timeouts, host keys, channel limit, reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import sshd_cluster
+from remote.config import default_local_server
+from remote.errors import HostKeyError, RemoteError
+from remote.hosts import HostState, LocalHost, SSHHost, make_host
+
+from conftest import PYTHON
+
+HOSTILE = ["a b", "x;touch pwned", "$(touch pwned)", "`touch pwned`", "'quoted'", '"dq"', "back\\slash", "*", "~", "-n"]
+
+
+async def test_run_passes_hostile_arguments_literally(cluster, sshd) -> None:
+    host = cluster.hosts["srv1"]
+    result = await host.run(["printf", "%s\\n", *HOSTILE], cwd=str(sshd.servers[0].root))
+    assert result.ok
+    assert result.stdout.splitlines() == HOSTILE
+    assert not any(p.name == "pwned" for p in sshd.servers[0].root.rglob("*"))
+    assert not Path("pwned").exists()
+
+
+async def test_run_reports_exit_status_and_stderr(cluster) -> None:
+    result = await cluster.hosts["srv2"].run(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (result.exit_status, result.stdout, result.stderr) == (3, "out\n", "err\n")
+
+
+async def test_run_timeout_is_a_clear_error(cluster) -> None:
+    with pytest.raises(RemoteError, match=r"server srv1: `sleep 5` timed out after 0.5 s"):
+        await cluster.hosts["srv1"].run(["sleep", "5"], timeout=0.5)
+    assert (await cluster.hosts["srv1"].run(["true"])).ok  # the connection is still usable
+
+
+async def test_many_commands_share_the_channel_limit(cluster) -> None:
+    host = cluster.hosts["srv1"]
+    results = await asyncio.gather(*(host.run(["echo", str(i)]) for i in range(24)))  # > OpenSSH MaxSessions 10
+    assert [r.stdout.strip() for r in results] == [str(i) for i in range(24)]
+    assert await host.ping() < 2
+
+
+async def test_unknown_host_key_is_refused(sshd, tmp_path: Path) -> None:
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    config = sshd.cluster_config(python=PYTHON, known_hosts=str(empty))
+    host = SSHHost(config.servers[0], config.ssh)
+    with pytest.raises(HostKeyError, match=r"server srv1 .*host key not verified.*ssh.host_key_policy: strict"):
+        await host.connect()
+    assert host.state is HostState.OFFLINE
+
+
+async def test_changed_host_key_is_refused_even_with_accept_new(sshd, tmp_path: Path) -> None:
+    other = sshd_cluster.keygen(tmp_path / "other_host_key")
+    kind, blob = other.with_name(other.name + ".pub").read_text().split()[:2]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd.servers[0].port} {kind} {blob}\n")
+    config = sshd.cluster_config(python=PYTHON, known_hosts=str(known), host_key_policy="accept-new")
+    with pytest.raises(HostKeyError):
+        await SSHHost(config.servers[0], config.ssh).connect()
+    assert known.read_text().count("\n") == 1  # nothing appended
+
+
+async def test_accept_new_records_the_key_of_a_new_host(sshd, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    config = sshd.cluster_config(python=PYTHON, known_hosts=str(known), host_key_policy="accept-new")
+    async with SSHHost(config.servers[0], config.ssh) as host:
+        assert (await host.run(["true"])).ok
+    assert f"[127.0.0.1]:{sshd.servers[0].port} ssh-ed25519 " in known.read_text()
+    strict = dataclasses.replace(config.ssh, host_key_policy="strict")
+    async with SSHHost(config.servers[0], strict) as host:  # now known: strict works
+        assert (await host.run(["true"])).ok
+
+
+async def test_reconnects_after_sshd_restart(cluster, sshd) -> None:
+    host = cluster.hosts["srv1"]
+    states: list[str] = []
+    host.on_state_change(lambda h: states.append(h.state.value))
+    sshd.servers[0].kill()
+    await asyncio.sleep(0.3)
+    assert host.state is HostState.RECONNECTING
+    sshd.servers[0].start()
+    result = await host.run(["echo", "back"], timeout=20)
+    assert result.stdout == "back\n"
+    assert host.state is HostState.ONLINE and host.reconnects == 1
+    assert states[:2] == ["reconnecting", "online"]
+
+
+async def test_closed_host_is_offline_and_refuses_work(cluster) -> None:
+    host = cluster.hosts["srv2"]
+    await host.close()
+    assert host.state is HostState.OFFLINE
+    await host.connect()  # reconnecting after close works
+    assert (await host.run(["true"])).ok
+
+
+async def test_local_host_runs_the_same_interface(tmp_path: Path) -> None:
+    host = make_host(default_local_server(tmp_path))
+    assert isinstance(host, LocalHost)
+    async with host:
+        result = await host.run(["printf", "%s\\n", *HOSTILE])
+        assert result.stdout.splitlines() == HOSTILE
+        snapshot = await host.status()
+        assert snapshot["server"] == "localhost" and snapshot["workspace"] == str(tmp_path.resolve())
