@@ -85,10 +85,13 @@ class EpochConsole(App[None]):
         *(Binding(spec.key, spec.id, spec.title, show=False) for spec in ACTIONS if spec.key),
     ]
 
-    def __init__(self, cluster: Cluster, workspace: Workspace) -> None:
+    def __init__(self, cluster: Cluster, workspace: Workspace, *, live: bool = True) -> None:
+        """``live=False`` shows the state the cluster holds without connecting
+        (documentation screenshots from recorded status)."""
         super().__init__()
         self.cluster = cluster
         self.workspace = workspace
+        self.live = live
         self.following: str | None = None  # job key shown in the log pane
 
     # --- layout ---------------------------------------------------------------
@@ -109,7 +112,8 @@ class EpochConsole(App[None]):
         self.query_one("#jobs").border_title = "Jobs"
         self.redraw()
         self.set_interval(REDRAW_INTERVAL_S, self.redraw)
-        self.cluster.start(self.report_error)
+        if self.live:
+            self.cluster.start(self.report_error)
         self.query_one(ServersTable).focus()
 
     async def on_unmount(self) -> None:
@@ -203,18 +207,20 @@ class EpochConsole(App[None]):
         return await self.push_screen_wait(ServerPicker(names, allow_all=allow_all, title=title, default=default))
 
     # --- Server actions -------------------------------------------------------
-    @action_worker()
-    async def action_connect(self) -> None:
-        server = self.selected_server
-        argv = await self.guarded(f"connect {server}", self.cluster.interactive_command(server))
-        if not argv:
-            return
+    def action_connect(self) -> None:
+        """Hand the terminal to an interactive ssh in the server's workspace."""
         import subprocess
 
+        try:
+            server = self.selected_server
+            argv = self.cluster.interactive_command(server)
+        except EpochBuilderError as exc:
+            self.report_error(exc, "connect")
+            return
         with self.suspend():
             completed = subprocess.run(argv, check=False)
         if completed.returncode not in (0, 130):
-            self.report_error(f"ssh exited with code {completed.returncode}", f"connect {server}")
+            self.report_error(f"{argv[0]} exited with code {completed.returncode}", f"connect {server}")
 
     def action_view_status(self) -> None:
         try:
@@ -277,10 +283,18 @@ class EpochConsole(App[None]):
 
     @action_worker()
     async def action_install_key(self) -> None:
+        from console.screens.forms import TextForm
+
         servers = await self.choose_servers("Install your SSH public key on which server?", allow_all=True)
-        for server in servers or []:
-            if await self.guarded(f"install key on {server}", self.cluster.install_key(server)) is not None:
-                self.notify(f"public key installed on {server}")
+        if not servers:
+            return
+        key = await self.push_screen_wait(TextForm("Install SSH key", "public key file", default_public_key()))
+        if not key:
+            return
+        for server in servers:
+            added = await self.guarded(f"install key on {server}", self.cluster.install_key(server, key))
+            if added is not None:
+                self.notify(f"public key {'installed' if added else 'was already installed'} on {server}")
 
     # --- Epoch Builder actions --------------------------------------------------
     async def launch(self, args: list[str], *, server: str | None = None, follow: bool = True) -> JobView | None:
@@ -367,10 +381,14 @@ class EpochConsole(App[None]):
     @action_worker()
     async def action_unit_tests(self) -> None:
         server = self.selected_server
-        job = await self.guarded(f"unit tests on {server}", self.cluster.start_tests(server))
-        if job is not None:
-            self.notify(f"unit tests started on {server} (job {job.id})")
-            self.follow_log(job)
+        self.following = None
+        pane = self.query_one(LogPane)
+        pane.show_source(f"{server} · unit tests")
+        code = await self.guarded(f"unit tests on {server}", self.cluster.unit_tests(server, pane.view.append_lines))
+        if code == 0:
+            self.notify(f"unit tests passed on {server}")
+        elif code is not None:
+            self.report_error(f"unit tests failed with exit code {code} (see the log pane)", server)
 
     def _read(self, reader: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -402,15 +420,16 @@ class EpochConsole(App[None]):
 
         return action
 
-    action_push_root = _sync_action("push", "root", "Push root files")
+    # Group names are remote.sync's (``dist`` is remote.bootstrap: push + install the project).
+    action_push_root = _sync_action("push", "root-files", "Push root files")
     action_push_config = _sync_action("push", "config", "Push configuration")
     action_push_candlesticks = _sync_action("push", "candlesticks", "Push candlesticks")
     action_push_dist = _sync_action("push", "dist", "Push dist/project")
-    action_push_training_configs = _sync_action("push", "training_configs", "Push regression training configs")
-    action_push_prediction_models = _sync_action("push", "prediction_models", "Push prediction models")
-    action_push_everything = _sync_action("push", "everything", "Push everything")
-    action_pull_regressions = _sync_action("pull", "regressions", "Pull trained regressions")
-    action_pull_prediction_models = _sync_action("pull", "prediction_models", "Pull prediction models")
+    action_push_training_configs = _sync_action("push", "regression-training-configs", "Push regression training configs")
+    action_push_prediction_models = _sync_action("push", "prediction-models", "Push prediction models")
+    action_push_everything = _sync_action("push", "workspace", "Push everything")
+    action_pull_regressions = _sync_action("pull", "trained-regressions", "Pull trained regressions")
+    action_pull_prediction_models = _sync_action("pull", "prediction-models", "Pull prediction models")
     del _sync_action
 
     # --- Charts ---------------------------------------------------------------
@@ -446,6 +465,15 @@ class EpochConsole(App[None]):
         model_id = await self.push_screen_wait(ModelPicker(models))
         if model_id:
             self.push_screen(BalanceChartScreen(next(m for m in models if m.id == model_id)))
+
+
+def default_public_key() -> str:
+    """The first of the usual public key files that exists (else the ed25519 one)."""
+    for name in ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"):
+        path = Path.home() / ".ssh" / name
+        if path.exists():
+            return str(path)
+    return str(Path.home() / ".ssh" / "id_ed25519.pub")
 
 
 def make_app(config_path: str | Path | None = None, workspace: str | Path | None = None) -> EpochConsole:

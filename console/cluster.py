@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import time
 from collections import deque
 from pathlib import Path
@@ -51,8 +50,9 @@ def job_view(server: str, info: Any) -> JobView:
 
 
 class Cluster:
-    def __init__(self, config: ClusterConfig) -> None:
+    def __init__(self, config: ClusterConfig, local_root: str | os.PathLike) -> None:
         self.config = config
+        self.local_root = Path(local_root)
         self.remote_hosts: dict[str, Host] = {s.name: make_host(s, config.ssh) for s in config.servers}
         self.hosts: dict[str, HostView] = {
             s.name: HostView(s.name, "local" if s.local else s.address) for s in config.servers
@@ -63,8 +63,10 @@ class Cluster:
         self._report: ErrorSink = lambda error, context: None
 
     @classmethod
-    def from_config(cls, path: str | os.PathLike | None, local_root: str | os.PathLike | None = None) -> "Cluster":
-        return cls(load_cluster_config(path, local_root=local_root))
+    def from_config(cls, path: str | os.PathLike | None, local_root: str | os.PathLike) -> "Cluster":
+        """``local_root``: the console's workspace; also the root of ``localhost``
+        when there is no cluster file."""
+        return cls(load_cluster_config(path, local_root=local_root), local_root)
 
     # --- lifecycle ------------------------------------------------------------
     def start(self, report: ErrorSink) -> None:
@@ -129,9 +131,16 @@ class Cluster:
                 view.state, view.error = RECONNECTING, str(snapshot.get("error", ""))
                 continue
             view.apply_status(snapshot, (host.latency_s or 0) * 1000 if host.latency_s is not None else None)
+            # Running jobs ride along with each snapshot: new ones appear at once,
+            # and their last progress event updates the ETA (states come from the poller).
             for info in snapshot.get("jobs") or []:
-                if isinstance(info, dict) and (info.get("id") or info.get("job_id")):
-                    self._merge_job(view.name, job_view(view.name, info), host)
+                if not isinstance(info, dict) or not info.get("id"):
+                    continue
+                job = self.jobs.get(f"{view.name}/{info['id']}")
+                if job is None:
+                    job = self._merge_job(view.name, job_view(view.name, {**info, "state": "running"}), host)
+                if isinstance(info.get("last_event"), dict):
+                    job.apply_event(info["last_event"])
 
     async def _poll_jobs(self, name: str, host: Host) -> None:
         while True:
@@ -231,28 +240,48 @@ class Cluster:
     async def power(self, server: str, what: str) -> Any:
         from remote import power
 
-        return await getattr(power, what)(self.host(server))
+        return await power.power(self.host(server), what)
 
-    async def install_key(self, server: str) -> Any:
-        from remote import power
-
-        return await power.install_key(self.host(server))
-
-    async def interactive_command(self, server: str) -> list[str]:
-        from remote import power
-
-        return power.connect_argv(self.host(server).config, self.config.ssh)
-
-    async def start_tests(self, server: str) -> JobView:
+    async def install_key(self, server: str, public_key: str | os.PathLike) -> bool:
         from remote import power
 
         host = self.host(server)
-        return self._merge_job(server, job_view(server, await power.start_tests(host)), host)
+        return await power.install_key(host.config, host.ssh, public_key)
 
-    async def sync(self, server: str, direction: str, what: str) -> str:
-        from remote import sync
+    def interactive_command(self, server: str) -> list[str]:
+        from remote import power
 
         host = self.host(server)
-        operation = sync.push if direction == "push" else sync.pull
-        result = await operation(host, what)
-        return str(result)
+        return power.connect_argv(host.config, host.ssh)
+
+    async def unit_tests(self, server: str, sink: LineSink) -> int:
+        """Run the project's test suite on the server, its output to ``sink``; pytest's exit status."""
+        from remote import power
+
+        return await power.unit_tests(self.host(server), on_output=lambda line: sink([line]))
+
+    # --- sync -----------------------------------------------------------------
+    async def sync(self, server: str, direction: str, group: str) -> str:
+        """Push/pull a group of the local workspace (``dist`` bootstraps the project);
+        progress shows in the server's row while it runs."""
+        from remote import bootstrap, sync
+
+        host = self.host(server)
+        view = self.hosts[server]
+
+        def progress(p: "sync.SyncProgress") -> None:
+            share = 100 * p.bytes_done / p.bytes_total if p.bytes_total else 100
+            view.activity = f"{direction} {p.files_done}/{p.files_total} files {share:.0f}%"
+
+        view.activity = f"{direction} {group}..."
+        try:
+            if group == "dist":
+                result = await bootstrap.bootstrap(host, progress=progress)
+                pushed = result["pushed"]
+                return f"project pushed ({pushed['files_sent']} files changed) and installed"
+            operation = sync.push if direction == "push" else sync.pull
+            report = await operation(host, group, local_root=self.local_root, progress=progress)
+        finally:
+            view.activity = ""
+        return (f"{report.files_sent} of {report.files_checked} files {'sent' if direction == 'push' else 'fetched'} "
+                f"({report.bytes_sent / 1e6:.1f} MB) in {report.seconds:.1f} s")

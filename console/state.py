@@ -71,6 +71,7 @@ class HostView:
     state: str = CONNECTING
     latency_ms: float | None = None
     error: str = ""
+    activity: str = ""  # a sync in progress, shown when no job runs
     status: dict[str, Any] = field(default_factory=dict)
     updated: float | None = None
     cpu_history: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))

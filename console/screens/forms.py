@@ -317,3 +317,32 @@ class NumberForm(FormScreen):
         if not self.low <= value <= self.high:
             raise EpochBuilderError(f"{self.label}={value} is out of range: allowed {self.low}..{self.high}")
         return value
+
+
+class TextForm(FormScreen):
+    """One text value (e.g. a public key file)."""
+
+    OK_LABEL = "OK"
+
+    def __init__(self, title: str, label: str, default: str = "") -> None:
+        super().__init__()
+        self.TITLE_TEXT = title
+        self.label, self.default = label, default
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(classes="field"):
+            yield Label(self.label, classes="field-label")
+            yield Input(self.default, id="f-text")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def _enter(self) -> None:
+        self.action_submit()
+
+    def collect(self) -> str:
+        value = self.query_one(Input).value.strip()
+        if not value:
+            raise EpochBuilderError(f"{self.label} is required")
+        return value

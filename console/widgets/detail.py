@@ -25,7 +25,7 @@ def _gib(value: object) -> str:
 
 def describe(host: HostView) -> str:
     s = host.status
-    lines = [f"[b]{escape(host.name)}[/]  {escape(host.address)}  [b]{host.state}[/]"]
+    lines = [f"[b]{escape(host.name)}[/] · {escape(host.address)} · [b]{host.state}[/]"]
     if host.error:
         lines.append(f"[red]{escape(host.error)}[/]")
     if host.state == ONLINE or s:
@@ -40,7 +40,7 @@ def describe(host: HostView) -> str:
         for gpu in gpus if isinstance(gpus, list) else []:
             if isinstance(gpu, dict):
                 lines.append(f"gpu {escape(str(gpu.get('name', '?')))} {gpu.get('utilization_percent', '-')}% "
-                             f"mem {gpu.get('memory_used_mib', '-')}/{gpu.get('memory_total_mib', '-')} MiB")
+                             f"mem {gpu.get('memory_used_mb', '-')}/{gpu.get('memory_total_mb', '-')} MB")
     if host.updated:
         lines.append(f"[dim]updated {time.time() - host.updated:.0f}s ago[/]")
     return "\n".join(lines)

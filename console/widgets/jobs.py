@@ -14,6 +14,11 @@ STATE_STYLE = {"running": "bold cyan", "exited": "green", "failed": "bold red", 
 COLUMNS = ("server", "job", "command", "state", "exit", "duration", "progress")
 
 
+def short_id(job_id: str) -> str:
+    """The job id's random suffix: enough to tell jobs apart in a narrow column."""
+    return job_id.rsplit("-", 1)[-1]
+
+
 def _duration(seconds: float | None) -> str:
     return format_eta(seconds) if seconds is not None else "-"
 
@@ -27,7 +32,7 @@ class JobsTable(DataTable):
     def show(self, jobs: Iterable[JobView]) -> None:
         for job in jobs:
             cells = [
-                job.server, job.id, job.command,
+                job.server, short_id(job.id), job.command if len(job.command) <= 32 else job.command[:31] + "…",
                 Text(job.state, style=STATE_STYLE.get(job.state, "")),
                 "" if job.exit_code is None else str(job.exit_code),
                 _duration(job.duration_s),

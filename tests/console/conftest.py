@@ -1,0 +1,53 @@
+"""Console fixtures: real sshd servers (tests/sshd_cluster.py), a cluster file for them,
+and a helper that waits for the live app to reach a state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: sshd_cluster
+
+import sshd_cluster  # noqa: E402
+
+PYTHON = sys.executable  # the project venv's python: has epoch_builder installed
+
+
+@pytest.fixture(scope="session")
+def console_user_key(tmp_path_factory: pytest.TempPathFactory) -> sshd_cluster.UserKey:
+    if not sshd_cluster.sshd_available():
+        pytest.skip("OpenSSH sshd not installed (run `make system-deps`)")
+    return sshd_cluster.UserKey.generate(tmp_path_factory.mktemp("console-client-key"))
+
+
+@pytest.fixture
+def sshd_pair(tmp_path: Path, console_user_key: sshd_cluster.UserKey):
+    """Two real sshd servers on loopback, each with its own workspace root."""
+    servers = sshd_cluster.SSHDCluster.start(tmp_path / "sshd", count=2, user_key=console_user_key)
+    yield servers
+    servers.stop()
+
+
+def write_cluster_file(servers: sshd_cluster.SSHDCluster, path: Path, **server_overrides: object) -> Path:
+    """cluster.json for the sshd servers; ``server_overrides`` apply to every server."""
+    doc = servers.config_dict(PYTHON, connect_timeout_s=3, keepalive_interval_s=1, keepalive_count_max=2)
+    for server in doc["servers"]:
+        server.update(server_overrides)
+    path.write_text(json.dumps(doc, indent=2))
+    return path
+
+
+async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
+    """Let the app run until ``predicate()`` is true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await pilot.pause(0.05)
+        await asyncio.sleep(0.05)
