@@ -79,7 +79,7 @@ class LogView(ScrollView, can_focus=True):
         self._width = max(self._width, max(cell_len(line) for line in lines[-200:]))
         self.virtual_size = Size(self._width, len(self.buffer))
         if self.follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
         else:
             self.new_while_paused += shown
         self.refresh()
@@ -112,14 +112,14 @@ class LogView(ScrollView, can_focus=True):
     def watch_follow(self, follow: bool) -> None:
         if follow:
             self.new_while_paused = 0
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
         self.post_message(self.StateChanged())
 
     def set_filter(self, text: str) -> None:
         self.buffer.set_filter(text)
         self.virtual_size = Size(self._width, len(self.buffer))
         if self.follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
         self.refresh()
         self.post_message(self.StateChanged())
 

@@ -1,0 +1,181 @@
+"""Forms, pickers, confirm dialog, action menu, help and command palette (Pilot)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.app import App
+from textual.screen import Screen
+from textual.widgets import Input, Select, Static
+
+from console.actions import ACTIONS
+from console.screens.action_menu import ActionMenu
+from console.screens.confirm import ConfirmDialog
+from console.screens.forms import BatchPicker, CreateEpochForm, ModelPicker, NumberForm, RegressionPicker, ServerPicker
+from console.screens.help import HelpScreen, help_markdown
+from console.workspace_files import list_batches, list_build_models, list_regressions
+
+
+class Host(App[None]):
+    """Pushes one screen and records what it dismisses with."""
+
+    def __init__(self, screen: Screen[Any]) -> None:
+        super().__init__()
+        self.first = screen
+        self.results: list[Any] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(self.first, self.results.append)
+
+
+async def test_confirm_dialog_defaults_to_cancel() -> None:
+    app = Host(ConfirmDialog("Reboot srv1?", "Reboot"))
+    async with app.run_test() as pilot:
+        assert app.focused.id == "cancel"
+        await pilot.press("enter")
+        assert app.results == [False]
+
+
+async def test_confirm_dialog_confirms_only_on_its_button() -> None:
+    app = Host(ConfirmDialog("Shutdown srv1?", "Shutdown"))
+    async with app.run_test() as pilot:
+        await pilot.press("tab", "enter")
+        assert app.results == [True]
+
+
+async def test_create_epoch_form_validates_like_the_command() -> None:
+    app = Host(CreateEpochForm())
+    async with app.run_test(size=(120, 50)) as pilot:
+        await pilot.press(*"EPOCH")  # no leading underscore
+        await pilot.press("ctrl+s")
+        error = str(app.screen.query_one(".form-error", Static).render())
+        assert "id 'EPOCH' is invalid" in error and not app.results
+
+        app.screen.query_one("#f-id", Input).value = "_TEST"
+        app.screen.query_one("#f-regression_lookback", Input).value = "16"  # below the default profile's 32
+        await pilot.press("ctrl+s")
+        error = str(app.screen.query_one(".form-error", Static).render())
+        assert "regression_lookback=16 is out of range: allowed 32..512" in error and not app.results
+
+        app.screen.query_one("#f-profile", Select).value = "small"  # widens the range, moves defaults
+        await pilot.pause()
+        assert app.screen.query_one("#f-sma_window_size", Input).value == "10"
+        assert app.screen.query_one("#f-epoch_width", Input).value == "20"
+        assert str(app.screen.query_one("#f-unit", Select).value) == "days"
+        await pilot.press("ctrl+s")
+    args = app.results[0]
+    assert args[:5] == ["create-epoch", "--id", "_TEST", "--profile", "small"]
+    options = dict(zip(args[5::2], args[6::2]))
+    assert options["--width-days"] == "20" and options["--regression-lookback"] == "16"
+    assert options["--sma-window-size"] == "10" and options["--seed"] == "60184"
+
+
+async def test_create_epoch_form_escape_cancels() -> None:
+    app = Host(CreateEpochForm())
+    async with app.run_test(size=(120, 50)) as pilot:
+        await pilot.press("escape")
+    assert app.results == [None]
+
+
+async def test_server_picker_offers_all() -> None:
+    app = Host(ServerPicker(["srv1", "srv2"], allow_all=True, default="srv2"))
+    async with app.run_test() as pilot:
+        await pilot.press("down", "enter")  # from srv2 down to "all servers"
+    assert app.results == [["srv1", "srv2"]]
+
+
+async def test_number_form_range() -> None:
+    app = Host(NumberForm("Build prediction models", "limit", 100, 1, 1000))
+    async with app.run_test() as pilot:
+        app.screen.query_one(Input).value = "5000"
+        await pilot.press("enter")
+        assert "out of range: allowed 1..1000" in str(app.screen.query_one(".form-error", Static).render())
+        app.screen.query_one(Input).value = "250"
+        await pilot.press("enter")
+    assert app.results == [250]
+
+
+def _write(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+async def test_batch_picker_lists_the_epochs_batch_files(small_epoch) -> None:
+    epoch = small_epoch.epoch()
+    _write(epoch.regression_training_configs_dir / "UNIT_TEST" / "KR_UNIT_TEST.json", [{"id": "KR_UNIT_TEST"}])
+    _write(epoch.regression_training_configs_dir / "DNN" / "KR_DNN_1_2.json", [{"id": "a"}, {"id": "b"}])
+    batches = list_batches(small_epoch)
+    assert [(b.category, b.path.name, b.models) for b in batches] == [("DNN", "KR_DNN_1_2.json", 2), ("UNIT_TEST", "KR_UNIT_TEST.json", 1)]
+    app = Host(BatchPicker(batches, "Train"))
+    async with app.run_test() as pilot:
+        await pilot.press("down", "enter")
+    chosen = app.results[0]
+    assert chosen.category == "UNIT_TEST" and chosen.relative == f"{epoch.id}/regression_training_configs/UNIT_TEST/KR_UNIT_TEST.json"
+
+
+async def test_regression_picker_ranks_and_multiselects(small_epoch) -> None:
+    base = small_epoch.epoch().regressions_dir
+    for i, loss in enumerate([0.03, 0.01, 0.02]):
+        _write(base / f"R{i}" / "certificate.json", {"id": f"R{i}", "test_evaluation": [loss, loss * 2],
+                                                      "training_history": {"loss": [0.1, 0.05], "val_loss": [0.2, 0.1]}})
+    ranked = list_regressions(small_epoch)
+    assert [r.id for r in ranked] == ["R1", "R2", "R0"] and ranked[0].epochs == 2
+    app = Host(RegressionPicker(ranked, preselect=2))
+    async with app.run_test(size=(110, 40)) as pilot:
+        await pilot.press("down", "down", "space")  # add the third
+        await pilot.press("ctrl+s")
+    assert app.results[0] == ["initialize-prediction-models", "--regressions", "R1,R2,R0", "--allow-few-regressions"]
+
+
+async def test_model_picker_over_build_and_balance_chart(small_epoch) -> None:
+    build = small_epoch.epoch().build_file
+    models = [
+        {"id": "_SMALL_a", "performance": {"profit": 120.5, "accuracy": 61.0, "balance_history": [15000, 15100, 15050, 15120.5],
+                                          "positions": [{"outcome": True}, {"outcome": False}, {"outcome": True}]},
+         "max_drawdown": -0.33},
+        {"id": "_SMALL_b", "performance": {"profit": 10.0, "accuracy": 56.0, "balance_history": [15000, 15010], "positions": [{"outcome": True}]}},
+    ]
+    _write(build, models)
+    summaries = list_build_models(small_epoch)
+    assert summaries[0].positions == 3 and summaries[0].drawdown == -0.33
+    app = Host(ModelPicker(summaries))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("c")  # balance chart of the highlighted model
+        await pilot.pause()
+        assert type(app.screen).__name__ == "BalanceChartScreen"
+        await pilot.press("escape")
+        await pilot.press("down", "ctrl+s")
+    assert app.results == ["_SMALL_b"]
+
+
+def test_unreadable_build_file_names_the_file(small_epoch) -> None:
+    from epoch_builder.errors import EpochBuilderError
+
+    build = small_epoch.epoch().build_file
+    build.parent.mkdir(parents=True, exist_ok=True)
+    build.write_text("{not json")
+    with pytest.raises(EpochBuilderError, match="build.json: cannot read JSON"):
+        list_build_models(small_epoch)
+
+
+async def test_action_menu_lists_every_action_grouped() -> None:
+    app = Host(ActionMenu())
+    async with app.run_test(size=(100, 60)) as pilot:
+        option_list = app.screen.query_one("#action-list")
+        ids = [option_list.get_option_at_index(i).id for i in range(option_list.option_count)]
+        assert [a.id for a in ACTIONS] == [i for i in ids if i]
+        await pilot.press("down", "enter")  # highlight starts on Server / Connect; down = View status
+    assert app.results == ["view_status"]
+
+
+async def test_help_lists_every_binding() -> None:
+    text = help_markdown()
+    for action in ACTIONS:
+        assert action.title in text
+    app = Host(HelpScreen())
+    async with app.run_test() as pilot:
+        await pilot.press("escape")
+    assert app.results == [None]
