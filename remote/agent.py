@@ -281,13 +281,15 @@ def cmd_stop(req: dict) -> dict:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and _job_members(info):
         time.sleep(0.05)
-    if _job_members(info):
+    killed = bool(_job_members(info))
+    if killed:
         os.killpg(pgid, signal.SIGKILL)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and _job_members(info):
             time.sleep(0.05)
     exit_file = os.path.join(directory, "exit_code")
-    deadline = time.monotonic() + 2  # the wrapper writes the exit code right after the job ends
+    # after SIGTERM the wrapper writes the exit code right after the job ends; after SIGKILL nobody will
+    deadline = time.monotonic() + (0 if killed else 2)
     while time.monotonic() < deadline and not os.path.exists(exit_file):
         time.sleep(0.05)
     if not os.path.exists(exit_file):  # the wrapper was killed too

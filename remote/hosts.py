@@ -715,7 +715,7 @@ class SSHHost(Host):
         sftp = await self.sftp()
         handler = (lambda _s, _d, done, total: progress(done, total)) if progress else None
         try:
-            await sftp.put(str(local_path), remote_path, block_size=256 * 1024, max_requests=32, progress_handler=handler)
+            await sftp.put(str(local_path), remote_path, max_requests=64, progress_handler=handler)
         except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError) as exc:
             raise self._lost(exc) from None
         except asyncssh.SFTPError as exc:
@@ -727,7 +727,7 @@ class SSHHost(Host):
         sftp = await self.sftp()
         handler = (lambda _s, _d, done, total: progress(done, total)) if progress else None
         try:
-            await sftp.get(remote_path, str(local_path), block_size=256 * 1024, max_requests=32, progress_handler=handler)
+            await sftp.get(remote_path, str(local_path), max_requests=64, progress_handler=handler)
         except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError) as exc:
             raise self._lost(exc) from None
         except asyncssh.SFTPError as exc:
