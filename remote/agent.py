@@ -524,13 +524,12 @@ def cmd_touch(req: dict) -> dict:
 
 
 def cmd_append_key(req: dict) -> dict:
-    """Append a public key to ~/.ssh/authorized_keys unless already there (idempotent)."""
+    """Append a public key to ~/.ssh/authorized_keys (or ``path``) unless already there (idempotent)."""
     key = req["key"].strip()
     if "\n" in key or not key:
         raise AgentError("invalid", "public key must be one non-empty line")
-    ssh_dir = os.path.expanduser("~/.ssh")
-    os.makedirs(ssh_dir, mode=0o700, exist_ok=True)
-    path = os.path.join(ssh_dir, "authorized_keys")
+    path = req.get("path") or os.path.join(os.path.expanduser("~/.ssh"), "authorized_keys")
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     existing = _read(path) or ""
     fields = key.split()
     wanted = tuple(fields[:2])

@@ -75,19 +75,21 @@ def read_public_key(path: str | os.PathLike) -> str:
 
 
 async def install_key(
-    server: ServerConfig, ssh: SSHOptions, public_key_path: str | os.PathLike, *, password: str | None = None
+    server: ServerConfig, ssh: SSHOptions, public_key_path: str | os.PathLike, *, password: str | None = None,
+    authorized_keys: str | None = None,
 ) -> bool:
     """Append the public key to the server's ``~/.ssh/authorized_keys`` unless present.
 
     Returns True when it was added.  ``password`` allows password
-    authentication for this one connection (the first contact with a server).
+    authentication for this one connection (the first contact with a server);
+    ``authorized_keys`` overrides the file (default ``~/.ssh/authorized_keys``).
     """
     from remote.hosts import LocalHost, SSHHost
 
     key = read_public_key(public_key_path)
     host: Host = LocalHost(server, ssh) if server.local else SSHHost(server, ssh, password=password)
     async with host:
-        answer = await host.agent("append_key", {"key": key})
+        answer = await host.agent("append_key", {"key": key, "path": authorized_keys})
     return bool(answer["added"])
 
 
