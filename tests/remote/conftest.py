@@ -37,6 +37,16 @@ def sshd(tmp_path: Path, user_key: sshd_cluster.UserKey):
     servers = sshd_cluster.SSHDCluster.start(tmp_path / "sshd", count=2, user_key=user_key)
     yield servers
     servers.stop()
+    for server in servers.servers:  # a failed test must not leave its detached jobs running
+        stop_leftover_jobs(server.root)
+
+
+def stop_leftover_jobs(root: Path) -> None:
+    from remote import agent
+
+    for job in agent.cmd_list({"root": str(root)}):
+        if job["state"] == "running":
+            agent.cmd_stop({"root": str(root), "job_id": job["id"], "grace_s": 1})
 
 
 @pytest.fixture
