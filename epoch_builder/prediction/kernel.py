@@ -1,0 +1,412 @@
+"""Numba kernels of the prediction-model backtest (SEMANTICS §7).
+
+Why it is fast yet exact:
+
+* Exits: a position's take-profit and stop-loss depend only on its entry
+  candle (``alter(open, ±pcr)``), so for each pcr the first later candle whose
+  high/low touches either price is found once per entry candle (``first_exits``,
+  skipping 64-candle blocks by their max high / min low) and the backtest jumps
+  straight to it. Long and short share that candle; the stop-loss-first rule
+  only decides the outcome.
+* Entries: the signal depends only on the lookback index ``k`` of the candle,
+  so it is computed once per feature window and the backtest jumps to the first
+  candle of the next window whose signal is not neutral.
+* Arithmetic mirrors NumPy exactly: ``round`` is ``rint(x * 10**d) / 10**d``
+  (NumPy's algorithm), means use NumPy's pairwise summation, sums of the
+  regressions' features add left to right in the configuration's order.
+  Tests compare every helper with NumPy and the whole backtest with the
+  per-candle oracle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+BLOCK = 64  # candles per block of the exit search
+PAIRWISE_BLOCK = 128  # NumPy's PW_BLOCKSIZE
+
+# Columns of the per-configuration result row.
+R_FINAL_BALANCE = 0
+R_FEES = 1
+R_LONGS = 2
+R_LONGS_OK = 3
+R_SHORTS = 4
+R_SHORTS_OK = 5
+R_MIN_INC = 6
+R_MIN_DEC = 7
+R_DISC_INC = 8
+R_DISC_INC_OK = 9
+R_DISC_DEC = 10
+R_DISC_DEC_OK = 11
+R_DISC_NEUTRAL = 12
+RESULT_WIDTH = 13
+
+
+@njit(cache=True)
+def round_scaled(value: float, scale: float) -> float:
+    """NumPy's ``round(value, d)`` with ``scale = 10.0 ** d`` (d >= 0)."""
+    return np.rint(value * scale) / scale
+
+
+@njit(cache=True)
+def alter2(value: float, percent: float) -> float:
+    return round_scaled(value * (1.0 + percent / 100.0), 100.0)
+
+
+@njit(cache=True)
+def pairwise_sum(values: np.ndarray, start: int, count: int) -> float:
+    """NumPy's pairwise summation of ``values[start:start+count]`` (bit-identical)."""
+    if count < 8:
+        total = 0.0
+        for i in range(count):
+            total += values[start + i]
+        return total
+    if count <= PAIRWISE_BLOCK:
+        r0 = values[start]
+        r1 = values[start + 1]
+        r2 = values[start + 2]
+        r3 = values[start + 3]
+        r4 = values[start + 4]
+        r5 = values[start + 5]
+        r6 = values[start + 6]
+        r7 = values[start + 7]
+        i = 8
+        limit = count - (count % 8)
+        while i < limit:
+            r0 += values[start + i]
+            r1 += values[start + i + 1]
+            r2 += values[start + i + 2]
+            r3 += values[start + i + 3]
+            r4 += values[start + i + 4]
+            r5 += values[start + i + 5]
+            r6 += values[start + i + 6]
+            r7 += values[start + i + 7]
+            i += 8
+        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < count:
+            total += values[start + i]
+            i += 1
+        return total
+    half = count // 2
+    half -= half % 8
+    return pairwise_sum(values, start, half) + pairwise_sum(values, start + half, count - half)
+
+
+@njit(cache=True)
+def numpy_mean(values: np.ndarray, count: int) -> float:
+    return pairwise_sum(values, 0, count) / count
+
+
+@njit(cache=True)
+def numpy_median(values: np.ndarray, count: int) -> float:
+    ordered = np.sort(values[:count])
+    middle = count // 2
+    if count % 2 == 1:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2.0
+
+
+@njit(cache=True)
+def first_exits(high: np.ndarray, low: np.ndarray, upper: np.ndarray, lower: np.ndarray, end: int) -> np.ndarray:
+    """For each entry candle j < end: the first t in (j, end) with high >= upper[j] or
+    low <= lower[j]; ``end`` when none (the position is still open when the backtest stops)."""
+    n_blocks = (end + BLOCK - 1) // BLOCK
+    block_high = np.empty(n_blocks)
+    block_low = np.empty(n_blocks)
+    for b in range(n_blocks):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, end)
+        block_high[b] = high[lo:hi].max()
+        block_low[b] = low[lo:hi].min()
+    exits = np.full(end, end, dtype=np.int64)
+    for j in range(end):
+        up = upper[j]
+        down = lower[j]
+        t = j + 1
+        found = False
+        # finish the entry's own block candle by candle
+        block_end = min((t // BLOCK + 1) * BLOCK, end)
+        while t < block_end:
+            if high[t] >= up or low[t] <= down:
+                found = True
+                break
+            t += 1
+        if not found:
+            b = t // BLOCK
+            while b < n_blocks and block_high[b] < up and block_low[b] > down:
+                b += 1
+            t = b * BLOCK
+            while t < end:
+                if high[t] >= up or low[t] <= down:
+                    found = True
+                    break
+                t += 1
+        if found:
+            exits[j] = t
+    return exits
+
+
+@njit(cache=True)
+def feature_sums(features: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+    """Left-to-right sum of the selected regressions' features per window (as Python's sum)."""
+    n = out.shape[0]
+    for i in range(n):
+        out[i] = features[rows[0], i]
+    for r in range(1, rows.shape[0]):
+        row = rows[r]
+        for i in range(n):
+            out[i] += features[row, i]
+
+
+@njit(cache=True)
+def intensity(s0: float, s5: float) -> int:
+    if s0 > 0.0:
+        if s5 > s0:
+            if s5 >= alter2(s0, 8.0):
+                return 2
+            if s5 >= alter2(s0, 4.0):
+                return 1
+        elif s5 < s0:
+            if s5 <= alter2(s0, -8.0):
+                return -2
+            if s5 <= alter2(s0, -4.0):
+                return -1
+    elif s0 < 0.0:
+        if s5 < s0:
+            if s5 <= alter2(s0, 8.0):
+                return -2
+            if s5 <= alter2(s0, 4.0):
+                return -1
+        elif s5 > s0:
+            if s5 >= alter2(s0, -8.0):
+                return 2
+            if s5 >= alter2(s0, -4.0):
+                return 1
+    return 0
+
+
+@njit(cache=True)
+def signal_at(sums: np.ndarray, index: int, min_inc: float, min_dec: float) -> int:
+    """§7.4 entry rule on sums[index-5..index] (index > 5)."""
+    s0 = sums[index - 5]
+    s1 = sums[index - 4]
+    s2 = sums[index - 3]
+    s3 = sums[index - 2]
+    s4 = sums[index - 1]
+    s5 = sums[index]
+    increasing = s5 > s4 and s4 > s3 and s3 > s2
+    decreasing = s5 < s4 and s4 < s3 and s3 < s2
+    if not increasing and not decreasing:
+        return 0
+    strongly_increasing = increasing and s2 > s1 and s1 > s0
+    strongly_decreasing = decreasing and s2 < s1 and s1 < s0
+    level = intensity(s0, s5)
+    if (s5 >= min_inc and increasing and level >= 1) or (s5 <= min_dec and strongly_increasing and level >= 2):
+        return 1
+    if (s5 <= min_dec and decreasing and level <= -1) or (s5 >= min_inc and strongly_decreasing and level <= -2):
+        return -1
+    return 0
+
+
+@njit(cache=True)
+def evaluate_one(
+    features: np.ndarray,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    n_labels: int,
+    use_median: bool,
+    msaf: float,
+    ot: np.ndarray,
+    ct: np.ndarray,
+    k: np.ndarray,
+    end: int,
+    exits: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    upper: np.ndarray,
+    lower: np.ndarray,
+    position_size: float,
+    initial_balance: float,
+    net_profit: float,
+    net_loss: float,
+    fee_success: float,
+    fee_failure: float,
+    idle_ms: int,
+    sums: np.ndarray,
+    signals: np.ndarray,
+    next_signal: np.ndarray,
+    scratch_inc: np.ndarray,
+    scratch_dec: np.ndarray,
+    result: np.ndarray,
+    record: np.ndarray,
+) -> int:
+    """One configuration: fills ``result`` (R_* columns); with a non-empty ``record``
+    (rows: entry index, exit index, type, success) also lists the positions.
+    Returns the number of closed positions."""
+    n_features = sums.shape[0]
+    feature_sums(features, rows, sums)
+
+    # §7.2-7.3 discovery counts and min sums
+    m = min(n_features, n_labels)
+    n_inc = 0
+    n_inc_ok = 0
+    n_dec = 0
+    n_dec_ok = 0
+    n_neutral = 0
+    for i in range(m):
+        s = sums[i]
+        if s > 0.0:
+            n_inc += 1
+            if labels[i] == 1:
+                scratch_inc[n_inc_ok] = s
+                n_inc_ok += 1
+        elif s < 0.0:
+            n_dec += 1
+            if labels[i] == -1:
+                scratch_dec[n_dec_ok] = s
+                n_dec_ok += 1
+        else:
+            n_neutral += 1
+    stat_inc = 0.0
+    stat_dec = 0.0
+    if use_median:
+        if n_inc_ok > 0:
+            stat_inc = numpy_median(scratch_inc, n_inc_ok)
+        if n_dec_ok > 0:
+            stat_dec = numpy_median(scratch_dec, n_dec_ok)
+    else:
+        if n_inc_ok > 0:
+            stat_inc = numpy_mean(scratch_inc, n_inc_ok)
+        if n_dec_ok > 0:
+            stat_dec = numpy_mean(scratch_dec, n_dec_ok)
+    min_inc = round_scaled(stat_inc * msaf, 1e6)
+    min_dec = round_scaled(stat_dec * msaf, 1e6)
+
+    # entry signal per feature window, and the next non-neutral window from each
+    next_signal[n_features] = n_features
+    for index in range(n_features - 1, -1, -1):
+        sig = 0
+        if index > 5:
+            sig = signal_at(sums, index, min_inc, min_dec)
+        signals[index] = sig
+        next_signal[index] = index if sig != 0 else next_signal[index + 1]
+
+    balance = initial_balance
+    fees = 0.0
+    longs = 0
+    longs_ok = 0
+    shorts = 0
+    shorts_ok = 0
+    closed = 0
+    recording = record.shape[0] > 0
+    j = 0
+    idle_until = 0
+    while j < end:
+        # first candle at or after j that is no longer idle
+        if ot[j] < idle_until:
+            j = np.searchsorted(ot, idle_until)
+        # then the first candle whose window gives a long or short signal
+        while j < end:
+            index = k[j]
+            if index >= 0 and signals[index] != 0:
+                break
+            target = next_signal[index + 1] if index >= 0 else next_signal[0]
+            if target >= n_features:
+                j = end
+                break
+            j = max(j + 1, np.searchsorted(k, target))
+        if j >= end:
+            break
+        side = signals[k[j]]
+        exit_at = exits[j]
+        if exit_at >= end:
+            break  # still open when the features run out
+        if side == 1:
+            success = not (low[exit_at] <= lower[j])
+            longs += 1
+            if success:
+                longs_ok += 1
+        else:
+            success = not (high[exit_at] >= upper[j])
+            shorts += 1
+            if success:
+                shorts_ok += 1
+        if success:
+            balance += net_profit
+            fees += fee_success
+        else:
+            balance -= net_loss
+            fees += fee_failure
+        if recording:
+            record[closed, 0] = j
+            record[closed, 1] = exit_at
+            record[closed, 2] = side
+            record[closed, 3] = 1 if success else 0
+        closed += 1
+        if balance < position_size:
+            break
+        idle_until = ct[exit_at] + idle_ms
+        j = exit_at + 1
+
+    result[R_FINAL_BALANCE] = balance
+    result[R_FEES] = fees
+    result[R_LONGS] = longs
+    result[R_LONGS_OK] = longs_ok
+    result[R_SHORTS] = shorts
+    result[R_SHORTS_OK] = shorts_ok
+    result[R_MIN_INC] = min_inc
+    result[R_MIN_DEC] = min_dec
+    result[R_DISC_INC] = n_inc
+    result[R_DISC_INC_OK] = n_inc_ok
+    result[R_DISC_DEC] = n_dec
+    result[R_DISC_DEC_OK] = n_dec_ok
+    result[R_DISC_NEUTRAL] = n_neutral
+    return closed
+
+
+@njit(cache=True)
+def evaluate_batch(
+    features: np.ndarray,
+    rows: np.ndarray,
+    row_counts: np.ndarray,
+    pcr_slots: np.ndarray,
+    use_median: np.ndarray,
+    msaf: np.ndarray,
+    labels: np.ndarray,
+    label_counts: np.ndarray,
+    ot: np.ndarray,
+    ct: np.ndarray,
+    k: np.ndarray,
+    end: int,
+    exits: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    upper: np.ndarray,
+    lower: np.ndarray,
+    position_size: float,
+    initial_balance: float,
+    money: np.ndarray,
+    idle_ms: int,
+) -> np.ndarray:
+    """Evaluate many configurations; per pcr slot p: ``labels[p]``, ``exits[p]``,
+    ``upper[p]``, ``lower[p]`` and ``money[p] = (net_profit, net_loss, fee_success,
+    fee_failure)``. Returns one R_* row per configuration."""
+    n_configs = rows.shape[0]
+    n_features = features.shape[1]
+    results = np.empty((n_configs, RESULT_WIDTH))
+    sums = np.empty(n_features)
+    signals = np.empty(n_features, dtype=np.int8)
+    next_signal = np.empty(n_features + 1, dtype=np.int64)
+    scratch_inc = np.empty(n_features)
+    scratch_dec = np.empty(n_features)
+    no_record = np.empty((0, 4), dtype=np.int64)
+    for c in range(n_configs):
+        p = pcr_slots[c]
+        evaluate_one(
+            features, rows[c, : row_counts[c]], labels[p], label_counts[p], use_median[c], msaf[c],
+            ot, ct, k, end, exits[p], low, high, upper[p], lower[p],
+            position_size, initial_balance, money[p, 0], money[p, 1], money[p, 2], money[p, 3], idle_ms,
+            sums, signals, next_signal, scratch_inc, scratch_dec, results[c], no_record,
+        )
+    return results
