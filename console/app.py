@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections import deque
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -92,6 +93,7 @@ class EpochConsole(App[None]):
         self.cluster = cluster
         self.workspace = workspace
         self.live = live
+        self.messages: deque[str] = deque(maxlen=200)  # every notification shown, newest last
         self.following: str | None = None  # job key shown in the log pane
 
     # --- layout ---------------------------------------------------------------
@@ -150,6 +152,11 @@ class EpochConsole(App[None]):
         self.action_subscribe_logs()
 
     # --- errors ---------------------------------------------------------------
+    def notify(self, message: str, **kwargs: Any) -> None:  # type: ignore[override]
+        """Show a toast and keep it in ``messages`` (toasts expire; the record stays)."""
+        self.messages.append(message)
+        super().notify(message, **kwargs)
+
     def report_error(self, error: BaseException | str, context: str = "") -> None:
         """The one place failures surface: a one-line notification, never a traceback."""
         if isinstance(error, EpochBuilderError):

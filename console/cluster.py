@@ -36,8 +36,10 @@ def job_view(server: str, info: Any) -> JobView:
     argv = list(get("argv") or [])
     exit_code = get("exit_code")
     state = str(get("state") or "lost")
-    if state == "exited" and exit_code not in (0, None):
-        state = "failed"
+    if state == "exited" and get("stopped"):
+        state = "stopped"  # ended by the user's stop, not a failure
+    elif state == "exited":
+        state = "finished" if exit_code == 0 else "failed"
     return JobView(
         server=server,
         id=str(get("job_id") or get("id")),

@@ -30,7 +30,7 @@ class JobView:
     server: str
     id: str
     command: str
-    state: str  # running | exited | failed | lost
+    state: str  # running | finished | failed | stopped | lost
     exit_code: int | None = None
     started: float | None = None
     ended: float | None = None

@@ -10,7 +10,7 @@ from textual.widgets import DataTable
 from console.state import JobView
 from console.widgets.servers import format_eta
 
-STATE_STYLE = {"running": "bold cyan", "exited": "green", "failed": "bold red", "lost": "yellow"}
+STATE_STYLE = {"running": "bold cyan", "finished": "green", "failed": "bold red", "stopped": "yellow", "lost": "yellow"}
 COLUMNS = ("server", "job", "command", "state", "exit", "duration", "progress")
 
 

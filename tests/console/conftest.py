@@ -44,10 +44,12 @@ def write_cluster_file(servers: sshd_cluster.SSHDCluster, path: Path, **server_o
 
 
 async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
-    """Let the app run until ``predicate()`` is true; fail with ``what`` after ``timeout`` seconds."""
+    """Let the app run until ``predicate()`` is true; fail with ``what`` (and the app's
+    notifications, which carry any error) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            shown = list(getattr(pilot.app, 'messages', []))
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; notifications: {shown}")
         await pilot.pause(0.05)
         await asyncio.sleep(0.05)
