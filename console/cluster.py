@@ -159,12 +159,13 @@ class Cluster:
             await asyncio.sleep(JOBS_POLL_S)
 
     def _merge_job(self, server: str, fresh: JobView, host: Host) -> JobView:
+        fresh.seen = time.time()
         known = self.jobs.get(fresh.key)
         if known is None:
             self.jobs[fresh.key] = known = fresh
         else:
             was_running = known.state == "running"
-            known.state, known.exit_code = fresh.state, fresh.exit_code
+            known.state, known.exit_code, known.seen = fresh.state, fresh.exit_code, fresh.seen
             known.started = fresh.started or known.started
             known.ended = fresh.ended or known.ended
             if was_running and fresh.state == "failed":

@@ -38,6 +38,7 @@ class JobView:
     done: int = 0
     total: int = 0
     eta_s: float | None = None
+    seen: float | None = None  # when the console last heard of it (durations run to here)
 
     @property
     def key(self) -> str:
@@ -47,7 +48,7 @@ class JobView:
     def duration_s(self) -> float | None:
         if self.started is None:
             return None
-        return (self.ended or time.time()) - self.started
+        return (self.ended or self.seen or time.time()) - self.started
 
     @property
     def progress(self) -> str:
@@ -62,6 +63,8 @@ class JobView:
         self.total = int(event.get("total", self.total) or 0)
         eta = event.get("eta_s", event.get("eta"))
         self.eta_s = float(eta) if isinstance(eta, (int, float)) else None
+        if isinstance(event.get("time"), (int, float)):
+            self.seen = float(event["time"])
 
 
 @dataclass

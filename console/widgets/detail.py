@@ -25,7 +25,7 @@ def _gib(value: object) -> str:
 
 def describe(host: HostView) -> str:
     s = host.status
-    lines = [f"[b]{escape(host.name)}[/] · {escape(host.address)} · [b]{host.state}[/]"]
+    lines = [f"[b]{escape(host.name)} [/]· {escape(host.address)} ·[b] {host.state}[/]"]
     if host.error:
         lines.append(f"[red]{escape(host.error)}[/]")
     if host.state == ONLINE or s:
@@ -36,7 +36,7 @@ def describe(host: HostView) -> str:
         lines.append(f"load {load_text}   uptime {_uptime(s.get('uptime_s'))}   cpus {(s.get('cpu') or {}).get('count', '-') if isinstance(s.get('cpu'), dict) else s.get('cpu_count', '-')}")
         lines.append(f"memory {_gib(mem.get('used'))} / {_gib(mem.get('total'))}   "
                      f"disk {_gib(disk.get('used'))} / {_gib(disk.get('total'))} ({disk.get('percent', '-')}%)")
-        gpus = s.get("gpus") or []
+        gpus = s.get("gpus") or s.get("gpu") or []
         for gpu in gpus if isinstance(gpus, list) else []:
             if isinstance(gpu, dict):
                 lines.append(f"gpu {escape(str(gpu.get('name', '?')))} {gpu.get('utilization_percent', '-')}% "

@@ -11,7 +11,7 @@ from console.state import JobView
 from console.widgets.servers import format_eta
 
 STATE_STYLE = {"running": "bold cyan", "finished": "green", "failed": "bold red", "stopped": "yellow", "lost": "yellow"}
-COLUMNS = ("server", "job", "command", "state", "exit", "duration", "progress")
+COLUMNS = ("server", "job", "state", "exit", "duration", "progress", "command")
 
 
 def short_id(job_id: str) -> str:
@@ -32,11 +32,12 @@ class JobsTable(DataTable):
     def show(self, jobs: Iterable[JobView]) -> None:
         for job in jobs:
             cells = [
-                job.server, short_id(job.id), job.command if len(job.command) <= 32 else job.command[:31] + "…",
+                job.server, short_id(job.id),
                 Text(job.state, style=STATE_STYLE.get(job.state, "")),
                 "" if job.exit_code is None else str(job.exit_code),
                 _duration(job.duration_s),
                 job.progress,
+                job.command if len(job.command) <= 40 else job.command[:39] + "…",
             ]
             if job.key not in self.rows:
                 self.add_row(*cells, key=job.key)

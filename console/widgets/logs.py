@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from rich.cells import cell_len
+from rich.text import Text
 from rich.segment import Segment
 from textual import on
 from textual.app import ComposeResult
@@ -175,7 +176,9 @@ class LogPane(Vertical):
     @on(LogView.StateChanged)
     def update_title(self) -> None:
         view = self.view
-        state = "[b green]FOLLOW[/]" if view.follow else f"[b yellow]PAUSED[/] (+{view.new_while_paused} new)"
-        filt = f"  filter: [b]{view.buffer.filter}[/]" if view.buffer.filter else ""
-        count = f"{len(view.buffer):,} lines"
-        self.query_one("#log-title", Static).update(f"Log: {self.source}  {state}{filt}  [dim]{count}[/]")
+        state = ("FOLLOW", "bold green") if view.follow else (f"PAUSED (+{view.new_while_paused} new)", "bold yellow")
+        parts: list[str | tuple[str, str]] = [state]
+        if view.buffer.filter:
+            parts += ["  filter: ", (view.buffer.filter, "bold")]
+        parts += ["  ", (f"{len(view.buffer):,} lines", "dim"), "  ", self.source]
+        self.query_one("#log-title", Static).update(Text.assemble(*parts))

@@ -41,7 +41,7 @@ class ServersTable(DataTable):
             _pct(host.cpu) if host.state == ONLINE else "-",
             _pct(host.memory) if host.state == ONLINE else "-",
             host.gpu_text if host.state == ONLINE else "-",
-            job.command.split(" ")[0] if job else "",
+            job.command.split(" ")[0][:22] if job else "",
             job.progress if job else host.activity,
             format_eta(job.eta_s) if job else "",
         ]

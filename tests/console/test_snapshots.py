@@ -1,0 +1,31 @@
+"""Snapshots (pytest-textual-snapshot) of the main screen, the create-epoch form and the
+confirm dialog, over the fixed showcase state (no connections, fixed times).
+
+Update after an intended change: ``pytest tests/console/test_snapshots.py --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+from console.showcase import showcase_app
+
+SIZE = (150, 42)
+
+
+async def _select_running_job(pilot) -> None:
+    pilot.app.query_one("#servers").move_cursor(row=1)
+    jobs = pilot.app.query_one("#jobs")
+    jobs.move_cursor(row=1)
+    jobs.focus()
+    await pilot.pause(0.3)
+
+
+def test_main_screen(snap_compare) -> None:
+    assert snap_compare(showcase_app(), terminal_size=SIZE, run_before=_select_running_job)
+
+
+def test_create_epoch_form(snap_compare) -> None:
+    assert snap_compare(showcase_app(), terminal_size=SIZE, press=["e"])
+
+
+def test_confirm_dialog_for_kill(snap_compare) -> None:
+    assert snap_compare(showcase_app(), terminal_size=SIZE, run_before=_select_running_job, press=["k"])
