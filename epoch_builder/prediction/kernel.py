@@ -55,42 +55,86 @@ def alter2(value: float, percent: float) -> float:
 
 
 @njit(cache=True)
-def pairwise_sum(values: np.ndarray, start: int, count: int) -> float:
-    """NumPy's pairwise summation of ``values[start:start+count]`` (bit-identical)."""
+def _pairwise_leaf(values: np.ndarray, start: int, count: int) -> float:
+    """NumPy's pairwise summation for ``count <= 128`` (8 interleaved accumulators)."""
     if count < 8:
         total = 0.0
         for i in range(count):
             total += values[start + i]
         return total
-    if count <= PAIRWISE_BLOCK:
-        r0 = values[start]
-        r1 = values[start + 1]
-        r2 = values[start + 2]
-        r3 = values[start + 3]
-        r4 = values[start + 4]
-        r5 = values[start + 5]
-        r6 = values[start + 6]
-        r7 = values[start + 7]
-        i = 8
-        limit = count - (count % 8)
-        while i < limit:
-            r0 += values[start + i]
-            r1 += values[start + i + 1]
-            r2 += values[start + i + 2]
-            r3 += values[start + i + 3]
-            r4 += values[start + i + 4]
-            r5 += values[start + i + 5]
-            r6 += values[start + i + 6]
-            r7 += values[start + i + 7]
-            i += 8
-        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while i < count:
-            total += values[start + i]
-            i += 1
-        return total
+    r0 = values[start]
+    r1 = values[start + 1]
+    r2 = values[start + 2]
+    r3 = values[start + 3]
+    r4 = values[start + 4]
+    r5 = values[start + 5]
+    r6 = values[start + 6]
+    r7 = values[start + 7]
+    i = 8
+    limit = count - (count % 8)
+    while i < limit:
+        r0 += values[start + i]
+        r1 += values[start + i + 1]
+        r2 += values[start + i + 2]
+        r3 += values[start + i + 3]
+        r4 += values[start + i + 4]
+        r5 += values[start + i + 5]
+        r6 += values[start + i + 6]
+        r7 += values[start + i + 7]
+        i += 8
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < count:
+        total += values[start + i]
+        i += 1
+    return total
+
+
+@njit(cache=True)
+def _pairwise_split(count: int) -> int:
     half = count // 2
-    half -= half % 8
-    return pairwise_sum(values, start, half) + pairwise_sum(values, start + half, count - half)
+    return half - half % 8
+
+
+@njit(cache=True)
+def pairwise_sum(values: np.ndarray, start: int, count: int) -> float:
+    """NumPy's pairwise summation of ``values[start:start+count]``, bit-identical.
+
+    NumPy recurses: sum(n) = sum(left half, a multiple of 8) + sum(rest) until
+    n <= 128. The recursion runs here on an explicit stack because Numba's
+    on-disk cache cannot reload self-recursive functions.
+    """
+    frame_start = np.empty(64, dtype=np.int64)
+    frame_count = np.empty(64, dtype=np.int64)
+    left_total = np.empty(64)
+    has_left = np.zeros(64, dtype=np.bool_)
+    top = 0
+    frame_start[0] = start
+    frame_count[0] = count
+    has_left[0] = False
+    while True:
+        n = frame_count[top]
+        if n > PAIRWISE_BLOCK:
+            # descend into the left part first
+            top += 1
+            frame_start[top] = frame_start[top - 1]
+            frame_count[top] = _pairwise_split(n)
+            has_left[top] = False
+            continue
+        total = _pairwise_leaf(values, frame_start[top], n)
+        top -= 1
+        while top >= 0 and has_left[top]:
+            total = left_total[top] + total
+            top -= 1
+        if top < 0:
+            return total
+        # the left part of frame `top` is done: keep it, then sum the right part
+        left_total[top] = total
+        has_left[top] = True
+        half = _pairwise_split(frame_count[top])
+        top += 1
+        frame_start[top] = frame_start[top - 1] + half
+        frame_count[top] = frame_count[top - 1] - half
+        has_left[top] = False
 
 
 @njit(cache=True)
@@ -132,7 +176,8 @@ def first_exits(high: np.ndarray, low: np.ndarray, upper: np.ndarray, lower: np.
                 found = True
                 break
             t += 1
-        if not found:
+        if not found and t < end:
+            # t is now at a block boundary: skip whole blocks that touch neither price
             b = t // BLOCK
             while b < n_blocks and block_high[b] < up and block_low[b] > down:
                 b += 1
