@@ -1,0 +1,102 @@
+"""Engine vs oracle on the bundled real BTCUSDT sample (synthetic features), and research integrity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from epoch_builder.candles import read_candles
+from epoch_builder.numbers import alter
+from epoch_builder.prediction.engine import BacktestData, evaluate_full
+from epoch_builder.workspace import Workspace
+from tests.test_engine import assert_same, run_oracle
+
+
+def plain_labels(one_ot: np.ndarray, one_h: np.ndarray, one_l: np.ndarray, pred_ot: np.ndarray,
+                 pred_o: np.ndarray, start: int, pcr: float) -> list[int]:
+    """§5 labels, candle by candle, for prediction candles from ``start`` on."""
+    labels: list[int] = []
+    for i in range(start, len(pred_ot)):
+        up, down = alter(float(pred_o[i]), pcr), alter(float(pred_o[i]), -pcr)
+        outcome = 0
+        for j in range(int(np.searchsorted(one_ot, pred_ot[i], side="right")), len(one_ot)):
+            if one_h[j] >= up:
+                outcome = 1
+                break
+            if one_l[j] <= down:
+                outcome = -1
+                break
+        if outcome == 0:
+            break
+        labels.append(outcome)
+    return labels
+
+
+def real_backtest_data(ws: Workspace, seed: int, idle_minutes: int | None = None,
+                       candles_1m: Any = None) -> tuple[BacktestData, dict[str, np.ndarray]]:
+    config = ws.load_epoch_config()
+    one = read_candles(ws.candlesticks_file) if candles_1m is None else candles_1m
+    pred = read_candles(ws.prediction_candlesticks_file)
+    test = pred.iloc[config.test_ds_start_index:].reset_index(drop=True)
+    lookback, predictions = config.regression_lookback, config.regression_predictions
+    sim_start = int(test["ot"].iloc[lookback])
+    one = one[one["ot"] >= sim_start].reset_index(drop=True)
+    candles = {name: one[name].to_numpy() for name in ("ot", "ct", "o", "h", "l")}
+    test_ot = test["ot"].to_numpy()
+    k = np.searchsorted(test_ot, candles["ot"], side="right") - 1 - lookback
+    n_windows = len(test) - predictions - lookback
+    rng = np.random.default_rng(seed)
+    features = {f"R{i}": np.round(np.cumsum(rng.normal(0, 0.15, n_windows)).clip(-1, 1), 6) for i in range(6)}
+    labels = {pcr: plain_labels(candles["ot"], candles["h"], candles["l"], test_ot, test["o"].to_numpy(), lookback, pcr)
+              for pcr in (1.0, 3.0)}
+    data = BacktestData.from_arrays(
+        **candles, k=k, features=features, labels=labels, position_size=config.position_size,
+        leverage=config.leverage, exchange_fee=config.exchange_fee,
+        idle_minutes=config.idle_minutes_on_position_close if idle_minutes is None else idle_minutes,
+    )
+    return data, candles
+
+
+@pytest.mark.parametrize("seed, idle", [(1, None), (2, 0), (3, 30)])
+def test_engine_equals_oracle_on_the_real_sample(small_epoch: Workspace, seed: int, idle: int | None) -> None:
+    data, candles = real_backtest_data(small_epoch, seed, idle)
+    assert data.end > 1000 and data.n_features > 100
+    opened = 0
+    for pcr in (1, 3):
+        for msf in ("mean", "median"):
+            for msaf in (1, 1.5, 2):
+                for ri in (data.regression_ids[:4], data.regression_ids[2:], data.regression_ids[::2]):
+                    expected = assert_same(data, candles, {"pcr": pcr, "msf": msf, "msaf": msaf, "ri": ri})
+                    opened += len(expected["positions"])
+    assert opened > 20  # the comparison covers real positions, not empty runs
+
+
+def test_changing_candles_after_t_keeps_everything_decided_before_t(small_epoch: Workspace) -> None:
+    """Research integrity: a later candle cannot alter a signal, entry or close that happened before it."""
+    original, candles = real_backtest_data(small_epoch, seed=5, idle_minutes=0)
+    configs = [{"pcr": 1, "msf": msf, "msaf": 1, "ri": original.regression_ids[:4]} for msf in ("mean", "median")]
+    t_index = original.end // 2
+    t = int(original.ot[t_index])
+    rng = np.random.default_rng(0)
+    shifted = {name: np.array(values, copy=True) for name, values in candles.items()}
+    factor = rng.uniform(0.9, 1.1, len(shifted["o"]) - t_index)
+    for name in ("o", "h", "l"):
+        shifted[name][t_index:] = np.round(shifted[name][t_index:] * factor, 2)
+    # same features and labels: they are inputs here (their own integrity is tested with the assets)
+    changed = BacktestData.from_arrays(
+        **shifted, k=original.k, features=original.features, labels=original.labels,
+        position_size=original.position_size, leverage=original.leverage,
+        exchange_fee=original.exchange_fee, idle_minutes=original.idle_minutes)
+    for config in configs:
+        before = evaluate_full(original, config)["backtest"]["positions"]
+        after = evaluate_full(changed, config)["backtest"]["positions"]
+        closed_before_t = [p for p in before if p["ct"] < t]
+        assert closed_before_t, "the comparison needs positions closed before t"
+        assert after[: len(closed_before_t)] == closed_before_t
+        open_at_t = [p for p in before if p["ot"] < t <= p["ct"]]
+        for p, q in zip(open_at_t, after[len(closed_before_t):]):
+            assert (q["t"], q["ot"], q["op"], q["tpp"], q["slp"], q["p"]) == (p["t"], p["ot"], p["op"], p["tpp"], p["slp"], p["p"])
+        assert run_oracle(changed, shifted, config)["positions"] == [
+            {key: p[key] for key in ("t", "ot", "op", "tpp", "slp", "ct", "cp", "o", "b", "p")} for p in after]
