@@ -77,7 +77,7 @@ class StatusScreen(ModalScreen[None]):
 
 class EpochConsole(App[None]):
     TITLE = "Epoch Console"
-    CSS_PATH = ["global.tcss", "app.tcss"]
+    CSS_PATH = [Path(__file__).with_name("global.tcss"), Path(__file__).with_name("app.tcss")]  # absolute: subclasses live elsewhere
     COMMANDS = App.COMMANDS | {ActionsProvider}
     BINDINGS = [
         Binding("a", "menu", "Actions"),

@@ -23,7 +23,7 @@ from remote.hosts import Host, HostState, backoff_delay, make_host
 from console.state import CONNECTING, OFFLINE, ONLINE, RECONNECTING, HostView, JobView
 
 STATUS_INTERVAL_S = 1.0
-JOBS_POLL_S = 2.0
+JOBS_POLL_S = 15.0
 FAILED_TAIL_LINES = 5
 
 ErrorSink = Callable[[BaseException | str, str], None]
@@ -103,9 +103,10 @@ class Cluster:
                 await host.connect()
                 view.latency_ms = (host.latency_s or 0) * 1000
                 attempt, reported = 0, False
-                poller = asyncio.create_task(self._poll_jobs(name, host))
+                wake = asyncio.Event()
+                poller = asyncio.create_task(self._poll_jobs(name, host, wake))
                 try:
-                    await self._stream_status(view, host)
+                    await self._stream_status(view, host, wake)
                 finally:
                     poller.cancel()
                     await asyncio.gather(poller, return_exceptions=True)
@@ -127,7 +128,8 @@ class Cluster:
             await asyncio.sleep(backoff_delay(attempt, base=0.5, cap=15.0))
             attempt += 1
 
-    async def _stream_status(self, view: HostView, host: Host) -> None:
+    async def _stream_status(self, view: HostView, host: Host, wake: asyncio.Event) -> None:
+        running: set[str] = set()
         async for snapshot in host.status_stream(interval_s=STATUS_INTERVAL_S):
             if snapshot.get("state") == "reconnecting":
                 view.state, view.error = RECONNECTING, str(snapshot.get("error", ""))
@@ -135,6 +137,10 @@ class Cluster:
             view.apply_status(snapshot, (host.latency_s or 0) * 1000 if host.latency_s is not None else None)
             # Running jobs ride along with each snapshot: new ones appear at once,
             # and their last progress event updates the ETA (states come from the poller).
+            now_running = {str(info.get("id")) for info in snapshot.get("jobs") or [] if isinstance(info, dict)}
+            if now_running != running:
+                running = now_running
+                wake.set()  # a job started or ended: fetch states and exit codes now
             for info in snapshot.get("jobs") or []:
                 if not isinstance(info, dict) or not info.get("id"):
                     continue
@@ -144,19 +150,23 @@ class Cluster:
                 if isinstance(info.get("last_event"), dict):
                     job.apply_event(info["last_event"])
 
-    async def _poll_jobs(self, name: str, host: Host) -> None:
+    async def _poll_jobs(self, name: str, host: Host, wake: asyncio.Event) -> None:
+        """Job states and latency: at once, whenever the status stream sees the set of
+        running jobs change, and every ``JOBS_POLL_S`` as a fallback (cheap for 20 hosts)."""
         while True:
             try:
-                started = time.perf_counter()
-                infos = await host.list_jobs()
-                self.hosts[name].latency_ms = (time.perf_counter() - started) * 1000
-                for info in infos:
+                self.hosts[name].latency_ms = await host.ping() * 1000
+                for info in await host.list_jobs():
                     self._merge_job(name, job_view(name, info), host)
             except asyncio.CancelledError:
                 raise
             except (HostUnreachable, RemoteError):
                 pass  # the status stream reports the link; keep polling
-            await asyncio.sleep(JOBS_POLL_S)
+            try:
+                await asyncio.wait_for(wake.wait(), JOBS_POLL_S)
+            except TimeoutError:
+                pass
+            wake.clear()
 
     def _merge_job(self, server: str, fresh: JobView, host: Host) -> JobView:
         fresh.seen = time.time()
