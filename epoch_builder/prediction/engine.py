@@ -103,6 +103,7 @@ class BacktestData:
     feature_matrix: np.ndarray = field(init=False, repr=False)
     row_of: dict[str, int] = field(init=False, repr=False)
     end: int = field(init=False)
+    window_start: np.ndarray = field(init=False, repr=False)  # first candle with k >= w, w in 0..n_features
     _tables: dict[float, PcrTables] = field(init=False, repr=False, default_factory=dict)
 
     @classmethod
@@ -163,6 +164,7 @@ class BacktestData:
         self.idle_minutes = int(self.idle_minutes)
         # §7.4: stop at the first candle whose index is not below the number of features
         self.end = int(np.searchsorted(self.k, self.n_features, side="left"))
+        self.window_start = np.searchsorted(self.k, np.arange(self.n_features + 1), side="left").astype(np.int64)
         self._tables = {}
 
     @property
@@ -214,18 +216,12 @@ class Evaluation:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-def _accuracy(successful: int, total: int) -> float:
-    return round_to(successful * 100 / total, 2) if total > 0 else 0.0
-
-
 def _evaluation_from_row(row: np.ndarray, initial_balance: float) -> Evaluation:
-    longs, longs_ok = int(row[K.R_LONGS]), int(row[K.R_LONGS_OK])
-    shorts, shorts_ok = int(row[K.R_SHORTS]), int(row[K.R_SHORTS_OK])
-    positions, successful = longs + shorts, longs_ok + shorts_ok
+    longs, shorts = int(row[K.R_LONGS]), int(row[K.R_SHORTS])
+    positions, successful = longs + shorts, int(row[K.R_LONGS_OK]) + int(row[K.R_SHORTS_OK])
     final_balance = float(row[K.R_FINAL_BALANCE])
     profit = final_balance - initial_balance
-    accuracy = _accuracy(successful, positions)
-    d_inc, d_dec = int(row[K.R_DISC_INC]), int(row[K.R_DISC_DEC])
+    accuracy = float(row[K.R_ACCURACY])
     return Evaluation(
         profitable=accuracy >= PROFITABLE_MIN_ACCURACY and profit > 0,
         initial_balance=initial_balance,
@@ -237,15 +233,15 @@ def _evaluation_from_row(row: np.ndarray, initial_balance: float) -> Evaluation:
         shorts=shorts,
         successful=successful,
         unsuccessful=positions - successful,
-        increase_accuracy=_accuracy(longs_ok, longs),
-        decrease_accuracy=_accuracy(shorts_ok, shorts),
+        increase_accuracy=float(row[K.R_INC_ACCURACY]),
+        decrease_accuracy=float(row[K.R_DEC_ACCURACY]),
         accuracy=accuracy,
         min_increase_sum=float(row[K.R_MIN_INC]),
         min_decrease_sum=float(row[K.R_MIN_DEC]),
-        discovery_increase_num=d_inc,
-        discovery_decrease_num=d_dec,
+        discovery_increase_num=int(row[K.R_DISC_INC]),
+        discovery_decrease_num=int(row[K.R_DISC_DEC]),
         discovery_neutral_num=int(row[K.R_DISC_NEUTRAL]),
-        discovery_accuracy=_accuracy(int(row[K.R_DISC_INC_OK]) + int(row[K.R_DISC_DEC_OK]), d_inc + d_dec),
+        discovery_accuracy=float(row[K.R_DISC_ACCURACY]),
     )
 
 
@@ -324,7 +320,7 @@ def _run_kernel(data: BacktestData, encoded: _EncodedConfigs) -> np.ndarray:
     initial = Money.of(data.position_size, data.leverage, data.exchange_fee, 1.0).initial_balance
     return K.evaluate_batch(
         data.feature_matrix, encoded.rows, encoded.row_counts, encoded.pcr_slots, encoded.use_median, encoded.msaf,
-        labels, label_counts, data.ot, data.ct, data.k, data.end, exits, data.l, data.h, upper, lower,
+        labels, label_counts, data.ot, data.ct, data.k, data.window_start, data.end, exits, data.l, data.h, upper, lower,
         data.position_size, initial, money, data.idle_minutes * MINUTE_MS,
     )
 
@@ -383,11 +379,10 @@ def evaluate_full(data: BacktestData, config: Mapping[str, Any]) -> dict[str, An
     money = tables.money
     closed = K.evaluate_one(
         data.feature_matrix, rows, tables.labels, tables.labels.size, bool(encoded.use_median[0]), float(encoded.msaf[0]),
-        data.ot, data.ct, data.k, data.end, tables.exits, data.l, data.h, tables.upper, tables.lower,
-        data.position_size, money.initial_balance, money.net_profit, money.net_loss, money.fee_success,
-        money.fee_failure, data.idle_minutes * MINUTE_MS,
-        sums, np.empty(n_features, dtype=np.int8), np.empty(n_features + 1, dtype=np.int64),
-        np.empty(n_features), np.empty(n_features), result, record,
+        data.ot, data.ct, data.k, data.window_start, data.end, tables.exits, data.l, data.h, tables.upper,
+        tables.lower, data.position_size, money.initial_balance, money.net_profit, money.net_loss,
+        money.fee_success, money.fee_failure, data.idle_minutes * MINUTE_MS,
+        sums, np.empty(n_features), np.empty(n_features), result, record,
     )
     evaluation = _evaluation_from_row(result, money.initial_balance)
 

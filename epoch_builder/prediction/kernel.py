@@ -9,8 +9,9 @@ Why it is fast yet exact:
   straight to it. Long and short share that candle; the stop-loss-first rule
   only decides the outcome.
 * Entries: the signal depends only on the lookback index ``k`` of the candle,
-  so it is computed once per feature window and the backtest jumps to the first
-  candle of the next window whose signal is not neutral.
+  so the entry search moves window by window (first candle of each window),
+  evaluating a window's signal only when the model is free to enter there;
+  windows spent inside a position or idle are never looked at.
 * Arithmetic mirrors NumPy exactly: ``round`` is ``rint(x * 10**d) / 10**d``
   (NumPy's algorithm), means use NumPy's pairwise summation, sums of the
   regressions' features add left to right in the configuration's order.
@@ -40,7 +41,12 @@ R_DISC_INC_OK = 9
 R_DISC_DEC = 10
 R_DISC_DEC_OK = 11
 R_DISC_NEUTRAL = 12
-RESULT_WIDTH = 13
+R_ACCURACY = 13
+R_INC_ACCURACY = 14
+R_DEC_ACCURACY = 15
+R_DISC_ACCURACY = 16
+RESULT_WIDTH = 17
+FIRST_SIGNAL_WINDOW = 6  # §7.4: entries need k > 5 (six sums)
 
 
 @njit(cache=True)
@@ -144,11 +150,12 @@ def numpy_mean(values: np.ndarray, count: int) -> float:
 
 @njit(cache=True)
 def numpy_median(values: np.ndarray, count: int) -> float:
-    ordered = np.sort(values[:count])
+    """NumPy's median: the middle element, or the mean of the two middle ones (by selection, not a sort)."""
     middle = count // 2
+    selected = np.partition(values[:count], middle)
     if count % 2 == 1:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2.0
+        return selected[middle]
+    return (selected[:middle].max() + selected[middle]) / 2.0
 
 
 @njit(cache=True)
@@ -255,6 +262,14 @@ def signal_at(sums: np.ndarray, index: int, min_inc: float, min_dec: float) -> i
 
 
 @njit(cache=True)
+def accuracy(successful: int, total: int) -> float:
+    """``round(successful * 100 / total, 2)``, 0 when total is 0 (as numbers.round_to)."""
+    if total <= 0:
+        return 0.0
+    return round_scaled(successful * 100 / total, 100.0)
+
+
+@njit(cache=True)
 def evaluate_one(
     features: np.ndarray,
     rows: np.ndarray,
@@ -265,6 +280,7 @@ def evaluate_one(
     ot: np.ndarray,
     ct: np.ndarray,
     k: np.ndarray,
+    window_start: np.ndarray,
     end: int,
     exits: np.ndarray,
     low: np.ndarray,
@@ -279,16 +295,17 @@ def evaluate_one(
     fee_failure: float,
     idle_ms: int,
     sums: np.ndarray,
-    signals: np.ndarray,
-    next_signal: np.ndarray,
     scratch_inc: np.ndarray,
     scratch_dec: np.ndarray,
     result: np.ndarray,
     record: np.ndarray,
 ) -> int:
-    """One configuration: fills ``result`` (R_* columns); with a non-empty ``record``
-    (rows: entry index, exit index, type, success) also lists the positions.
-    Returns the number of closed positions."""
+    """One configuration: fills ``result`` (R_* columns) and ``sums`` (feature sums);
+    with a non-empty ``record`` (rows: entry index, exit index, type, success) also
+    lists the positions. Returns the number of closed positions.
+
+    ``window_start[w]`` is the first candle whose lookback index is >= w (w <= n_features).
+    """
     n_features = sums.shape[0]
     feature_sums(features, rows, sums)
 
@@ -328,15 +345,9 @@ def evaluate_one(
     min_inc = round_scaled(stat_inc * msaf, 1e6)
     min_dec = round_scaled(stat_dec * msaf, 1e6)
 
-    # entry signal per feature window, and the next non-neutral window from each
-    next_signal[n_features] = n_features
-    for index in range(n_features - 1, -1, -1):
-        sig = 0
-        if index > 5:
-            sig = signal_at(sums, index, min_inc, min_dec)
-        signals[index] = sig
-        next_signal[index] = index if sig != 0 else next_signal[index + 1]
-
+    # §7.4 backtest. The signal depends only on the candle's window k, so the search
+    # moves window by window (evaluating each window's signal lazily, once per visit)
+    # and positions jump straight to their precomputed exit candle.
     balance = initial_balance
     fees = 0.0
     longs = 0
@@ -348,22 +359,29 @@ def evaluate_one(
     j = 0
     idle_until = 0
     while j < end:
-        # first candle at or after j that is no longer idle
         if ot[j] < idle_until:
             j = np.searchsorted(ot, idle_until)
-        # then the first candle whose window gives a long or short signal
-        while j < end:
-            index = k[j]
-            if index >= 0 and signals[index] != 0:
+            if j >= end:
                 break
-            target = next_signal[index + 1] if index >= 0 else next_signal[0]
-            if target >= n_features:
+        index = k[j]
+        side = 0
+        while True:
+            if index >= FIRST_SIGNAL_WINDOW:
+                side = signal_at(sums, index, min_inc, min_dec)
+                if side != 0:
+                    break
+                index += 1
+            else:
+                index = FIRST_SIGNAL_WINDOW
+            if index >= n_features:
                 j = end
                 break
-            j = max(j + 1, np.searchsorted(k, target))
-        if j >= end:
+            j = max(j + 1, window_start[index])
+            if j >= end:
+                break
+            index = k[j]
+        if side == 0:
             break
-        side = signals[k[j]]
         exit_at = exits[j]
         if exit_at >= end:
             break  # still open when the features run out
@@ -407,6 +425,10 @@ def evaluate_one(
     result[R_DISC_DEC] = n_dec
     result[R_DISC_DEC_OK] = n_dec_ok
     result[R_DISC_NEUTRAL] = n_neutral
+    result[R_ACCURACY] = accuracy(longs_ok + shorts_ok, longs + shorts)
+    result[R_INC_ACCURACY] = accuracy(longs_ok, longs)
+    result[R_DEC_ACCURACY] = accuracy(shorts_ok, shorts)
+    result[R_DISC_ACCURACY] = accuracy(n_inc_ok + n_dec_ok, n_inc + n_dec)
     return closed
 
 
@@ -423,6 +445,7 @@ def evaluate_batch(
     ot: np.ndarray,
     ct: np.ndarray,
     k: np.ndarray,
+    window_start: np.ndarray,
     end: int,
     exits: np.ndarray,
     low: np.ndarray,
@@ -441,8 +464,6 @@ def evaluate_batch(
     n_features = features.shape[1]
     results = np.empty((n_configs, RESULT_WIDTH))
     sums = np.empty(n_features)
-    signals = np.empty(n_features, dtype=np.int8)
-    next_signal = np.empty(n_features + 1, dtype=np.int64)
     scratch_inc = np.empty(n_features)
     scratch_dec = np.empty(n_features)
     no_record = np.empty((0, 4), dtype=np.int64)
@@ -450,8 +471,8 @@ def evaluate_batch(
         p = pcr_slots[c]
         evaluate_one(
             features, rows[c, : row_counts[c]], labels[p], label_counts[p], use_median[c], msaf[c],
-            ot, ct, k, end, exits[p], low, high, upper[p], lower[p],
+            ot, ct, k, window_start, end, exits[p], low, high, upper[p], lower[p],
             position_size, initial_balance, money[p, 0], money[p, 1], money[p, 2], money[p, 3], idle_ms,
-            sums, signals, next_signal, scratch_inc, scratch_dec, results[c], no_record,
+            sums, scratch_inc, scratch_dec, results[c], no_record,
         )
     return results
