@@ -98,47 +98,53 @@ class EpochConsole(App[None]):
 
     # --- layout ---------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        # Kept as attributes: App.query_one searches the active screen, which is a
+        # dialog or the command palette while one is open.
+        self.servers_table = ServersTable(id="servers")
+        self.detail = HostDetail(id="detail")
+        self.log_pane = LogPane(id="log-pane")
+        self.jobs_table = JobsTable(id="jobs")
         yield Header()
         with Horizontal(id="top"):
-            yield ServersTable(id="servers")
-            yield HostDetail(id="detail")
+            yield self.servers_table
+            yield self.detail
         with Horizontal(id="bottom"):
-            yield LogPane(id="log-pane")
-            yield JobsTable(id="jobs")
+            yield self.log_pane
+            yield self.jobs_table
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = f"{len(self.cluster.hosts)} server(s) · workspace {self.workspace.root}"
-        self.query_one("#servers").border_title = "Servers"
-        self.query_one("#detail").border_title = "Detail"
-        self.query_one("#jobs").border_title = "Jobs"
+        self.servers_table.border_title = "Servers"
+        self.detail.border_title = "Detail"
+        self.jobs_table.border_title = "Jobs"
         self.redraw()
         self.set_interval(REDRAW_INTERVAL_S, self.redraw)
         if self.live:
             self.cluster.start(self.report_error)
-        self.query_one(ServersTable).focus()
+        self.servers_table.focus()
 
     async def on_unmount(self) -> None:
         await self.cluster.close()
 
     def redraw(self) -> None:
         running = {job.server: job for job in self.cluster.jobs.values() if job.state == "running"}
-        servers = self.query_one(ServersTable)
+        servers = self.servers_table
         servers.show(self.cluster.hosts.values(), running)
-        self.query_one(JobsTable).show(self.cluster.jobs.values())
-        self.query_one(HostDetail).show(self.cluster.hosts.get(servers.selected_server or ""))
+        self.jobs_table.show(self.cluster.jobs.values())
+        self.detail.show(self.cluster.hosts.get(servers.selected_server or ""))
 
     # --- selection ------------------------------------------------------------
     @property
     def selected_server(self) -> str:
-        name = self.query_one(ServersTable).selected_server
+        name = self.servers_table.selected_server
         if name is None:
             raise EpochBuilderError("no server selected")
         return name
 
     @property
     def selected_job(self) -> JobView:
-        key = self.query_one(JobsTable).selected_job
+        key = self.jobs_table.selected_job
         if key is None or key not in self.cluster.jobs:
             raise EpochBuilderError("no job selected: pick one in the jobs table")
         return self.cluster.jobs[key]
@@ -188,7 +194,7 @@ class EpochConsole(App[None]):
         self.push_screen(ActionMenu(self._selection_context()), chosen)
 
     def _selection_context(self) -> str:
-        server = self.query_one(ServersTable).selected_server
+        server = self.servers_table.selected_server
         return f"(server {server})" if server else ""
 
     def run_action_id(self, action_id: str) -> None:
@@ -210,7 +216,7 @@ class EpochConsole(App[None]):
         names = list(self.cluster.hosts)
         if len(names) == 1:
             return names
-        default = self.query_one(ServersTable).selected_server
+        default = self.servers_table.selected_server
         return await self.push_screen_wait(ServerPicker(names, allow_all=allow_all, title=title, default=default))
 
     # --- Server actions -------------------------------------------------------
@@ -247,12 +253,12 @@ class EpochConsole(App[None]):
 
     def follow_log(self, job: JobView) -> None:
         self.following = job.key
-        self.query_one(LogPane).show_source(f"{job.server} · {job.id} · {job.command}")
+        self.log_pane.show_source(f"{job.server} · {job.id} · {job.command}")
         self._follow_worker(job)
 
     @work(group="log", exclusive=True, exit_on_error=False)
     async def _follow_worker(self, job: JobView) -> None:
-        view = self.query_one(LogPane).view
+        view = self.log_pane.view
         await self.guarded(f"log of {job.id} on {job.server}", self.cluster.follow_log(job.server, job.id, view.append_lines))
 
     @action_worker()
@@ -389,7 +395,7 @@ class EpochConsole(App[None]):
     async def action_unit_tests(self) -> None:
         server = self.selected_server
         self.following = None
-        pane = self.query_one(LogPane)
+        pane = self.log_pane
         pane.show_source(f"{server} · unit tests")
         code = await self.guarded(f"unit tests on {server}", self.cluster.unit_tests(server, pane.view.append_lines))
         if code == 0:

@@ -81,7 +81,7 @@ def showcase_app() -> EpochConsole:
 
     def fill_log() -> None:
         job = app.cluster.jobs["gpu-1/20260101T001500-train-regression-batch-9f8e7d"]
-        pane = app.query_one("#log-pane")
+        pane = app.log_pane
         pane.show_source(f"{job.server} · {job.id} · {job.command}")
         pane.view.append_lines(TRAINING_LOG)
 
@@ -95,7 +95,7 @@ async def save_screenshots(directory: Path, size: tuple[int, int] = (150, 42)) -
     app = showcase_app()
     async with app.run_test(size=size) as pilot:
         await pilot.pause(0.5)
-        table = app.query_one("#servers")
+        table = app.servers_table
         table.move_cursor(row=1)  # gpu-1
         await pilot.pause(0.3)
         written.append(Path(app.save_screenshot("console-main.svg", str(directory))))

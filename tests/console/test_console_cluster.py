@@ -12,9 +12,6 @@ from conftest import PYTHON, wait_for, write_cluster_file
 
 from console.app import EpochConsole, make_app
 from console.screens.charts import LossChartScreen
-from console.widgets.jobs import JobsTable
-from console.widgets.logs import LogPane
-from console.widgets.servers import ServersTable
 
 pytestmark = pytest.mark.ssh
 SIZE = (150, 45)
@@ -29,13 +26,13 @@ def all_online(app: EpochConsole) -> bool:
 
 
 def select_server(app: EpochConsole, name: str) -> None:
-    table = app.query_one(ServersTable)
+    table = app.servers_table
     table.move_cursor(row=table.get_row_index(name))
 
 
 def select_job(app: EpochConsole, key: str) -> None:
     app.redraw()
-    table = app.query_one(JobsTable)
+    table = app.jobs_table
     table.move_cursor(row=table.get_row_index(key))
 
 
@@ -75,7 +72,7 @@ async def test_server_actions(console_app: EpochConsole, sshd_pair, forget_test_
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: all_online(app), what="both servers online with status")
         app.redraw()
-        cpu_row = app.query_one(ServersTable).get_row("srv1")
+        cpu_row = app.servers_table.get_row("srv1")
         assert str(cpu_row[1]) == "online" and cpu_row[3].endswith("%")
 
         # View status
@@ -86,9 +83,9 @@ async def test_server_actions(console_app: EpochConsole, sshd_pair, forget_test_
         # Subscribe to logs of a running job (a long-running real subcommand).
         job = await app.cluster.start_job("srv1", ["status", "--watch", "0.2", "--json"])
         select_job(app, job.key)
-        app.query_one(JobsTable).focus()
+        app.jobs_table.focus()
         await pilot.press("l")
-        view = app.query_one(LogPane).view
+        view = app.log_pane.view
         await wait_for(pilot, lambda: len(view.buffer) >= 3, what="log lines of the job")
         assert json.loads(view.buffer[0])["workspace"] == str(srv1.root)
 
@@ -169,7 +166,7 @@ async def test_push_and_epoch_builder_actions(console_app: EpochConsole, sshd_pa
         await wait_for(pilot, lambda: any(j.command.startswith("create-epoch") and j.state == "finished"
                                           for j in app.cluster.jobs.values()), timeout=60, what="create-epoch job finished")
         assert json.loads((srv1.root / "config" / "epoch.json").read_text())["id"] == "_REMOTE"
-        assert app.query_one(LogPane).source.startswith("srv1")
+        assert app.log_pane.source.startswith("srv1")
 
         # A command that fails: the message carries the exit code and the last log lines.
         job = await app.launch(["create-epoch", "--id", "BAD"], server="srv1")
@@ -216,7 +213,7 @@ async def test_host_down_and_back_resumes_status_and_log(console_app: EpochConso
         await wait_for(pilot, lambda: all_online(app), what="servers online")
         job = await app.cluster.start_job("srv1", ["status", "--watch", "0.2", "--json"])
         app.follow_log(job)
-        view = app.query_one(LogPane).view
+        view = app.log_pane.view
         await wait_for(pilot, lambda: len(view.buffer) >= 3, what="log lines")
 
         srv1.kill()

@@ -12,8 +12,8 @@ SIZE = (150, 42)
 
 
 async def _select_running_job(pilot) -> None:
-    pilot.app.query_one("#servers").move_cursor(row=1)
-    jobs = pilot.app.query_one("#jobs")
+    pilot.app.servers_table.move_cursor(row=1)
+    jobs = pilot.app.jobs_table
     jobs.move_cursor(row=1)
     jobs.focus()
     await pilot.pause(0.3)

@@ -1,0 +1,51 @@
+"""The console on localhost alone (no cluster file): CLI, command palette, errors as messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import wait_for
+
+from console.app import make_app
+from console.cli import main as console_main
+
+
+def test_cli_reports_a_bad_cluster_file_in_one_line(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "cluster.json"
+    bad.write_text(json.dumps({"servers": [{"name": "a b", "host": "x", "root": "/srv"}]}))
+    assert console_main(["--config", str(bad), "--workspace", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "servers[0].name" in err and "\n" not in err
+
+
+def test_console_help_is_instant_and_imports_nothing_heavy() -> None:
+    code = ("import sys; from console.cli import build_parser; build_parser().format_help(); "
+            "heavy = [m for m in ('tensorflow', 'keras', 'pandas', 'numba', 'textual', 'asyncssh') if m in sys.modules]; "
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+
+
+async def test_localhost_alone_palette_and_error_messages(tmp_path: Path) -> None:
+    app = make_app(tmp_path / "missing-cluster.json", tmp_path)
+    async with app.run_test(size=(140, 40)) as pilot:
+        assert list(app.cluster.hosts) == ["localhost"]
+        await wait_for(pilot, lambda: app.cluster.hosts["localhost"].cpu is not None, what="localhost status")
+
+        # Command palette: type part of an action's title, Enter runs it.
+        await pilot.press("ctrl+p")
+        await pilot.press(*"train regression")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        # No epoch in this workspace: a one-line message naming the file, not a traceback.
+        await wait_for(pilot, lambda: any("no active epoch" in m for m in app.messages), what="error message")
+        assert app.is_running
+
+        # An action needing a job selection says so.
+        await pilot.press("k")
+        await wait_for(pilot, lambda: any("no job selected" in m for m in app.messages), what="no-job message")
+        await pilot.press("question_mark")
+        assert type(app.screen).__name__ == "HelpScreen"
