@@ -61,7 +61,7 @@ class JobView:
         self.stage = str(event.get("stage", self.stage))
         self.done = int(event.get("done", self.done) or 0)
         self.total = int(event.get("total", self.total) or 0)
-        eta = event.get("eta_s", event.get("eta"))
+        eta = next((event[k] for k in ("eta_s", "eta_seconds", "eta") if k in event), None)
         self.eta_s = float(eta) if isinstance(eta, (int, float)) else None
         if isinstance(event.get("time"), (int, float)):
             self.seen = float(event["time"])

@@ -48,6 +48,7 @@ class LogView(ScrollView, can_focus=True):
         self.buffer = LogBuffer(max_lines)
         self._pending: list[str] = []
         self._width = 0
+        self._resizing = False  # our own scroll changes (clear, filter) must not pause
 
     def on_mount(self) -> None:
         self.set_interval(FLUSH_INTERVAL_S, self._flush)
@@ -62,10 +63,21 @@ class LogView(ScrollView, can_focus=True):
         self.buffer.clear()
         self._width = 0
         self.new_while_paused = 0
-        self.virtual_size = Size(0, 0)
-        self.scroll_to(0, 0, animate=False)
+        self._resizing = True
+        try:
+            self.virtual_size = Size(0, 0)
+            self.scroll_to(0, 0, animate=False, immediate=True, force=True)
+        finally:
+            self._resizing = False
         self.refresh()
         self.post_message(self.StateChanged())
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        # Scrolling up (wheel, keys, scrollbar) while following pauses, as in toolong;
+        # `f` or `end` follows again.
+        if self.follow and new_value < old_value and not self._resizing:
+            self.follow = False
 
     def _flush(self) -> None:
         if not self._pending:
@@ -118,7 +130,11 @@ class LogView(ScrollView, can_focus=True):
 
     def set_filter(self, text: str) -> None:
         self.buffer.set_filter(text)
-        self.virtual_size = Size(self._width, len(self.buffer))
+        self._resizing = True
+        try:
+            self.virtual_size = Size(self._width, len(self.buffer))
+        finally:
+            self._resizing = False
         if self.follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
         self.refresh()

@@ -82,3 +82,22 @@ async def test_burst_of_lines_is_drawn_in_batches_and_bounded() -> None:
         assert len(view.buffer) == view.buffer.max_lines
         assert view.buffer.total_received == 50_000
         assert view.buffer[len(view.buffer) - 1] == "9-4999"
+
+
+async def test_scrolling_up_pauses_and_end_follows() -> None:
+    app = LogApp()
+    async with app.run_test(size=(80, 20)) as pilot:
+        view = app.query_one(LogView)
+        view.focus()
+        view.append_lines(f"line {i}" for i in range(300))
+        await pilot.pause(0.2)
+        assert view.follow
+        await pilot.press("pageup")
+        await pilot.pause(0.1)
+        assert not view.follow
+        view.append_lines(["late"])
+        await pilot.pause(0.2)
+        assert view.new_while_paused == 1
+        await pilot.press("end")
+        await pilot.pause(0.1)
+        assert view.follow and view.is_vertical_scroll_end
