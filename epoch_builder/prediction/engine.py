@@ -8,8 +8,8 @@
 * ``evaluate_full(data, config)``: the payload for the build: discovery (§4),
   min sums, and the backtest performance with every position, the balance
   history and the max drawdown (§7.6).
-* ``evaluate_many(data, configs, workers)``: all cores (forked processes share
-  the arrays copy-on-write), results yielded in input order.
+* ``evaluate_many(data, configs, workers)`` / ``Evaluator``: all cores (forked
+  processes share the arrays copy-on-write), results yielded in input order.
 
 The work happens in ``kernel.py`` (Numba); see there why it is exact.
 """
@@ -73,6 +73,8 @@ class PcrTables:
     upper: np.ndarray  # alter(open, +pcr) per candle
     lower: np.ndarray  # alter(open, -pcr) per candle
     exits: np.ndarray  # first candle touching upper/lower after each entry candle (< end), else end
+    resume: np.ndarray  # first candle free to open again after that exit (-1: never closes)
+    wins: np.ndarray  # bit 0: a long entered there wins; bit 1: a short wins
     money: Money
 
 
@@ -142,6 +144,8 @@ class BacktestData:
                 raise EpochBuilderError(f"backtest data: {name} has {getattr(self, name).size} rows, ot has {size}")
         if size > 1 and not (np.all(np.diff(self.ot) > 0) and np.all(np.diff(self.k) >= 0)):
             raise EpochBuilderError("backtest data: ot must be strictly increasing and the lookback index k non-decreasing")
+        if size and (self.ot[0] < 0 or np.any(self.ct < self.ot)):
+            raise EpochBuilderError("backtest data: times must be non-negative and every ct >= its ot")
         if not self.features:
             raise EpochBuilderError("backtest data: features is empty; at least one regression is required")
         self.regression_ids = list(self.features)
@@ -182,7 +186,9 @@ class BacktestData:
         upper = np.round(self.o * (1 + pcr / 100), 2)
         lower = np.round(self.o * (1 + -pcr / 100), 2)
         exits = K.first_exits(self.h, self.l, upper, lower, self.end)
-        tables = PcrTables(pcr, self.labels[pcr], upper, lower, exits,
+        resume, wins = K.entry_tables(self.ot, self.ct, self.h, self.l, upper, lower, exits, self.end,
+                                      self.idle_minutes * MINUTE_MS)
+        tables = PcrTables(pcr, self.labels[pcr], upper, lower, exits, resume, wins,
                            Money.of(self.position_size, self.leverage, self.exchange_fee, pcr))
         self._tables[pcr] = tables
         return tables
@@ -312,16 +318,19 @@ def _stack(arrays: list[np.ndarray], dtype: type, fill: Any) -> tuple[np.ndarray
 def _run_kernel(data: BacktestData, encoded: _EncodedConfigs) -> np.ndarray:
     tables = [data.tables(p) for p in encoded.pcrs]
     labels, label_counts = _stack([t.labels for t in tables], np.int8, 0)
-    exits, _ = _stack([t.exits for t in tables], np.int64, data.end)
-    upper, _ = _stack([t.upper for t in tables], np.float64, 0.0)
-    lower, _ = _stack([t.lower for t in tables], np.float64, 0.0)
+    if len(tables) == 1:  # the usual case: no copies
+        exits, resume, wins = tables[0].exits[None, :], tables[0].resume[None, :], tables[0].wins[None, :]
+    else:
+        exits, _ = _stack([t.exits for t in tables], np.int64, data.end)
+        resume, _ = _stack([t.resume for t in tables], np.int64, -1)
+        wins, _ = _stack([t.wins for t in tables], np.int8, 0)
     money = np.array([[t.money.net_profit, t.money.net_loss, t.money.fee_success, t.money.fee_failure] for t in tables],
                      dtype=np.float64).reshape(len(tables), 4)
-    initial = Money.of(data.position_size, data.leverage, data.exchange_fee, 1.0).initial_balance
+    initial = round_to(data.position_size * 1.5, 2)
     return K.evaluate_batch(
         data.feature_matrix, encoded.rows, encoded.row_counts, encoded.pcr_slots, encoded.use_median, encoded.msaf,
-        labels, label_counts, data.ot, data.ct, data.k, data.window_start, data.end, exits, data.l, data.h, upper, lower,
-        data.position_size, initial, money, data.idle_minutes * MINUTE_MS,
+        labels, label_counts, data.k, data.window_start, data.end, exits, resume, wins,
+        data.position_size, initial, money,
     )
 
 
@@ -379,10 +388,9 @@ def evaluate_full(data: BacktestData, config: Mapping[str, Any]) -> dict[str, An
     money = tables.money
     closed = K.evaluate_one(
         data.feature_matrix, rows, tables.labels, tables.labels.size, bool(encoded.use_median[0]), float(encoded.msaf[0]),
-        data.ot, data.ct, data.k, data.window_start, data.end, tables.exits, data.l, data.h, tables.upper,
-        tables.lower, data.position_size, money.initial_balance, money.net_profit, money.net_loss,
-        money.fee_success, money.fee_failure, data.idle_minutes * MINUTE_MS,
-        sums, np.empty(n_features), np.empty(n_features), result, record,
+        data.k, data.window_start, data.end, tables.exits, tables.resume, tables.wins,
+        data.position_size, money.initial_balance, money.net_profit, money.net_loss,
+        money.fee_success, money.fee_failure, sums, np.empty(n_features), np.empty(n_features), result, record,
     )
     evaluation = _evaluation_from_row(result, money.initial_balance)
 
@@ -445,16 +453,81 @@ def evaluate_full(data: BacktestData, config: Mapping[str, Any]) -> dict[str, An
 
 # --- many configurations on all cores ------------------------------------------------
 
-_SHARED: BacktestData | None = None  # set before forking; workers read it copy-on-write
+# Data shared with forked workers: set before the fork, read copy-on-write by the children.
+_SHARED: dict[int, BacktestData] = {}
 
 
-def _evaluate_chunk(configs: Sequence[Mapping[str, Any]]) -> list[Evaluation]:
-    assert _SHARED is not None
-    return evaluate_rows(_SHARED, configs)
+def _kernel_task(task: tuple[int, _EncodedConfigs]) -> np.ndarray:
+    token, encoded = task
+    return _run_kernel(_SHARED[token], encoded)
 
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _slice(encoded: _EncodedConfigs, start: int, stop: int) -> _EncodedConfigs:
+    return _EncodedConfigs(encoded.rows[start:stop], encoded.row_counts[start:stop], encoded.pcr_slots[start:stop],
+                           encoded.use_median[start:stop], encoded.msaf[start:stop], encoded.pcrs)
+
+
+class Evaluator:
+    """Evaluates configurations on ``workers`` forked processes that share ``data``.
+
+    Create it once and call ``evaluate`` for each chunk of a sweep: the workers,
+    the per-pcr tables and the compiled kernel are reused. ``workers=1`` (or a
+    platform without fork) evaluates in this process.
+    """
+
+    def __init__(self, data: BacktestData, workers: int | None = None) -> None:
+        self.data = data
+        self.workers = default_workers() if workers is None else max(1, int(workers))
+        for pcr in data.labels:
+            data.tables(pcr)  # computed once here, inherited by the workers
+        if data.regression_ids:
+            any_pcr = next(iter(data.labels), None)
+            if any_pcr is not None:  # compile (or load) the kernel before forking
+                evaluate_rows(data, [{"pcr": any_pcr, "msf": "mean", "msaf": 1, "ri": data.regression_ids[:1]}])
+        self._token = id(self)
+        self._pool: Any = None
+        if self.workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            _SHARED[self._token] = data
+            self._pool = multiprocessing.get_context("fork").Pool(self.workers)
+
+    def evaluate(self, configs: Sequence[Mapping[str, Any]], chunk_size: int | None = None) -> Iterator[tuple[int, Evaluation]]:
+        """Yield ``(index, Evaluation)`` for every configuration, in input order.
+
+        Every configuration is validated first (an error names the entry), so
+        nothing is evaluated from a malformed list.
+        """
+        encoded = _encode(self.data, configs)
+        total = len(configs)
+        if chunk_size is None:
+            chunk_size = max(16, min(1000, math.ceil(total / (self.workers * 4)) if total else 1))
+        starts = range(0, total, chunk_size)
+        initial = round_to(self.data.position_size * 1.5, 2)
+        if self._pool is None:
+            results: Iterator[np.ndarray] = (_run_kernel(self.data, _slice(encoded, a, a + chunk_size)) for a in starts)
+        else:
+            results = self._pool.imap(_kernel_task, ((self._token, _slice(encoded, a, a + chunk_size)) for a in starts))
+        index = 0
+        for rows in results:
+            for row in rows:
+                yield index, _evaluation_from_row(row, initial)
+                index += 1
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+        _SHARED.pop(self._token, None)
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def evaluate_many(
@@ -463,36 +536,11 @@ def evaluate_many(
     workers: int | None = None,
     chunk_size: int | None = None,
 ) -> Iterator[tuple[int, Evaluation]]:
-    """Yield ``(index, Evaluation)`` for every configuration, in input order.
-
-    Validates every configuration first (an error names the entry), prepares
-    the per-pcr tables and compiles the kernel once, then forks ``workers``
-    processes (default: all cores) that share ``data`` copy-on-write.
-    """
-    global _SHARED
+    """Yield ``(index, Evaluation)`` for every configuration, in input order, on
+    ``workers`` processes (default: all cores). For repeated calls keep one
+    ``Evaluator`` instead (it keeps its workers)."""
     workers = default_workers() if workers is None else max(1, int(workers))
-    encoded = _encode(data, configs)
-    for pcr in encoded.pcrs:
-        data.tables(pcr)
-    total = len(configs)
-    if chunk_size is None:
-        chunk_size = max(1, min(2000, math.ceil(total / (workers * 8)) if total else 1))
-    chunks = [configs[start:start + chunk_size] for start in range(0, total, chunk_size)]
-    if workers == 1 or len(chunks) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        index = 0
-        for chunk in chunks:
-            for evaluation in evaluate_rows(data, chunk):
-                yield index, evaluation
-                index += 1
-        return
-    evaluate_rows(data, configs[:1])  # compile (or load) the kernel once, before forking
-    _SHARED = data
-    try:
-        with multiprocessing.get_context("fork").Pool(min(workers, len(chunks))) as pool:
-            index = 0
-            for evaluations in pool.imap(_evaluate_chunk, chunks):
-                for evaluation in evaluations:
-                    yield index, evaluation
-                    index += 1
-    finally:
-        _SHARED = None
+    if len(configs) <= 1:
+        workers = 1
+    with Evaluator(data, workers) as evaluator:
+        yield from evaluator.evaluate(configs, chunk_size)

@@ -200,6 +200,31 @@ def first_exits(high: np.ndarray, low: np.ndarray, upper: np.ndarray, lower: np.
 
 
 @njit(cache=True)
+def entry_tables(
+    ot: np.ndarray, ct: np.ndarray, high: np.ndarray, low: np.ndarray, upper: np.ndarray, lower: np.ndarray,
+    exits: np.ndarray, end: int, idle_ms: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per entry candle j < end: ``resume[j]``, the first candle after the exit whose
+    open time reaches close time + idle minutes (-1 when the position never closes),
+    and ``wins[j]``: bit 0 a long wins (its stop-loss, tested first, is not touched
+    on the exit candle), bit 1 a short wins (likewise with the high)."""
+    resume = np.full(end, -1, dtype=np.int64)
+    wins = np.zeros(end, dtype=np.int8)
+    for j in range(end):
+        x = exits[j]
+        if x >= end:
+            continue
+        resume[j] = max(x + 1, np.searchsorted(ot, ct[x] + idle_ms))
+        bits = 0
+        if not (low[x] <= lower[j]):
+            bits |= 1
+        if not (high[x] >= upper[j]):
+            bits |= 2
+        wins[j] = bits
+    return resume, wins
+
+
+@njit(cache=True)
 def feature_sums(features: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
     """Left-to-right sum of the selected regressions' features per window (as Python's sum)."""
     n = out.shape[0]
@@ -277,23 +302,18 @@ def evaluate_one(
     n_labels: int,
     use_median: bool,
     msaf: float,
-    ot: np.ndarray,
-    ct: np.ndarray,
     k: np.ndarray,
     window_start: np.ndarray,
     end: int,
     exits: np.ndarray,
-    low: np.ndarray,
-    high: np.ndarray,
-    upper: np.ndarray,
-    lower: np.ndarray,
+    resume: np.ndarray,
+    wins: np.ndarray,
     position_size: float,
     initial_balance: float,
     net_profit: float,
     net_loss: float,
     fee_success: float,
     fee_failure: float,
-    idle_ms: int,
     sums: np.ndarray,
     scratch_inc: np.ndarray,
     scratch_dec: np.ndarray,
@@ -304,7 +324,10 @@ def evaluate_one(
     with a non-empty ``record`` (rows: entry index, exit index, type, success) also
     lists the positions. Returns the number of closed positions.
 
-    ``window_start[w]`` is the first candle whose lookback index is >= w (w <= n_features).
+    Per entry candle j < end (see ``entry_tables``): ``exits[j]`` the exit candle,
+    ``resume[j]`` the first candle allowed to open the next position (-1: the
+    position is still open when the backtest stops), ``wins[j]`` bit 0 a long
+    wins, bit 1 a short wins. ``window_start[w]``: first candle with k >= w.
     """
     n_features = sums.shape[0]
     feature_sums(features, rows, sums)
@@ -347,7 +370,7 @@ def evaluate_one(
 
     # §7.4 backtest. The signal depends only on the candle's window k, so the search
     # moves window by window (evaluating each window's signal lazily, once per visit)
-    # and positions jump straight to their precomputed exit candle.
+    # and each position jumps straight to its precomputed exit and resume candles.
     balance = initial_balance
     fees = 0.0
     longs = 0
@@ -357,12 +380,7 @@ def evaluate_one(
     closed = 0
     recording = record.shape[0] > 0
     j = 0
-    idle_until = 0
     while j < end:
-        if ot[j] < idle_until:
-            j = np.searchsorted(ot, idle_until)
-            if j >= end:
-                break
         index = k[j]
         side = 0
         while True:
@@ -374,7 +392,6 @@ def evaluate_one(
             else:
                 index = FIRST_SIGNAL_WINDOW
             if index >= n_features:
-                j = end
                 break
             j = max(j + 1, window_start[index])
             if j >= end:
@@ -382,16 +399,16 @@ def evaluate_one(
             index = k[j]
         if side == 0:
             break
-        exit_at = exits[j]
-        if exit_at >= end:
+        next_j = resume[j]
+        if next_j < 0:
             break  # still open when the features run out
         if side == 1:
-            success = not (low[exit_at] <= lower[j])
+            success = (wins[j] & 1) != 0
             longs += 1
             if success:
                 longs_ok += 1
         else:
-            success = not (high[exit_at] >= upper[j])
+            success = (wins[j] & 2) != 0
             shorts += 1
             if success:
                 shorts_ok += 1
@@ -403,14 +420,13 @@ def evaluate_one(
             fees += fee_failure
         if recording:
             record[closed, 0] = j
-            record[closed, 1] = exit_at
+            record[closed, 1] = exits[j]
             record[closed, 2] = side
             record[closed, 3] = 1 if success else 0
         closed += 1
         if balance < position_size:
             break
-        idle_until = ct[exit_at] + idle_ms
-        j = exit_at + 1
+        j = next_j
 
     result[R_FINAL_BALANCE] = balance
     result[R_FEES] = fees
@@ -442,23 +458,18 @@ def evaluate_batch(
     msaf: np.ndarray,
     labels: np.ndarray,
     label_counts: np.ndarray,
-    ot: np.ndarray,
-    ct: np.ndarray,
     k: np.ndarray,
     window_start: np.ndarray,
     end: int,
     exits: np.ndarray,
-    low: np.ndarray,
-    high: np.ndarray,
-    upper: np.ndarray,
-    lower: np.ndarray,
+    resume: np.ndarray,
+    wins: np.ndarray,
     position_size: float,
     initial_balance: float,
     money: np.ndarray,
-    idle_ms: int,
 ) -> np.ndarray:
     """Evaluate many configurations; per pcr slot p: ``labels[p]``, ``exits[p]``,
-    ``upper[p]``, ``lower[p]`` and ``money[p] = (net_profit, net_loss, fee_success,
+    ``resume[p]``, ``wins[p]`` and ``money[p] = (net_profit, net_loss, fee_success,
     fee_failure)``. Returns one R_* row per configuration."""
     n_configs = rows.shape[0]
     n_features = features.shape[1]
@@ -471,8 +482,8 @@ def evaluate_batch(
         p = pcr_slots[c]
         evaluate_one(
             features, rows[c, : row_counts[c]], labels[p], label_counts[p], use_median[c], msaf[c],
-            ot, ct, k, window_start, end, exits[p], low, high, upper[p], lower[p],
-            position_size, initial_balance, money[p, 0], money[p, 1], money[p, 2], money[p, 3], idle_ms,
+            k, window_start, end, exits[p], resume[p], wins[p],
+            position_size, initial_balance, money[p, 0], money[p, 1], money[p, 2], money[p, 3],
             sums, scratch_inc, scratch_dec, results[c], no_record,
         )
     return results
