@@ -16,6 +16,7 @@ from epoch_builder.numbers import alter, round_to
 from epoch_builder.prediction import kernel as K
 from epoch_builder.prediction.engine import (
     BacktestData,
+    Evaluator,
     evaluate,
     evaluate_full,
     evaluate_many,
@@ -50,7 +51,12 @@ def test_mean_and_median_match_numpy() -> None:
     for size in list(range(1, 140)) + [255, 256, 257, 1000, 4097, 8193, 20_001]:
         values = np.round(rng.normal(0, 2, size), 6)
         assert K.numpy_mean(values, size) == np.mean(values), size
-        assert K.numpy_median(values, size) == np.median(values), size
+        assert K.numpy_median(values.copy(), size) == np.median(values), size
+        ties = rng.choice(np.array([-1.0, -0.5, 0.0, 0.25, 0.5]), size)
+        assert K.numpy_median(ties.copy(), size) == np.median(ties), size
+        ordered = np.sort(values)
+        assert K.numpy_median(ordered.copy(), size) == np.median(values), size
+        assert K.numpy_median(ordered[::-1].copy(), size) == np.median(values), size
 
 
 def test_max_drawdown() -> None:
@@ -194,6 +200,12 @@ def test_evaluate_many_keeps_order_and_equals_evaluate() -> None:
     assert [i for i, _ in many] == list(range(len(configs)))
     assert [e for _, e in many] == [evaluate(data, c) for c in configs]
     assert [e for _, e in evaluate_many(data, configs, workers=1)] == [e for _, e in many]
+    with Evaluator(data, workers=2) as evaluator:  # one pool, reused across chunks
+        first = [e for _, e in evaluator.evaluate(configs[:150], chunk_size=16)]
+        second = [e for _, e in evaluator.evaluate(configs[150:])]
+        with pytest.raises(EpochBuilderError, match="config #1: msf 'mode'"):
+            list(evaluator.evaluate([configs[0], {**configs[0], "msf": "mode"}]))
+        assert first + second == [e for _, e in many]
 
 
 def test_feature_sums_add_left_to_right_in_config_order() -> None:

@@ -149,13 +149,49 @@ def numpy_mean(values: np.ndarray, count: int) -> float:
 
 
 @njit(cache=True)
+def select_in_place(values: np.ndarray, count: int, kth: int) -> float:
+    """Quickselect (Hoare partition, median-of-three pivot) on ``values[:count]``:
+    returns the kth smallest and leaves every element before index kth <= it."""
+    lo = 0
+    hi = count - 1
+    while hi > lo:
+        mid = (lo + hi) // 2
+        if values[mid] < values[lo]:
+            values[mid], values[lo] = values[lo], values[mid]
+        if values[hi] < values[lo]:
+            values[hi], values[lo] = values[lo], values[hi]
+        if values[hi] < values[mid]:
+            values[hi], values[mid] = values[mid], values[hi]
+        pivot = values[mid]
+        i = lo
+        j = hi
+        while i <= j:
+            while values[i] < pivot:
+                i += 1
+            while values[j] > pivot:
+                j -= 1
+            if i <= j:
+                values[i], values[j] = values[j], values[i]
+                i += 1
+                j -= 1
+        if kth <= j:
+            hi = j
+        elif kth >= i:
+            lo = i
+        else:
+            break  # kth lies in the run equal to the pivot
+    return values[kth]
+
+
+@njit(cache=True)
 def numpy_median(values: np.ndarray, count: int) -> float:
-    """NumPy's median: the middle element, or the mean of the two middle ones (by selection, not a sort)."""
+    """NumPy's median of ``values[:count]`` (reorders them): the middle element, or
+    the mean of the two middle ones, found by selection rather than a sort."""
     middle = count // 2
-    selected = np.partition(values[:count], middle)
+    upper_middle = select_in_place(values, count, middle)
     if count % 2 == 1:
-        return selected[middle]
-    return (selected[:middle].max() + selected[middle]) / 2.0
+        return upper_middle
+    return (values[:middle].max() + upper_middle) / 2.0
 
 
 @njit(cache=True)
