@@ -9,7 +9,7 @@ import pytest
 
 from epoch_builder.candles import read_candles
 from epoch_builder.numbers import alter
-from epoch_builder.prediction.engine import BacktestData, evaluate_full
+from epoch_builder.prediction.engine import BacktestData, evaluate_full, simulation_candles
 from epoch_builder.workspace import Workspace
 from tests.test_engine import assert_same, run_oracle
 
@@ -41,11 +41,15 @@ def real_backtest_data(ws: Workspace, seed: int, idle_minutes: int | None = None
     pred = read_candles(ws.prediction_candlesticks_file)
     test = pred.iloc[config.test_ds_start_index:].reset_index(drop=True)
     lookback, predictions = config.regression_lookback, config.regression_predictions
-    sim_start = int(test["ot"].iloc[lookback])
-    one = one[one["ot"] >= sim_start].reset_index(drop=True)
-    candles = {name: one[name].to_numpy() for name in ("ot", "ct", "o", "h", "l")}
     test_ot = test["ot"].to_numpy()
-    k = np.searchsorted(test_ot, candles["ot"], side="right") - 1 - lookback
+    arrays = simulation_candles(one, test_ot, lookback)
+    candles = {name: arrays[name] for name in ("ot", "ct", "o", "h", "l")}
+    k = arrays["k"]
+    # §5 by hand: starts at prediction candle `lookback`; k from a plain scan
+    assert candles["ot"][0] == test_ot[lookback]
+    for j in range(0, len(k), 97):
+        last = max(i for i in range(len(test_ot)) if test_ot[i] <= candles["ot"][j])
+        assert k[j] == last - lookback
     n_windows = len(test) - predictions - lookback
     rng = np.random.default_rng(seed)
     features = {f"R{i}": np.round(np.cumsum(rng.normal(0, 0.15, n_windows)).clip(-1, 1), 6) for i in range(6)}

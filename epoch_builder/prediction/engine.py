@@ -85,6 +85,26 @@ def _as_array(name: str, values: Any, dtype: type) -> np.ndarray:
     return array
 
 
+def simulation_candles(one_minute: Mapping[str, Any], prediction_ot: Any, lookback: int) -> dict[str, np.ndarray]:
+    """§5: the 1-minute candles the backtest walks, with their lookback index ``k``.
+
+    ``one_minute``: columns ot, ct, o, h, l (a DataFrame or a dict of arrays);
+    ``prediction_ot``: open times of the test dataset's prediction candles, in
+    order. The simulation starts at the ot of prediction candle ``lookback``;
+    ``k`` = (index of the last prediction candle with ot <= the candle's ot) - lookback.
+    Returns ``{ot, ct, o, h, l, k}`` for ``BacktestData.from_arrays``.
+    """
+    prediction_ot = np.asarray(prediction_ot, dtype=np.int64)
+    if prediction_ot.size <= lookback:
+        raise EpochBuilderError(
+            f"test dataset: {prediction_ot.size} prediction candles, but the lookback needs more than {lookback}")
+    ot = np.asarray(one_minute["ot"], dtype=np.int64)
+    first = int(np.searchsorted(ot, prediction_ot[lookback], side="left"))
+    arrays = {name: np.ascontiguousarray(np.asarray(one_minute[name])[first:]) for name in ("ot", "ct", "o", "h", "l")}
+    arrays["k"] = np.searchsorted(prediction_ot, arrays["ot"], side="right").astype(np.int64) - 1 - lookback
+    return arrays
+
+
 @dataclass
 class BacktestData:
     """Inputs of every backtest of one epoch's prediction models."""
