@@ -1,0 +1,279 @@
+"""Prediction-model assets on the test dataset (SEMANTICS §5).
+
+Files under ``<EPOCH>/prediction_models/assets/``:
+
+* ``features.json`` — ``{regression_id: [feature per test window]}`` (§3 windows
+  over the test range: window ``w`` sees test rows ``[w, w + lookback)``).
+* ``labels.json`` — ``{"<pcr>": [1 | -1, ...]}``; label ``w`` belongs to test
+  prediction candle ``lookback + w`` (same index as feature ``w``). The key is
+  the pcr written as ``f"{pcr:g}"`` ("3", "2.5"), as the original's ``str(pcr)``.
+* ``lookback_indexer.parquet`` — the compact indexer: one row per 1-minute
+  candle from the simulation start (the ot of test prediction candle
+  ``lookback``) to the end of the epoch, columns ``ot`` (int64 ms) and ``k``
+  (int32: index of the last test prediction candle with ot <= that ot, minus
+  lookback). The original stored the same mapping as a ``{ot: k}`` JSON dict.
+* ``assets.json`` — metadata: a random ``assets_id`` (journals of the sweep
+  refer to it), regression ids, pcr list, sizes, times.
+
+Everything is vectorised: labels come from a compiled first-touch search that
+skips whole 64-candle blocks by their max high / min low.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numba import njit
+
+from epoch_builder.errors import EpochBuilderError
+from epoch_builder.storage import atomic_write_json, atomic_write_with, read_json
+from epoch_builder.workspace import Workspace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from epoch_builder.prediction.engine import BacktestData
+
+BLOCK = 64
+FEATURES_FILE = "features.json"
+LABELS_FILE = "labels.json"
+INDEXER_FILE = "lookback_indexer.parquet"
+META_FILE = "assets.json"
+
+
+def pcr_key(pcr: float) -> str:
+    """The labels.json key of a pcr: ``3`` -> "3", ``2.5`` -> "2.5"."""
+    return f"{float(pcr):g}"
+
+
+# --- labels -------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _first_touch_labels(high: np.ndarray, low: np.ndarray, starts: np.ndarray,
+                        upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """For each query q: scan candles from ``starts[q]`` on; the first with
+    high >= upper[q] (tested first) gives 1, low <= lower[q] gives -1. Stops at
+    the first query with no outcome; returns the labels found before it."""
+    n = high.size
+    n_blocks = (n + BLOCK - 1) // BLOCK
+    block_high = np.empty(n_blocks)
+    block_low = np.empty(n_blocks)
+    for b in range(n_blocks):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        block_high[b] = high[lo:hi].max()
+        block_low[b] = low[lo:hi].min()
+    labels = np.empty(starts.size, dtype=np.int8)
+    count = 0
+    for q in range(starts.size):
+        up = upper[q]
+        down = lower[q]
+        t = starts[q]
+        outcome = 0
+        block_end = min((t // BLOCK + 1) * BLOCK, n)
+        while t < block_end:  # the rest of the first block, candle by candle
+            if high[t] >= up:
+                outcome = 1
+                break
+            if low[t] <= down:
+                outcome = -1
+                break
+            t += 1
+        if outcome == 0 and t < n:
+            b = t // BLOCK
+            while b < n_blocks and block_high[b] < up and block_low[b] > down:
+                b += 1  # whole blocks that touch neither price
+            t = b * BLOCK
+            while t < n:
+                if high[t] >= up:
+                    outcome = 1
+                    break
+                if low[t] <= down:
+                    outcome = -1
+                    break
+                t += 1
+        if outcome == 0:
+            break
+        labels[count] = outcome
+        count += 1
+    return labels[:count]
+
+
+def compute_labels(one_ot: np.ndarray, one_h: np.ndarray, one_l: np.ndarray,
+                   pred_ot: np.ndarray, pred_o: np.ndarray, pcr: float) -> np.ndarray:
+    """§5 labels for every given prediction candle (in order), int8 1 / -1.
+
+    A candle's outcome is decided by the 1-minute candles with ot strictly after
+    its ot; up/down prices are ``alter(open, ±pcr)`` (NumPy 2-decimal rounding).
+    """
+    pred_o = np.asarray(pred_o, dtype=np.float64)
+    upper = np.round(pred_o * (1 + pcr / 100), 2)
+    lower = np.round(pred_o * (1 + -pcr / 100), 2)
+    starts = np.searchsorted(np.asarray(one_ot), np.asarray(pred_ot), side="right").astype(np.int64)
+    return _first_touch_labels(np.ascontiguousarray(one_h, dtype=np.float64),
+                               np.ascontiguousarray(one_l, dtype=np.float64), starts, upper, lower)
+
+
+# --- the test range ------------------------------------------------------------------
+
+
+@dataclass
+class TestRange:
+    """The candles the assets are computed from."""
+
+    lookback: int
+    predictions: int
+    test_ot: np.ndarray  # test prediction candles
+    test_o: np.ndarray
+    normalized_close: np.ndarray  # normalised SMA close of the test rows
+    one: dict[str, np.ndarray]  # 1m candles from the simulation start: ot, ct, o, h, l, k (§5 indexer)
+
+    @property
+    def n_windows(self) -> int:
+        return max(len(self.test_ot) - self.predictions - self.lookback, 0)
+
+    @property
+    def simulation_start(self) -> int:
+        return int(self.test_ot[self.lookback])
+
+
+def load_test_range(ws: Workspace) -> TestRange:
+    from epoch_builder.candles import read_candles
+    from epoch_builder.prediction.engine import simulation_candles
+
+    config = ws.load_epoch_config()
+    pred = read_candles(ws.prediction_candlesticks_file)
+    norm = read_candles(ws.normalized_prediction_candlesticks_file)
+    if len(pred) != len(norm) or not np.array_equal(pred["ot"].to_numpy(), norm["ot"].to_numpy()):
+        raise EpochBuilderError(
+            f"{ws.normalized_prediction_candlesticks_file}: rows are not aligned with {ws.prediction_candlesticks_file} "
+            "(recreate the epoch)")
+    start = config.test_ds_start_index
+    lookback, predictions = config.regression_lookback, config.regression_predictions
+    if not 0 <= start < len(pred) or len(pred) - start <= lookback + predictions:
+        raise EpochBuilderError(
+            f"{ws.epoch_config_file}: test_ds_start_index {start} leaves {len(pred) - start} test prediction candles; "
+            f"need more than lookback + predictions = {lookback + predictions}")
+    test = pred.iloc[start:]
+    test_ot = test["ot"].to_numpy(dtype=np.int64)
+    one = simulation_candles(read_candles(ws.candlesticks_file), test_ot, lookback)
+    return TestRange(
+        lookback=lookback, predictions=predictions, test_ot=test_ot,
+        test_o=test["o"].to_numpy(dtype=np.float64),
+        normalized_close=norm["c"].to_numpy(dtype=np.float64)[start:],
+        one=one,
+    )
+
+
+def range_labels(rng: TestRange, pcr: float) -> np.ndarray:
+    """Labels of the test prediction candles from ``lookback`` on."""
+    lb = rng.lookback
+    return compute_labels(rng.one["ot"], rng.one["h"], rng.one["l"], rng.test_ot[lb:], rng.test_o[lb:], pcr)
+
+
+def range_indexer(rng: TestRange) -> np.ndarray:
+    """§5 lookback indexer of the simulation's 1-minute candles."""
+    return rng.one["k"]
+
+
+# --- writing and reading -------------------------------------------------------------
+
+FeatureSource = Callable[[str, np.ndarray], Sequence[float]]
+
+
+def write_assets(ws: Workspace, regression_ids: Sequence[str], pcrs: Sequence[float],
+                 feature_of: FeatureSource, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Compute and write every asset; ``feature_of(regression_id, normalized_close)``
+    returns that regression's features for the test windows. Returns the metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = ws.epoch()
+    rng = load_test_range(ws)
+    started = time.monotonic()
+    features: dict[str, list[float]] = {}
+    for number, rid in enumerate(regression_ids, 1):
+        values = np.asarray(feature_of(rid, rng.normalized_close), dtype=np.float64)
+        if values.ndim != 1 or values.size != rng.n_windows:
+            raise EpochBuilderError(
+                f"regression {rid}: produced {values.size} features for the test range, expected {rng.n_windows} "
+                "(test windows per SEMANTICS §3)")
+        if not np.all(np.isfinite(values)) or np.any(np.abs(values) > 1):
+            raise EpochBuilderError(f"regression {rid}: features must be finite numbers in [-1, 1]")
+        features[rid] = values.tolist()
+        log(f"features {number}/{len(regression_ids)}: {rid}")
+    labels = {pcr_key(pcr): range_labels(rng, pcr).tolist() for pcr in pcrs}
+    k = range_indexer(rng)
+    assets_dir = paths.assets_dir
+    atomic_write_json(assets_dir / FEATURES_FILE, features)
+    atomic_write_json(assets_dir / LABELS_FILE, labels)
+    table = pa.table({"ot": pa.array(rng.one["ot"], pa.int64()), "k": pa.array(k, pa.int32())})
+    atomic_write_with(assets_dir / INDEXER_FILE, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    meta = {
+        "assets_id": uuid.uuid4().hex,
+        "created": int(time.time() * 1000),
+        "regression_ids": list(regression_ids),
+        "pcr": [float(p) for p in pcrs],
+        "features": rng.n_windows,
+        "labels": {key: len(v) for key, v in labels.items()},
+        "lookback_indexer_rows": int(k.size),
+        "simulation_start": rng.simulation_start,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    atomic_write_json(assets_dir / META_FILE, meta, indent=2)  # last: marks the assets complete
+    return meta
+
+
+def read_meta(ws: Workspace) -> dict[str, Any]:
+    path = ws.epoch().assets_dir / META_FILE
+    if not path.exists():
+        raise EpochBuilderError(f"{path}: prediction-model assets are missing (run `epoch-builder initialize-prediction-models`)")
+    return read_json(path)
+
+
+def load_backtest_data(ws: Workspace) -> tuple[BacktestData, dict[str, Any]]:
+    """The engine's inputs from the assets and the 1-minute candles; checks they still match."""
+    import pyarrow.parquet as pq
+
+    from epoch_builder.candles import read_candles
+    from epoch_builder.prediction.engine import BacktestData
+
+    config = ws.load_epoch_config()
+    assets_dir = ws.epoch().assets_dir
+    meta = read_meta(ws)
+    features = read_json(assets_dir / FEATURES_FILE)
+    raw_labels = read_json(assets_dir / LABELS_FILE)
+    if not isinstance(features, dict) or not features:
+        raise EpochBuilderError(f"{assets_dir / FEATURES_FILE}: expected a non-empty object {{regression_id: [floats]}}")
+    if not isinstance(raw_labels, dict) or not raw_labels:
+        raise EpochBuilderError(f"{assets_dir / LABELS_FILE}: expected a non-empty object {{pcr: [1|-1]}}")
+    try:
+        labels = {float(key): values for key, values in raw_labels.items()}
+    except ValueError:
+        raise EpochBuilderError(f"{assets_dir / LABELS_FILE}: keys must be pcr numbers, got {sorted(raw_labels)}") from None
+    indexer_path = assets_dir / INDEXER_FILE
+    try:
+        indexer = pq.read_table(indexer_path)
+    except (FileNotFoundError, OSError) as exc:
+        raise EpochBuilderError(f"{indexer_path}: cannot read the lookback indexer ({exc})") from None
+    ot = indexer.column("ot").to_numpy()
+    one = read_candles(ws.candlesticks_file)
+    one = one[one["ot"].to_numpy() >= (int(ot[0]) if ot.size else 0)]
+    if len(one) != ot.size or not np.array_equal(one["ot"].to_numpy(), ot):
+        raise EpochBuilderError(
+            f"{indexer_path}: does not match {ws.candlesticks_file} (the candles changed; rerun initialize-prediction-models)")
+    data = BacktestData.from_arrays(
+        ot=ot, ct=one["ct"].to_numpy(), o=one["o"].to_numpy(), h=one["h"].to_numpy(), l=one["l"].to_numpy(),
+        k=indexer.column("k").to_numpy().astype(np.int64), features=features, labels=labels,
+        position_size=config.position_size, leverage=config.leverage, exchange_fee=config.exchange_fee,
+        idle_minutes=config.idle_minutes_on_position_close,
+    )
+    return data, meta
+
+
+def assets_ready(ws: Workspace) -> bool:
+    return (ws.epoch().assets_dir / META_FILE).exists()
