@@ -25,7 +25,7 @@ import numpy as np
 
 from epoch_builder.errors import EpochBuilderError
 from epoch_builder.storage import atomic_write_text, read_json
-from epoch_builder.workspace import EpochPaths
+from epoch_builder.workspace import EpochPaths, Workspace
 
 MIN_SUM_FUNCTIONS = ("mean", "median")
 DEFAULT_PCR = (3.0,)
@@ -186,3 +186,62 @@ def validate_configs(path: Path, configs: Any, known_ids: Sequence[str], pcrs: S
 
 def load_batch(path: Path, known_ids: Sequence[str], pcrs: Sequence[float]) -> list[dict[str, Any]]:
     return validate_configs(path, read_json(path), known_ids, pcrs)
+
+
+# --- initialize-prediction-models ---------------------------------------------------------
+
+
+def select_regressions(ws: Workspace, regression_ids: Sequence[str] | None, top: int | None,
+                       by: str | None) -> list[str]:
+    """The explicit ids (each must be a trained regression of the epoch) or the top N by a metric."""
+    paths = ws.epoch()
+    if regression_ids is None:
+        from epoch_builder.regressions.rank import rank_regressions
+
+        if top is None or top < 1:
+            raise EpochBuilderError(f"parameter --top={top} must be >= 1")
+        ranked = rank_regressions(ws, by, top)
+        regression_ids = [r if isinstance(r, str) else r["id"] for r in ranked]
+    trained = sorted(p.parent.name for p in paths.regressions_dir.glob("*/certificate.json"))
+    for rid in regression_ids:
+        if rid not in trained:
+            shown = ", ".join(trained[:8]) + (f" (+{len(trained) - 8} more)" if len(trained) > 8 else "")
+            raise EpochBuilderError(f"unknown regression id {rid!r}: no {paths.regressions_dir / rid / 'certificate.json'}; "
+                                    f"trained: {shown or 'none'}")
+    if len(set(regression_ids)) != len(regression_ids):
+        raise EpochBuilderError("parameter --regressions lists a regression twice")
+    return list(regression_ids)
+
+
+def initialize_prediction_models(ws: Workspace, *, regression_ids: Sequence[str] | None = None,
+                                 top: int | None = None, by: str | None = None, allow_few: bool = False,
+                                 min_regressions: int = 16, pcrs: Sequence[float] = DEFAULT_PCR,
+                                 msfs: Sequence[str] = DEFAULT_MSF, msafs: Sequence[float] = DEFAULT_MSAF,
+                                 per_model: int = DEFAULT_PER_MODEL, batch_size: int = DEFAULT_BATCH_SIZE,
+                                 log: Callable[[str], None] = print) -> list[Path]:
+    """Select regressions, write the assets (features, labels, indexer), then the configuration batches."""
+    from epoch_builder.prediction.assets import write_assets
+
+    config = ws.load_epoch_config()
+    paths = ws.epoch()
+    ids = select_regressions(ws, regression_ids, top, by)
+    if len(ids) < min_regressions and not allow_few:
+        raise EpochBuilderError(f"{len(ids)} regression(s) selected; at least {min_regressions} are required "
+                                "(as the original), or pass --allow-few-regressions for small data")
+    grid = Grid(tuple(ids), tuple(float(p) for p in pcrs), tuple(msfs), tuple(float(a) for a in msafs), per_model)
+    if batch_size < 1:
+        raise EpochBuilderError(f"parameter batch-size={batch_size} must be >= 1")
+    if grid.total > MAX_CONFIGS:
+        raise EpochBuilderError(f"{grid.total:,} configurations exceed the limit of {MAX_CONFIGS:,}")
+
+    from epoch_builder.regressions.inference import load_regression, predict_features
+
+    def feature_of(rid: str, normalized_close: np.ndarray) -> Sequence[float]:
+        return predict_features(load_regression(paths.regressions_dir / rid), normalized_close)
+
+    meta = write_assets(ws, ids, grid.pcrs, feature_of, log=log)
+    log(f"assets: {meta['features']} features per regression, labels {meta['labels']}, "
+        f"{meta['lookback_indexer_rows']:,} indexed 1-minute candles ({meta['seconds']}s)")
+    batches = write_batches(paths, grid, config.seed, batch_size, log=log)
+    log(f"{grid.total:,} configurations in {len(batches)} batch(es) -> {paths.configs_dir}")
+    return batches

@@ -1,0 +1,100 @@
+"""`epoch-builder initialize-prediction-models | find-profitable-configs | build-prediction-models`."""
+
+from __future__ import annotations
+
+import argparse
+
+from epoch_builder.commands import workspace_of
+from epoch_builder.errors import EpochBuilderError
+
+MIN_REGRESSIONS = 16  # as the original
+
+
+def _csv(kind: type):  # noqa: ANN202 - argparse type factory
+    def parse(text: str) -> list:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("expected a comma-separated list")
+        try:
+            return [kind(item) for item in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {kind.__name__} values separated by commas") from None
+    return parse
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    init = subparsers.add_parser(
+        "initialize-prediction-models", parents=[common],
+        help="select regressions, compute the test-range assets and write the configuration batches",
+        description="Features per regression, labels per pcr and the lookback indexer on the test dataset, then every "
+        "configuration (pcr x msf x msaf x C(regressions, per model)) shuffled with the epoch seed, in batches.",
+    )
+    selection = init.add_mutually_exclusive_group(required=True)
+    selection.add_argument("--regressions", type=_csv(str), metavar="ID,...", help="regression ids, comma-separated")
+    selection.add_argument("--top", type=int, metavar="N", help="the N best regressions by --by")
+    init.add_argument("--by", metavar="METRIC", help="ranking metric for --top (see rank-regressions)")
+    init.add_argument("--allow-few-regressions", action="store_true",
+                      help=f"accept fewer than {MIN_REGRESSIONS} regressions (small data and tests)")
+    init.add_argument("--pcr", type=_csv(float), default=[3.0], metavar="P,...", help="price change requirements in %% (default 3)")
+    init.add_argument("--msf", type=_csv(str), default=["mean", "median"], metavar="F,...",
+                      help="min sum functions: mean, median (default both)")
+    init.add_argument("--msaf", type=_csv(float), default=[1.0, 1.5, 2.0], metavar="A,...",
+                      help="min sum adjustment factors (default 1,1.5,2)")
+    init.add_argument("--regressions-per-model", type=int, default=8, metavar="N", help="regressions per model (default 8)")
+    init.add_argument("--batch-size", type=int, default=100_000, metavar="N", help="configurations per batch file (default 100000)")
+    init.set_defaults(func=start_initialize)
+
+    sweep = subparsers.add_parser(
+        "find-profitable-configs", parents=[common],
+        help="evaluate every configuration of a batch; resumable (kill and rerun continues exactly)",
+        description="Backtest every configuration of a batch (SEMANTICS §7) on all cores and write "
+        "prediction_models/profitable_configs/<batch>.json. Progress is journaled; a rerun resumes exactly.",
+    )
+    sweep.add_argument("--batch", required=True, metavar="FILE", help="batch file (path or name in prediction_models/configs)")
+    sweep.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores)")
+    sweep.add_argument("--restart", action="store_true", help="discard the journal and output of this batch and start over")
+    sweep.set_defaults(func=start_find_profitable_configs)
+
+    build = subparsers.add_parser(
+        "build-prediction-models", parents=[common],
+        help="re-evaluate the profitable configurations and write build.json (best by profit)",
+    )
+    build.add_argument("--limit", type=int, default=100, metavar="N", help="models to keep (default 100)")
+    build.add_argument("--workers", type=int, metavar="N", help="processes for the re-evaluation (default: all cores)")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.set_defaults(func=start_build)
+
+
+def start_initialize(args: argparse.Namespace) -> int:
+    from epoch_builder.prediction.configs import initialize_prediction_models
+
+    if args.top is not None and not args.by:
+        raise EpochBuilderError("parameter --by is required with --top (the ranking metric)")
+    if args.by and args.top is None:
+        raise EpochBuilderError("parameter --by is only used with --top N")
+    initialize_prediction_models(
+        workspace_of(args), regression_ids=args.regressions, top=args.top, by=args.by,
+        allow_few=args.allow_few_regressions, min_regressions=MIN_REGRESSIONS, pcrs=args.pcr, msfs=args.msf,
+        msafs=args.msaf, per_model=args.regressions_per_model, batch_size=args.batch_size,
+    )
+    return 0
+
+
+def start_find_profitable_configs(args: argparse.Namespace) -> int:
+    from epoch_builder.prediction.sweep import find_profitable_configs
+
+    if args.workers is not None and args.workers < 1:
+        raise EpochBuilderError(f"parameter --workers={args.workers} must be >= 1")
+    find_profitable_configs(workspace_of(args), args.batch, workers=args.workers, restart=args.restart)
+    return 0
+
+
+def start_build(args: argparse.Namespace) -> int:
+    from epoch_builder.prediction.build import build_prediction_models, summary_rows
+
+    certificates = build_prediction_models(workspace_of(args), args.limit, workers=args.workers,
+                                           progress=not args.no_progress)
+    for row in summary_rows(certificates)[:10]:
+        print(f"{row['id']}  profit {row['profit']:>10.2f}  accuracy {row['accuracy']:>6.2f}%  "
+              f"positions {row['positions']:>4}  max drawdown {row['max_drawdown']:>7.2f}%")
+    return 0

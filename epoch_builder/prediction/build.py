@@ -1,0 +1,139 @@
+"""build-prediction-models (SEMANTICS §7.6): re-evaluate the profitable configurations,
+rank by profit, keep ``limit``, write ``prediction_models/build.json``.
+
+build.json keeps the original's structure: a JSON list of certificates sorted by
+profit, high to low::
+
+    {"id": "<epoch id>_<uuid4>", "creation": ms, "test_ds_start": ms, "test_ds_end": ms,
+     "model": {"id", "price_change_requirement", "min_sum_function",
+               "min_sum_adjustment_factor", "min_increase_sum", "min_decrease_sum",
+               "regressions": [the regression's config from its certificate, with "id"]},
+     "discovery": <§4 payload>,
+     "backtest": <engine.evaluate_full's backtest: positions, balance_history,
+                  max_drawdown, accuracies, fees ...>}
+
+Every profitable configuration is re-evaluated with the fast engine first (the
+same figures as the full payload), then only the kept ones get the full payload.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from epoch_builder import events
+from epoch_builder.errors import EpochBuilderError
+from epoch_builder.storage import atomic_write_json, read_json
+from epoch_builder.workspace import EpochPaths, Workspace
+
+STAGE = "build-prediction-models"
+T = TypeVar("T")
+
+
+def profitable_batch_files(paths: EpochPaths) -> list[Path]:
+    directory = paths.profitable_configs_dir
+    return sorted(directory.glob("*.json")) if directory.is_dir() else []
+
+
+def regression_config(paths: EpochPaths, regression_id: str) -> dict[str, Any]:
+    """The regression's config as stored in its certificate (with its id), for the model."""
+    path = paths.regressions_dir / regression_id / "certificate.json"
+    if not path.exists():
+        raise EpochBuilderError(f"{path}: certificate of regression {regression_id} not found")
+    certificate = read_json(path)
+    config = certificate.get("config") if isinstance(certificate, dict) else None
+    return {"id": regression_id, **(config if isinstance(config, dict) else {})}
+
+
+def _progress(items: list[T], description: str, show: bool) -> Iterable[T]:
+    if not show:
+        return items
+    from rich.progress import track
+
+    return track(items, description=description, transient=False)
+
+
+def build_prediction_models(ws: Workspace, limit: int, workers: int | None = None, progress: bool = True,
+                            log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    from epoch_builder.prediction.assets import load_backtest_data
+    from epoch_builder.prediction.configs import validate_configs
+    from epoch_builder.prediction.engine import Evaluator, evaluate_full
+
+    if limit < 1:
+        raise EpochBuilderError(f"parameter limit={limit} must be >= 1")
+    config = ws.load_epoch_config()
+    paths = ws.epoch()
+    files = profitable_batch_files(paths)
+    if not files:
+        raise EpochBuilderError(f"{paths.profitable_configs_dir}: no profitable configurations "
+                                "(run find-profitable-configs on the batches first)")
+    data, _ = load_backtest_data(ws)
+    configs: list[dict[str, Any]] = []
+    for path in files:
+        configs.extend(validate_configs(path, read_json(path), data.regression_ids, list(data.labels)))
+    if not configs:
+        raise EpochBuilderError(f"{paths.profitable_configs_dir}: the batches hold no profitable configuration; "
+                                "nothing to build")
+    started = time.monotonic()
+    log(f"re-evaluating {len(configs):,} profitable configuration(s) from {len(files)} batch file(s)")
+    profits: list[float] = [0.0] * len(configs)
+    with Evaluator(data, workers) as evaluator:
+        for index, evaluation in evaluator.evaluate(configs):
+            profits[index] = evaluation.profit
+    ranked = sorted(range(len(configs)), key=lambda i: profits[i], reverse=True)[:limit]  # stable: batch order on ties
+
+    creation = int(time.time() * 1000)
+    regressions = {rid: regression_config(paths, rid) for i in ranked for rid in configs[i]["ri"]}
+    certificates: list[dict[str, Any]] = []
+    eta = events.Eta(len(ranked))
+    for done, i in enumerate(_progress(ranked, f"building {len(ranked)} model(s)", progress), 1):
+        model_config = configs[i]
+        payload = evaluate_full(data, model_config)
+        model_id = f"{config.id}_{uuid.uuid4()}"
+        certificates.append({
+            "id": model_id,
+            "creation": creation,
+            "test_ds_start": config.test_ds_start,
+            "test_ds_end": config.test_ds_end,
+            "model": {
+                "id": model_id,
+                "price_change_requirement": model_config["pcr"],
+                "min_sum_function": model_config["msf"],
+                "min_sum_adjustment_factor": model_config["msaf"],
+                "min_increase_sum": payload["min_increase_sum"],
+                "min_decrease_sum": payload["min_decrease_sum"],
+                "regressions": [regressions[rid] for rid in model_config["ri"]],
+            },
+            "discovery": payload["discovery"],
+            "backtest": payload["backtest"],
+        })
+        events.emit(STAGE, done, len(ranked), eta_s=eta.seconds(done))
+    certificates.sort(key=lambda c: c["backtest"]["profit"], reverse=True)
+    atomic_write_json(paths.build_file, certificates)
+    log(f"build: {len(certificates)} model(s) of {len(configs):,} profitable in {time.monotonic() - started:.1f}s "
+        f"-> {paths.build_file}")
+    return certificates
+
+
+def load_build(paths: EpochPaths) -> list[dict[str, Any]]:
+    if not paths.build_file.exists():
+        raise EpochBuilderError(f"{paths.build_file}: no build (run build-prediction-models first)")
+    build = read_json(paths.build_file)
+    if not isinstance(build, list):
+        raise EpochBuilderError(f"{paths.build_file}: expected a JSON list of model certificates")
+    return build
+
+
+def summary_rows(certificates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Figures the CLI and the demo print per model."""
+    rows = []
+    for cert in certificates:
+        backtest = cert["backtest"]
+        rows.append({"id": cert["id"], "profit": round(backtest["profit"], 2), "accuracy": backtest["accuracy"],
+                     "positions": len(backtest["positions"]), "max_drawdown": backtest["max_drawdown"],
+                     "pcr": cert["model"]["price_change_requirement"], "msf": cert["model"]["min_sum_function"],
+                     "msaf": cert["model"]["min_sum_adjustment_factor"]})
+    return rows
