@@ -126,6 +126,7 @@ class BacktestData:
     row_of: dict[str, int] = field(init=False, repr=False)
     end: int = field(init=False)
     window_start: np.ndarray = field(init=False, repr=False)  # first candle with k >= w, w in 0..n_features
+    window_k: np.ndarray = field(init=False, repr=False)  # k of that candle
     _tables: dict[float, PcrTables] = field(init=False, repr=False, default_factory=dict)
 
     @classmethod
@@ -189,6 +190,10 @@ class BacktestData:
         # §7.4: stop at the first candle whose index is not below the number of features
         self.end = int(np.searchsorted(self.k, self.n_features, side="left"))
         self.window_start = np.searchsorted(self.k, np.arange(self.n_features + 1), side="left").astype(np.int64)
+        # k of each window's first candle (a window with no candle yields a later one's k)
+        self.window_k = (self.k[np.minimum(self.window_start, size - 1)] if size
+                         else np.zeros(self.n_features + 1, dtype=np.int64))
+        self.window_k = np.where(self.window_start < size, self.window_k, self.n_features).astype(np.int64)
         self._tables = {}
 
     @property
@@ -349,7 +354,7 @@ def _run_kernel(data: BacktestData, encoded: _EncodedConfigs) -> np.ndarray:
     initial = round_to(data.position_size * 1.5, 2)
     return K.evaluate_batch(
         data.feature_matrix, encoded.rows, encoded.row_counts, encoded.pcr_slots, encoded.use_median, encoded.msaf,
-        labels, label_counts, data.k, data.window_start, data.end, exits, resume, wins,
+        labels, label_counts, data.k, data.window_start, data.window_k, data.end, exits, resume, wins,
         data.position_size, initial, money,
     )
 
@@ -408,7 +413,7 @@ def evaluate_full(data: BacktestData, config: Mapping[str, Any]) -> dict[str, An
     money = tables.money
     closed = K.evaluate_one(
         data.feature_matrix, rows, tables.labels, tables.labels.size, bool(encoded.use_median[0]), float(encoded.msaf[0]),
-        data.k, data.window_start, data.end, tables.exits, tables.resume, tables.wins,
+        data.k, data.window_start, data.window_k, data.end, tables.exits, tables.resume, tables.wins,
         data.position_size, money.initial_balance, money.net_profit, money.net_loss,
         money.fee_success, money.fee_failure, sums, np.empty(n_features), np.empty(n_features), result, record,
     )

@@ -340,6 +340,7 @@ def evaluate_one(
     msaf: float,
     k: np.ndarray,
     window_start: np.ndarray,
+    window_k: np.ndarray,
     end: int,
     exits: np.ndarray,
     resume: np.ndarray,
@@ -363,7 +364,8 @@ def evaluate_one(
     Per entry candle j < end (see ``entry_tables``): ``exits[j]`` the exit candle,
     ``resume[j]`` the first candle allowed to open the next position (-1: the
     position is still open when the backtest stops), ``wins[j]`` bit 0 a long
-    wins, bit 1 a short wins. ``window_start[w]``: first candle with k >= w.
+    wins, bit 1 a short wins. ``window_start[w]``: first candle with k >= w;
+    ``window_k[w]``: that candle's k.
     """
     n_features = sums.shape[0]
     feature_sums(features, rows, sums)
@@ -429,10 +431,11 @@ def evaluate_one(
                 index = FIRST_SIGNAL_WINDOW
             if index >= n_features:
                 break
-            j = max(j + 1, window_start[index])
+            # index > k[j], so this moves forward; window_k avoids touching the big k array
+            j = window_start[index]
             if j >= end:
                 break
-            index = k[j]
+            index = window_k[index]
         if side == 0:
             break
         next_j = resume[j]
@@ -496,6 +499,7 @@ def evaluate_batch(
     label_counts: np.ndarray,
     k: np.ndarray,
     window_start: np.ndarray,
+    window_k: np.ndarray,
     end: int,
     exits: np.ndarray,
     resume: np.ndarray,
@@ -518,7 +522,7 @@ def evaluate_batch(
         p = pcr_slots[c]
         evaluate_one(
             features, rows[c, : row_counts[c]], labels[p], label_counts[p], use_median[c], msaf[c],
-            k, window_start, end, exits[p], resume[p], wins[p],
+            k, window_start, window_k, end, exits[p], resume[p], wins[p],
             position_size, initial_balance, money[p, 0], money[p, 1], money[p, 2], money[p, 3],
             sums, scratch_inc, scratch_dec, results[c], no_record,
         )
