@@ -52,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     sweep.add_argument("--batch", required=True, metavar="FILE", help="batch file (path or name in prediction_models/configs)")
     sweep.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores)")
+    sweep.add_argument("--journal-every", type=int, default=20_000, metavar="N",
+                       help="journal progress after at most N configurations (and at least every second; default 20000)")
     sweep.add_argument("--restart", action="store_true", help="discard the journal and output of this batch and start over")
     sweep.set_defaults(func=start_find_profitable_configs)
 
@@ -85,7 +87,10 @@ def start_find_profitable_configs(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise EpochBuilderError(f"parameter --workers={args.workers} must be >= 1")
-    find_profitable_configs(workspace_of(args), args.batch, workers=args.workers, restart=args.restart)
+    if args.journal_every < 1:
+        raise EpochBuilderError(f"parameter --journal-every={args.journal_every} must be >= 1")
+    find_profitable_configs(workspace_of(args), args.batch, workers=args.workers, restart=args.restart,
+                            flush_configs=args.journal_every)
     return 0
 
 
