@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                       help="min sum adjustment factors (default 1,1.5,2)")
     init.add_argument("--regressions-per-model", type=int, default=8, metavar="N", help="regressions per model (default 8)")
     init.add_argument("--batch-size", type=int, default=100_000, metavar="N", help="configurations per batch file (default 100000)")
+    init.add_argument("--force", action="store_true",
+                      help="replace the batches, sweep results and build of an earlier initialization")
     init.set_defaults(func=start_initialize)
 
     sweep = subparsers.add_parser(
@@ -77,7 +79,7 @@ def start_initialize(args: argparse.Namespace) -> int:
     initialize_prediction_models(
         workspace_of(args), regression_ids=args.regressions, top=args.top, by=args.by,
         allow_few=args.allow_few_regressions, min_regressions=MIN_REGRESSIONS, pcrs=args.pcr, msfs=args.msf,
-        msafs=args.msaf, per_model=args.regressions_per_model, batch_size=args.batch_size,
+        msafs=args.msaf, per_model=args.regressions_per_model, batch_size=args.batch_size, force=args.force,
     )
     return 0
 

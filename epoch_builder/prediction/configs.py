@@ -218,12 +218,21 @@ def initialize_prediction_models(ws: Workspace, *, regression_ids: Sequence[str]
                                  min_regressions: int = 16, pcrs: Sequence[float] = DEFAULT_PCR,
                                  msfs: Sequence[str] = DEFAULT_MSF, msafs: Sequence[float] = DEFAULT_MSAF,
                                  per_model: int = DEFAULT_PER_MODEL, batch_size: int = DEFAULT_BATCH_SIZE,
-                                 log: Callable[[str], None] = print) -> list[Path]:
-    """Select regressions, write the assets (features, labels, indexer), then the configuration batches."""
+                                 force: bool = False, log: Callable[[str], None] = print) -> list[Path]:
+    """Select regressions, write the assets (features, labels, indexer), then the configuration batches.
+
+    Earlier batches, sweep results and build belong to the earlier assets: they are
+    replaced only with ``force``.
+    """
     from epoch_builder.prediction.assets import write_assets
 
     config = ws.load_epoch_config()
     paths = ws.epoch()
+    earlier = [*sorted(paths.configs_dir.glob("*.json")), *sorted(paths.profitable_configs_dir.glob("*")),
+               *([paths.build_file] if paths.build_file.exists() else [])]
+    if earlier and not force:
+        raise EpochBuilderError(f"{paths.prediction_models_dir}: configurations or results of an earlier "
+                                f"initialization exist ({len(earlier)} file(s)); pass --force to replace them")
     ids = select_regressions(ws, regression_ids, top, by)
     if len(ids) < min_regressions and not allow_few:
         raise EpochBuilderError(f"{len(ids)} regression(s) selected; at least {min_regressions} are required "
@@ -239,6 +248,8 @@ def initialize_prediction_models(ws: Workspace, *, regression_ids: Sequence[str]
     def feature_of(rid: str, normalized_close: np.ndarray) -> Sequence[float]:
         return predict_features(load_regression(paths.regressions_dir / rid), normalized_close)
 
+    for path in earlier:
+        path.unlink()
     meta = write_assets(ws, ids, grid.pcrs, feature_of, log=log)
     log(f"assets: {meta['features']} features per regression, labels {meta['labels']}, "
         f"{meta['lookback_indexer_rows']:,} indexed 1-minute candles ({meta['seconds']}s)")
