@@ -323,6 +323,34 @@ def signal_at(sums: np.ndarray, index: int, min_inc: float, min_dec: float) -> i
 
 
 @njit(cache=True)
+def runs_at(sums: np.ndarray, index: int) -> tuple[int, int]:
+    """Consecutive strict increases / decreases of the sums ending at ``index``, capped
+    at 5: "increasing" (s5 > s4 > s3 > s2) is a run >= 3, "strongly" a run >= 5."""
+    up = 0
+    while up < 5 and sums[index - up] > sums[index - up - 1]:
+        up += 1
+    down = 0
+    while down < 5 and sums[index - down] < sums[index - down - 1]:
+        down += 1
+    return up, down
+
+
+@njit(cache=True)
+def signal_from_runs(sums: np.ndarray, index: int, up_run: int, down_run: int, min_inc: float, min_dec: float) -> int:
+    """``signal_at`` with the trend already known from the runs (same decisions)."""
+    s0 = sums[index - 5]
+    s5 = sums[index]
+    increasing = up_run >= 3
+    decreasing = down_run >= 3
+    level = intensity(s0, s5)
+    if (s5 >= min_inc and increasing and level >= 1) or (s5 <= min_dec and up_run >= 5 and level >= 2):
+        return 1
+    if (s5 <= min_dec and decreasing and level <= -1) or (s5 >= min_inc and down_run >= 5 and level <= -2):
+        return -1
+    return 0
+
+
+@njit(cache=True)
 def accuracy(successful: int, total: int) -> float:
     """``round(successful * 100 / total, 2)``, 0 when total is 0 (as numbers.round_to)."""
     if total <= 0:
@@ -421,21 +449,34 @@ def evaluate_one(
     while j < end:
         index = k[j]
         side = 0
+        runs_valid = False  # up/down runs below belong to `index`
+        up_run = 0
+        down_run = 0
         while True:
             if index >= FIRST_SIGNAL_WINDOW:
-                side = signal_at(sums, index, min_inc, min_dec)
-                if side != 0:
-                    break
+                if not runs_valid:
+                    up_run, down_run = runs_at(sums, index)
+                    runs_valid = True
+                if up_run >= 3 or down_run >= 3:
+                    side = signal_from_runs(sums, index, up_run, down_run, min_inc, min_dec)
+                    if side != 0:
+                        break
                 index += 1
             else:
                 index = FIRST_SIGNAL_WINDOW
+                runs_valid = False
             if index >= n_features:
                 break
             # index > k[j], so this moves forward; window_k avoids touching the big k array
             j = window_start[index]
             if j >= end:
                 break
-            index = window_k[index]
+            if window_k[index] != index:  # windows without candles were skipped
+                index = window_k[index]
+                runs_valid = False
+            elif runs_valid:  # next window: extend or reset the runs by one comparison each
+                up_run = up_run + 1 if sums[index] > sums[index - 1] else 0
+                down_run = down_run + 1 if sums[index] < sums[index - 1] else 0
         if side == 0:
             break
         next_j = resume[j]
