@@ -26,12 +26,28 @@ def console_user_key(tmp_path_factory: pytest.TempPathFactory) -> sshd_cluster.U
     return sshd_cluster.UserKey.generate(tmp_path_factory.mktemp("console-client-key"))
 
 
+PYENV_SHIM_LOCK = Path.home() / ".pyenv" / "shims" / ".pyenv-shim"
+
+
+def _clear_stale_pyenv_lock() -> None:
+    """Every SSH command runs the login shell's rc file; on machines whose ~/.bashrc runs
+    `pyenv init` that takes pyenv's rehash lock. Killing sshd (the host-down test) can
+    kill a shell holding it, and every later SSH command then waits on the stale lock."""
+    if not PYENV_SHIM_LOCK.exists():
+        return
+    import psutil
+
+    if not any("pyenv-rehash" in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])):
+        PYENV_SHIM_LOCK.unlink(missing_ok=True)
+
+
 @pytest.fixture
 def sshd_pair(tmp_path: Path, console_user_key: sshd_cluster.UserKey):
     """Two real sshd servers on loopback, each with its own workspace root."""
     servers = sshd_cluster.SSHDCluster.start(tmp_path / "sshd", count=2, user_key=console_user_key)
     yield servers
     servers.stop()
+    _clear_stale_pyenv_lock()
 
 
 def write_cluster_file(servers: sshd_cluster.SSHDCluster, path: Path, **server_overrides: object) -> Path:
