@@ -11,7 +11,9 @@ Why it is fast yet exact:
 * Entries: the signal depends only on the lookback index ``k`` of the candle,
   so the entry search moves window by window (first candle of each window),
   evaluating a window's signal only when the model is free to enter there;
-  windows spent inside a position or idle are never looked at.
+  windows spent inside a position or idle are never looked at. The trend
+  tests (s5 > s4 > s3 > s2, "strongly" down to s0) are kept as running counts
+  of consecutive increases / decreases, one comparison per window.
 * Arithmetic mirrors NumPy exactly: ``round`` is ``rint(x * 10**d) / 10**d``
   (NumPy's algorithm), means use NumPy's pairwise summation, sums of the
   regressions' features add left to right in the configuration's order.
@@ -406,19 +408,17 @@ def evaluate_one(
     n_dec_ok = 0
     n_neutral = 0
     for i in range(m):
+        # branch-free: always write, advance only on a match (signs are coin flips)
         s = sums[i]
-        if s > 0.0:
-            n_inc += 1
-            if labels[i] == 1:
-                scratch_inc[n_inc_ok] = s
-                n_inc_ok += 1
-        elif s < 0.0:
-            n_dec += 1
-            if labels[i] == -1:
-                scratch_dec[n_dec_ok] = s
-                n_dec_ok += 1
-        else:
-            n_neutral += 1
+        positive = s > 0.0
+        negative = s < 0.0
+        n_inc += positive
+        n_dec += negative
+        scratch_inc[n_inc_ok] = s
+        n_inc_ok += positive & (labels[i] == 1)
+        scratch_dec[n_dec_ok] = s
+        n_dec_ok += negative & (labels[i] == -1)
+    n_neutral = m - n_inc - n_dec
     stat_inc = 0.0
     stat_dec = 0.0
     if use_median:
