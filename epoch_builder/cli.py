@@ -18,6 +18,7 @@ from epoch_builder import __version__
 COMMAND_MODULES = (
     "epoch_builder.commands.candlesticks",
     "epoch_builder.commands.create_epoch",
+    "epoch_builder.commands.regressions",
     "epoch_builder.commands.prediction_models",
     "epoch_builder.commands.export",
     "epoch_builder.commands.status",

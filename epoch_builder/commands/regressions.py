@@ -1,0 +1,94 @@
+"""`generate-regression-training-configs`, `train-regression-batch`, `regressions rank`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from epoch_builder.commands import workspace_of
+
+CATEGORIES = ("CNN", "DNN", "CDNN", "LSTM", "CLSTM", "GRU", "UNIT_TEST")
+RANK_KEYS = ("test_loss", "accuracy", "points")
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    gen = subparsers.add_parser(
+        "generate-regression-training-configs", parents=[common],
+        help="write the regression hyperparameter grid as training-config batches",
+        description="Expand the grid (default: the bundled 1,220-model grid), validate every config by building its "
+        "network, shuffle with the epoch seed and write KR_<CAT>_<n>_<N>.json batches, the UNIT_TEST batch and a "
+        "receipt under <epoch>/regression_training_configs/.",
+    )
+    gen.add_argument("--grid", type=Path, metavar="FILE",
+                     help="grid JSON (copy epoch_builder/data/regression_grid.json and edit it)")
+    gen.add_argument("--force", action="store_true", help="replace existing training-config batches")
+    gen.set_defaults(func=start_generate)
+
+    train = subparsers.add_parser(
+        "train-regression-batch", parents=[common], help="train one batch of regressions (resumable)",
+        description="Train every config of a batch that has no certificate yet. Each epoch is checkpointed; rerun "
+        "the same command after an interruption to resume from the last completed epoch. Uses a GPU when "
+        "TensorFlow sees one (memory growth on).",
+    )
+    train.add_argument("--category", required=True, choices=CATEGORIES, help="category of the batch")
+    train.add_argument("--batch", required=True, metavar="FILE",
+                       help="batch file (path, or name under regression_training_configs/<category>/)")
+    train.add_argument("--max-epochs", type=int, metavar="N",
+                       help="cap on epochs per model (default: the config's max_epochs, else 500)")
+    train.set_defaults(func=start_train)
+
+    regressions = subparsers.add_parser("regressions", help="inspect trained regressions")
+    sub = regressions.add_subparsers(dest="regressions_command", metavar="ACTION")
+    rank = sub.add_parser("rank", parents=[common], help="table of trained regressions, best first",
+                          description="Rank the active epoch's trained regressions: by test loss (lowest first; "
+                          "compare models trained with the same loss function), or by discovery accuracy or "
+                          "points (highest first).")
+    rank.add_argument("--by", choices=RANK_KEYS, default="test_loss", help="ranking key (default test_loss)")
+    rank.add_argument("--top", type=int, metavar="N", help="show only the best N")
+    rank.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rank.set_defaults(func=start_rank)
+
+
+def start_generate(args: argparse.Namespace) -> int:
+    from epoch_builder.regressions.grid import generate
+
+    generate(workspace_of(args), args.grid, force=args.force)
+    return 0
+
+
+def start_train(args: argparse.Namespace) -> int:
+    from epoch_builder.regressions.training import train_batch
+
+    train_batch(workspace_of(args), args.category, args.batch, max_epochs=args.max_epochs)
+    return 0
+
+
+def _fmt(value: object, digits: int = 6) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def start_rank(args: argparse.Namespace) -> int:
+    from epoch_builder.regressions.rank import rank_regressions
+
+    rows = rank_regressions(workspace_of(args), by=args.by, top=args.top)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no trained regressions yet")
+        return 0
+    header = ("#", "id", "category", "loss fn", "test_loss", "test_metric", "accuracy", "points", "epochs")
+    table = [header] + [
+        (str(i), r["id"], r["category"] or "-", r["loss"] or "-", _fmt(r["test_loss"]), _fmt(r["test_metric"]),
+         _fmt(r["accuracy"], 2), _fmt(r["points"], 0), str(r["epochs"]))
+        for i, r in enumerate(rows, 1)
+    ]
+    widths = [max(len(row[c]) for row in table) for c in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) if c < 4 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths))))
+    return 0

@@ -1,0 +1,62 @@
+"""`regressions rank`: trained regressions of the active epoch with their key figures."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from epoch_builder.errors import EpochBuilderError
+from epoch_builder.storage import read_json
+from epoch_builder.workspace import Workspace
+
+RANK_KEYS = ("test_loss", "accuracy", "points")
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def summarize_certificate(cert: dict[str, Any]) -> dict[str, Any]:
+    evaluation = cert.get("test_evaluation") or {}
+    discovery = cert.get("discovery") or {}
+    history = cert.get("training_history") or {}
+    return {
+        "id": cert.get("id"),
+        "category": cert.get("category"),
+        "template": (cert.get("keras_model_config") or {}).get("name"),
+        "test_loss": _number(evaluation.get("loss")),
+        "test_metric": _number(evaluation.get("metric")),
+        "loss": cert.get("loss"),
+        "metric": cert.get("metric"),
+        "accuracy": _number(discovery.get("accuracy")),
+        "increase_accuracy": _number(discovery.get("increase_accuracy")),
+        "decrease_accuracy": _number(discovery.get("decrease_accuracy")),
+        "points": _number(discovery.get("points")),
+        "epochs": int(cert.get("epochs") or len(history.get("loss", []))),
+        "learning_rate": cert.get("learning_rate"),
+    }
+
+
+def rank_regressions(ws: Workspace, by: str = "test_loss", top: int | None = None) -> list[dict]:
+    """Best first: lowest test loss, or highest discovery accuracy / points. Unreadable certificates are errors."""
+    if by not in RANK_KEYS:
+        raise EpochBuilderError(f"--by {by!r} is unknown; allowed {', '.join(RANK_KEYS)}")
+    if top is not None and top < 1:
+        raise EpochBuilderError(f"--top {top} must be a positive integer")
+    base = ws.epoch().regressions_dir
+    rows = []
+    for path in sorted(base.glob("*/certificate.json")) if base.exists() else []:
+        cert = read_json(path)
+        if not isinstance(cert, dict):
+            raise EpochBuilderError(f"{path}: expected a certificate object")
+        rows.append(summarize_certificate(cert))
+    ascending = by == "test_loss"
+
+    def key(row: dict[str, Any]) -> tuple:
+        value = row[by]
+        if value is None:
+            return (1, 0.0, row["id"] or "")
+        return (0, value if ascending else -value, row["id"] or "")
+
+    rows.sort(key=key)
+    return rows[:top] if top else rows

@@ -1,0 +1,395 @@
+"""`train-regression-batch`: train every config of a batch (SEMANTICS §3), resumably.
+
+Per config (skipped when ``regressions/<id>/certificate.json`` exists):
+
+* seeded from the epoch seed (Python, NumPy, TensorFlow) with TF op determinism;
+* one ``model.fit`` call per epoch over a permutation drawn from
+  ``(seed, epoch)`` and Keras' validation split (the last ``validation_split``
+  of the train windows), batch 512. Drawing the order from the epoch number
+  makes a resumed run identical to an uninterrupted one;
+* early stopping on val_loss (patience 10, best weights restored), as Keras'
+  ``EarlyStopping`` but with its state in the checkpoint;
+* after every epoch a checkpoint under ``<epoch>/.regression_checkpoints/<id>/``:
+  weights + optimizer variables (``.npz``), best weights, and ``state.json``
+  (epoch, history, early-stopping state) written last and atomically. After a
+  kill -9 the next run resumes from the last completed epoch;
+* then: ``regressions/<id>/model.keras`` (Keras native format; id, description,
+  lookback and predictions are in ``certificate.json`` beside it) and the
+  certificate, written last (it marks the model done), and the checkpoint is
+  removed.
+
+The batch's certificates are combined in ``regression_batched_certificates/<batch>.json``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from epoch_builder import events
+from epoch_builder.discovery import build_discovery
+from epoch_builder.errors import EpochBuilderError
+from epoch_builder.regressions.configs import (
+    BATCH_CATEGORIES, DEFAULT_MAX_EPOCHS, UNIT_TEST, category_of, read_batch,
+)
+from epoch_builder.regressions.datasets import RegressionDatasets, load_datasets
+from epoch_builder.regressions.signals import pct_changes
+from epoch_builder.storage import atomic_write_json, atomic_write_with, read_json
+from epoch_builder.workspace import Workspace
+
+STAGE = "train-regression-batch"
+BATCH_SIZE = 512
+PATIENCE = 10
+INVERSE_TIME_DECAY = {"initial_learning_rate": 0.005, "decay_steps": 10, "decay_rate": 0.15}
+MODEL_FILE = "model.keras"
+CERTIFICATE_FILE = "certificate.json"
+CHECKPOINTS_DIR = ".regression_checkpoints"
+STATE_FILE = "state.json"
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+# --- batch files ----------------------------------------------------------------------
+
+def resolve_batch_file(ws: Workspace, category: str, batch: str | os.PathLike) -> Path:
+    """A path (absolute, relative to the workspace root or to the current directory) or a batch
+    name under ``regression_training_configs/<category>/`` (with or without ``.json``)."""
+    raw = Path(batch)
+    base = ws.epoch().regression_training_configs_dir / category
+    candidates = [raw] if raw.is_absolute() else [ws.root / raw, Path.cwd() / raw, base / raw, base / f"{raw}.json"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    raise EpochBuilderError(
+        f"batch {str(batch)!r} not found: looked in {', '.join(str(c) for c in candidates)} "
+        "(run `epoch-builder generate-regression-training-configs` first)")
+
+
+def _check_batch(batch: dict[str, Any], path: Path, category: str, lookback: int, predictions: int) -> None:
+    if category not in BATCH_CATEGORIES:
+        raise EpochBuilderError(f"--category {category!r} is unknown; allowed {', '.join(BATCH_CATEGORIES)}")
+    declared = batch.get("category")
+    if declared is not None and declared != category:
+        raise EpochBuilderError(f"{path}: batch category is {declared}, not --category {category}")
+    for cfg in batch["configs"]:
+        if category != UNIT_TEST and category_of(cfg) != category:
+            raise EpochBuilderError(f"{path}: config {cfg['id']} is a {category_of(cfg)} model, not {category}")
+        if (cfg["lookback"], cfg["predictions"]) != (lookback, predictions):
+            raise EpochBuilderError(
+                f"{path}: config {cfg['id']} has lookback {cfg['lookback']} / predictions {cfg['predictions']} but the "
+                f"epoch has {lookback} / {predictions} (regenerate the training configs for this epoch)")
+
+
+# --- checkpoints ----------------------------------------------------------------------
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    atomic_write_with(path, write)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError) as exc:
+        raise EpochBuilderError(f"{path}: unreadable checkpoint ({exc}); delete {path.parent} to restart this model") from None
+
+
+def _pack(prefix: str, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+    return {f"{prefix}{i:04d}": np.asarray(a) for i, a in enumerate(arrays)}
+
+
+def _unpack(prefix: str, data: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return [data[k] for k in sorted(k for k in data if k.startswith(prefix))]
+
+
+def _finite(values: list[Any]) -> list[float | None]:
+    return [float(v) if v is not None and math.isfinite(v) else None for v in values]
+
+
+class Checkpoint:
+    """Per-model checkpoint directory; a file lock keeps two trainers off one model."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self._lock_handle: Any = None
+
+    def lock(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_handle = open(self.dir / ".lock", "w")
+        try:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_handle.close()
+            raise EpochBuilderError(f"{self.dir}: this model is being trained by another process") from None
+
+    def unlock(self) -> None:
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def load(self) -> dict[str, Any] | None:
+        path = self.dir / STATE_FILE
+        return read_json(path) if path.exists() else None
+
+    def save(self, state: dict[str, Any], weights: list[np.ndarray], optimizer_vars: list[np.ndarray],
+             best_weights: list[np.ndarray] | None) -> None:
+        epoch = state["epoch"]
+        state["weights_file"] = f"weights_e{epoch}.npz"
+        _write_npz(self.dir / state["weights_file"], {**_pack("w", weights), **_pack("o", optimizer_vars)})
+        if best_weights is not None:
+            state["best_file"] = f"best_e{epoch}.npz"
+            _write_npz(self.dir / state["best_file"], _pack("w", best_weights))
+        atomic_write_json(self.dir / STATE_FILE, state)  # last: the checkpoint is complete
+        keep = {STATE_FILE, ".lock", state["weights_file"], state.get("best_file")}
+        for path in self.dir.iterdir():
+            if path.name not in keep and not path.name.startswith("."):
+                path.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        self.unlock()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.dir.parent.rmdir()  # the last model of the epoch leaves no empty folder behind
+        except OSError:
+            pass
+
+
+# --- one model --------------------------------------------------------------------------
+
+def compile_model(model: Any, cfg: dict[str, Any]) -> None:
+    import keras
+
+    lr: Any = cfg["learning_rate"]
+    if lr == -1:
+        lr = keras.optimizers.schedules.InverseTimeDecay(**INVERSE_TIME_DECAY)
+    optimizer = keras.optimizers.Adam(learning_rate=lr) if cfg["optimizer"] == "adam" else keras.optimizers.RMSprop(learning_rate=lr)
+    model.compile(optimizer=optimizer, loss=cfg["loss"], metrics=[cfg["metric"]])
+    optimizer.build(model.trainable_variables)  # variables exist before a checkpoint is restored
+
+
+def _validation_cut(rows: int, validation_split: float) -> int:
+    """Keras' ``validation_split``: the last share of the (unshuffled) train windows validates."""
+    cut = int(math.floor(rows * (1.0 - validation_split)))
+    if cut <= 0 or cut >= rows:
+        raise EpochBuilderError(f"validation_split {validation_split} of {rows} train windows leaves no train or validation data")
+    return cut
+
+
+def epoch_order(seed: int, epoch: int, rows: int) -> np.ndarray:
+    """The shuffle of one epoch, a function of (seed, epoch) only."""
+    return np.random.default_rng([seed, epoch]).permutation(rows)
+
+
+def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *, seed: int, validation_split: float,
+                max_epochs: int | None, position: tuple[int, int], eta: Any, models_done: int,
+                log: Callable[[str], None] = _log) -> dict[str, Any]:
+    """Train (or resume) one config, write its model and certificate; returns the certificate."""
+    import keras
+
+    from epoch_builder.regressions.architectures import build_model, model_summary
+    from epoch_builder.regressions.runtime import seed_everything
+
+    number, total = position
+    model_id = cfg["id"]
+    out_dir = ws.epoch().regressions_dir / model_id
+    limit = int(max_epochs or cfg.get("max_epochs", DEFAULT_MAX_EPOCHS))
+    checkpoint = Checkpoint(ws.epoch().dir / CHECKPOINTS_DIR / model_id)
+    checkpoint.lock()
+    try:
+        keras.backend.clear_session()
+        seed_everything(seed)
+        model = build_model(cfg["keras_model"], cfg["lookback"], cfg["predictions"], name=model_id)
+        compile_model(model, cfg)
+        state = checkpoint.load()
+        best_weights: list[np.ndarray] | None = None
+        if state is None:
+            state = {"id": model_id, "epoch": 0, "history": {}, "wait": 0, "best": None, "best_epoch": 0,
+                     "stopped": False, "started": int(time.time() * 1000), "resumed_from": []}
+        else:
+            if state.get("id") != model_id:
+                raise EpochBuilderError(f"{checkpoint.dir / STATE_FILE}: checkpoint of {state.get('id')!r}, not {model_id}")
+            saved = _read_npz(checkpoint.dir / state["weights_file"])
+            weights, opt_values = _unpack("w", saved), _unpack("o", saved)
+            if len(weights) != len(model.get_weights()) or len(opt_values) != len(model.optimizer.variables):
+                raise EpochBuilderError(f"{checkpoint.dir}: checkpoint does not match config {model_id}; delete it to restart")
+            model.set_weights(weights)
+            for variable, value in zip(model.optimizer.variables, opt_values):
+                variable.assign(value)
+            if state.get("best_file"):
+                best_weights = _unpack("w", _read_npz(checkpoint.dir / state["best_file"]))
+            state["resumed_from"].append(state["epoch"])
+            log(f"[{number}/{total}] {model_id}: resumed at epoch {state['epoch']} from checkpoint")
+
+        cut = _validation_cut(len(data.train_x), validation_split)
+        fit_x, fit_y = data.train_x[:cut], data.train_y[:cut]
+        val = (data.train_x[cut:], data.train_y[cut:])
+        while not state["stopped"] and state["epoch"] < limit:
+            epoch = state["epoch"]
+            started = time.monotonic()
+            order = epoch_order(seed, epoch, len(fit_x))
+            result = model.fit(fit_x[order], fit_y[order], batch_size=BATCH_SIZE, epochs=epoch + 1, initial_epoch=epoch,
+                               validation_data=val, shuffle=False, verbose=0)
+            logs = {key: values[-1] for key, values in result.history.items()}
+            for key, value in logs.items():
+                state["history"].setdefault(key, []).append(value)
+            state["epoch"] = epoch + 1
+            # Early stopping on val_loss, as keras.callbacks.EarlyStopping(patience=10, restore_best_weights=True).
+            current = logs.get("val_loss", float("nan"))
+            if best_weights is None:
+                best_weights, state["best_epoch"] = model.get_weights(), epoch
+            improved_weights = None
+            state["wait"] += 1
+            if state["best"] is None or current < state["best"]:
+                state["best"], state["best_epoch"], state["wait"] = current, epoch, 0
+                best_weights = model.get_weights()
+                improved_weights = best_weights
+            elif state["wait"] >= PATIENCE and epoch > 0:
+                state["stopped"] = True
+            if not math.isfinite(logs.get("loss", float("nan"))):
+                state["stopped"] = True  # diverged: keep the best finite epoch
+            if epoch == 0 and improved_weights is None:
+                improved_weights = best_weights
+            history_json = {k: _finite(v) for k, v in state["history"].items()}
+            checkpoint.save({**state, "history": history_json,
+                             "best": state["best"] if state["best"] is not None and math.isfinite(state["best"]) else None},
+                            model.get_weights(), [v.numpy() for v in model.optimizer.variables], improved_weights)
+            seconds = time.monotonic() - started
+            eta_s = eta.seconds(models_done + state["epoch"] / limit) if eta else None
+            log(f"[{number}/{total}] {model_id} epoch {state['epoch']}/{limit} loss={logs.get('loss', float('nan')):.6f} "
+                f"val_loss={current:.6f} ({seconds:.2f}s)" + (f" eta {eta_s:.0f}s" if eta_s is not None else ""))
+            events.emit(STAGE, done=number, total=total, model=model_id, epoch=state["epoch"], max_epochs=limit,
+                        loss=logs.get("loss"), val_loss=current, eta_s=eta_s)
+        if best_weights is not None:
+            model.set_weights(best_weights)
+        cert = _certificate(cfg, data, model, state, limit, seed, model_summary(model))
+        _save_model(model, out_dir / MODEL_FILE)
+        atomic_write_json(out_dir / CERTIFICATE_FILE, cert, indent=2)  # last: the model is done
+        checkpoint.remove()
+        return cert
+    finally:
+        checkpoint.unlock()
+
+
+def _save_model(model: Any, target: Path) -> None:
+    """Keras insists on a ``.keras`` name: save to a sibling, then let the atomic writer move it."""
+    def write(tmp: Path) -> None:
+        staging = tmp.with_name(tmp.name + ".keras")
+        try:
+            model.save(staging)
+            os.replace(staging, tmp)
+        finally:
+            staging.unlink(missing_ok=True)
+    atomic_write_with(target, write)
+
+
+def regression_discovery(data: RegressionDatasets, predictions: np.ndarray) -> dict[str, Any]:
+    """§3 discovery on the test set: predicted = pct_change(x[-1], pred[-1]) vs the sign of pct_change(x[-1], y[-1])."""
+    predicted = pct_changes(data.test_last_x, predictions[:, -1].astype(np.float64))
+    real = np.sign(pct_changes(data.test_last_x, data.test_last_y)).astype(np.int64)
+    return build_discovery(predicted, real)
+
+
+def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, state: dict[str, Any], limit: int,
+                 seed: int, summary: dict[str, Any]) -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
+    evaluation = model.evaluate(data.test_x, data.test_y, batch_size=BATCH_SIZE, verbose=0, return_dict=True)
+    test_loss, test_metric = float(evaluation["loss"]), float(evaluation[cfg["metric"]])
+    preds = model.predict(data.test_x, batch_size=4096, verbose=0)
+    history = {k: _finite(v) for k, v in state["history"].items()}
+    category = category_of(cfg)
+    return {
+        "id": cfg["id"],
+        "description": cfg.get("description", ""),
+        "category": category,
+        "training_data_start": data.start,
+        "training_data_end": data.end,
+        **data.sizes,
+        "training_data_summary": data.summary,
+        "lookback": cfg["lookback"],
+        "predictions": cfg["predictions"],
+        "learning_rate": cfg["learning_rate"],
+        "optimizer": cfg["optimizer"],
+        "loss": cfg["loss"],
+        "metric": cfg["metric"],
+        "keras_model_config": cfg["keras_model"],
+        "training_params": {"batch_size": BATCH_SIZE, "max_epochs": limit, "early_stopping_patience": PATIENCE,
+                            "inverse_time_decay": INVERSE_TIME_DECAY if cfg["learning_rate"] == -1 else None,
+                            "seed": seed, "shuffle": "per-epoch permutation from (seed, epoch)"},
+        "training_start": state["started"],
+        "training_end": int(time.time() * 1000),
+        "epochs": state["epoch"],
+        "best_epoch": state["best_epoch"] + 1,
+        "resumed_from_epochs": state.get("resumed_from", []),
+        "training_history": history,
+        "test_ds_evaluation": {cfg["loss"]: test_loss, cfg["metric"]: test_metric},
+        "test_evaluation": {"loss": test_loss, "metric": test_metric},
+        "discovery": regression_discovery(data, preds),
+        "regression_config": {"id": cfg["id"], "description": cfg.get("description", ""), "lookback": cfg["lookback"],
+                              "predictions": cfg["predictions"], "summary": summary},
+        "model_file": MODEL_FILE,
+        "runtime": {"keras": keras.__version__, "tensorflow": tf.__version__,
+                    "devices": [d.name for d in tf.config.list_logical_devices()]},
+    }
+
+
+# --- a batch ----------------------------------------------------------------------------
+
+def train_batch(ws: Workspace, category: str, batch_file: str | os.PathLike, *, max_epochs: int | None = None,
+                log: Callable[[str], None] = _log) -> list[dict[str, Any]]:
+    """Train every config of a batch that has no certificate yet; returns all the batch's certificates."""
+    from epoch_builder.events import Eta
+    from epoch_builder.regressions.runtime import configure_tensorflow
+
+    if max_epochs is not None and max_epochs < 1:
+        raise EpochBuilderError(f"--max-epochs {max_epochs} must be a positive integer")
+    config = ws.load_epoch_config()
+    paths = ws.epoch()
+    path = resolve_batch_file(ws, category, batch_file)
+    batch = read_batch(path)
+    _check_batch(batch, path, category, config.regression_lookback, config.regression_predictions)
+    gpus = configure_tensorflow()
+    configs = batch["configs"]
+    total = len(configs)
+    log(f"batch {batch['name']} ({category}): {total} model(s), device {'GPU ' + ', '.join(gpus) if gpus else 'CPU'}")
+    pending = [c for c in configs if not (paths.regressions_dir / c["id"] / CERTIFICATE_FILE).exists()]
+    data = load_datasets(ws, config.regression_lookback, config.regression_predictions) if pending else None
+    if data is not None:
+        log(f"datasets: {data.sizes['train_size']} train / {data.sizes['test_size']} test windows")
+    eta = Eta(len(pending))
+    certificates: list[dict[str, Any]] = []
+    trained = 0
+    for number, cfg in enumerate(configs, 1):
+        cert_path = paths.regressions_dir / cfg["id"] / CERTIFICATE_FILE
+        if cert_path.exists():
+            log(f"[{number}/{total}] {cfg['id']}: certificate exists, skipped")
+            certificates.append(read_json(cert_path))
+            events.emit(STAGE, done=number, total=total, model=cfg["id"], skipped=True)
+            continue
+        started = time.monotonic()
+        cert = train_model(ws, cfg, data, seed=config.seed, validation_split=config.validation_split,
+                           max_epochs=max_epochs, position=(number, total), eta=eta, models_done=trained, log=log)
+        trained += 1
+        certificates.append(cert)
+        log(f"[{number}/{total}] {cfg['id']}: done in {time.monotonic() - started:.1f}s, {cert['epochs']} epochs, "
+            f"test loss {cert['test_evaluation']['loss']:.6f}, accuracy {cert['discovery']['accuracy']}%")
+    atomic_write_json(paths.regression_batched_certificates_dir / f"{batch['name']}.json", certificates)
+    log(f"batch {batch['name']}: {trained} trained, {total - trained} skipped; "
+        f"certificates in {paths.regression_batched_certificates_dir / (batch['name'] + '.json')}")
+    sys.stdout.flush()
+    return certificates
