@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -41,12 +43,27 @@ def _clear_stale_pyenv_lock() -> None:
         PYENV_SHIM_LOCK.unlink(missing_ok=True)
 
 
+def stop_leftover_jobs(root: Path) -> None:
+    """Stop jobs a failed test left running under ``root`` (only those jobs' own processes)."""
+    from remote import agent
+
+    for job in agent._all_jobs(str(root)) if root.is_dir() else []:
+        if job["state"] == "running":
+            for pid in agent._job_members(job):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
 @pytest.fixture
 def sshd_pair(tmp_path: Path, console_user_key: sshd_cluster.UserKey):
     """Two real sshd servers on loopback, each with its own workspace root."""
     servers = sshd_cluster.SSHDCluster.start(tmp_path / "sshd", count=2, user_key=console_user_key)
     yield servers
     servers.stop()
+    for server in servers.servers:
+        stop_leftover_jobs(server.root)
     _clear_stale_pyenv_lock()
 
 
