@@ -342,7 +342,8 @@ class EpochConsole(App[None]):
             return
         batch = await self.push_screen_wait(BatchPicker(batches, "Train regression batch: choose a batch"))
         if batch:
-            await self.launch(["train-regression-batch", "--category", batch.category, "--batch", batch.relative])
+            # The batch's name: the command finds it under regression_training_configs/<category>/ on any host.
+            await self.launch(["train-regression-batch", "--category", batch.category, "--batch", batch.path.name])
 
     @action_worker()
     async def action_initialize_models(self) -> None:
@@ -369,13 +370,13 @@ class EpochConsole(App[None]):
             return
         batch = await self.push_screen_wait(BatchPicker(batches, "Find profitable configs: choose a config batch"))
         if batch:
-            await self.launch(["find-profitable-configs", "--batch", batch.relative])
+            await self.launch(["find-profitable-configs", "--batch", batch.path.name])
 
     @action_worker()
     async def action_build_models(self) -> None:
         from console.screens.forms import NumberForm
 
-        limit = await self.push_screen_wait(NumberForm("Build prediction models", "limit (models kept)", 10_000, 1, 10_000_000))
+        limit = await self.push_screen_wait(NumberForm("Build prediction models", "limit (models kept)", 100, 1, 10_000_000))
         if limit:
             await self.launch(["build-prediction-models", "--limit", str(limit)])
 

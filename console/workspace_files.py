@@ -145,7 +145,10 @@ def _first_number(mapping: dict[str, Any], *keys: str) -> float | None:
 
 
 def list_build_models(ws: Workspace) -> list[ModelSummary]:
-    """Models of ``prediction_models/build.json`` in the build's order (best first)."""
+    """Models of ``prediction_models/build.json`` in the build's order (best first).
+
+    Each certificate keeps its backtest under ``backtest`` (profit, accuracy,
+    max_drawdown, balance_history, positions with outcome ``o`` and balance ``b``)."""
     path = ws.epoch().build_file
     data = _load(path)
     models = data if isinstance(data, list) else data.get("models", data.get("certificates")) if isinstance(data, dict) else None
@@ -155,16 +158,17 @@ def list_build_models(ws: Workspace) -> list[ModelSummary]:
     for cert in models:
         if not isinstance(cert, dict) or "id" not in cert:
             raise EpochBuilderError(f"{path}: every model needs an 'id'")
-        perf = cert.get("performance") if isinstance(cert.get("performance"), dict) else cert
-        positions = perf.get("positions") if isinstance(perf.get("positions"), list) else []
-        balances = perf.get("balance_history") or [p.get("balance") for p in positions if isinstance(p, dict)]
+        perf = next((cert[k] for k in ("backtest", "performance") if isinstance(cert.get(k), dict)), cert)
+        positions = [p for p in perf.get("positions") or [] if isinstance(p, dict)]
+        balances = perf.get("balance_history") or [p.get("b", p.get("balance")) for p in positions]
+        drawdown = _first_number(perf, "max_drawdown", "drawdown")
         summaries.append(ModelSummary(
             id=str(cert["id"]),
             profit=_first_number(perf, "profit", "general_profit"),
             accuracy=_first_number(perf, "accuracy", "general_accuracy"),
             positions=len(positions),
-            drawdown=_first_number(cert, "max_drawdown", "drawdown") if _first_number(perf, "max_drawdown", "drawdown") is None else _first_number(perf, "max_drawdown", "drawdown"),
+            drawdown=drawdown if drawdown is not None else _first_number(cert, "max_drawdown", "drawdown"),
             balance_history=[float(b) for b in balances if isinstance(b, (int, float))],
-            position_outcomes=[bool(p.get("outcome")) for p in positions if isinstance(p, dict)],
+            position_outcomes=[bool(p.get("o", p.get("outcome"))) for p in positions],
         ))
     return summaries

@@ -219,6 +219,14 @@ class RegressionPicker(FormScreen):
             for rank, r in enumerate(self.regressions, start=1)
         ), id="regression-list")
         yield Label("", id="selected-count")
+        with Horizontal(classes="field"):
+            yield Label("price change requirements %", classes="field-label")
+            yield Input("3", id="f-pcr")
+            yield Label("e.g. 1,3", classes="field-range")
+        with Horizontal(classes="field"):
+            yield Label("regressions per model", classes="field-label")
+            yield Input("8", id="f-per-model", type="integer")
+            yield Label("≤ selected", classes="field-range")
 
     def on_mount(self) -> None:
         self.query_one(SelectionList).focus()
@@ -236,7 +244,18 @@ class RegressionPicker(FormScreen):
             raise EpochBuilderError("select at least one regression")
         order = {r.id: i for i, r in enumerate(self.regressions)}
         chosen.sort(key=order.__getitem__)  # keep the ranking's order
-        args = ["initialize-prediction-models", "--regressions", ",".join(chosen)]
+        raw_pcr = self.query_one("#f-pcr", Input).value.replace(" ", "")
+        try:
+            pcrs = [float(p) for p in raw_pcr.split(",") if p]
+        except ValueError:
+            pcrs = []
+        if not pcrs or any(p <= 0 for p in pcrs):
+            raise EpochBuilderError(f"price change requirements {raw_pcr!r} must be positive numbers separated by commas")
+        raw_per_model = self.query_one("#f-per-model", Input).value.strip()
+        if not raw_per_model.isdigit() or not 1 <= int(raw_per_model) <= len(chosen):
+            raise EpochBuilderError(f"regressions per model={raw_per_model!r} must be an integer in 1..{len(chosen)} (the selected count)")
+        args = ["initialize-prediction-models", "--regressions", ",".join(chosen),
+                "--pcr", ",".join(f"{p:g}" for p in pcrs), "--regressions-per-model", raw_per_model]
         if len(chosen) < self.MINIMUM:
             args.append("--allow-few-regressions")
         return args

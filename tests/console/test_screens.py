@@ -119,28 +119,40 @@ async def test_batch_picker_lists_the_epochs_batch_files(small_epoch) -> None:
 async def test_regression_picker_ranks_and_multiselects(small_epoch) -> None:
     base = small_epoch.epoch().regressions_dir
     for i, loss in enumerate([0.03, 0.01, 0.02]):
-        _write(base / f"R{i}" / "certificate.json", {"id": f"R{i}", "test_evaluation": [loss, loss * 2],
+        _write(base / f"R{i}" / "certificate.json", {"id": f"R{i}", "test_evaluation": {"loss": loss, "metric": loss * 2},
+                                                      "discovery": {"accuracy": 55.5, "points": 3.0},
                                                       "training_history": {"loss": [0.1, 0.05], "val_loss": [0.2, 0.1]}})
     ranked = list_regressions(small_epoch)
     assert [r.id for r in ranked] == ["R1", "R2", "R0"] and ranked[0].epochs == 2
     app = Host(RegressionPicker(ranked, preselect=2))
-    async with app.run_test(size=(110, 40)) as pilot:
+    async with app.run_test(size=(110, 50)) as pilot:
         await pilot.press("down", "down", "space")  # add the third
+        await pilot.press("ctrl+s")  # 8 per model > 3 selected: refused
+        assert "must be an integer in 1..3" in str(app.screen.query_one(".form-error").render())
+        app.screen.query_one("#f-per-model").value = "2"
+        app.screen.query_one("#f-pcr").value = "1, 3"
         await pilot.press("ctrl+s")
-    assert app.results[0] == ["initialize-prediction-models", "--regressions", "R1,R2,R0", "--allow-few-regressions"]
+    assert app.results[0] == ["initialize-prediction-models", "--regressions", "R1,R2,R0", "--pcr", "1,3",
+                              "--regressions-per-model", "2", "--allow-few-regressions"]
 
 
 async def test_model_picker_over_build_and_balance_chart(small_epoch) -> None:
     build = small_epoch.epoch().build_file
-    models = [
-        {"id": "_SMALL_a", "performance": {"profit": 120.5, "accuracy": 61.0, "balance_history": [15000, 15100, 15050, 15120.5],
-                                          "positions": [{"outcome": True}, {"outcome": False}, {"outcome": True}]},
-         "max_drawdown": -0.33},
-        {"id": "_SMALL_b", "performance": {"profit": 10.0, "accuracy": 56.0, "balance_history": [15000, 15010], "positions": [{"outcome": True}]}},
+    def position(ok: bool, balance: float) -> dict:
+        return {"t": 1, "ot": 0, "op": 100.0, "tpp": 103.0, "slp": 97.0, "ct": 1, "cp": 103.0 if ok else 97.0, "o": ok, "b": balance}
+
+    models = [  # the structure build-prediction-models writes
+        {"id": "_SMALL_a", "config": {"pcr": 3}, "backtest": {
+            "profit": 120.5, "accuracy": 61.0, "max_drawdown": -0.33, "balance_history": [15000, 15100, 15050, 15120.5],
+            "positions": [position(True, 15100), position(False, 15050), position(True, 15120.5)]}},
+        {"id": "_SMALL_b", "config": {"pcr": 3}, "backtest": {
+            "profit": 10.0, "accuracy": 56.0, "max_drawdown": 0.0, "balance_history": [15000, 15010],
+            "positions": [position(True, 15010)]}},
     ]
     _write(build, models)
     summaries = list_build_models(small_epoch)
     assert summaries[0].positions == 3 and summaries[0].drawdown == -0.33
+    assert summaries[0].position_outcomes == [True, False, True] and summaries[0].balance_history[-1] == 15120.5
     app = Host(ModelPicker(summaries))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("c")  # balance chart of the highlighted model
