@@ -133,7 +133,7 @@ def assert_same(data: BacktestData, candles: dict[str, Any], config: dict[str, A
 
 
 params_strategy = st.fixed_dictionaries({
-    "candles": st.integers(0, 700),
+    "candles": st.one_of(st.integers(0, 700), st.integers(700, 4000)),
     "per": st.integers(1, 8),
     "gaps": st.booleans(),
     "volatility": st.sampled_from([0.001, 0.004, 0.02]),
@@ -150,7 +150,7 @@ params_strategy = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**31),
     params=params_strategy,
