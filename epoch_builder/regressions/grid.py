@@ -140,6 +140,17 @@ class BuildValidator:
             keras.backend.clear_session()  # keep the graph small while building hundreds
 
 
+def plan(grid: dict[str, Any], epoch_id: str, seed: int, lookback: int, predictions: int) -> dict[str, list[dict[str, Any]]]:
+    """Every category's configs (ids and order drawn from the seed), checked without building."""
+    rng = random.Random(seed)
+    per_category: dict[str, list[dict[str, Any]]] = {}
+    for category in [c for c in FAMILIES if c in grid["networks"]]:
+        configs = expand_category(grid, category, epoch_id, lookback, predictions, rng)
+        rng.shuffle(configs)
+        per_category[category] = configs
+    return per_category
+
+
 def generate(ws: Workspace, grid_path: Path | None = None, *, force: bool = False,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Write every batch and the receipt; returns ``{category: {"models": m, "batches": b}}``."""
@@ -155,20 +166,15 @@ def generate(ws: Workspace, grid_path: Path | None = None, *, force: bool = Fals
             "(new ids: regressions trained from the old batches keep theirs)")
     grid = load_grid(grid_path)
     started = time.monotonic()
-    rng = random.Random(config.seed)
+    per_category = plan(grid, config.id, config.seed, config.regression_lookback, config.regression_predictions)
+    unit_test = unit_test_config(grid, config.id, config.regression_lookback, config.regression_predictions)
     validator = BuildValidator()
-    per_category: dict[str, list[dict[str, Any]]] = {}
-    for category in [c for c in FAMILIES if c in grid["networks"]]:
-        configs = expand_category(grid, category, config.id, config.regression_lookback,
-                                  config.regression_predictions, rng)
+    for category, configs in per_category.items():
         for index, cfg in enumerate(configs, 1):
             validator.check(cfg)
             if index % 50 == 0 or index == len(configs):
                 events.emit("generate-regression-training-configs", done=index, total=len(configs), category=category)
-        rng.shuffle(configs)
-        per_category[category] = configs
         log(f"{category}: {len(configs)} configs validated")
-    unit_test = unit_test_config(grid, config.id, config.regression_lookback, config.regression_predictions)
     validator.check(unit_test)
 
     for path in existing:
