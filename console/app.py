@@ -450,7 +450,7 @@ class EpochConsole(App[None]):
     @action_worker()
     async def action_chart_regression(self) -> None:
         from console.screens.charts import loss_chart_for
-        from console.screens.forms import RegressionPicker
+        from console.screens.forms import RegressionChooser
         from console.workspace_files import list_regressions
 
         regressions = self._read(list_regressions, self.workspace)
@@ -458,12 +458,10 @@ class EpochConsole(App[None]):
             if regressions is not None:
                 self.report_error("no trained regressions in the local workspace: pull trained regressions first")
             return
-        args = await self.push_screen_wait(RegressionPicker(regressions, preselect=1))
-        if not args:
+        chosen = await self.push_screen_wait(RegressionChooser(regressions))
+        if chosen is None:
             return
-        chosen = args[2].split(",")[0]
-        path = next(r.path for r in regressions if r.id == chosen)
-        screen = self._read(loss_chart_for, path)
+        screen = self._read(loss_chart_for, chosen.path)
         if screen is not None:
             self.push_screen(screen)
 

@@ -261,6 +261,38 @@ class RegressionPicker(FormScreen):
         return args
 
 
+class RegressionChooser(FormScreen):
+    """One trained regression (ranked by test loss); dismisses with its ``RegressionSummary``."""
+
+    TITLE_TEXT = "Choose a trained regression"
+    OK_LABEL = "Chart"
+
+    def __init__(self, regressions: Sequence[RegressionSummary]) -> None:
+        super().__init__()
+        self.regressions = list(regressions)
+
+    def compose_body(self) -> ComposeResult:
+        table: DataTable = DataTable(id="regression-table", cursor_type="row")
+        table.add_columns("rank", "id", "test loss", "accuracy", "points", "epochs")
+        for rank, r in enumerate(self.regressions, start=1):
+            table.add_row(str(rank), r.id, f"{r.test_loss:.6f}" if r.test_loss is not None else "-",
+                          f"{r.accuracy:.2f}" if r.accuracy is not None else "-",
+                          f"{r.points:g}" if r.points is not None else "-", str(r.epochs))
+        yield table
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).focus()
+
+    @on(DataTable.RowSelected)
+    def _selected(self, _: DataTable.RowSelected) -> None:
+        self.action_submit()
+
+    def collect(self) -> RegressionSummary:
+        if not self.regressions:
+            raise EpochBuilderError("no trained regressions: pull trained regressions first")
+        return self.regressions[self.query_one(DataTable).cursor_row]
+
+
 class ModelPicker(FormScreen):
     """Models of ``build.json``; dismisses with the chosen model id. ``c`` charts it."""
 

@@ -12,6 +12,7 @@ import pytest
 from conftest import PYTHON, wait_for
 
 from console.app import EpochConsole, make_app
+from epoch_builder.workspace import Workspace
 from console.screens.charts import LossChartScreen
 from console.screens.forms import BatchPicker
 
@@ -41,10 +42,21 @@ async def _wait_job(pilot, app: EpochConsole, server: str, subcommand: str, time
     assert not _failed(app), _failed(app)
 
 
-async def test_create_train_unit_test_remotely_and_pull(sshd_pair, small_epoch, tmp_path: Path) -> None:
+@pytest.fixture
+def imported_workspace(sample_csv: Path, tmp_path: Path) -> Workspace:
+    """A workspace holding the bundled sample at 30 minutes and no epoch yet."""
+    from epoch_builder.importer import import_candlesticks
+
+    ws = Workspace(tmp_path / "workspace")
+    import_candlesticks(ws, [sample_csv], interval_minutes=30, log=lambda *_: None)
+    return ws
+
+
+async def test_create_train_unit_test_remotely_and_pull(sshd_pair, imported_workspace: Workspace, tmp_path: Path) -> None:
     missing = [c for c in NEEDED if c not in _subcommands()]
     if missing:
         pytest.skip(f"epoch-builder has no {', '.join(missing)} yet (regression factory)")
+    small_epoch = imported_workspace
     doc = sshd_pair.config_dict(PYTHON, connect_timeout_s=3, keepalive_interval_s=1)
     doc["servers"] = [{"name": "localhost", "local": True, "root": str(small_epoch.root)}, doc["servers"][0]]
     config = tmp_path / "cluster.json"
