@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 import random
+import resource
 import sys
 import time
 from pathlib import Path
@@ -69,6 +71,13 @@ def sweep_configs(data: BacktestData, limit: int | None = None, seed: int = 6018
     return configs if limit is None else configs[:limit]
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (the pool's workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--months", type=int, default=12)
@@ -113,12 +122,15 @@ def main() -> None:
     print(f"ratio engine/oracle (1 core each): {engine_rate / oracle_rate:,.0f}x")
 
     parallel_sample = configs if args.full else configs[: args.parallel_configs]
+    cpu_before = _cpu_seconds()
     started = time.perf_counter()
     profitable = sum(e.profitable for _, e in evaluate_many(data, parallel_sample, workers=workers))
     elapsed = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu_before
     rate = len(parallel_sample) / elapsed
     print(f"engine:  {rate:10.1f} configs/s wall-clock on {workers} workers ({len(parallel_sample):,} configs, "
-          f"{profitable:,} profitable, {elapsed:.1f} s)")
+          f"{profitable:,} profitable, {elapsed:.1f} s wall, {cpu:.1f} CPU-s in parent + workers, "
+          f"load average now {os.getloadavg()[0]:.1f})")
     if args.full:
         print(f"full default sweep ({SWEEP_SIZE:,} configs): {elapsed / 60:.2f} min measured on {workers} workers")
     else:
