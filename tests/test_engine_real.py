@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,9 @@ def test_engine_equals_oracle_on_the_real_sample(small_epoch: Workspace, seed: i
                     expected = assert_same(data, candles, {"pcr": pcr, "msf": msf, "msaf": msaf, "ri": ri})
                     opened += len(expected["positions"])
     assert opened > 20  # the comparison covers real positions, not empty runs
+    payload = evaluate_full(data, {"pcr": 1, "msf": "mean", "msaf": 1, "ri": data.regression_ids})
+    assert json.loads(json.dumps(payload)) == payload  # plain JSON types for build.json
+    assert payload["backtest"]["max_drawdown"] <= 0
 
 
 def test_changing_candles_after_t_keeps_everything_decided_before_t(small_epoch: Workspace) -> None:
