@@ -7,7 +7,7 @@ profit, high to low::
     {"id": "<epoch id>_<uuid4>", "creation": ms, "test_ds_start": ms, "test_ds_end": ms,
      "model": {"id", "price_change_requirement", "min_sum_function",
                "min_sum_adjustment_factor", "min_increase_sum", "min_decrease_sum",
-               "regressions": [the regression's config from its certificate, with "id"]},
+               "regressions": [each regression's certificate["regression_config"]]},
      "discovery": <§4 payload>,
      "backtest": <engine.evaluate_full's backtest: positions, balance_history,
                   max_drawdown, accuracies, fees ...>}
@@ -39,12 +39,13 @@ def profitable_batch_files(paths: EpochPaths) -> list[Path]:
 
 
 def regression_config(paths: EpochPaths, regression_id: str) -> dict[str, Any]:
-    """The regression's config as stored in its certificate (with its id), for the model."""
+    """The regression's config (the original's IRegressionConfig: id, description, lookback,
+    predictions, model summary) from its certificate's ``regression_config``."""
     path = paths.regressions_dir / regression_id / "certificate.json"
     if not path.exists():
         raise EpochBuilderError(f"{path}: certificate of regression {regression_id} not found")
     certificate = read_json(path)
-    config = certificate.get("config") if isinstance(certificate, dict) else None
+    config = certificate.get("regression_config") if isinstance(certificate, dict) else None
     return {"id": regression_id, **(config if isinstance(config, dict) else {})}
 
 
