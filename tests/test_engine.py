@@ -260,3 +260,21 @@ def test_first_exits_equal_a_plain_scan(end_cut: int) -> None:
     for j in range(end):
         expected = next((t for t in range(j + 1, end) if high[t] >= upper[j] or low[t] <= lower[j]), end)
         assert exits[j] == expected, j
+
+
+def test_first_exits_across_super_blocks() -> None:
+    """Long flat stretches put exits tens of thousands of candles away (both skip levels)."""
+    rng = np.random.default_rng(5)
+    n = 30_000
+    close = np.full(n, 100.0)
+    for start, factor in ((700, 1.03), (9_500, 0.97), (22_000, 1.03), (23_000, 0.97)):  # rare jumps
+        close[start:] *= factor
+    close += rng.normal(0, 0.05, n)
+    high, low = np.round(close + 0.05, 2), np.round(close - 0.05, 2)
+    upper, lower = np.round(close * 1.02, 2), np.round(close * 0.98, 2)
+    end = n - 17
+    exits = K.first_exits(high, low, upper, lower, end)
+    for j in range(0, end, 7):
+        hits = np.flatnonzero((high[j + 1:end] >= upper[j]) | (low[j + 1:end] <= lower[j]))
+        assert exits[j] == (j + 1 + hits[0] if hits.size else end), j
+    assert (exits - np.arange(end)).max() > 2 * 64 * 64  # spans whole super-blocks

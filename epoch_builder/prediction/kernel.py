@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit
 
 BLOCK = 64  # candles per block of the exit search
+SUPER = 64  # blocks per super-block
 PAIRWISE_BLOCK = 128  # NumPy's PW_BLOCKSIZE
 
 # Columns of the per-configuration result row.
@@ -199,8 +200,12 @@ def numpy_median(values: np.ndarray, count: int) -> float:
 @njit(cache=True)
 def first_exits(high: np.ndarray, low: np.ndarray, upper: np.ndarray, lower: np.ndarray, end: int) -> np.ndarray:
     """For each entry candle j < end: the first t in (j, end) with high >= upper[j] or
-    low <= lower[j]; ``end`` when none (the position is still open when the backtest stops)."""
+    low <= lower[j]; ``end`` when none (the position is still open when the backtest stops).
+
+    Two levels of skipping (blocks of 64 candles, super-blocks of 64 blocks, by their
+    max high / min low) bound the work per entry even when the exit is months away."""
     n_blocks = (end + BLOCK - 1) // BLOCK
+    n_supers = (n_blocks + SUPER - 1) // SUPER
     block_high = np.empty(n_blocks)
     block_low = np.empty(n_blocks)
     for b in range(n_blocks):
@@ -208,6 +213,13 @@ def first_exits(high: np.ndarray, low: np.ndarray, upper: np.ndarray, lower: np.
         hi = min(lo + BLOCK, end)
         block_high[b] = high[lo:hi].max()
         block_low[b] = low[lo:hi].min()
+    super_high = np.empty(n_supers)
+    super_low = np.empty(n_supers)
+    for g in range(n_supers):
+        lo = g * SUPER
+        hi = min(lo + SUPER, n_blocks)
+        super_high[g] = block_high[lo:hi].max()
+        super_low[g] = block_low[lo:hi].min()
     exits = np.full(end, end, dtype=np.int64)
     for j in range(end):
         up = upper[j]
@@ -222,10 +234,18 @@ def first_exits(high: np.ndarray, low: np.ndarray, upper: np.ndarray, lower: np.
                 break
             t += 1
         if not found and t < end:
-            # t is now at a block boundary: skip whole blocks that touch neither price
+            # t is at a block boundary: skip blocks up to the next super-block boundary,
             b = t // BLOCK
-            while b < n_blocks and block_high[b] < up and block_low[b] > down:
+            while b < n_blocks and b % SUPER != 0 and block_high[b] < up and block_low[b] > down:
                 b += 1
+            if b < n_blocks and b % SUPER == 0 and block_high[b] < up and block_low[b] > down:
+                # then whole super-blocks, then blocks inside the one that is touched
+                g = b // SUPER
+                while g < n_supers and super_high[g] < up and super_low[g] > down:
+                    g += 1
+                b = g * SUPER
+                while b < n_blocks and block_high[b] < up and block_low[b] > down:
+                    b += 1
             t = b * BLOCK
             while t < end:
                 if high[t] >= up or low[t] <= down:
