@@ -278,3 +278,20 @@ def test_first_exits_across_super_blocks() -> None:
         hits = np.flatnonzero((high[j + 1:end] >= upper[j]) | (low[j + 1:end] <= lower[j]))
         assert exits[j] == (j + 1 + hits[0] if hits.size else end), j
     assert (exits - np.arange(end)).max() > 2 * 64 * 64  # spans whole super-blocks
+
+
+def test_trend_runs_give_the_literal_signal() -> None:
+    """signal_from_runs (the scan's form) equals the §7.4 rule written out (signal_at)."""
+    rng = np.random.default_rng(9)
+    for grid in (0, 4):
+        sums = np.cumsum(rng.normal(0, 0.3, 3000))
+        sums = np.round(sums * grid) / grid if grid else np.round(sums, 6)
+        for min_inc, min_dec in ((0.0, 0.0), (0.5, -0.5), (2.0, -2.0)):
+            decisions = set()
+            for index in range(6, sums.size):
+                up, down = K.runs_at(sums, index)
+                expected = K.signal_at(sums, index, min_inc, min_dec)
+                got = K.signal_from_runs(sums, index, up, down, min_inc, min_dec) if max(up, down) >= 3 else 0
+                assert got == expected, (index, min_inc)
+                decisions.add(expected)
+            assert decisions == {-1, 0, 1}
