@@ -3,10 +3,10 @@
 Per config (skipped when ``regressions/<id>/certificate.json`` exists):
 
 * seeded from the epoch seed (Python, NumPy, TensorFlow) with TF op determinism;
-* one ``model.fit`` call per epoch over a permutation drawn from
-  ``(seed, epoch)`` and Keras' validation split (the last ``validation_split``
-  of the train windows), batch 512. Drawing the order from the epoch number
-  makes a resumed run identical to an uninterrupted one;
+* one ``model.fit`` over a tf.data pipeline whose epoch e is a stateless
+  shuffle drawn from ``(seed, e)``, with Keras' validation split (the last
+  ``validation_split`` of the train windows), batch 512. Drawing the order from
+  the epoch number makes a resumed run identical to an uninterrupted one;
 * early stopping on val_loss (patience 10, best weights restored), as Keras'
   ``EarlyStopping`` but with its state in the checkpoint;
 * after every epoch a checkpoint under ``<epoch>/.regression_checkpoints/<id>/``:
@@ -189,9 +189,50 @@ def _validation_cut(rows: int, validation_split: float) -> int:
     return cut
 
 
-def epoch_order(seed: int, epoch: int, rows: int) -> np.ndarray:
-    """The shuffle of one epoch, a function of (seed, epoch) only."""
-    return np.random.default_rng([seed, epoch]).permutation(rows)
+def epoch_batches(x: np.ndarray, y: np.ndarray, seed: int, first_epoch: int, last_epoch: int) -> tuple[Any, int]:
+    """A tf.data pipeline of the epochs ``first_epoch .. last_epoch - 1``, each a shuffle drawn
+    statelessly from ``(seed, epoch)`` and cut in batches of 512; returns it with the steps per epoch.
+
+    The order of an epoch depends on nothing else, so a run resumed at epoch k sees the
+    same batches as an uninterrupted one, and one ``model.fit`` call covers every epoch.
+    """
+    import tensorflow as tf
+
+    rows = len(x)
+    xs, ys = tf.constant(x), tf.constant(y)
+    indices = tf.range(rows, dtype=tf.int64)
+
+    def one_epoch(epoch: Any) -> Any:
+        order = tf.random.experimental.stateless_shuffle(indices, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(BATCH_SIZE)
+
+    dataset = (tf.data.Dataset.range(first_epoch, last_epoch).flat_map(one_epoch)
+               .map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx))).prefetch(2))
+    return dataset, math.ceil(rows / BATCH_SIZE)
+
+
+class EarlyStoppingState:
+    """keras.callbacks.EarlyStopping(monitor="val_loss", patience=10, restore_best_weights=True),
+    with its state kept in the checkpoint."""
+
+    def __init__(self, state: dict[str, Any], best_weights: list[np.ndarray] | None) -> None:
+        self.state = state
+        self.best_weights = best_weights
+
+    def update(self, epoch: int, val_loss: float, weights: Any) -> list[np.ndarray] | None:
+        """Record epoch ``epoch`` (0-based); returns the new best weights when they changed."""
+        state = self.state
+        changed = None
+        if self.best_weights is None:  # the first epoch is the best so far whatever its loss
+            self.best_weights, state["best_epoch"] = weights(), epoch
+            changed = self.best_weights
+        state["wait"] += 1
+        if state["best"] is None or val_loss < state["best"]:
+            state["best"], state["best_epoch"], state["wait"] = val_loss, epoch, 0
+            self.best_weights = changed = weights()
+        elif state["wait"] >= PATIENCE and epoch > 0:
+            state["stopped"] = True
+        return changed
 
 
 def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *, seed: int, validation_split: float,
@@ -233,48 +274,45 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
                 best_weights = _unpack("w", _read_npz(checkpoint.dir / state["best_file"]))
             state["resumed_from"].append(state["epoch"])
             log(f"[{number}/{total}] {model_id}: resumed at epoch {state['epoch']} from checkpoint")
+        stopping = EarlyStoppingState(state, best_weights)
 
-        cut = _validation_cut(len(data.train_x), validation_split)
-        fit_x, fit_y = data.train_x[:cut], data.train_y[:cut]
-        val = (data.train_x[cut:], data.train_y[cut:])
-        while not state["stopped"] and state["epoch"] < limit:
-            epoch = state["epoch"]
-            started = time.monotonic()
-            order = epoch_order(seed, epoch, len(fit_x))
-            result = model.fit(fit_x[order], fit_y[order], batch_size=BATCH_SIZE, epochs=epoch + 1, initial_epoch=epoch,
-                               validation_data=val, shuffle=False, verbose=0)
-            logs = {key: values[-1] for key, values in result.history.items()}
-            for key, value in logs.items():
-                state["history"].setdefault(key, []).append(value)
-            state["epoch"] = epoch + 1
-            # Early stopping on val_loss, as keras.callbacks.EarlyStopping(patience=10, restore_best_weights=True).
-            current = logs.get("val_loss", float("nan"))
-            if best_weights is None:
-                best_weights, state["best_epoch"] = model.get_weights(), epoch
-            improved_weights = None
-            state["wait"] += 1
-            if state["best"] is None or current < state["best"]:
-                state["best"], state["best_epoch"], state["wait"] = current, epoch, 0
-                best_weights = model.get_weights()
-                improved_weights = best_weights
-            elif state["wait"] >= PATIENCE and epoch > 0:
-                state["stopped"] = True
-            if not math.isfinite(logs.get("loss", float("nan"))):
-                state["stopped"] = True  # diverged: keep the best finite epoch
-            if epoch == 0 and improved_weights is None:
-                improved_weights = best_weights
-            history_json = {k: _finite(v) for k, v in state["history"].items()}
-            checkpoint.save({**state, "history": history_json,
-                             "best": state["best"] if state["best"] is not None and math.isfinite(state["best"]) else None},
-                            model.get_weights(), [v.numpy() for v in model.optimizer.variables], improved_weights)
-            seconds = time.monotonic() - started
-            eta_s = eta.seconds(models_done + state["epoch"] / limit) if eta else None
-            log(f"[{number}/{total}] {model_id} epoch {state['epoch']}/{limit} loss={logs.get('loss', float('nan')):.6f} "
-                f"val_loss={current:.6f} ({seconds:.2f}s)" + (f" eta {eta_s:.0f}s" if eta_s is not None else ""))
-            events.emit(STAGE, done=number, total=total, model=model_id, epoch=state["epoch"], max_epochs=limit,
-                        loss=logs.get("loss"), val_loss=current, eta_s=eta_s)
-        if best_weights is not None:
-            model.set_weights(best_weights)
+        class EpochEnd(keras.callbacks.Callback):
+            """History, early stopping, checkpoint, log line and progress event after each epoch."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.started = time.monotonic()
+
+            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                logs = dict(logs or {})
+                for key, value in logs.items():
+                    state["history"].setdefault(key, []).append(float(value))
+                state["epoch"] = epoch + 1
+                current = float(logs.get("val_loss", float("nan")))
+                changed = stopping.update(epoch, current, self.model.get_weights)
+                if not math.isfinite(float(logs.get("loss", float("nan")))):
+                    state["stopped"] = True  # diverged: keep the best finite epoch
+                best = state["best"] if state["best"] is not None and math.isfinite(state["best"]) else None
+                checkpoint.save({**state, "best": best,
+                                 "history": {k: _finite(v) for k, v in state["history"].items()}},
+                                self.model.get_weights(), [v.numpy() for v in self.model.optimizer.variables], changed)
+                if state["stopped"]:
+                    self.model.stop_training = True
+                seconds, self.started = time.monotonic() - self.started, time.monotonic()
+                eta_s = eta.seconds(models_done + state["epoch"] / limit) if eta else None
+                log(f"[{number}/{total}] {model_id} epoch {state['epoch']}/{limit} loss={logs.get('loss', float('nan')):.6f} "
+                    f"val_loss={current:.6f} ({seconds:.2f}s)" + (f" eta {eta_s:.0f}s" if eta_s is not None else ""))
+                events.emit(STAGE, done=number, total=total, model=model_id, epoch=state["epoch"], max_epochs=limit,
+                            loss=logs.get("loss"), val_loss=current, eta_s=eta_s)
+
+        if not state["stopped"] and state["epoch"] < limit:
+            cut = _validation_cut(len(data.train_x), validation_split)
+            batches, steps = epoch_batches(data.train_x[:cut], data.train_y[:cut], seed, state["epoch"], limit)
+            model.fit(batches, steps_per_epoch=steps, epochs=limit, initial_epoch=state["epoch"],
+                      validation_data=(data.train_x[cut:], data.train_y[cut:]), validation_batch_size=BATCH_SIZE,
+                      shuffle=False, callbacks=[EpochEnd()], verbose=0)
+        if stopping.best_weights is not None:
+            model.set_weights(stopping.best_weights)
         cert = _certificate(cfg, data, model, state, limit, seed, model_summary(model))
         _save_model(model, out_dir / MODEL_FILE)
         atomic_write_json(out_dir / CERTIFICATE_FILE, cert, indent=2)  # last: the model is done
@@ -330,7 +368,7 @@ def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, stat
         "keras_model_config": cfg["keras_model"],
         "training_params": {"batch_size": BATCH_SIZE, "max_epochs": limit, "early_stopping_patience": PATIENCE,
                             "inverse_time_decay": INVERSE_TIME_DECAY if cfg["learning_rate"] == -1 else None,
-                            "seed": seed, "shuffle": "per-epoch permutation from (seed, epoch)"},
+                            "seed": seed, "shuffle": "stateless per-epoch shuffle from (seed, epoch)"},
         "training_start": state["started"],
         "training_end": int(time.time() * 1000),
         "epochs": state["epoch"],
