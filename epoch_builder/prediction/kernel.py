@@ -5,9 +5,10 @@ Why it is fast yet exact:
 * Exits: a position's take-profit and stop-loss depend only on its entry
   candle (``alter(open, ±pcr)``), so for each pcr the first later candle whose
   high/low touches either price is found once per entry candle (``first_exits``,
-  skipping 64-candle blocks by their max high / min low) and the backtest jumps
-  straight to it. Long and short share that candle; the stop-loss-first rule
-  only decides the outcome.
+  skipping 64-candle blocks and 4096-candle super-blocks by their max high /
+  min low) and the backtest jumps straight to it (``entry_tables``: the exit's
+  outcome and the first candle after the idle time). Long and short share that
+  candle; the stop-loss-first rule only decides the outcome.
 * Entries: the signal depends only on the lookback index ``k`` of the candle,
   so the entry search moves window by window (first candle of each window),
   evaluating a window's signal only when the model is free to enter there;
@@ -323,7 +324,8 @@ def intensity(s0: float, s5: float) -> int:
 
 @njit(cache=True)
 def signal_at(sums: np.ndarray, index: int, min_inc: float, min_dec: float) -> int:
-    """§7.4 entry rule on sums[index-5..index] (index > 5)."""
+    """§7.4 entry rule on sums[index-5..index] (index > 5), written out literally;
+    the backtest uses the equivalent ``signal_from_runs`` (a test checks they agree)."""
     s0 = sums[index - 5]
     s1 = sums[index - 4]
     s2 = sums[index - 3]
