@@ -240,3 +240,22 @@ def test_verify_rejects_a_file_that_is_not_an_epoch_file(tmp_path: Path) -> None
         archive.writestr("epoch.json", "{}")
     with pytest.raises(EpochBuilderError, match="member manifest.json is missing"):
         verify_epoch_file(plain)
+
+
+def test_features_before_t_do_not_depend_on_later_closes(trained: Workspace) -> None:
+    """Research integrity of the feature asset: window w sees test rows [w, w + lookback) only, so
+    changing the normalised closes from row r on changes no feature of a window ending before r.
+    (With --normalization expanding those closes themselves depend only on earlier candles.)"""
+    from epoch_builder.prediction.assets import load_test_range
+    from epoch_builder.regressions.inference import load_regression, predict_features
+
+    test_range = load_test_range(trained)
+    regression = load_regression(trained.epoch().regressions_dir / regression_ids(trained)[0])
+    before = predict_features(regression, test_range.normalized_close)
+    r = len(test_range.normalized_close) // 2
+    changed = test_range.normalized_close.copy()
+    changed[r:] = np.clip(changed[r:] * np.random.default_rng(2).uniform(0.8, 1.2, len(changed) - r), 1e-6, 1)
+    after = predict_features(regression, changed)
+    decided = r - test_range.lookback + 1  # windows 0..decided-1 end before row r
+    assert np.array_equal(before[:decided], after[:decided])
+    assert not np.array_equal(before[decided:], after[decided:])
