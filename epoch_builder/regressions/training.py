@@ -199,8 +199,9 @@ def epoch_batches(x: np.ndarray, y: np.ndarray, seed: int, first_epoch: int, las
     import tensorflow as tf
 
     rows = len(x)
-    xs, ys = tf.constant(x), tf.constant(y)
-    indices = tf.range(rows, dtype=tf.int64)
+    with tf.device("/CPU:0"):  # the input pipeline runs on the host; batches go to the GPU, if any, from there
+        xs, ys = tf.constant(x), tf.constant(y)
+        indices = tf.range(rows, dtype=tf.int64)
 
     def one_epoch(epoch: Any) -> Any:
         order = tf.random.experimental.stateless_shuffle(indices, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
