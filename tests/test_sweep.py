@@ -183,3 +183,7 @@ def test_kill_9_twice_in_one_batch_gives_the_uninterrupted_result(small_epoch: W
     assert process.wait(timeout=180) == 0, process.stderr.read().decode()[-400:]
     assert output_path(small_epoch, batch).read_bytes() == expected
     assert not journal_path(small_epoch, batch).exists()
+    progress = [json.loads(line) for line in events.read_text().splitlines()]
+    last = progress[-1]
+    assert (last["done"], last["total"], last["profitable"]) == (total, total, len(json.loads(expected)))
+    assert any("eta_s" in e and "configs_per_s" in e for e in progress[:-1])
