@@ -295,3 +295,54 @@ def test_trend_runs_give_the_literal_signal() -> None:
                 assert got == expected, (index, min_inc)
                 decisions.add(expected)
             assert decisions == {-1, 0, 1}
+
+
+def test_workers_die_with_a_killed_parent(tmp_path) -> None:
+    """kill -9 of a sweep must not leave its pool workers running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "sweep.py"
+    script.write_text(
+        "import sys, time\n"
+        "from tests.test_engine import random_data\n"
+        "from epoch_builder.prediction.engine import Evaluator\n"
+        "data, _ = random_data(3, {'candles': 4000, 'per': 4, 'gaps': False, 'volatility': 0.004,\n"
+        "    'skip_windows': False, 'k_start': 0, 'features_short': 0, 'labels_delta': 0, 'grid': 0,\n"
+        "    'regressions': 4, 'position_size': 1000.0, 'leverage': 3, 'fee': 0.065, 'idle': 5})\n"
+        "config = {'pcr': 1, 'msf': 'mean', 'msaf': 1, 'ri': data.regression_ids}\n"
+        "with Evaluator(data, 2) as evaluator:\n"
+        "    print(' '.join(str(p.pid) for p in evaluator._pool._pool), flush=True)\n"
+        "    while True:\n"
+        "        for _ in evaluator.evaluate([config] * 2000):\n"
+        "            pass\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=root,
+                             env={**os.environ, "PYTHONPATH": root})
+    try:
+        workers = [int(pid) for pid in child.stdout.readline().split()]
+        assert len(workers) == 2
+        time.sleep(0.5)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        alive = workers
+        while alive and time.monotonic() < deadline:
+            alive = [pid for pid in workers if _running(pid)]
+            time.sleep(0.1)
+        assert not alive, f"workers still running: {alive}"
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
