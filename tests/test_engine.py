@@ -59,6 +59,15 @@ def test_mean_and_median_match_numpy() -> None:
         assert K.numpy_median(ordered[::-1].copy(), size) == np.median(values), size
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(1, 1e6, allow_nan=False), max_size=30))
+def test_max_drawdown_equals_brute_force(balances: list[float]) -> None:
+    from epoch_builder.numbers import pct_change
+
+    pairs = [pct_change(balances[i], min(balances[i + 1:])) for i in range(len(balances) - 1)]
+    assert max_drawdown(balances) == min([0.0, *pairs])
+
+
 def test_max_drawdown() -> None:
     assert max_drawdown([100.0]) == 0.0
     assert max_drawdown([100.0, 120.0, 130.0]) == 0.0
