@@ -67,8 +67,8 @@ def _regression_files(paths: EpochPaths, regression_id: str) -> list[Path]:
 
 def export_epoch(ws: Workspace, model_id: str, log: Callable[[str], None] = print) -> Path:
     config_file = ws.epoch_config_file
+    paths = ws.epoch()  # a clear error when there is no active epoch (e.g. it was exported already)
     config = ws.load_epoch_config()
-    paths = ws.epoch()
     certificate = find_model(paths, model_id)
     regression_ids = [r["id"] for r in certificate["model"]["regressions"]]
     members: dict[str, bytes] = {

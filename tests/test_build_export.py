@@ -183,6 +183,9 @@ def test_sweep_build_export_verify_round_trip(trained: Workspace, capsys: pytest
     # seed behaviour: candlesticks and the epoch config move into the epoch directory
     assert not trained.candlesticks_dir.exists() and (paths.dir / "candlesticks" / "candlesticks.parquet").is_file()
     assert not trained.epoch_config_file.exists() and (paths.dir / "epoch.json").is_file()
+    capsys.readouterr()
+    assert cli(trained, "export-epoch", "--model-id", model_id) == 2
+    assert "no active epoch" in capsys.readouterr().err
     with zipfile.ZipFile(epoch_file) as archive:
         names = set(archive.namelist())
         manifest = json.loads(archive.read("manifest.json"))
