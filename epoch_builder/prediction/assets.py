@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numba import njit
 
+from epoch_builder import events
 from epoch_builder.errors import EpochBuilderError
 from epoch_builder.storage import atomic_write_json, atomic_write_with, read_json
 from epoch_builder.workspace import Workspace
@@ -206,6 +207,7 @@ def write_assets(ws: Workspace, regression_ids: Sequence[str], pcrs: Sequence[fl
             raise EpochBuilderError(f"regression {rid}: features must be finite numbers in [-1, 1]")
         features[rid] = values.tolist()
         log(f"features {number}/{len(regression_ids)}: {rid}")
+        events.emit("initialize-prediction-models", number, len(regression_ids), regression=rid)
     labels = {pcr_key(pcr): range_labels(rng, pcr).tolist() for pcr in pcrs}
     k = range_indexer(rng)
     assets_dir = paths.assets_dir
