@@ -94,3 +94,25 @@ def test_features_equal_the_scalar_rule_and_stay_in_bounds(raw: list[float]) -> 
 def test_feature_edges() -> None:
     got = features_from_changes(np.array([0.0, 0.009, 0.01, -0.01, 0.5, 1.0, 2.5, -7.0]))
     assert got.tolist() == [0.0, 0.0, 0.0, 0.0, round_to(0.49 / 0.99, 6), 1.0, 1.0, -1.0]
+
+
+def test_checkpoint_keeps_the_best_weights_of_an_earlier_epoch(tmp_path) -> None:
+    from epoch_builder.regressions.training import Checkpoint, _read_npz, _unpack
+
+    checkpoint = Checkpoint(tmp_path / "ckpt")
+    checkpoint.lock()
+    state = {"id": "M", "epoch": 1, "history": {"loss": [0.5]}, "best": 0.4, "wait": 0}
+    best = [np.full((2, 2), 1.0, np.float32)]
+    checkpoint.save(state, best, [np.array(1)], best)
+    state.update(epoch=2, history={"loss": [0.5, float("nan")]}, best=float("inf"), wait=1)
+    checkpoint.save(state, [np.zeros((2, 2), np.float32)], [np.array(2)], None)  # no new best this epoch
+    saved = checkpoint.load()
+    assert saved["epoch"] == 2 and saved["best_file"] == "best_e1.npz" and saved["weights_file"] == "weights_e2.npz"
+    assert saved["history"]["loss"] == [0.5, None] and saved["best"] is None
+    assert sorted(p.name for p in checkpoint.dir.iterdir() if not p.name.startswith(".")) == [
+        "best_e1.npz", "state.json", "weights_e2.npz"]
+    np.testing.assert_array_equal(_unpack("w", _read_npz(checkpoint.dir / "best_e1.npz"))[0], best[0])
+    with pytest.raises(EpochBuilderError, match="being trained by another process"):
+        Checkpoint(tmp_path / "ckpt").lock()
+    checkpoint.remove()
+    assert not (tmp_path / "ckpt").exists()

@@ -147,14 +147,19 @@ class Checkpoint:
 
     def save(self, state: dict[str, Any], weights: list[np.ndarray], optimizer_vars: list[np.ndarray],
              best_weights: list[np.ndarray] | None) -> None:
+        """Write this epoch's files, then ``state.json`` (which names them), then drop older files.
+        ``state`` gains the file names; ``best_weights`` is None when the best epoch did not change."""
         epoch = state["epoch"]
         state["weights_file"] = f"weights_e{epoch}.npz"
         _write_npz(self.dir / state["weights_file"], {**_pack("w", weights), **_pack("o", optimizer_vars)})
         if best_weights is not None:
             state["best_file"] = f"best_e{epoch}.npz"
             _write_npz(self.dir / state["best_file"], _pack("w", best_weights))
-        atomic_write_json(self.dir / STATE_FILE, state)  # last: the checkpoint is complete
-        keep = {STATE_FILE, ".lock", state["weights_file"], state.get("best_file")}
+        best = state.get("best")
+        document = {**state, "best": best if best is not None and math.isfinite(best) else None,
+                    "history": {k: _finite(v) for k, v in state["history"].items()}}
+        atomic_write_json(self.dir / STATE_FILE, document)  # last: the checkpoint is complete
+        keep = {STATE_FILE, state["weights_file"], state.get("best_file")}
         for path in self.dir.iterdir():
             if path.name not in keep and not path.name.startswith("."):
                 path.unlink(missing_ok=True)
@@ -162,10 +167,11 @@ class Checkpoint:
     def remove(self) -> None:
         self.unlock()
         shutil.rmtree(self.dir, ignore_errors=True)
-        try:
-            self.dir.parent.rmdir()  # the last model of the epoch leaves no empty folder behind
-        except OSError:
-            pass
+        if self.dir.parent.name == CHECKPOINTS_DIR:
+            try:
+                self.dir.parent.rmdir()  # the last model of the epoch leaves no empty folder behind
+            except OSError:
+                pass
 
 
 # --- one model --------------------------------------------------------------------------
@@ -293,10 +299,8 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
                 changed = stopping.update(epoch, current, self.model.get_weights)
                 if not math.isfinite(float(logs.get("loss", float("nan")))):
                     state["stopped"] = True  # diverged: keep the best finite epoch
-                best = state["best"] if state["best"] is not None and math.isfinite(state["best"]) else None
-                checkpoint.save({**state, "best": best,
-                                 "history": {k: _finite(v) for k, v in state["history"].items()}},
-                                self.model.get_weights(), [v.numpy() for v in self.model.optimizer.variables], changed)
+                checkpoint.save(state, self.model.get_weights(), [v.numpy() for v in self.model.optimizer.variables],
+                                changed)
                 if state["stopped"]:
                     self.model.stop_training = True
                 seconds, self.started = time.monotonic() - self.started, time.monotonic()
@@ -348,7 +352,7 @@ def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, stat
     import tensorflow as tf
 
     evaluation = model.evaluate(data.test_x, data.test_y, batch_size=BATCH_SIZE, verbose=0, return_dict=True)
-    test_loss, test_metric = float(evaluation["loss"]), float(evaluation[cfg["metric"]])
+    test_loss, test_metric = _finite([evaluation["loss"], evaluation[cfg["metric"]]])  # None if diverged
     preds = model.predict(data.test_x, batch_size=4096, verbose=0)
     history = {k: _finite(v) for k, v in state["history"].items()}
     category = category_of(cfg)
@@ -425,8 +429,10 @@ def train_batch(ws: Workspace, category: str, batch_file: str | os.PathLike, *, 
                            max_epochs=max_epochs, position=(number, total), eta=eta, models_done=trained, log=log)
         trained += 1
         certificates.append(cert)
+        test_loss = cert["test_evaluation"]["loss"]
         log(f"[{number}/{total}] {cfg['id']}: done in {time.monotonic() - started:.1f}s, {cert['epochs']} epochs, "
-            f"test loss {cert['test_evaluation']['loss']:.6f}, accuracy {cert['discovery']['accuracy']}%")
+            f"test loss {'diverged' if test_loss is None else f'{test_loss:.6f}'}, "
+            f"accuracy {cert['discovery']['accuracy']}%")
     atomic_write_json(paths.regression_batched_certificates_dir / f"{batch['name']}.json", certificates)
     log(f"batch {batch['name']}: {trained} trained, {total - trained} skipped; "
         f"certificates in {paths.regression_batched_certificates_dir / (batch['name'] + '.json')}")
