@@ -186,7 +186,8 @@ def test_kill_9_resumes_from_the_last_completed_epoch_and_matches_an_uninterrupt
     shutil.copytree(small_epoch.root, reference.root)
 
     command = [sys.executable, "-m", "epoch_builder.cli", "train-regression-batch", "--workspace",
-               str(small_epoch.root), "--category", "CNN", "--batch", "KR_RESUME", "--max-epochs", "12"]
+               str(small_epoch.root), "--category", "CNN", "--batch", "KR_RESUME", "--max-epochs", "12",
+               "--events", str(tmp_path / "events.jsonl")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     seen = []
@@ -203,6 +204,10 @@ def test_kill_9_resumes_from_the_last_completed_epoch_and_matches_an_uninterrupt
     assert not certificate.exists()
     state = read_json(small_epoch.epoch().dir / CHECKPOINTS_DIR / "RESUME" / "state.json")
     assert state["epoch"] >= 3
+    progress = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in progress] == list(range(1, len(progress) + 1)) and len(progress) >= 3
+    assert all(e["stage"] == "train-regression-batch" and e["model"] == "RESUME" and e["done"] == 1 and e["total"] == 1
+               and e["loss"] > 0 and e["val_loss"] > 0 and "eta_s" in e for e in progress)
 
     lines: list[str] = []
     resumed = train_batch(small_epoch, "CNN", "KR_RESUME", max_epochs=12, log=lines.append)[0]

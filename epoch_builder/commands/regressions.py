@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
     regressions = subparsers.add_parser("regressions", help="inspect trained regressions")
     sub = regressions.add_subparsers(dest="regressions_command", metavar="ACTION")
+    regressions.set_defaults(func=lambda _args: (regressions.print_help(), 2)[1])
     rank = sub.add_parser("rank", parents=[common], help="table of trained regressions, best first",
                           description="Rank the active epoch's trained regressions: by test loss (lowest first; "
                           "compare models trained with the same loss function), or by discovery accuracy or "
