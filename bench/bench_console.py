@@ -87,6 +87,14 @@ def make_bench_app(config: Path, workspace: Path) -> BenchConsole:
 
 
 async def main() -> int:
+    global HOSTS, LOG_LINES_PER_S
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=HOSTS, help=f"local hosts streaming status (default {HOSTS})")
+    parser.add_argument("--log-rate", type=int, default=LOG_LINES_PER_S, help=f"log lines/s (default {LOG_LINES_PER_S})")
+    args = parser.parse_args()
+    HOSTS, LOG_LINES_PER_S = args.hosts, args.log_rate
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         servers = [{"name": f"h{i:02d}", "local": True, "root": str(root / f"h{i:02d}")} for i in range(HOSTS)]
@@ -114,7 +122,7 @@ async def main() -> int:
                 await pilot.pause(0.2)
             job = await app.cluster.start_job("h00", ["status", "--watch", "5", "--json"])
             log_file = root / "h00" / ".jobs" / job.id / "log"
-            writer = subprocess.Popen([sys.executable, "-c", WRITER, str(log_file), str(LOG_LINES_PER_S)])
+            writer = subprocess.Popen([sys.executable, "-c", WRITER, str(log_file), str(max(LOG_LINES_PER_S, 100))]) if LOG_LINES_PER_S else None
             app.follow_log(job)
             view = app.query_one(LogPane).view
             await pilot.pause(2)  # follower running at full rate
@@ -123,8 +131,9 @@ async def main() -> int:
             received = view.buffer.total_received + len(view._pending) - received_before
             elapsed = time.perf_counter() - t0
             statuses = sum(len(h.cpu_history) for h in app.cluster.hosts.values())
-            writer.terminate()
-            writer.wait()
+            if writer is not None:
+                writer.terminate()
+                writer.wait()
             await app.cluster.stop_job("h00", job.id)
 
         print(f"console key latency, {PRESSES} presses every {PRESS_EVERY_S * 1000:.0f} ms")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 from collections import deque
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -122,12 +123,17 @@ class EpochConsole(App[None]):
         self.set_interval(REDRAW_INTERVAL_S, self.redraw)
         if self.live:
             self.cluster.start(self.report_error)
+        # Objects alive after start-up (Textual, widgets, CSS) never become garbage:
+        # keep them out of every later full collection, which would stall the loop.
+        self.call_after_refresh(gc.freeze)
         self.servers_table.focus()
 
     async def on_unmount(self) -> None:
         await self.cluster.close()
 
     def redraw(self) -> None:
+        if not self.servers_table.is_attached or self._exit:
+            return  # shutting down: the panes are being removed
         running = {job.server: job for job in self.cluster.jobs.values() if job.state == "running"}
         servers = self.servers_table
         servers.show(self.cluster.hosts.values(), running)
