@@ -62,6 +62,7 @@ class Cluster:
         self.jobs: dict[str, JobView] = {}  # key "server/job-id", oldest first
         self._tasks: list[asyncio.Task[None]] = []
         self._event_followers: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()  # held so the loop's weak refs keep them alive
         self._report: ErrorSink = lambda error, context: None
 
     @classmethod
@@ -80,7 +81,7 @@ class Cluster:
             self._tasks.append(loop.create_task(self._supervise(name, host), name=f"supervise-{name}"))
 
     async def close(self) -> None:
-        tasks = self._tasks + list(self._event_followers.values())
+        tasks = self._tasks + list(self._event_followers.values()) + list(self._background)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -179,7 +180,9 @@ class Cluster:
             known.started = fresh.started or known.started
             known.ended = fresh.ended or known.ended
             if was_running and fresh.state == "failed":
-                asyncio.get_running_loop().create_task(self._report_failure(host, known))
+                task = asyncio.get_running_loop().create_task(self._report_failure(host, known))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
         if known.state == "running" and known.key not in self._event_followers:
             self._event_followers[known.key] = asyncio.get_running_loop().create_task(self._follow_events(host, known))
         return known
