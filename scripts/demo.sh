@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The whole pipeline on the bundled 21-day sample with the small profile.
+# The whole pipeline on the bundled 21-day sample with the small profile:
+# import -> epoch -> 6 regressions -> 90 prediction-model configs (4 regressions
+# each, pcr 1) -> sweep -> build -> Epoch File -> verify.
 # Usage: scripts/demo.sh [WORKSPACE]   (make demo)
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 eb="$here/.venv/bin/epoch-builder"
+py="$here/.venv/bin/python"
 ws="${1:-demo-workspace}"
 rm -rf "$ws"
 mkdir -p "$ws"
 export EPOCH_BUILDER_HOME="$(cd "$ws" && pwd)"
+export TF_CPP_MIN_LOG_LEVEL=2
 start=$(date +%s)
 step() { printf '\n== %s\n' "$*"; }
 
@@ -17,4 +21,35 @@ step "import the bundled sample (30-minute prediction candles)"
 step "create a small-profile epoch (20 days, lookback 16, predictions 4)"
 "$eb" create-epoch --id _DEMO --profile small
 
-printf '\ndemo finished in %ss; workspace: %s\n' "$(( $(date +%s) - start ))" "$EPOCH_BUILDER_HOME"
+step "generate the demo regression grid (6 DNNs)"
+"$eb" generate-regression-training-configs --grid "$here/epoch_builder/data/demo_grid.json"
+
+step "train the batch (30 epochs max, early stopping)"
+batch=$(ls "$EPOCH_BUILDER_HOME/_DEMO/regression_training_configs/DNN/" | head -1)
+"$eb" train-regression-batch --category DNN --batch "$batch" --max-epochs 30
+
+step "rank the regressions"
+"$eb" regressions rank --by test_loss
+
+step "initialize prediction models (top 6, 4 per model, pcr 1)"
+"$eb" initialize-prediction-models --top 6 --by test_loss --allow-few-regressions --pcr 1 --regressions-per-model 4
+
+step "find profitable configurations"
+for b in "$EPOCH_BUILDER_HOME"/_DEMO/prediction_models/configs/*.json; do
+  "$eb" find-profitable-configs --batch "$(basename "$b")"
+done
+
+step "build the prediction models (top models: profit, accuracy, positions, drawdown)"
+"$eb" build-prediction-models --limit 5
+
+best=$("$py" -c "import json,sys; b=json.load(open(sys.argv[1])); print(b[0]['id'] if b else '')" \
+       "$EPOCH_BUILDER_HOME/_DEMO/prediction_models/build.json")
+if [ -z "$best" ]; then
+  echo "no profitable prediction model on this data: nothing to export"
+  exit 1
+fi
+step "export the Epoch File for $best"
+"$eb" export-epoch --model-id "$best"
+"$eb" verify-epoch "$EPOCH_BUILDER_HOME/_DEMO/_DEMO.zip"
+
+printf '\ndemo finished in %ss\nEpoch File: %s\n' "$(( $(date +%s) - start ))" "$EPOCH_BUILDER_HOME/_DEMO/_DEMO.zip"
