@@ -83,6 +83,7 @@ class ServerConfig:
     reboot_command: tuple[str, ...] = DEFAULT_REBOOT_COMMAND
     shutdown_command: tuple[str, ...] = DEFAULT_SHUTDOWN_COMMAND
     local: bool = False  # drive this machine directly (LocalHost) instead of over SSH
+    authorized_keys: str | None = None  # install-key target on the host (None: ~/.ssh/authorized_keys)
 
     @property
     def project_path(self) -> str:
@@ -244,7 +245,7 @@ def _parse_ssh(reader: _Reader, raw: Any) -> SSHOptions:
 
 _SERVER_KEYS = {
     "name", "host", "port", "user", "key", "root", "python", "venv", "project_dir", "is_cluster",
-    "reboot_command", "shutdown_command", "local",
+    "reboot_command", "shutdown_command", "local", "authorized_keys",
 }
 
 
@@ -283,6 +284,7 @@ def _parse_server(reader: _Reader, raw: Any, where: str) -> ServerConfig:
         python=python or (sys.executable if local else "python3"),
         venv=venv,
         project_dir=reader.string(doc, "project_dir", where),
+        authorized_keys=reader.string(doc, "authorized_keys", where),
         is_cluster=reader.boolean(doc, "is_cluster", where, True),
         reboot_command=reader.command(doc, "reboot_command", where, DEFAULT_REBOOT_COMMAND),
         shutdown_command=reader.command(doc, "shutdown_command", where, DEFAULT_SHUTDOWN_COMMAND),

@@ -82,14 +82,16 @@ async def install_key(
 
     Returns True when it was added.  ``password`` allows password
     authentication for this one connection (the first contact with a server);
-    ``authorized_keys`` overrides the file (default ``~/.ssh/authorized_keys``).
+    ``authorized_keys`` overrides the file (default: the server's configured
+    ``authorized_keys``, else ``~/.ssh/authorized_keys``).
     """
     from remote.hosts import LocalHost, SSHHost
 
     key = read_public_key(public_key_path)
     host: Host = LocalHost(server, ssh) if server.local else SSHHost(server, ssh, password=password)
     async with host:
-        answer = await host.agent("append_key", {"key": key, "path": authorized_keys})
+        path = authorized_keys or server.authorized_keys
+        answer = await host.agent("append_key", {"key": key, "path": path})
     return bool(answer["added"])
 
 

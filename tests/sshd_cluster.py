@@ -47,6 +47,22 @@ def keygen(path: Path, kind: str = "ed25519") -> Path:
     return path
 
 
+PYENV_SHIM_LOCK = Path.home() / ".pyenv" / "shims" / ".pyenv-shim"
+
+
+def clear_stale_pyenv_lock(max_age_s: float = 10.0) -> None:
+    """Every SSH command runs the login shell's rc file; where ~/.bashrc runs `pyenv init`,
+    that takes pyenv's rehash lock for a moment. Killing sshd (the fault tests) can kill a
+    shell holding it, and every later SSH command then waits 60 s on the stale lock. A
+    rehash holds it far less than ``max_age_s``."""
+    try:
+        age = time.time() - PYENV_SHIM_LOCK.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age > max_age_s:
+        PYENV_SHIM_LOCK.unlink(missing_ok=True)
+
+
 @dataclass(frozen=True)
 class UserKey:
     private: Path
@@ -108,6 +124,7 @@ class SSHServer:
         return f"[127.0.0.1]:{self.port} {kind} {blob}"
 
     def start(self, timeout: float = 10.0) -> None:
+        clear_stale_pyenv_lock()
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
         log = open(self.directory / "sshd.log", "ab")
@@ -197,7 +214,9 @@ class SSHDCluster:
             "ssh": ssh,
             "servers": [
                 {"name": s.name, "host": "127.0.0.1", "port": s.port, "user": current_user(), "key": str(self.user_key.private),
-                 "root": str(s.root), "python": python or sys.executable}
+                 "root": str(s.root), "python": python or sys.executable,
+                 # install-key writes the file this sshd reads, never the login user's real one
+                 "authorized_keys": str(s.directory / "authorized_keys")}
                 for s in self.servers
             ],
         }

@@ -28,22 +28,6 @@ def console_user_key(tmp_path_factory: pytest.TempPathFactory) -> sshd_cluster.U
     return sshd_cluster.UserKey.generate(tmp_path_factory.mktemp("console-client-key"))
 
 
-PYENV_SHIM_LOCK = Path.home() / ".pyenv" / "shims" / ".pyenv-shim"
-
-
-def _clear_stale_pyenv_lock(max_age_s: float = 10.0) -> None:
-    """Every SSH command runs the login shell's rc file; on machines whose ~/.bashrc runs
-    `pyenv init`, that takes pyenv's rehash lock for a moment. Killing sshd (the host-down
-    test) can kill a shell holding it, and every later SSH command then waits 60 s on the
-    stale lock. A rehash holds it far less than ``max_age_s``."""
-    try:
-        age = time.time() - PYENV_SHIM_LOCK.stat().st_mtime
-    except FileNotFoundError:
-        return
-    if age > max_age_s:
-        PYENV_SHIM_LOCK.unlink(missing_ok=True)
-
-
 def stop_leftover_jobs(root: Path) -> None:
     """Stop jobs a failed test left running under ``root`` (only those jobs' own processes)."""
     from remote import agent
@@ -60,13 +44,13 @@ def stop_leftover_jobs(root: Path) -> None:
 @pytest.fixture
 def sshd_pair(tmp_path: Path, console_user_key: sshd_cluster.UserKey):
     """Two real sshd servers on loopback, each with its own workspace root."""
-    _clear_stale_pyenv_lock()
+    sshd_cluster.clear_stale_pyenv_lock()
     servers = sshd_cluster.SSHDCluster.start(tmp_path / "sshd", count=2, user_key=console_user_key)
     yield servers
     servers.stop()
     for server in servers.servers:
         stop_leftover_jobs(server.root)
-    _clear_stale_pyenv_lock()
+    sshd_cluster.clear_stale_pyenv_lock()
 
 
 def write_cluster_file(servers: sshd_cluster.SSHDCluster, path: Path, **server_overrides: object) -> Path:

@@ -4,6 +4,7 @@ going down and coming back. Everything runs through the app's own actions and ke
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -36,17 +37,12 @@ def select_job(app: EpochConsole, key: str) -> None:
     table.move_cursor(row=table.get_row_index(key))
 
 
-AUTHORIZED_KEYS = Path.home() / ".ssh" / "authorized_keys"
-
-
 @pytest.fixture
-def forget_test_key(console_user_key):
-    """install-key writes the login user's real authorized_keys: remove the test key's line afterwards."""
-    yield
-    blob = console_user_key.public.read_text().split()[1]
-    if AUTHORIZED_KEYS.exists():
-        kept = [line for line in AUTHORIZED_KEYS.read_text().splitlines(keepends=True) if blob not in line]
-        AUTHORIZED_KEYS.write_text("".join(kept))
+def fresh_public_key(tmp_path: Path) -> Path:
+    """A key the servers do not know yet, for install-key."""
+    key = tmp_path / "installable_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "installable", "-f", str(key)], check=True)
+    return key.with_suffix(".pub")
 
 
 @pytest.fixture
@@ -66,7 +62,7 @@ def console_app(sshd_pair, small_epoch, tmp_path: Path) -> EpochConsole:
     return make_app(doc_path, small_epoch.root)
 
 
-async def test_server_actions(console_app: EpochConsole, sshd_pair, forget_test_key) -> None:
+async def test_server_actions(console_app: EpochConsole, sshd_pair, fresh_public_key: Path) -> None:
     app = console_app
     srv1 = sshd_pair.servers[0]
     async with app.run_test(size=SIZE) as pilot:
@@ -118,17 +114,18 @@ async def test_server_actions(console_app: EpochConsole, sshd_pair, forget_test_
         await wait_for(pilot, lambda: all((s.root / "shutdown.marker").exists() for s in sshd_pair.servers),
                        what="shutdown command on both servers")
 
-        # Install SSH key: appended once to the login user's authorized_keys, then idempotent.
+        # Install SSH key: appended once to srv1's authorized_keys (the file its sshd reads), then idempotent.
         for expected in ("installed on srv1", "already installed on srv1"):
             app.run_action_id("install_key")
             await pilot.pause(0.2)
             await pilot.press("enter")  # srv1
             await pilot.pause(0.2)
-            app.screen.query_one("#f-text").value = str(sshd_pair.user_key.public)
+            app.screen.query_one("#f-text").value = str(fresh_public_key)
             await pilot.press("enter")
             await wait_for(pilot, lambda: any(m.endswith(expected) for m in notifications(app)), what=expected)
-        blob = sshd_pair.user_key.public.read_text().split()[1]
-        assert sum(blob in line for line in AUTHORIZED_KEYS.read_text().splitlines()) == 1
+        blob = fresh_public_key.read_text().split()[1]
+        authorized = sshd_pair.servers[0].directory / "authorized_keys"
+        assert sum(blob in line for line in authorized.read_text().splitlines()) == 1
 
         # Unit tests: the project's suite on the server, output in the log pane.
         app.run_action_id("unit_tests")
