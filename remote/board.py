@@ -1,0 +1,411 @@
+"""The batch board: every batch of the active epoch with its state, rebuilt on demand.
+
+The board's truth comes from two places that survive any restart:
+
+* the local workspace: regression batches under
+  ``<epoch>/regression_training_configs/<CAT>/*.json`` (done once their
+  batched certificate and every model's ``regressions/<id>/certificate.json``
+  were pulled), config batches under ``prediction_models/configs/`` (done once
+  ``profitable_configs/<batch>.json`` was pulled);
+* the hosts' job directories (``<root>/.jobs/<id>/``): a job whose argv names
+  a batch is that batch's job, running or exited.
+
+A small local state file ``<root>/.board/<epoch>.json`` (atomically written)
+adds only what cannot be derived: failed job ids per batch and host (job
+directories may be cleaned), the host a batch was assigned / pushed to before
+its job was seen (so a batch on an unreachable host is not started twice),
+and whether auto-dispatch is on.
+
+States: ``pending``, ``pushed``, ``running`` (on HOST, done/total, ETA),
+``finished`` (exited 0, results not pulled yet), ``failed`` (exit code, last
+log lines), ``done`` (results pulled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from epoch_builder.storage import atomic_write_json
+from remote.errors import RemoteError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from remote.hosts import Host
+    from remote.jobs import JobInfo
+
+REGRESSIONS, PROFITABLE_CONFIGS = "regressions", "profitable-configs"
+STAGES = (REGRESSIONS, PROFITABLE_CONFIGS)
+SUBCOMMANDS = {REGRESSIONS: "train-regression-batch", PROFITABLE_CONFIGS: "find-profitable-configs"}
+PENDING, PUSHED, RUNNING, FINISHED, FAILED, DONE = "pending", "pushed", "running", "finished", "failed", "done"
+SKIPPED_CATEGORIES = ("UNIT_TEST",)  # the smoke-test batch is run by hand, not dispatched
+STATE_DIR = ".board"
+LOG_TAIL_LINES = 5
+TAIL_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """One batch of a stage and what a host needs to run it."""
+
+    stage: str
+    name: str
+    category: str | None  # regression category; None for config batches
+    model_ids: tuple[str, ...] = ()  # regression ids of the batch (empty for config batches)
+
+    @property
+    def key(self) -> str:
+        return f"{self.stage}:{self.name}"
+
+    def argv(self, *, max_epochs: int | None = None, workers: int | None = None) -> list[str]:
+        if self.stage == REGRESSIONS:
+            argv = ["train-regression-batch", "--category", str(self.category), "--batch", self.name]
+            return argv + (["--max-epochs", str(max_epochs)] if max_epochs else [])
+        return ["find-profitable-configs", "--batch", self.name] + (["--workers", str(workers)] if workers else [])
+
+    def push_paths(self, epoch_id: str) -> list[str]:
+        """Workspace-relative paths the job reads (sent incrementally: unchanged files are skipped)."""
+        if self.stage == REGRESSIONS:
+            return ["config", "candlesticks", f"{epoch_id}/regression_training_configs/{self.category}/{self.name}.json"]
+        return ["config", "candlesticks", f"{epoch_id}/prediction_models/assets",
+                f"{epoch_id}/prediction_models/configs/{self.name}.json"]
+
+    def pull_paths(self, epoch_id: str) -> list[str]:
+        """Only this batch's results, so a host's leftovers of other batches never come back."""
+        if self.stage == REGRESSIONS:
+            return [f"{epoch_id}/regressions/{model_id}" for model_id in self.model_ids] + [
+                f"{epoch_id}/regression_batched_certificates/{self.name}.json"]
+        return [f"{epoch_id}/prediction_models/profitable_configs/{self.name}.json"]
+
+    def done_locally(self, root: Path, epoch_id: str) -> bool:
+        epoch = root / epoch_id
+        if self.stage == REGRESSIONS:
+            return (epoch / "regression_batched_certificates" / f"{self.name}.json").is_file() and all(
+                (epoch / "regressions" / model_id / "certificate.json").is_file() for model_id in self.model_ids)
+        return (epoch / "prediction_models" / "profitable_configs" / f"{self.name}.json").is_file()
+
+
+def epoch_id_of(root: Path) -> str:
+    from remote.sync import active_epoch_id
+
+    return active_epoch_id(root)
+
+
+def regression_batches(root: Path, epoch_id: str) -> list[BatchSpec]:
+    base = root / epoch_id / "regression_training_configs"
+    specs = []
+    for path in sorted(base.glob("*/*.json")):
+        category = path.parent.name
+        if category in SKIPPED_CATEGORIES:
+            continue
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            ids = tuple(str(cfg["id"]) for cfg in doc["configs"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RemoteError(f"{path}: not a regression batch file (needs configs[].id): {exc}") from None
+        specs.append(BatchSpec(REGRESSIONS, path.stem, category, ids))
+    return specs
+
+
+def config_batches(root: Path, epoch_id: str) -> list[BatchSpec]:
+    base = root / epoch_id / "prediction_models" / "configs"
+    return [BatchSpec(PROFITABLE_CONFIGS, path.stem, None) for path in sorted(base.glob("*.json"))]
+
+
+def stage_batches(root: Path, epoch_id: str, stage: str) -> list[BatchSpec]:
+    if stage not in STAGES:
+        raise RemoteError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
+    return regression_batches(root, epoch_id) if stage == REGRESSIONS else config_batches(root, epoch_id)
+
+
+def batch_of_job(argv: Sequence[str]) -> tuple[str, str] | None:
+    """``(stage, batch name)`` of a job's argv, or None when it runs no batch."""
+    if not argv:
+        return None
+    stage = next((s for s, sub in SUBCOMMANDS.items() if sub == argv[0]), None)
+    if stage is None:
+        return None
+    args = list(argv[1:])
+    for i, arg in enumerate(args):
+        value = arg.split("=", 1)[1] if arg.startswith("--batch=") else (args[i + 1] if arg == "--batch" and i + 1 < len(args) else None)
+        if value is not None:
+            return stage, Path(value).name.removesuffix(".json")
+    return None
+
+
+# ---------------------------------------------------------------------- local state file
+
+class BoardStateFile:
+    """What cannot be derived, in ``<root>/.board/<epoch>.json`` (rewritten atomically on every change)."""
+
+    def __init__(self, root: Path, epoch_id: str) -> None:
+        self.path = Path(root) / STATE_DIR / f"{epoch_id}.json"
+        self.data: dict[str, Any] = {"failed_jobs": {}, "assigned": {}, "dispatch": {}}
+        if self.path.exists():
+            try:
+                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise RemoteError(f"{self.path}: invalid board state ({exc}); delete it to start over") from None
+            if isinstance(loaded, dict):
+                self.data.update(loaded)
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.data, indent=1)
+
+    def failed_jobs(self, key: str) -> dict[str, list[str]]:
+        return self.data["failed_jobs"].get(key, {})
+
+    def record_failure(self, key: str, host: str, job_id: str) -> bool:
+        """Remember a failed job once (a restart sees the same job again); True when it is new."""
+        ids = self.data["failed_jobs"].setdefault(key, {}).setdefault(host, [])
+        if job_id in ids:
+            return False
+        ids.append(job_id)
+        self.save()
+        return True
+
+    def assigned(self, key: str) -> dict[str, Any] | None:
+        return self.data["assigned"].get(key)
+
+    def assign(self, key: str, host: str, job_id: str | None = None, pushed: bool = False) -> None:
+        self.data["assigned"][key] = {"host": host, "job_id": job_id, "pushed": pushed}
+        self.save()
+
+    def release(self, key: str) -> None:
+        if self.data["assigned"].pop(key, None) is not None:
+            self.save()
+
+    def set_dispatch(self, stage: str | None) -> None:
+        self.data["dispatch"] = {"stage": stage}
+        self.save()
+
+
+# ---------------------------------------------------------------------- board rows
+
+@dataclass
+class BatchRow:
+    spec: BatchSpec
+    state: str
+    host: str | None = None
+    job_id: str | None = None
+    done: int | None = None  # models / configs done, from the job's last progress event
+    total: int | None = None
+    eta_s: float | None = None
+    exit_code: int | None = None
+    log_tail: list[str] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # every job of this batch: host, id, label
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.spec.stage, "batch": self.spec.name, "category": self.spec.category, "state": self.state,
+            "host": self.host, "job_id": self.job_id, "done": self.done, "total": self.total, "eta_s": self.eta_s,
+            "exit_code": self.exit_code, "log_tail": self.log_tail, "failures": self.failures, "jobs": self.jobs,
+        }
+
+    @property
+    def label(self) -> str:
+        if self.state == RUNNING:
+            progress = f" {self.done}/{self.total}" if self.total else ""
+            eta = f" ETA {_duration(self.eta_s)}" if self.eta_s is not None else ""
+            return f"running on {self.host}{progress}{eta}"
+        if self.state == FAILED:
+            return f"failed on {self.host} (exit {self.exit_code})"
+        if self.state in (PUSHED, FINISHED):
+            return f"{self.state} ({self.host})"
+        return self.state
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+@dataclass
+class Board:
+    epoch_id: str
+    rows: list[BatchRow]
+    hosts: dict[str, str]  # host -> "online" / error text
+    host_jobs: dict[str, list["JobInfo"]]
+
+    def stage_rows(self, stage: str) -> list[BatchRow]:
+        return [r for r in self.rows if r.spec.stage == stage]
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """Counts per state for every regression category, each stage and the epoch."""
+        groups: dict[str, dict[str, int]] = {}
+        for row in self.rows:
+            names = [row.spec.stage, "epoch"]
+            if row.spec.category:
+                names.insert(0, f"{row.spec.stage}/{row.spec.category}")
+            for name in names:
+                counts = groups.setdefault(name, {"batches": 0})
+                counts["batches"] += 1
+                counts[row.state] = counts.get(row.state, 0) + 1
+        return groups
+
+    def stage_done(self, stage: str) -> bool:
+        rows = self.stage_rows(stage)
+        return bool(rows) and all(r.state == DONE for r in rows)
+
+    def next_step(self, root: Path) -> dict[str, str] | None:
+        """The stage gate: what the epoch needs next, with the command that does it."""
+        epoch = Path(root) / self.epoch_id
+        if not self.stage_rows(REGRESSIONS):
+            return {"step": "generate regression training configs", "command": "epoch-builder generate-regression-training-configs"}
+        if not self.stage_done(REGRESSIONS):
+            return {"step": "train every regression batch", "command": "epoch-cluster dispatch --stage regressions"}
+        if not self.stage_rows(PROFITABLE_CONFIGS):
+            return {"step": "rank regressions and initialize prediction models",
+                    "command": "epoch-builder regressions rank --top 20 && epoch-builder initialize-prediction-models --top 8"}
+        if not self.stage_done(PROFITABLE_CONFIGS):
+            return {"step": "find profitable configs of every batch", "command": "epoch-cluster dispatch --stage profitable-configs"}
+        if not (epoch / "prediction_models" / "build.json").is_file():
+            return {"step": "build prediction models", "command": "epoch-builder build-prediction-models"}
+        return {"step": "export the best model", "command": "epoch-builder export-epoch --model-id ID"}
+
+    def to_dict(self, root: Path) -> dict[str, Any]:
+        return {"epoch": self.epoch_id, "hosts": self.hosts, "batches": [r.to_dict() for r in self.rows],
+                "totals": self.totals(), "next": self.next_step(root)}
+
+
+async def collect_jobs(hosts: Iterable["Host"], timeout: float = 10.0) -> tuple[dict[str, list["JobInfo"]], dict[str, str]]:
+    """Every host's jobs; a host that does not answer in ``timeout`` (or is reconnecting) is reported, not waited for."""
+    from remote.hosts import HostState
+
+    hosts = list(hosts)
+
+    async def one(host: "Host") -> list["JobInfo"]:
+        if host.state is HostState.RECONNECTING:
+            raise RemoteError(host.last_error or "reconnecting")
+        async with asyncio.timeout(timeout):
+            if host.state is HostState.OFFLINE:
+                await host.connect()
+            return await host.list_jobs()
+
+    results = await asyncio.gather(*(one(h) for h in hosts), return_exceptions=True)
+    jobs: dict[str, list[JobInfo]] = {}
+    status: dict[str, str] = {}
+    for host, result in zip(hosts, results):
+        if isinstance(result, BaseException):
+            if not isinstance(result, (RemoteError, OSError, TimeoutError)):
+                raise result
+            status[host.name] = f"unreachable: {result}" if str(result) else "unreachable"
+        else:
+            jobs[host.name] = result
+            status[host.name] = "online"
+    return jobs, status
+
+
+async def _tail(host: "Host", job: "JobInfo", name: str, size: int) -> list[str]:
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(10):
+            async for _offset, line in host.follow_log(job.job_id, max(0, size - TAIL_BYTES), follow=False) if name == "log" \
+                    else _raw_events(host, job, max(0, size - TAIL_BYTES)):
+                lines.append(line)
+    except (RemoteError, TimeoutError):
+        return []
+    return lines[1:] if size > TAIL_BYTES and lines else lines  # the first line may be cut
+
+
+def _raw_events(host: "Host", job: "JobInfo", offset: int):
+    from remote.jobs import follow_file
+
+    return follow_file(host, job.job_id, "events.jsonl", offset, follow=False)
+
+
+async def build_board(root: Path, hosts: Sequence["Host"], state: BoardStateFile | None = None,
+                      stages: Sequence[str] = STAGES, *, details: bool = True) -> Board:
+    """The board from the local workspace, the hosts' job directories and the state file.
+
+    ``details`` reads the last progress event of running jobs and the log tail of failed ones.
+    """
+    root = Path(root).resolve()
+    epoch_id = epoch_id_of(root)
+    state = state or BoardStateFile(root, epoch_id)
+    specs = [spec for stage in stages for spec in stage_batches(root, epoch_id, stage)]
+    host_jobs, host_status = await collect_jobs(hosts)
+    by_name = {h.name: h for h in hosts}
+    jobs_of: dict[str, list[JobInfo]] = {}
+    for jobs in host_jobs.values():
+        for job in jobs:
+            batch = batch_of_job(job.argv)
+            if batch is not None:
+                jobs_of.setdefault(f"{batch[0]}:{batch[1]}", []).append(job)
+    rows = []
+    for spec in specs:
+        jobs = sorted(jobs_of.get(spec.key, []), key=lambda j: j.started_at or 0)
+        row = BatchRow(spec, PENDING, jobs=[{"host": j.server, "job_id": j.job_id, "label": j.label} for j in jobs])
+        failed = {h: set(ids) for h, ids in state.failed_jobs(spec.key).items()}
+        for job in jobs:
+            if job.state != "running" and job.exit_code != 0:
+                failed.setdefault(job.server, set()).add(job.job_id)
+        row.failures = {h: len(ids) for h, ids in failed.items() if ids}
+        running = [j for j in jobs if j.state == "running"]
+        assigned = state.assigned(spec.key)
+        if spec.done_locally(root, epoch_id):
+            row.state = DONE
+            winner = next((j for j in reversed(jobs) if j.exit_code == 0), None)
+            row.host, row.job_id = (winner.server, winner.job_id) if winner else (None, None)
+        elif running:
+            job = running[-1]
+            row.state, row.host, row.job_id = RUNNING, job.server, job.job_id
+            if details:
+                await _progress(by_name[job.server], job, row)
+        elif assigned and assigned["host"] not in host_jobs:
+            # Assigned to a host we cannot see now: its job may be running there; never start it twice.
+            row.state = RUNNING if assigned.get("job_id") else PUSHED
+            row.host, row.job_id = assigned["host"], assigned.get("job_id")
+        elif jobs:
+            job = jobs[-1]
+            row.host, row.job_id, row.exit_code = job.server, job.job_id, job.exit_code
+            if job.exit_code == 0:
+                row.state = FINISHED
+            else:
+                row.state = FAILED
+                if details:
+                    row.log_tail = (await _tail(by_name[job.server], job, "log", job.log_size))[-LOG_TAIL_LINES:]
+        elif assigned and assigned.get("pushed"):
+            row.state, row.host = PUSHED, assigned["host"]
+        rows.append(row)
+    return Board(epoch_id, rows, host_status, host_jobs)
+
+
+async def _progress(host: "Host", job: "JobInfo", row: BatchRow) -> None:
+    for line in reversed(await _tail(host, job, "events", job.events_size)):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and "done" in event:
+            row.done, row.total = event.get("done"), event.get("total")
+            eta = event.get("eta_s", event.get("eta"))
+            row.eta_s = float(eta) if isinstance(eta, (int, float)) else None
+            return
+
+
+def format_board(board: Board, root: Path) -> str:
+    """The board as text: one line per batch, totals, and the next step."""
+    lines = [f"epoch {board.epoch_id}"]
+    lines += [f"  host {name}: {status}" for name, status in sorted(board.hosts.items())]
+    for stage in STAGES:
+        rows = board.stage_rows(stage)
+        if not rows:
+            continue
+        lines.append(f"{stage}:")
+        width = max(len(r.spec.name) for r in rows)
+        for row in rows:
+            extra = f"  failures {row.failures}" if row.failures else ""
+            lines.append(f"  {row.spec.name.ljust(width)}  {row.label}{extra}")
+            lines += [f"      | {tail}" for tail in row.log_tail] if row.state == FAILED else []
+    totals = board.totals()
+    for name in sorted(totals):
+        counts = totals[name]
+        lines.append(f"total {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    step = board.next_step(root)
+    if step:
+        lines.append(f"next: {step['step']}: {step['command']}")
+    return "\n".join(lines)

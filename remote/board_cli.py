@@ -1,0 +1,69 @@
+"""``epoch-cluster board`` and ``epoch-cluster dispatch`` (registered by :mod:`remote.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from remote.hosts import Host
+
+STAGES = ("regressions", "profitable-configs")
+
+
+def add_board_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
+    p = add("board", "every batch of the epoch with its state (pending, pushed, running, finished, failed, done)")
+    p.add_argument("--stage", choices=STAGES, help="only this stage's batches")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON output")
+    p = add("dispatch", "run a stage's pending batches on idle is_cluster servers until all are done")
+    p.add_argument("--stage", required=True, choices=STAGES)
+    p.add_argument("--interval", type=float, default=5.0, metavar="SECONDS", help="seconds between checks (default 5)")
+    p.add_argument("--max-failures", type=int, default=2, metavar="N",
+                   help="failures of a batch on one server before it moves to another (default 2)")
+    p.add_argument("--max-epochs", type=int, metavar="N", help="regressions: train-regression-batch --max-epochs")
+    p.add_argument("--workers", type=int, metavar="N", help="profitable-configs: find-profitable-configs --workers")
+    p.add_argument("--forever", action="store_true", help="keep watching after every batch is done")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the final board as JSON")
+
+
+def _stages(stage: str | None) -> tuple[str, ...]:
+    return (stage,) if stage else tuple(STAGES)
+
+
+async def run_board_command(args: argparse.Namespace, hosts: Sequence["Host"], local_root: Path) -> int:
+    from remote import board as boards
+
+    try:
+        if args.command == "board":
+            board = await boards.build_board(local_root, hosts, stages=_stages(args.stage))
+            print(json.dumps(board.to_dict(local_root)) if args.json else boards.format_board(board, local_root))
+            return 0
+        return await _dispatch(args, hosts, local_root)
+    finally:
+        for host in hosts:
+            await host.close()
+
+
+async def _dispatch(args: argparse.Namespace, hosts: Sequence["Host"], local_root: Path) -> int:
+    import asyncio
+
+    from remote import board as boards
+    from remote.dispatch import DispatchOptions, Dispatcher
+
+    options = DispatchOptions(stage=args.stage, interval_s=args.interval, max_failures=args.max_failures,
+                              max_epochs=args.max_epochs, workers=args.workers, until_done=not args.forever)
+    log: Callable[[Any], None] = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
+    dispatcher = Dispatcher(hosts, local_root, options, log)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop between ticks; running jobs keep running
+        loop.add_signal_handler(sig, dispatcher.stop)
+    board = await dispatcher.run()
+    if args.json:
+        print(json.dumps(board.to_dict(local_root)))
+    else:
+        print(boards.format_board(board, local_root))
+    return 0 if board.stage_done(args.stage) or args.forever else 1

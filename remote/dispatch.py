@@ -1,0 +1,196 @@
+"""Auto-dispatch: keep every idle cluster server busy with the pending batches of one stage.
+
+Each tick (every ``interval_s``) rebuilds the :mod:`remote.board` and then, per host in parallel:
+
+* a batch whose job exited 0 has its results pulled (only that batch's files)
+  and is done once they are all here;
+* a failed job (non-zero exit, lost) is recorded once in the state file; the
+  batch is retried, on the same host until it failed ``max_failures`` times
+  there, then on another host; a batch that failed that often everywhere is
+  left for the user;
+* an idle server (reachable, ``is_cluster``, no running job of any kind) gets
+  the next pending batch: push what it needs (incrementally), record the
+  assignment, start the job.
+
+Never two jobs on one host (the agent refuses a second one as well), never the
+same batch twice at once: a batch running, or assigned to a host that cannot
+be reached right now, is not started elsewhere.  A restarted dispatcher adopts
+running jobs from the job directories instead of restarting them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from remote import board as boards
+from remote.errors import JobConflict, RemoteError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from remote.hosts import Host
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class DispatchOptions:
+    stage: str
+    interval_s: float = 5.0
+    max_failures: int = 2  # failures of a batch on one host before it moves to another host
+    max_epochs: int | None = None  # train-regression-batch --max-epochs
+    workers: int | None = None  # find-profitable-configs --workers
+    until_done: bool = True  # stop once every batch of the stage is done
+
+    def __post_init__(self) -> None:
+        if self.stage not in boards.STAGES:
+            raise RemoteError(f"--stage {self.stage!r} unknown; allowed: {', '.join(boards.STAGES)}")
+        if not 0.05 <= self.interval_s <= 3600:
+            raise RemoteError(f"--interval {self.interval_s} out of range; allowed 0.05..3600 seconds")
+        if not 1 <= self.max_failures <= 100:
+            raise RemoteError(f"--max-failures {self.max_failures} out of range; allowed 1..100")
+
+
+@dataclass
+class TickReport:
+    started: list[tuple[str, str]] = field(default_factory=list)  # (batch, host)
+    pulled: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Drives one stage of the active epoch across the cluster's ``is_cluster`` servers."""
+
+    def __init__(self, hosts: Sequence["Host"], local_root: Path, options: DispatchOptions, log: Log = print) -> None:
+        self.hosts = [h for h in hosts if h.config.is_cluster]
+        if not self.hosts:
+            raise RemoteError("dispatch: no server has is_cluster true in the cluster file")
+        self.root = Path(local_root).resolve()
+        self.options = options
+        self.log = log
+        self.epoch_id = boards.epoch_id_of(self.root)
+        self.state = boards.BoardStateFile(self.root, self.epoch_id)
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def board(self, details: bool = False) -> boards.Board:
+        return await boards.build_board(self.root, self.hosts, self.state, (self.options.stage,), details=details)
+
+    async def run(self) -> boards.Board:
+        """Tick until every batch of the stage is done (``until_done``) or :meth:`stop`; returns the last board."""
+        self.state.set_dispatch(self.options.stage)
+        self.log(f"dispatch {self.options.stage}: epoch {self.epoch_id}, servers {', '.join(h.name for h in self.hosts)}")
+        try:
+            while True:
+                board = await self.tick()
+                if self.options.until_done and board.stage_done(self.options.stage):
+                    self.log(f"dispatch {self.options.stage}: every batch done")
+                    return board
+                if not board.stage_rows(self.options.stage):
+                    raise RemoteError(f"dispatch {self.options.stage}: the epoch {self.epoch_id} has no batches for this stage")
+                try:
+                    await asyncio.wait_for(self._stop.wait(), self.options.interval_s)
+                    return board
+                except TimeoutError:
+                    pass
+        finally:
+            self.state.set_dispatch(None)
+
+    async def tick(self) -> boards.Board:
+        board = await self.board()
+        report = TickReport()
+        online = [h for h in self.hosts if board.hosts.get(h.name) == "online"]
+        rows = board.stage_rows(self.options.stage)
+        work: dict[str, list] = {h.name: [] for h in online}
+        for row in rows:
+            if row.state == boards.FINISHED and row.host in work:
+                work[row.host].append(self._pull(row, report))
+            elif row.state == boards.FAILED and row.job_id and row.host:
+                if self.state.record_failure(row.spec.key, row.host, row.job_id):
+                    report.failed.append((row.spec.name, row.host))
+                    self.log(f"{row.spec.name}: job {row.job_id} on {row.host} failed (exit {row.exit_code}); will retry")
+                if (assigned := self.state.assigned(row.spec.key)) and assigned.get("job_id") == row.job_id:
+                    self.state.release(row.spec.key)
+        # An assignment ends when its batch is done, or when its host answers and holds no job of it
+        # (the start never happened, or the job directory was removed).
+        for row in rows:
+            assigned = self.state.assigned(row.spec.key)
+            if assigned and (row.state == boards.DONE or (
+                    assigned["host"] in board.host_jobs and row.state in (boards.PENDING, boards.PUSHED))):
+                self.state.release(row.spec.key)
+        busy_hosts = {h for h, jobs in board.host_jobs.items() if any(j.state == "running" for j in jobs)}
+        busy_hosts |= {a["host"] for a in self.state.data["assigned"].values()}
+        idle = [h for h in online if h.name not in busy_hosts and not work[h.name]]
+        candidates = [r for r in rows if r.state in (boards.PENDING, boards.PUSHED, boards.FAILED)
+                      and not self.state.assigned(r.spec.key)]
+        for host in idle:
+            row = self._choose(candidates, host.name)
+            if row is None:
+                continue
+            candidates.remove(row)
+            self.state.assign(row.spec.key, host.name)
+            work[host.name].append(self._start(host, row, report))
+        tasks = [self._run_host(name, jobs, report) for name, jobs in work.items() if jobs]
+        await asyncio.gather(*tasks)
+        if report.started or report.pulled:
+            board = await self.board()
+        return board
+
+    def _choose(self, candidates: list[boards.BatchRow], host: str) -> boards.BatchRow | None:
+        """The first batch that failed fewer than ``max_failures`` times on this host."""
+        for row in candidates:
+            if row.failures.get(host, 0) < self.options.max_failures:
+                return row
+        return None
+
+    async def _run_host(self, name: str, actions: list, report: TickReport) -> None:
+        for action in actions:  # one host's actions in order; hosts run in parallel
+            try:
+                await action
+            except (RemoteError, OSError, TimeoutError) as exc:
+                report.errors.append(f"{name}: {exc}")
+                self.log(f"server {name}: {exc}")
+
+    async def _pull(self, row: boards.BatchRow, report: TickReport) -> None:
+        from remote import sync
+
+        host = next(h for h in self.hosts if h.name == row.host)
+        pulled = await sync.pull(host, row.spec.pull_paths(self.epoch_id), local_root=self.root)
+        if row.spec.done_locally(self.root, self.epoch_id):
+            self.state.release(row.spec.key)
+            report.pulled.append((row.spec.name, host.name))
+            self.log(f"{row.spec.name}: done on {host.name}, pulled {pulled.files_sent} file(s)")
+        else:
+            self.log(f"{row.spec.name}: job {row.job_id} on {host.name} exited 0 but its results are incomplete there")
+            self.state.record_failure(row.spec.key, host.name, str(row.job_id))
+
+    async def _start(self, host: "Host", row: boards.BatchRow, report: TickReport) -> None:
+        from remote import sync
+
+        key = row.spec.key
+        try:
+            pushed = await sync.push(host, row.spec.push_paths(self.epoch_id), local_root=self.root)
+            self.state.assign(key, host.name, pushed=True)
+            job = await host.start_job(row.spec.argv(max_epochs=self.options.max_epochs, workers=self.options.workers))
+        except JobConflict as exc:
+            self.state.release(key)  # someone else started a job there meanwhile: try again next tick
+            raise RemoteError(str(exc)) from None
+        except RemoteError:
+            if host.state.value == "online":
+                self.state.release(key)  # the host answered: nothing was started
+            raise
+        self.state.assign(key, host.name, job.job_id, pushed=True)
+        report.started.append((row.spec.name, host.name))
+        self.log(f"{row.spec.name}: started job {job.job_id} on {host.name} (sent {pushed.files_sent} file(s))")
+
+
+async def dispatch(hosts: Sequence["Host"], local_root: Path, options: DispatchOptions, log: Log = print) -> boards.Board:
+    started = time.monotonic()
+    board = await Dispatcher(hosts, local_root, options, log).run()
+    log(f"dispatch {options.stage}: {time.monotonic() - started:.1f} s")
+    return board

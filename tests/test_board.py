@@ -1,0 +1,107 @@
+"""Board derivation on a real workspace and a real LocalHost: batches, states, stage gates, state file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from epoch_builder.storage import atomic_write_json
+from epoch_builder.workspace import Workspace
+from remote import board as boards
+from remote.config import ServerConfig
+from remote.errors import RemoteError
+from remote.hosts import LocalHost
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def write_regression_batch(ws: Workspace, category: str, name: str, ids: list[str]) -> Path:
+    from tests.test_regressions_training import training_config
+
+    path = ws.epoch().regression_training_configs_dir / category / f"{name}.json"
+    atomic_write_json(path, {"name": name, "category": category,
+                             "configs": [training_config(ws, i, "KR_DNN_S2") for i in ids]}, indent=2)
+    return path
+
+
+def test_batch_of_job_reads_stage_and_batch_name() -> None:
+    assert boards.batch_of_job(["train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_1_2"]) == (
+        "regressions", "KR_DNN_1_2")
+    assert boards.batch_of_job(["find-profitable-configs", "--batch=prediction_models/configs/B_1.json"]) == (
+        "profitable-configs", "B_1")
+    assert boards.batch_of_job(["status"]) is None
+    assert boards.batch_of_job([]) is None
+
+
+async def test_board_states_from_workspace_and_job_directories(small_epoch: Workspace, tmp_path: Path) -> None:
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_1_2", ["A1", "A2"])
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_2_2", ["B1"])
+    write_regression_batch(small_epoch, "UNIT_TEST", "UNIT_TEST", ["U"])  # never dispatched
+    host = LocalHost(ServerConfig(name="here", root=str(tmp_path / "host"), python=sys.executable, local=True))
+    await host.connect()
+    board = await boards.build_board(small_epoch.root, [host])
+    assert [(r.spec.name, r.state) for r in board.rows] == [("KR_DNN_1_2", "pending"), ("KR_DNN_2_2", "pending")]
+    assert board.rows[0].spec.model_ids == ("A1", "A2")
+    assert board.next_step(small_epoch.root)["step"] == "train every regression batch"
+
+    # A finished batch: certificates + batched certificate present locally -> done.
+    epoch = small_epoch.epoch()
+    for model_id in ("A1", "A2"):
+        atomic_write_json(epoch.regressions_dir / model_id / "certificate.json", {"id": model_id})
+    atomic_write_json(epoch.regression_batched_certificates_dir / "KR_DNN_1_2.json", [])
+    # A failed job of the other batch on the host (exit 3) -> failed, with its log tail and a failure count.
+    job = await host.start_job(["no-such-subcommand-train", "--batch", "x"])  # not a batch job: ignored
+    failing = await host.start_job(["train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_2_2",
+                                    "--max-epochs", "0"], force=True)
+    for _ in range(300):
+        if (await host.job(failing.job_id)).state != "running" and (await host.job(job.job_id)).state != "running":
+            break
+        import asyncio
+
+        await asyncio.sleep(0.1)
+    board = await boards.build_board(small_epoch.root, [host])
+    rows = {r.spec.name: r for r in board.rows}
+    assert rows["KR_DNN_1_2"].state == "done"
+    failed = rows["KR_DNN_2_2"]
+    assert (failed.state, failed.host, failed.exit_code, failed.failures) == ("failed", "here", 2, {"here": 1})
+    assert any("--max-epochs 0" in line for line in failed.log_tail), failed.log_tail
+    assert board.totals()["regressions/DNN"] == {"batches": 2, "done": 1, "failed": 1}
+    text = boards.format_board(board, small_epoch.root)
+    assert "KR_DNN_2_2  failed on here (exit 2)" in text and "next: train every regression batch" in text
+
+    # Stage gates: all regression batches done -> rank + initialize; config batches -> dispatch; then build.
+    for model_id in ("B1",):
+        atomic_write_json(epoch.regressions_dir / model_id / "certificate.json", {"id": model_id})
+    atomic_write_json(epoch.regression_batched_certificates_dir / "KR_DNN_2_2.json", [])
+    board = await boards.build_board(small_epoch.root, [host], details=False)
+    assert board.next_step(small_epoch.root)["step"] == "rank regressions and initialize prediction models"
+    atomic_write_json(epoch.configs_dir / "B_1.json", {"configs": []})
+    board = await boards.build_board(small_epoch.root, [host], details=False)
+    assert board.next_step(small_epoch.root)["command"] == "epoch-cluster dispatch --stage profitable-configs"
+    atomic_write_json(epoch.profitable_configs_dir / "B_1.json", [])
+    board = await boards.build_board(small_epoch.root, [host], details=False)
+    assert board.next_step(small_epoch.root)["step"] == "build prediction models"
+    await host.close()
+
+
+def test_state_file_records_each_failed_job_once_and_survives_reload(small_epoch: Workspace) -> None:
+    epoch_id = small_epoch.epoch().id
+    state = boards.BoardStateFile(small_epoch.root, epoch_id)
+    assert state.record_failure("regressions:B", "h1", "job-1")
+    assert not state.record_failure("regressions:B", "h1", "job-1")
+    state.assign("regressions:C", "h2", "job-9", pushed=True)
+    again = boards.BoardStateFile(small_epoch.root, epoch_id)
+    assert again.failed_jobs("regressions:B") == {"h1": ["job-1"]}
+    assert again.assigned("regressions:C") == {"host": "h2", "job_id": "job-9", "pushed": True}
+    again.path.write_text("{not json")
+    with pytest.raises(RemoteError, match=r"board state .*delete it"):
+        boards.BoardStateFile(small_epoch.root, epoch_id)
+
+
+def test_unknown_stage_is_refused(small_epoch: Workspace) -> None:
+    with pytest.raises(RemoteError, match="allowed: regressions, profitable-configs"):
+        boards.stage_batches(small_epoch.root, small_epoch.epoch().id, "build")
+    assert json.loads(small_epoch.epoch_config_file.read_text())["id"] == small_epoch.epoch().id
