@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("bootstrap", "push the project to servers and install it into their venv")
     p.add_argument("--system-site-packages", action="store_true", help="create the venv with system site packages")
     p.add_argument("--no-deps", action="store_true", help="install the project only (dependencies already there)")
+    from remote.board_cli import add_board_commands
+
+    add_board_commands(add)
     return parser
 
 
@@ -136,6 +139,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "install-key":
             return await _install_key(args, config)
+        if args.command in ("board", "dispatch"):  # they reach each host themselves: one being down is a board state
+            from remote.board_cli import run_board_command
+
+            return await run_board_command(args, cluster.select(args.server), _local_root(args))
         failures: dict[str, str] = {}
         connected = await cluster.connect_all(args.server)
         for name, exc in connected.items():
