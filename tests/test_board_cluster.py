@@ -1,0 +1,154 @@
+"""Auto-dispatch of a tiny regression grid over 3 real sshd hosts, with a crashed dispatcher, a killed
+sshd and a kill -9'd job: every batch ends done exactly once, results pulled, certificates equal to a
+single-host run, and the restarted dispatcher adopts the running jobs instead of restarting them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from epoch_builder.workspace import Workspace
+from remote import agent
+from tests.test_board import write_regression_batch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sshd_cluster  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.ssh]
+
+BATCHES = {f"KR_DNN_{n}_4": [f"BD{n}{m}" for m in range(3)] for n in range(1, 5)}
+MAX_EPOCHS = 2
+
+
+def jobs_on(root: Path) -> list[dict]:
+    return agent.cmd_list({"root": str(root)}) if (root / ".jobs").exists() else []
+
+
+def all_jobs(servers) -> list[tuple[str, dict]]:
+    return [(s.name, job) for s in servers for job in jobs_on(s.root)]
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def start_dispatcher(config: Path, ws: Workspace, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "remote.cli", "--config", str(config), "--local-root", str(ws.root), "dispatch",
+             "--stage", "regressions", "--max-epochs", str(MAX_EPOCHS), "--interval", "0.5"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1])
+
+
+def deterministic(cert: dict) -> dict:
+    return {k: cert[k] for k in ("id", "epochs", "training_history", "test_evaluation", "discovery")}
+
+
+@pytest.fixture
+def three_hosts(tmp_path: Path):
+    if not sshd_cluster.sshd_available():
+        pytest.skip("OpenSSH sshd not installed (run `make system-deps`)")
+    key = sshd_cluster.UserKey.generate(tmp_path / "client-key")
+    cluster = sshd_cluster.SSHDCluster.start(tmp_path / "sshd", count=3, user_key=key)
+    yield cluster
+    cluster.stop()
+    for server in cluster.servers:  # a failed test must not leave detached jobs running
+        for job in jobs_on(server.root):
+            if job["state"] == "running":
+                agent.cmd_stop({"root": str(server.root), "job_id": job["id"], "grace_s": 1})
+
+
+def test_dispatch_survives_dispatcher_crash_sshd_kill_and_kill_9(small_epoch: Workspace, three_hosts, tmp_path: Path) -> None:
+    for name, ids in BATCHES.items():
+        write_regression_batch(small_epoch, "DNN", name, ids)
+    reference = Workspace(tmp_path / "reference")
+    shutil.copytree(small_epoch.root, reference.root)
+    config = tmp_path / "cluster.json"
+    config.write_text(json.dumps(three_hosts.config_dict(python=sys.executable)))
+    srv1, srv2, srv3 = three_hosts.servers
+    log = tmp_path / "dispatch.log"
+    dispatcher = start_dispatcher(config, small_epoch, log)
+    try:
+        # One job per host, never two.
+        wait_until(lambda: sum(j["state"] == "running" for _, j in all_jobs(three_hosts.servers)) == 3, 120,
+                   "three running jobs")
+        assert all(sum(j["state"] == "running" for j in jobs_on(s.root)) == 1 for s in three_hosts.servers)
+
+        running_before = {(n, j["id"]) for n, j in all_jobs(three_hosts.servers) if j["state"] == "running"}
+        # srv3's sshd dies under the running dispatcher (its job keeps running), then srv1's job is killed -9:
+        # the dispatcher retries that batch on srv1 while srv3 is still down.
+        srv3.kill()
+        victim = next(j for j in jobs_on(srv1.root) if j["state"] == "running")
+        child = json.loads((srv1.root / ".jobs" / victim["id"] / "job.json").read_text())["child_pid"]
+        os.kill(child, signal.SIGKILL)
+        wait_until(lambda: len(jobs_on(srv1.root)) == 2, 60, "the retry of the killed batch on srv1")
+
+        # The dispatcher crashes and restarts while srv3 is down: it adopts, never restarting a batch elsewhere.
+        dispatcher.kill()
+        dispatcher.wait(10)
+        dispatcher = start_dispatcher(config, small_epoch, log)
+        time.sleep(4)  # several ticks of the new dispatcher with srv3 unreachable
+        for name, job_id in running_before - {("srv1", victim["id"])}:
+            server = {"srv2": srv2, "srv3": srv3}[name]
+            batch = agent.cmd_info({"root": str(server.root), "job_id": job_id})["argv"][4]
+            same_batch = [j for _, j in all_jobs(three_hosts.servers) if j["argv"][4] == batch]
+            assert len(same_batch) == 1, same_batch
+        srv3.start()
+        assert dispatcher.wait(240) == 0, log.read_text()[-3000:]
+    finally:
+        if dispatcher.poll() is None:
+            dispatcher.kill()
+            dispatcher.wait(10)
+    text = log.read_text()
+
+    # Every batch done exactly once: one exit-0 job each; the killed batch failed once (-9) and was retried.
+    jobs = all_jobs(three_hosts.servers)
+    successes = {}
+    for name, job in jobs:
+        assert job["state"] == "exited", (name, job)
+        if job["exit_code"] == 0:
+            successes.setdefault(job["argv"][4], []).append(name)
+    assert sorted(successes) == sorted(BATCHES) and all(len(v) == 1 for v in successes.values()), successes
+    failed = [j for _, j in jobs if j["exit_code"] != 0]
+    assert [j["id"] for j in failed] == [victim["id"]] and failed[0]["exit_code"] == -9
+    assert len(jobs) == len(BATCHES) + 1, jobs
+
+    # The board says so too (a fresh process, as after a console restart).
+    board = json.loads(subprocess.run(
+        [sys.executable, "-m", "remote.cli", "--config", str(config), "--local-root", str(small_epoch.root), "--json",
+         "board", "--stage", "regressions"], capture_output=True, text=True, check=True).stdout)
+    assert [(b["batch"], b["state"]) for b in board["batches"]] == [(n, "done") for n in sorted(BATCHES)], text
+    assert board["next"]["step"] == "rank regressions and initialize prediction models"
+    assert {b["batch"]: b["failures"] for b in board["batches"]} == {
+        n: ({"srv1": 1} if n == victim["argv"][4] else {}) for n in BATCHES}
+
+    # Certificates identical to a single-host run of the same batches.
+    from epoch_builder.regressions.inference import load_regression
+    from epoch_builder.regressions.training import train_batch
+
+    for name in BATCHES:
+        train_batch(reference, "DNN", name, max_epochs=MAX_EPOCHS, log=lambda *_: None)
+    for ids in BATCHES.values():
+        for model_id in ids:
+            ours = json.loads((small_epoch.epoch().regressions_dir / model_id / "certificate.json").read_text())
+            theirs = json.loads((reference.epoch().regressions_dir / model_id / "certificate.json").read_text())
+            assert deterministic(ours) == deterministic(theirs), model_id
+            weights = load_regression(small_epoch.epoch().regressions_dir / model_id).model.get_weights()
+            expected = load_regression(reference.epoch().regressions_dir / model_id).model.get_weights()
+            assert all(np.array_equal(a, b) for a, b in zip(weights, expected)), model_id
+    for name in BATCHES:
+        assert (small_epoch.epoch().regression_batched_certificates_dir / f"{name}.json").is_file()
