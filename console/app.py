@@ -83,6 +83,7 @@ class EpochConsole(App[None]):
     BINDINGS = [
         Binding("a", "menu", "Actions"),
         Binding("question_mark", "help", "Help"),
+        Binding("o", "board", "Board", show=False),
         Binding("q", "quit", "Quit"),
         *(Binding(spec.key, spec.id, spec.title, show=False) for spec in ACTIONS if spec.key),
     ]
@@ -205,6 +206,11 @@ class EpochConsole(App[None]):
 
     def run_action_id(self, action_id: str) -> None:
         getattr(self, f"action_{action_id}")()
+
+    def action_board(self) -> None:
+        from console.screens.board import BoardScreen  # batch board + auto-dispatch
+
+        self.push_screen(BoardScreen())
 
     def action_help(self) -> None:
         from console.screens.help import HelpScreen

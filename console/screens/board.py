@@ -1,0 +1,165 @@
+"""The Board screen: every batch of the epoch with its state, auto-dispatch on/off, the next stage.
+
+The board is rebuilt every few seconds from the workspace and the hosts' job
+directories (``remote.board``), so closing and reopening it, or restarting the
+console, shows the same board.  Auto-dispatch runs a ``remote.dispatch``
+Dispatcher in the app (it keeps going while the screen is closed); it adopts
+running jobs rather than restarting them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from rich.markup import escape
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from remote import board as boards
+from remote.dispatch import DispatchOptions, Dispatcher
+
+REFRESH_S = 3.0
+# The console action offered by each stage gate (see remote.board.Board.next_step).
+GATE_ACTIONS = {
+    "rank regressions and initialize prediction models": "initialize_models",
+    "build prediction models": "build_models",
+    "export the best model": "export_epoch",
+    "generate regression training configs": "generate_configs",
+}
+
+
+class AutoDispatch:
+    """One Dispatcher task per app, kept on the app so it outlives the Board screen."""
+
+    def __init__(self) -> None:
+        self.dispatcher: Dispatcher | None = None
+        self.task: asyncio.Task[Any] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    @property
+    def stage(self) -> str | None:
+        return self.dispatcher.options.stage if self.running and self.dispatcher else None
+
+    @classmethod
+    def of(cls, app: Any) -> "AutoDispatch":
+        if not hasattr(app, "_auto_dispatch"):
+            app._auto_dispatch = cls()
+        return app._auto_dispatch
+
+    def start(self, app: Any, stage: str) -> None:
+        hosts = list(app.cluster.remote_hosts.values())
+        self.dispatcher = Dispatcher(hosts, app.workspace.root, DispatchOptions(stage=stage, interval_s=REFRESH_S),
+                                     log=lambda message: app.notify(escape(message)))
+        self.task = asyncio.get_running_loop().create_task(self._run(app))
+
+    async def _run(self, app: Any) -> None:
+        try:
+            assert self.dispatcher is not None
+            await self.dispatcher.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a message, never a crash
+            app.report_error(exc, "auto-dispatch")
+
+    def stop(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+
+
+class BoardScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape,q", "close", "Close"),
+        Binding("d", "toggle_dispatch", "Auto-dispatch on/off"),
+        Binding("n", "next_step", "Next stage"),
+        Binding("r", "reload", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.board: boards.Board | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("reading the board...", id="board-summary")
+        yield DataTable(id="board-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="board-next")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#board-table", DataTable)
+        table.add_columns("stage", "batch", "category", "state", "failures", "last log line")
+        table.border_title = "Board"
+        self.reload()
+        self.set_interval(REFRESH_S, self.reload)
+
+    @property
+    def auto(self) -> AutoDispatch:
+        return AutoDispatch.of(self.app)
+
+    @work(exclusive=True, group="board", exit_on_error=False)
+    async def reload(self) -> None:
+        try:
+            self.board = await boards.build_board(self.app.workspace.root, list(self.app.cluster.remote_hosts.values()))
+        except Exception as exc:  # noqa: BLE001 - e.g. no epoch yet: one line
+            self.query_one("#board-summary", Static).update(escape(f"board: {exc}"))
+            return
+        self.draw()
+
+    def draw(self) -> None:
+        board = self.board
+        if board is None or not self.is_attached:
+            return
+        table = self.query_one("#board-table", DataTable)
+        table.clear()
+        for row in board.rows:
+            failures = ", ".join(f"{h} {n}" for h, n in row.failures.items())
+            table.add_row(row.spec.stage, row.spec.name, row.spec.category or "-", row.label, failures or "-",
+                          escape(row.log_tail[-1][:60]) if row.log_tail else "", key=row.spec.key)
+        totals = board.totals()
+        parts = [f"{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) for name, counts in sorted(totals.items())]
+        hosts = ", ".join(f"{h} {s.split(':')[0]}" for h, s in sorted(board.hosts.items()))
+        dispatch = f"auto-dispatch ON ({self.auto.stage})" if self.auto.running else "auto-dispatch off"
+        self.query_one("#board-summary", Static).update(
+            escape(f"epoch {board.epoch_id} · {dispatch} · hosts: {hosts}\n" + " | ".join(parts)))
+        step = board.next_step(self.app.workspace.root)
+        self.query_one("#board-next", Static).update(
+            escape(f"next: {step['step']} ({step['command']})" + ("  [n] to run it" if step["step"] in GATE_ACTIONS else ""))
+            if step else "")
+
+    def action_toggle_dispatch(self) -> None:
+        if self.auto.running:
+            self.auto.stop()
+            self.app.notify("auto-dispatch: stopping after this round (running jobs keep running)")
+            return
+        board = self.board
+        if board is None:
+            self.app.notify("the board is still loading")
+            return
+        stage = boards.REGRESSIONS
+        if board.stage_done(boards.REGRESSIONS) and board.stage_rows(boards.PROFITABLE_CONFIGS):
+            stage = boards.PROFITABLE_CONFIGS
+        if not board.stage_rows(stage):
+            self.app.report_error(f"auto-dispatch: no {stage} batches in epoch {board.epoch_id}")
+            return
+        self.auto.start(self.app, stage)
+        self.app.notify(f"auto-dispatch on: {stage}")
+        self.draw()
+
+    def action_next_step(self) -> None:
+        step = self.board.next_step(self.app.workspace.root) if self.board else None
+        action = GATE_ACTIONS.get(step["step"]) if step else None
+        if action is None:
+            self.app.notify(f"next: {step['step']}: {escape(step['command'])}" if step else "nothing to do")
+            return
+        self.dismiss(None)
+        self.app.call_later(self.app.run_action, action)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

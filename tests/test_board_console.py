@@ -1,0 +1,65 @@
+"""The console's Board screen on localhost: states, auto-dispatch, a console restart mid-run that adopts
+the running job, and the stage gate offered afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from console.app import make_app
+from console.screens.board import AutoDispatch, BoardScreen
+from epoch_builder.workspace import Workspace
+from remote import agent
+from tests.test_board import write_regression_batch
+
+pytestmark = pytest.mark.slow
+
+
+async def wait_for(pilot, predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; notifications: {list(pilot.app.messages)}")
+        await pilot.pause(0.1)
+        await asyncio.sleep(0.1)
+
+
+def row_states(app) -> dict[str, str]:
+    screen = app.screen
+    if not isinstance(screen, BoardScreen) or screen.board is None:
+        return {}
+    return {r.spec.name: r.state for r in screen.board.rows}
+
+
+async def test_board_dispatches_survives_a_console_restart_and_offers_the_next_stage(small_epoch: Workspace) -> None:
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_1_1", ["CB1", "CB2"])
+    missing_cluster = small_epoch.root / "config" / "no-cluster.json"  # localhost alone, root = the workspace
+
+    app = make_app(missing_cluster, small_epoch.root)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await pilot.press("o")
+        assert isinstance(app.screen, BoardScreen)
+        await wait_for(pilot, lambda: row_states(app) == {"KR_DNN_1_1": "pending"}, what="pending batch")
+        await pilot.press("d")
+        assert AutoDispatch.of(app).running
+        await wait_for(pilot, lambda: row_states(app).get("KR_DNN_1_1") == "running", 60, "running batch")
+    # The console is gone (its dispatcher with it); the job keeps running.
+    jobs = agent.cmd_list({"root": str(small_epoch.root)})
+    assert [j["state"] for j in jobs] == ["running"]
+
+    app = make_app(missing_cluster, small_epoch.root)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await pilot.press("o")
+        await wait_for(pilot, lambda: row_states(app).get("KR_DNN_1_1") in ("running", "finished"), what="adopted job")
+        await pilot.press("d")  # adopts: waits for the running job instead of starting another
+        await wait_for(pilot, lambda: row_states(app) == {"KR_DNN_1_1": "done"}, 120, "batch done")
+        assert len(agent.cmd_list({"root": str(small_epoch.root)})) == 1
+        summary = str(app.screen.query_one("#board-next").render())
+        assert "rank regressions and initialize prediction models" in summary
+        await wait_for(pilot, lambda: not AutoDispatch.of(app).running, what="dispatch to stop when all is done")
+        await pilot.press("n")  # the stage gate opens the initialize form
+        await wait_for(pilot, lambda: not isinstance(app.screen, BoardScreen), what="initialize action")
+    for cert in ("CB1", "CB2"):
+        assert (small_epoch.epoch().regressions_dir / cert / "certificate.json").is_file()
