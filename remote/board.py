@@ -271,6 +271,9 @@ class Board:
                 "totals": self.totals(), "next": self.next_step(root)}
 
 
+_abandoned: set[asyncio.Task] = set()  # calls left behind by a timeout, kept referenced until they end
+
+
 async def collect_jobs(hosts: Iterable["Host"], timeout: float = 10.0) -> tuple[dict[str, list["JobInfo"]], dict[str, str]]:
     """Every host's jobs; a host that does not answer in ``timeout`` (or is reconnecting) is reported, not waited for."""
     from remote.hosts import HostState
@@ -285,10 +288,20 @@ async def collect_jobs(hosts: Iterable["Host"], timeout: float = 10.0) -> tuple[
                 await host.connect()
             return await host.list_jobs()
 
-    results = await asyncio.gather(*(one(h) for h in hosts), return_exceptions=True)
+    # asyncio.wait, not a cancellation-based timeout: a call stuck on a dropped link must not hold the board.
+    tasks = [asyncio.ensure_future(one(h)) for h in hosts]
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout + 1)
     jobs: dict[str, list[JobInfo]] = {}
     status: dict[str, str] = {}
-    for host, result in zip(hosts, results):
+    for host, task in zip(hosts, tasks):
+        if not task.done():
+            task.cancel()
+            _abandoned.add(task)
+            task.add_done_callback(_abandoned.discard)
+            status[host.name] = f"unreachable: no answer within {timeout:g} s"
+            continue
+        result = task.exception() or task.result()
         if isinstance(result, BaseException):
             if not isinstance(result, (RemoteError, OSError, TimeoutError)):
                 raise result

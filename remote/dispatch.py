@@ -74,6 +74,9 @@ class Dispatcher:
         self.epoch_id = boards.epoch_id_of(self.root)
         self.state = boards.BoardStateFile(self.root, self.epoch_id)
         self._stop = asyncio.Event()
+        # Per host, the task running its pull / push + start: never awaited past a short wait, so a host
+        # whose link hangs holds only itself, not the other hosts' rounds.
+        self._inflight: dict[str, asyncio.Task[None]] = {}
 
     def stop(self) -> None:
         self._stop.set()
@@ -100,11 +103,15 @@ class Dispatcher:
                     pass
         finally:
             self.state.set_dispatch(None)
+            pending = [t for t in self._inflight.values() if not t.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=self.options.interval_s + 10)
 
     async def tick(self) -> boards.Board:
         board = await self.board()
         report = TickReport()
-        online = [h for h in self.hosts if board.hosts.get(h.name) == "online"]
+        self._inflight = {name: task for name, task in self._inflight.items() if not task.done()}
+        online = [h for h in self.hosts if board.hosts.get(h.name) == "online" and h.name not in self._inflight]
         rows = board.stage_rows(self.options.stage)
         work: dict[str, list] = {h.name: [] for h in online}
         for row in rows:
@@ -121,7 +128,8 @@ class Dispatcher:
         for row in rows:
             assigned = self.state.assigned(row.spec.key)
             if assigned and (row.state == boards.DONE or (
-                    assigned["host"] in board.host_jobs and row.state in (boards.PENDING, boards.PUSHED))):
+                    assigned["host"] in board.host_jobs and assigned["host"] not in self._inflight
+                    and row.state in (boards.PENDING, boards.PUSHED))):
                 self.state.release(row.spec.key)
         busy_hosts = {h for h, jobs in board.host_jobs.items() if any(j.state == "running" for j in jobs)}
         busy_hosts |= {a["host"] for a in self.state.data["assigned"].values()}
@@ -135,8 +143,13 @@ class Dispatcher:
             candidates.remove(row)
             self.state.assign(row.spec.key, host.name)
             work[host.name].append(self._start(host, row, report))
-        tasks = [self._run_host(name, jobs, report) for name, jobs in work.items() if jobs]
-        await asyncio.gather(*tasks)
+        tasks = []
+        for name, actions in work.items():
+            if actions:
+                self._inflight[name] = task = asyncio.ensure_future(self._run_host(name, actions, report))
+                tasks.append(task)
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(30.0, self.options.interval_s))
         if report.started or report.pulled:
             board = await self.board()
         return board
