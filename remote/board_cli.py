@@ -48,6 +48,14 @@ async def run_board_command(args: argparse.Namespace, hosts: Sequence["Host"], l
             await host.close()
 
 
+def _dump_tasks() -> None:
+    import asyncio
+
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=8, file=sys.stderr)
+    sys.stderr.flush()
+
+
 async def _dispatch(args: argparse.Namespace, hosts: Sequence["Host"], local_root: Path) -> int:
     import asyncio
 
@@ -61,6 +69,7 @@ async def _dispatch(args: argparse.Namespace, hosts: Sequence["Host"], local_roo
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # stop between ticks; running jobs keep running
         loop.add_signal_handler(sig, dispatcher.stop)
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)  # `kill -USR1 PID`: where each task waits
     board = await dispatcher.run()
     if args.json:
         print(json.dumps(board.to_dict(local_root)))

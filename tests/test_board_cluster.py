@@ -95,7 +95,12 @@ def test_dispatch_survives_dispatcher_crash_sshd_kill_and_kill_9(small_epoch: Wo
         victim = next(j for j in jobs_on(srv1.root) if j["state"] == "running")
         child = json.loads((srv1.root / ".jobs" / victim["id"] / "job.json").read_text())["child_pid"]
         os.kill(child, signal.SIGKILL)
-        wait_until(lambda: len(jobs_on(srv1.root)) == 2, 60, "the retry of the killed batch on srv1")
+        try:
+            wait_until(lambda: len(jobs_on(srv1.root)) == 2, 60, "the retry of the killed batch on srv1")
+        except AssertionError:
+            dispatcher.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            raise AssertionError(log.read_text()[-6000:])
 
         # The dispatcher crashes and restarts while srv3 is down: it adopts, never restarting a batch elsewhere.
         dispatcher.kill()
@@ -152,3 +157,28 @@ def test_dispatch_survives_dispatcher_crash_sshd_kill_and_kill_9(small_epoch: Wo
             assert all(np.array_equal(a, b) for a, b in zip(weights, expected)), model_id
     for name in BATCHES:
         assert (small_epoch.epoch().regression_batched_certificates_dir / f"{name}.json").is_file()
+
+
+def test_dispatch_profitable_configs_matches_a_local_sweep(small_epoch: Workspace, three_hosts, tmp_path: Path) -> None:
+    from epoch_builder.prediction.sweep import find_profitable_configs
+    from tests.test_sweep import prepare
+
+    batches = prepare(small_epoch, regressions=8, per_model=3, batch_size=300)
+    reference = Workspace(tmp_path / "reference")
+    shutil.copytree(small_epoch.root, reference.root)
+    config = tmp_path / "cluster.json"
+    config.write_text(json.dumps(three_hosts.config_dict(python=sys.executable)))
+    done = subprocess.run(
+        [sys.executable, "-m", "remote.cli", "--config", str(config), "--local-root", str(small_epoch.root), "--json",
+         "dispatch", "--stage", "profitable-configs", "--workers", "1", "--interval", "0.5"],
+        capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    board = json.loads(done.stdout)
+    assert [(b["batch"], b["state"]) for b in board["batches"]] == [(b.stem, "done") for b in batches]
+    assert board["next"]["step"] == "build prediction models"
+    hosts_used = {b["host"] for b in board["batches"]}
+    assert len(hosts_used) == 3, board["batches"]  # three batches, three idle servers
+    for batch in batches:
+        find_profitable_configs(reference, batch.name, workers=1, log=lambda *_: None)
+        ours = small_epoch.epoch().profitable_configs_dir / batch.name
+        assert json.loads(ours.read_text()) == json.loads((reference.epoch().profitable_configs_dir / batch.name).read_text())
