@@ -63,7 +63,7 @@ class BatchSpec:
         if self.stage == REGRESSIONS:
             argv = ["train-regression-batch", "--category", str(self.category), "--batch", self.name]
             return argv + (["--max-epochs", str(max_epochs)] if max_epochs else [])
-        return ["find-profitable-configs", "--batch", self.name] + (["--workers", str(workers)] if workers else [])
+        return ["find-profitable-configs", "--batch", f"{self.name}.json"] + (["--workers", str(workers)] if workers else [])
 
     def push_paths(self, epoch_id: str) -> list[str]:
         """Workspace-relative paths the job reads (sent incrementally: unchanged files are skipped)."""
@@ -229,6 +229,7 @@ class Board:
     rows: list[BatchRow]
     hosts: dict[str, str]  # host -> "online" / error text
     host_jobs: dict[str, list["JobInfo"]]
+    stages: tuple[str, ...] = STAGES  # the stages read into this board
 
     def stage_rows(self, stage: str) -> list[BatchRow]:
         return [r for r in self.rows if r.spec.stage == stage]
@@ -253,11 +254,13 @@ class Board:
     def next_step(self, root: Path) -> dict[str, str] | None:
         """The stage gate: what the epoch needs next, with the command that does it."""
         epoch = Path(root) / self.epoch_id
-        if not self.stage_rows(REGRESSIONS):
+        if REGRESSIONS not in self.stages:
+            pass  # a board of the later stage only: the regressions are behind it
+        elif not self.stage_rows(REGRESSIONS):
             return {"step": "generate regression training configs", "command": "epoch-builder generate-regression-training-configs"}
-        if not self.stage_done(REGRESSIONS):
+        elif not self.stage_done(REGRESSIONS):
             return {"step": "train every regression batch", "command": "epoch-cluster dispatch --stage regressions"}
-        if not self.stage_rows(PROFITABLE_CONFIGS):
+        if not self.stage_rows(PROFITABLE_CONFIGS):  # not generated yet (or a regressions-only board)
             return {"step": "rank regressions and initialize prediction models",
                     "command": "epoch-builder regressions rank --top 20 && epoch-builder initialize-prediction-models --top 8"}
         if not self.stage_done(PROFITABLE_CONFIGS):
@@ -384,7 +387,7 @@ async def build_board(root: Path, hosts: Sequence["Host"], state: BoardStateFile
         elif assigned and assigned.get("pushed"):
             row.state, row.host = PUSHED, assigned["host"]
         rows.append(row)
-    return Board(epoch_id, rows, host_status, host_jobs)
+    return Board(epoch_id, rows, host_status, host_jobs, tuple(stages))
 
 
 async def _progress(host: "Host", job: "JobInfo", row: BatchRow) -> None:

@@ -96,6 +96,13 @@ class Dispatcher:
                     return board
                 if not board.stage_rows(self.options.stage):
                     raise RemoteError(f"dispatch {self.options.stage}: the epoch {self.epoch_id} has no batches for this stage")
+                open_rows = [r for r in board.stage_rows(self.options.stage) if r.state != boards.DONE]
+                given_up = [r for r in open_rows if r.state == boards.FAILED and all(
+                    r.failures.get(h.name, 0) >= self.options.max_failures for h in self.hosts)]
+                if open_rows and len(given_up) == len(open_rows) and not self._inflight:
+                    raise RemoteError(
+                        f"dispatch {self.options.stage}: batch(es) {', '.join(r.spec.name for r in given_up)} failed "
+                        f"{self.options.max_failures} times on every server; see `epoch-cluster board` for their logs")
                 try:
                     await asyncio.wait_for(self._stop.wait(), self.options.interval_s)
                     return board
