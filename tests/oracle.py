@@ -164,3 +164,26 @@ def oracle_simulate(
         "decrease_accuracy": pct(ok_shorts, len(shorts)),
         "accuracy": pct(ok_longs + ok_shorts, len(positions)),
     }
+
+
+def oracle_labels(one_ot: Sequence[int], one_h: Sequence[float], one_l: Sequence[float], pred_ot: Sequence[int],
+                  pred_o: Sequence[float], pcr: float, start: int = 0) -> list[int]:
+    """§5 labels read literally, for prediction candles from ``start`` on: walk the 1m candles with ot
+    strictly after the prediction candle's ot, in order; the first with high >= alter(open, +pcr) (tested
+    first) gives 1, low <= alter(open, -pcr) gives -1. Stop at the first candle with no outcome."""
+    one_ot, one_h, one_l = np.asarray(one_ot), np.asarray(one_h), np.asarray(one_l)
+    labels: list[int] = []
+    for i in range(start, len(pred_ot)):
+        up, down = alter(float(pred_o[i]), pcr), alter(float(pred_o[i]), -pcr)
+        outcome = 0
+        for j in range(int(np.searchsorted(one_ot, pred_ot[i], side="right")), len(one_ot)):
+            if one_h[j] >= up:
+                outcome = 1
+                break
+            if one_l[j] <= down:
+                outcome = -1
+                break
+        if outcome == 0:
+            break
+        labels.append(outcome)
+    return labels

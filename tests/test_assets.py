@@ -14,34 +14,14 @@ from epoch_builder.numbers import alter
 from epoch_builder.prediction.assets import compute_labels, load_test_range, range_indexer, range_labels
 from epoch_builder.prediction.configs import Grid, load_batch, write_batches
 from epoch_builder.workspace import Workspace
-
-
-def plain_labels(one_ot, one_h, one_l, pred_ot, pred_o, pcr: float) -> list[int]:
-    """§5 read literally: walk the 1m candles after each prediction candle's ot, candle by candle."""
-    labels: list[int] = []
-    for i in range(len(pred_ot)):
-        up, down = alter(float(pred_o[i]), pcr), alter(float(pred_o[i]), -pcr)
-        outcome = 0
-        for j in range(len(one_ot)):
-            if one_ot[j] <= pred_ot[i]:
-                continue
-            if one_h[j] >= up:
-                outcome = 1
-                break
-            if one_l[j] <= down:
-                outcome = -1
-                break
-        if outcome == 0:
-            break
-        labels.append(outcome)
-    return labels
+from tests.oracle import oracle_labels
 
 
 @pytest.mark.parametrize("pcr", [0.5, 1, 3])
 def test_labels_equal_a_plain_scan_on_the_real_sample(small_epoch: Workspace, pcr: float) -> None:
     rng = load_test_range(small_epoch)
     lb = rng.lookback
-    expected = plain_labels(rng.one["ot"].tolist(), rng.one["h"].tolist(), rng.one["l"].tolist(),
+    expected = oracle_labels(rng.one["ot"].tolist(), rng.one["h"].tolist(), rng.one["l"].tolist(),
                             rng.test_ot[lb:].tolist(), rng.test_o[lb:].tolist(), pcr)
     got = range_labels(rng, pcr)
     assert got.dtype == np.int8
@@ -61,7 +41,7 @@ def test_labels_on_random_candles_with_ties_and_unresolved_tail() -> None:
         pred_o = close[pred_idx]
         pcr = float(rng.choice([0.1, 0.5, 1.0]))
         got = compute_labels(ot, high, low, ot[pred_idx], pred_o, pcr)
-        assert got.tolist() == plain_labels(ot.tolist(), high.tolist(), low.tolist(), ot[pred_idx].tolist(),
+        assert got.tolist() == oracle_labels(ot.tolist(), high.tolist(), low.tolist(), ot[pred_idx].tolist(),
                                             pred_o.tolist(), pcr), trial
 
 

@@ -9,30 +9,10 @@ import numpy as np
 import pytest
 
 from epoch_builder.candles import read_candles
-from epoch_builder.numbers import alter
 from epoch_builder.prediction.engine import BacktestData, evaluate_full, simulation_candles
 from epoch_builder.workspace import Workspace
+from tests.oracle import oracle_labels
 from tests.test_engine import assert_same, run_oracle
-
-
-def plain_labels(one_ot: np.ndarray, one_h: np.ndarray, one_l: np.ndarray, pred_ot: np.ndarray,
-                 pred_o: np.ndarray, start: int, pcr: float) -> list[int]:
-    """§5 labels, candle by candle, for prediction candles from ``start`` on."""
-    labels: list[int] = []
-    for i in range(start, len(pred_ot)):
-        up, down = alter(float(pred_o[i]), pcr), alter(float(pred_o[i]), -pcr)
-        outcome = 0
-        for j in range(int(np.searchsorted(one_ot, pred_ot[i], side="right")), len(one_ot)):
-            if one_h[j] >= up:
-                outcome = 1
-                break
-            if one_l[j] <= down:
-                outcome = -1
-                break
-        if outcome == 0:
-            break
-        labels.append(outcome)
-    return labels
 
 
 def real_backtest_data(ws: Workspace, seed: int, idle_minutes: int | None = None,
@@ -54,7 +34,7 @@ def real_backtest_data(ws: Workspace, seed: int, idle_minutes: int | None = None
     n_windows = len(test) - predictions - lookback
     rng = np.random.default_rng(seed)
     features = {f"R{i}": np.round(np.cumsum(rng.normal(0, 0.15, n_windows)).clip(-1, 1), 6) for i in range(6)}
-    labels = {pcr: plain_labels(candles["ot"], candles["h"], candles["l"], test_ot, test["o"].to_numpy(), lookback, pcr)
+    labels = {pcr: oracle_labels(candles["ot"], candles["h"], candles["l"], test_ot, test["o"].to_numpy(), pcr, start=lookback)
               for pcr in (1.0, 3.0)}
     data = BacktestData.from_arrays(
         **candles, k=k, features=features, labels=labels, position_size=config.position_size,

@@ -54,6 +54,19 @@ def pcr_key(pcr: float) -> str:
 
 
 @njit(cache=True)
+def _scan(high: np.ndarray, low: np.ndarray, t: int, end: int, up: float, down: float) -> tuple[int, int]:
+    """Candles t..end-1 in order: (1, index) at the first high >= up (tested first), (-1, index) at the
+    first low <= down, else (0, end)."""
+    while t < end:
+        if high[t] >= up:
+            return 1, t
+        if low[t] <= down:
+            return -1, t
+        t += 1
+    return 0, t
+
+
+@njit(cache=True)
 def _first_touch_labels(high: np.ndarray, low: np.ndarray, starts: np.ndarray,
                         upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
     """For each query q: scan candles from ``starts[q]`` on; the first with
@@ -74,29 +87,13 @@ def _first_touch_labels(high: np.ndarray, low: np.ndarray, starts: np.ndarray,
         up = upper[q]
         down = lower[q]
         t = starts[q]
-        outcome = 0
-        block_end = min((t // BLOCK + 1) * BLOCK, n)
-        while t < block_end:  # the rest of the first block, candle by candle
-            if high[t] >= up:
-                outcome = 1
-                break
-            if low[t] <= down:
-                outcome = -1
-                break
-            t += 1
+        # the rest of the first block, candle by candle
+        outcome, t = _scan(high, low, t, min((t // BLOCK + 1) * BLOCK, n), up, down)
         if outcome == 0 and t < n:
             b = t // BLOCK
             while b < n_blocks and block_high[b] < up and block_low[b] > down:
                 b += 1  # whole blocks that touch neither price
-            t = b * BLOCK
-            while t < n:
-                if high[t] >= up:
-                    outcome = 1
-                    break
-                if low[t] <= down:
-                    outcome = -1
-                    break
-                t += 1
+            outcome, t = _scan(high, low, b * BLOCK, n, up, down)
         if outcome == 0:
             break
         labels[count] = outcome
