@@ -13,7 +13,7 @@ import functools
 import gc
 from collections import deque
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from rich.markup import escape
 from textual import on, work
@@ -34,6 +34,9 @@ from console.widgets.detail import HostDetail
 from console.widgets.jobs import JobsTable
 from console.widgets.logs import LogPane
 from console.widgets.servers import ServersTable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from remote.board import Board
 
 REDRAW_INTERVAL_S = 0.25
 
@@ -211,6 +214,12 @@ class EpochConsole(App[None]):
         from console.screens.board import BoardScreen  # batch board + auto-dispatch
 
         self.push_screen(BoardScreen())
+
+    async def read_board(self) -> "Board":
+        """The Board screen's source: the workspace plus every server's job directories."""
+        from remote import board as boards
+
+        return await boards.build_board(self.workspace.root, list(self.cluster.remote_hosts.values()))
 
     def action_help(self) -> None:
         from console.screens.help import HelpScreen

@@ -13,6 +13,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from remote.board import DONE, FAILED, FINISHED, PENDING, PUSHED, REGRESSIONS, RUNNING, Board, BatchRow, BatchSpec
 from remote.config import parse_cluster_config
 
 from console.app import EpochConsole
@@ -76,8 +77,33 @@ TRAINING_LOG = [
 ]
 
 
+def showcase_board() -> Board:
+    """A regression stage half way: every board state once, a retried batch, one server down."""
+    def spec(n: int, category: str = "DNN") -> BatchSpec:
+        return BatchSpec(REGRESSIONS, f"KR_{category}_{n}_10", category, tuple(f"KR_{category}_S3_{n:02d}{m}" for m in range(10)))
+
+    rows = [
+        BatchRow(spec(1), DONE, "gpu-1", "20260101T001000-train-regression-batch-0a0b0c"),
+        BatchRow(spec(2), DONE, "localhost", "20260101T001100-train-regression-batch-1a1b1c", failures={"gpu-1": 1}),
+        BatchRow(spec(3), RUNNING, "gpu-1", "20260101T001500-train-regression-batch-9f8e7d", done=37, total=150, eta_s=8_100.0),
+        BatchRow(spec(4), FINISHED, "localhost", "20260101T001600-train-regression-batch-2a2b2c", exit_code=0),
+        BatchRow(spec(5), FAILED, "cpu-2", "20260101T000500-train-regression-batch-4d5e6f", exit_code=1,
+                 log_tail=["MemoryError: Unable to allocate 3.1 GiB for an array"], failures={"cpu-2": 1}),
+        BatchRow(spec(6), PUSHED, "localhost"),
+        BatchRow(spec(1, "LSTM"), PENDING),
+        BatchRow(spec(2, "LSTM"), PENDING),
+    ]
+    hosts = {"localhost": "online", "gpu-1": "online", "cpu-2": "unreachable: cannot connect: Connection refused"}
+    return Board("_EPOCH", rows, hosts, {}, (REGRESSIONS,))
+
+
 def showcase_app() -> EpochConsole:
     app = EpochConsole(showcase_cluster(), Workspace(Path("/srv/epoch")), live=False)
+
+    async def read_board() -> Board:
+        return showcase_board()
+
+    app.read_board = read_board  # type: ignore[method-assign]
 
     def fill_log() -> None:
         job = app.cluster.jobs["gpu-1/20260101T001500-train-regression-batch-9f8e7d"]
@@ -102,6 +128,9 @@ async def save_screenshots(directory: Path, size: tuple[int, int] = (150, 42)) -
         await pilot.press("e")
         await pilot.pause(0.3)
         written.append(Path(app.save_screenshot("console-form.svg", str(directory))))
+        await pilot.press("escape", "o")
+        await pilot.pause(0.5)
+        written.append(Path(app.save_screenshot("console-board.svg", str(directory))))
     return written
 
 

@@ -206,7 +206,7 @@ def cmd_start(req: dict) -> dict:
         if pid == 0:  # the wrapper
             try:
                 os.close(read_fd)
-                _run_wrapper(root, directory, job_id, argv, python, write_fd)
+                _run_wrapper(root, directory, job_id, argv, python, write_fd, _active_epoch(root))
             finally:
                 os._exit(0)
         os.close(write_fd)
@@ -218,7 +218,16 @@ def cmd_start(req: dict) -> dict:
     return _job_info(root, job_id)
 
 
-def _run_wrapper(root: str, directory: str, job_id: str, argv: list, python: str, ready_fd: int) -> None:
+def _active_epoch(root: str) -> str | None:
+    """The epoch a job works on (``config/epoch.json`` id at start): batch names repeat across epochs."""
+    try:
+        epoch = json.loads(_read(os.path.join(root, "config", "epoch.json")) or "{}").get("id")
+    except (ValueError, AttributeError):
+        return None
+    return epoch if isinstance(epoch, str) else None
+
+
+def _run_wrapper(root: str, directory: str, job_id: str, argv: list, python: str, ready_fd: int, epoch: str | None) -> None:
     os.setsid()  # own session and process group: stop signals exactly this group
     devnull = os.open(os.devnull, os.O_RDONLY)
     log = os.open(os.path.join(directory, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -239,7 +248,7 @@ def _run_wrapper(root: str, directory: str, job_id: str, argv: list, python: str
     me = os.getpid()
     info = _proc_stat(me)
     job = {"id": job_id, "argv": argv, "command": command, "pid": me, "start_ticks": info[2] if info else None,
-           "started_at": time.time()}
+           "started_at": time.time(), "epoch": epoch}
     try:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=1, stderr=2, cwd=root, env=env)
     except OSError as exc:

@@ -8,7 +8,8 @@ The board's truth comes from two places that survive any restart:
   were pulled), config batches under ``prediction_models/configs/`` (done once
   ``profitable_configs/<batch>.json`` was pulled);
 * the hosts' job directories (``<root>/.jobs/<id>/``): a job whose argv names
-  a batch is that batch's job, running or exited.
+  a batch, started while the host's active epoch was this one, is that
+  batch's job, running or exited.
 
 A small local state file ``<root>/.board/<epoch>.json`` (atomically written)
 adds only what cannot be derived: failed job ids per batch and host (job
@@ -349,7 +350,8 @@ async def build_board(root: Path, hosts: Sequence["Host"], state: BoardStateFile
     for jobs in host_jobs.values():
         for job in jobs:
             batch = batch_of_job(job.argv)
-            if batch is not None:
+            # Batch names repeat from epoch to epoch: a job of another epoch is not this batch's job.
+            if batch is not None and job.epoch in (None, epoch_id):
                 jobs_of.setdefault(f"{batch[0]}:{batch[1]}", []).append(job)
     rows = []
     for spec in specs:

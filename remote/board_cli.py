@@ -24,6 +24,8 @@ def add_board_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--interval", type=float, default=5.0, metavar="SECONDS", help="seconds between checks (default 5)")
     p.add_argument("--max-failures", type=int, default=2, metavar="N",
                    help="failures of a batch on one server before it moves to another (default 2)")
+    p.add_argument("--stall", type=float, default=120.0, metavar="SECONDS",
+                   help="abandon (and later retry) a push or pull that moved nothing for this long (default 120)")
     p.add_argument("--max-epochs", type=int, metavar="N", help="regressions: train-regression-batch --max-epochs")
     p.add_argument("--workers", type=int, metavar="N", help="profitable-configs: find-profitable-configs --workers")
     p.add_argument("--forever", action="store_true", help="keep watching after every batch is done")
@@ -49,10 +51,19 @@ async def run_board_command(args: argparse.Namespace, hosts: Sequence["Host"], l
 
 
 def _dump_tasks() -> None:
+    """Each task's whole await chain (``Task.print_stack`` shows only its outermost frame)."""
     import asyncio
 
     for task in asyncio.all_tasks():
-        task.print_stack(limit=8, file=sys.stderr)
+        print(f"task {task.get_name()}:", file=sys.stderr)
+        awaitable: Any = task.get_coro()
+        while awaitable is not None:
+            frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None) or getattr(awaitable, "ag_frame", None)
+            if frame is not None:
+                print(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}", file=sys.stderr)
+            else:
+                print(f"  waits on {awaitable!r}"[:300], file=sys.stderr)
+            awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None) or getattr(awaitable, "ag_await", None)
     sys.stderr.flush()
 
 
@@ -62,7 +73,7 @@ async def _dispatch(args: argparse.Namespace, hosts: Sequence["Host"], local_roo
     from remote import board as boards
     from remote.dispatch import DispatchOptions, Dispatcher
 
-    options = DispatchOptions(stage=args.stage, interval_s=args.interval, max_failures=args.max_failures,
+    options = DispatchOptions(stage=args.stage, interval_s=args.interval, max_failures=args.max_failures, stall_s=args.stall,
                               max_epochs=args.max_epochs, workers=args.workers, until_done=not args.forever)
     log: Callable[[Any], None] = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
     dispatcher = Dispatcher(hosts, local_root, options, log)

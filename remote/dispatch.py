@@ -24,7 +24,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from remote import board as boards
 from remote.errors import JobConflict, RemoteError
@@ -43,6 +43,8 @@ class DispatchOptions:
     max_epochs: int | None = None  # train-regression-batch --max-epochs
     workers: int | None = None  # find-profitable-configs --workers
     until_done: bool = True  # stop once every batch of the stage is done
+    stall_s: float = 120.0  # a push / pull that moves no byte for this long is abandoned and retried
+
 
     def __post_init__(self) -> None:
         if self.stage not in boards.STAGES:
@@ -51,6 +53,8 @@ class DispatchOptions:
             raise RemoteError(f"--interval {self.interval_s} out of range; allowed 0.05..3600 seconds")
         if not 1 <= self.max_failures <= 100:
             raise RemoteError(f"--max-failures {self.max_failures} out of range; allowed 1..100")
+        if not 1 <= self.stall_s <= 86400:
+            raise RemoteError(f"--stall {self.stall_s} out of range; allowed 1..86400 seconds")
 
 
 @dataclass
@@ -77,6 +81,7 @@ class Dispatcher:
         # Per host, the task running its pull / push + start: never awaited past a short wait, so a host
         # whose link hangs holds only itself, not the other hosts' rounds.
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._host_status: dict[str, str] = {}  # last reported per host, so each change is logged once
 
     def stop(self) -> None:
         self._stop.set()
@@ -117,6 +122,10 @@ class Dispatcher:
     async def tick(self) -> boards.Board:
         board = await self.board()
         report = TickReport()
+        for name, status in board.hosts.items():
+            if self._host_status.get(name, "online") != status:
+                self.log(f"server {name}: {status}")
+            self._host_status[name] = status
         self._inflight = {name: task for name, task in self._inflight.items() if not task.done()}
         online = [h for h in self.hosts if board.hosts.get(h.name) == "online" and h.name not in self._inflight]
         rows = board.stage_rows(self.options.stage)
@@ -180,7 +189,8 @@ class Dispatcher:
         from remote import sync
 
         host = next(h for h in self.hosts if h.name == row.host)
-        pulled = await sync.pull(host, row.spec.pull_paths(self.epoch_id), local_root=self.root)
+        pulled = await self._transfer(host, "pull", lambda progress: sync.pull(
+            host, row.spec.pull_paths(self.epoch_id), local_root=self.root, progress=progress))
         if row.spec.done_locally(self.root, self.epoch_id):
             self.state.release(row.spec.key)
             report.pulled.append((row.spec.name, host.name))
@@ -189,12 +199,33 @@ class Dispatcher:
             self.log(f"{row.spec.name}: job {row.job_id} on {host.name} exited 0 but its results are incomplete there")
             self.state.record_failure(row.spec.key, host.name, str(row.job_id))
 
+    async def _transfer(self, host: "Host", direction: str, call: Callable[[Callable[[Any], None]], Awaitable[Any]]) -> Any:
+        """Run a push / pull; abandon it when no byte moved for ``stall_s`` (a stuck transfer must not hold
+        its host forever: keepalive ends dead links, this ends live ones that stopped moving)."""
+        last_progress = time.monotonic()
+
+        def progress(_update: Any) -> None:
+            nonlocal last_progress
+            last_progress = time.monotonic()
+
+        task = asyncio.ensure_future(call(progress))
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=min(1.0, self.options.stall_s / 4))
+            if done:
+                return task.result()
+            if time.monotonic() - last_progress > self.options.stall_s:
+                task.cancel()
+                await asyncio.wait({task}, timeout=10)
+                raise RemoteError(f"server {host.name}: {direction} moved nothing for {self.options.stall_s:g} s; "
+                                  "abandoned (a later round tries again)")
+
     async def _start(self, host: "Host", row: boards.BatchRow, report: TickReport) -> None:
         from remote import sync
 
         key = row.spec.key
         try:
-            pushed = await sync.push(host, row.spec.push_paths(self.epoch_id), local_root=self.root)
+            pushed = await self._transfer(host, "push", lambda progress: sync.push(
+                host, row.spec.push_paths(self.epoch_id), local_root=self.root, progress=progress))
             self.state.assign(key, host.name, pushed=True)
             job = await host.start_job(row.spec.argv(max_epochs=self.options.max_epochs, workers=self.options.workers))
         except JobConflict as exc:

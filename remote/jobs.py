@@ -44,6 +44,7 @@ class JobInfo:
     stopped: bool = False  # a stop was requested
     log_size: int = 0
     events_size: int = 0
+    epoch: str | None = None  # the workspace's active epoch when the job started (None: unknown)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -61,7 +62,7 @@ class JobInfo:
             job_id=raw["id"], server=server, argv=tuple(raw.get("argv") or ()), state=raw["state"],
             exit_code=raw.get("exit_code"), pid=raw.get("pid"), started_at=raw.get("started_at"),
             ended_at=raw.get("ended_at"), stopped=bool(raw.get("stopped")), log_size=int(raw.get("log_size") or 0),
-            events_size=int(raw.get("events_size") or 0), extra={"command": raw.get("command")},
+            events_size=int(raw.get("events_size") or 0), epoch=raw.get("epoch"), extra={"command": raw.get("command")},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,6 +70,7 @@ class JobInfo:
             "job_id": self.job_id, "server": self.server, "argv": list(self.argv), "state": self.state,
             "label": self.label, "exit_code": self.exit_code, "pid": self.pid, "started_at": self.started_at,
             "ended_at": self.ended_at, "stopped": self.stopped, "log_size": self.log_size, "events_size": self.events_size,
+            "epoch": self.epoch,
         }
 
 

@@ -87,6 +87,34 @@ async def test_board_states_from_workspace_and_job_directories(small_epoch: Work
     await host.close()
 
 
+async def test_a_job_of_another_epoch_is_not_this_epochs_batch(small_epoch: Workspace, tmp_path: Path) -> None:
+    """Batch names repeat from epoch to epoch: a host's job of an older epoch must not count."""
+    import asyncio
+
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_1_2", ["A1"])
+    root = tmp_path / "host"
+    host = LocalHost(ServerConfig(name="here", root=str(root), python=sys.executable, local=True))
+    await host.connect()
+    argv = ["train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_1_2", "--max-epochs", "0"]
+
+    async def run_job(epoch_id: str) -> None:
+        atomic_write_json(root / "config" / "epoch.json", {"id": epoch_id})
+        job = await host.start_job(argv, force=True)
+        for _ in range(300):
+            if (await host.job(job.job_id)).state != "running":
+                break
+            await asyncio.sleep(0.1)
+        assert (await host.job(job.job_id)).epoch == epoch_id
+
+    await run_job("_OLDER")
+    board = await boards.build_board(small_epoch.root, [host])
+    assert (board.rows[0].state, board.rows[0].failures, board.rows[0].jobs) == ("pending", {}, [])
+    await run_job(small_epoch.epoch().id)
+    board = await boards.build_board(small_epoch.root, [host])
+    assert (board.rows[0].state, board.rows[0].failures, len(board.rows[0].jobs)) == ("failed", {"here": 1}, 1)
+    await host.close()
+
+
 def test_state_file_records_each_failed_job_once_and_survives_reload(small_epoch: Workspace) -> None:
     epoch_id = small_epoch.epoch().id
     state = boards.BoardStateFile(small_epoch.root, epoch_id)

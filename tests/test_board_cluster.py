@@ -103,6 +103,7 @@ def test_dispatch_survives_dispatcher_crash_sshd_kill_and_kill_9(small_epoch: Wo
             wait_until(lambda: len(jobs_on(srv1.root)) == 2, 60, "the retry of the killed batch on srv1")
         except AssertionError:
             dispatcher.send_signal(signal.SIGUSR1)
+            (tmp_path / "ps.txt").write_text(subprocess.run(["ps", "-eo", "pid,ppid,pgid,stat,etime,wchan:20,args", "--forest"], capture_output=True, text=True).stdout)
             time.sleep(2)
             raise AssertionError(log.read_text()[-6000:])
 
@@ -186,3 +187,41 @@ def test_dispatch_profitable_configs_matches_a_local_sweep(small_epoch: Workspac
         find_profitable_configs(reference, batch.name, workers=1, log=lambda *_: None)
         ours = small_epoch.epoch().profitable_configs_dir / batch.name
         assert json.loads(ours.read_text()) == json.loads((reference.epoch().profitable_configs_dir / batch.name).read_text())
+
+
+async def test_a_stalled_push_is_abandoned_and_retried_later(small_epoch: Workspace, three_hosts) -> None:
+    """A server that stops answering mid-push (its sshd frozen, the link still up) holds its host for
+    ``stall_s`` only; once it answers again the next push goes through."""
+    from remote.board import BatchSpec
+    from remote.cluster import Cluster
+    from remote.dispatch import DispatchOptions, Dispatcher
+    from remote.errors import RemoteError
+
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_1_1", ["ST0"])
+    # Keepalive far away: the link stays "up", only the stall watchdog can end the transfer.
+    cluster = Cluster(three_hosts.cluster_config(python=sys.executable, keepalive_interval_s=300))
+    host = cluster.hosts["srv1"]
+    dispatcher = Dispatcher([host], small_epoch.root, DispatchOptions(stage="regressions", stall_s=1.5), log=lambda _m: None)
+    spec = BatchSpec("regressions", "KR_DNN_1_1", "DNN", ("ST0",))
+    paths = spec.push_paths(dispatcher.epoch_id)
+    from remote import sync
+
+    await host.connect()
+    frozen = three_hosts.servers[0].session_pids()
+    assert frozen
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RemoteError, match=r"srv1: push moved nothing for 1.5 s"):
+            await dispatcher._transfer(host, "push", lambda progress: sync.push(
+                host, paths, local_root=small_epoch.root, progress=progress))
+        assert time.monotonic() - started < 8
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    report = await dispatcher._transfer(host, "push", lambda progress: sync.push(
+        host, paths, local_root=small_epoch.root, progress=progress))
+    assert (three_hosts.servers[0].root / dispatcher.epoch_id / "regression_training_configs" / "DNN" / "KR_DNN_1_1.json").is_file()
+    assert report.files_sent >= 1
+    await host.close()

@@ -73,6 +73,22 @@ class AutoDispatch:
             self.dispatcher.stop()
 
 
+def totals_line(board: boards.Board) -> str:
+    """``regressions 2/8 done (running 1, pending 5) · DNN 2/6 · LSTM 0/2`` for every stage of the board."""
+    totals = board.totals()
+    parts = []
+    for stage in boards.STAGES:
+        counts = totals.get(stage)
+        if not counts:
+            continue
+        others = ", ".join(f"{state} {n}" for state, n in counts.items() if state not in ("batches", boards.DONE))
+        part = f"{stage} {counts.get(boards.DONE, 0)}/{counts['batches']} done" + (f" ({others})" if others else "")
+        categories = sorted(name for name in totals if name.startswith(f"{stage}/"))
+        parts.append(" · ".join([part] + [
+            f"{name.split('/', 1)[1]} {totals[name].get(boards.DONE, 0)}/{totals[name]['batches']}" for name in categories]))
+    return "\n".join(parts)
+
+
 class BoardScreen(Screen[None]):
     BINDINGS = [
         Binding("escape,q", "close", "Close"),
@@ -95,7 +111,8 @@ class BoardScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one("#board-table", DataTable)
         table.add_columns("stage", "batch", "category", "state", "failures", "last log line")
-        table.border_title = "Board"
+        table.border_title = "Batches"
+        self.query_one("#board-summary", Static).border_title = "Board"
         self.reload()
         self.set_interval(REFRESH_S, self.reload)
 
@@ -106,7 +123,7 @@ class BoardScreen(Screen[None]):
     @work(exclusive=True, group="board", exit_on_error=False)
     async def reload(self) -> None:
         try:
-            self.board = await boards.build_board(self.app.workspace.root, list(self.app.cluster.remote_hosts.values()))
+            self.board = await self.app.read_board()
         except Exception as exc:  # noqa: BLE001 - e.g. no epoch yet: one line
             self.query_one("#board-summary", Static).update(escape(f"board: {exc}"))
             return
@@ -122,12 +139,10 @@ class BoardScreen(Screen[None]):
             failures = ", ".join(f"{h} {n}" for h, n in row.failures.items())
             table.add_row(row.spec.stage, row.spec.name, row.spec.category or "-", row.label, failures or "-",
                           escape(row.log_tail[-1][:60]) if row.log_tail else "", key=row.spec.key)
-        totals = board.totals()
-        parts = [f"{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) for name, counts in sorted(totals.items())]
-        hosts = ", ".join(f"{h} {s.split(':')[0]}" for h, s in sorted(board.hosts.items()))
-        dispatch = f"auto-dispatch ON ({self.auto.stage})" if self.auto.running else "auto-dispatch off"
+        hosts = ", ".join(f"{h} {s.split(':')[0]}" for h, s in board.hosts.items())
+        dispatch = f"auto-dispatch [b]ON[/b] ({self.auto.stage})" if self.auto.running else "auto-dispatch off"
         self.query_one("#board-summary", Static).update(
-            escape(f"epoch {board.epoch_id} · {dispatch} · hosts: {hosts}\n" + " | ".join(parts)))
+            f"epoch [b]{escape(board.epoch_id)}[/b] · {dispatch} · servers: {escape(hosts)}\n" + escape(totals_line(board)))
         step = board.next_step(self.app.workspace.root)
         self.query_one("#board-next", Static).update(
             escape(f"next: {step['step']} ({step['command']})" + ("  [n] to run it" if step["step"] in GATE_ACTIONS else ""))

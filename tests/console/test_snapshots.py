@@ -1,5 +1,5 @@
-"""Snapshots (pytest-textual-snapshot) of the main screen, the create-epoch form and the
-confirm dialog, over the fixed showcase state (no connections, fixed times).
+"""Snapshots (pytest-textual-snapshot) of the main screen, the create-epoch form, the
+confirm dialog and the batch board, over the fixed showcase state (no connections, fixed times).
 
 Update after an intended change: ``pytest tests/console/test_snapshots.py --snapshot-update``.
 """
@@ -29,3 +29,7 @@ def test_create_epoch_form(snap_compare) -> None:
 
 def test_confirm_dialog_for_kill(snap_compare) -> None:
     assert snap_compare(showcase_app(), terminal_size=SIZE, run_before=_select_running_job, press=["k"])
+
+
+def test_board_screen(snap_compare) -> None:
+    assert snap_compare(showcase_app(), terminal_size=SIZE, press=["o"])
