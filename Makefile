@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKSPACE ?= demo-workspace
 
-.PHONY: install test test-soak test-fast demo console bench clean system-deps
+.PHONY: install test test-fast demo console bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,6 @@ system-deps:
 
 test: install system-deps
 	$(BIN)/python -m pytest -q
-
-test-soak: install system-deps
-	$(BIN)/python -m pytest -q -m soak
 
 test-fast: install system-deps
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -47,22 +47,6 @@ def keygen(path: Path, kind: str = "ed25519") -> Path:
     return path
 
 
-PYENV_SHIM_LOCK = Path.home() / ".pyenv" / "shims" / ".pyenv-shim"
-
-
-def clear_stale_pyenv_lock(max_age_s: float = 10.0) -> None:
-    """Every SSH command runs the login shell's rc file; where ~/.bashrc runs `pyenv init`,
-    that takes pyenv's rehash lock for a moment. Killing sshd (the fault tests) can kill a
-    shell holding it, and every later SSH command then waits 60 s on the stale lock. A
-    rehash holds it far less than ``max_age_s``."""
-    try:
-        age = time.time() - PYENV_SHIM_LOCK.stat().st_mtime
-    except FileNotFoundError:
-        return
-    if age > max_age_s:
-        PYENV_SHIM_LOCK.unlink(missing_ok=True)
-
-
 @dataclass(frozen=True)
 class UserKey:
     private: Path
@@ -86,11 +70,14 @@ class SSHServer:
     user_key: UserKey
     root: Path = field(init=False)
     host_key: Path = field(init=False)
+    home: Path = field(init=False)
     process: subprocess.Popen | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.root = self.directory / "root"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.home = self.directory / "home"
+        self.home.mkdir(exist_ok=True)
         self.host_key = self.directory / "ssh_host_ed25519_key"
         if not self.host_key.exists():
             keygen(self.host_key)
@@ -115,6 +102,10 @@ class SSHServer:
                 "LogLevel ERROR",
                 "Subsystem sftp internal-sftp",
                 "AcceptEnv LANG LC_*",
+                # Its own home, as on a machine of its own: the login shell reads this server's
+                # (empty) rc files, never the shared ~/.bashrc, whose `pyenv init` lock a killed
+                # session of another server could leave behind and stall every server's commands.
+                f'SetEnv "HOME={self.home}"',
                 "",
             ])
         )
@@ -124,7 +115,6 @@ class SSHServer:
         return f"[127.0.0.1]:{self.port} {kind} {blob}"
 
     def start(self, timeout: float = 10.0) -> None:
-        clear_stale_pyenv_lock()
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
         log = open(self.directory / "sshd.log", "ab")

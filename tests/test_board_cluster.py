@@ -72,9 +72,6 @@ def three_hosts(tmp_path: Path):
                 agent.cmd_stop({"root": str(server.root), "job_id": job["id"], "grace_s": 1})
 
 
-# Deselected from `make test` (run with `make test-soak`): it hung in about 1 of 6 runs on a loaded
-# machine (the dispatcher idles after starting its first jobs); cause not found yet.
-@pytest.mark.soak
 @pytest.mark.timeout(300)
 def test_dispatch_survives_dispatcher_crash_sshd_kill_and_kill_9(small_epoch: Workspace, three_hosts, tmp_path: Path) -> None:
     for name, ids in BATCHES.items():
@@ -103,7 +100,6 @@ def test_dispatch_survives_dispatcher_crash_sshd_kill_and_kill_9(small_epoch: Wo
             wait_until(lambda: len(jobs_on(srv1.root)) == 2, 60, "the retry of the killed batch on srv1")
         except AssertionError:
             dispatcher.send_signal(signal.SIGUSR1)
-            (tmp_path / "ps.txt").write_text(subprocess.run(["ps", "-eo", "pid,ppid,pgid,stat,etime,wchan:20,args", "--forest"], capture_output=True, text=True).stdout)
             time.sleep(2)
             raise AssertionError(log.read_text()[-6000:])
 

@@ -44,13 +44,11 @@ def stop_leftover_jobs(root: Path) -> None:
 @pytest.fixture
 def sshd_pair(tmp_path: Path, console_user_key: sshd_cluster.UserKey):
     """Two real sshd servers on loopback, each with its own workspace root."""
-    sshd_cluster.clear_stale_pyenv_lock()
     servers = sshd_cluster.SSHDCluster.start(tmp_path / "sshd", count=2, user_key=console_user_key)
     yield servers
     servers.stop()
     for server in servers.servers:
         stop_leftover_jobs(server.root)
-    sshd_cluster.clear_stale_pyenv_lock()
 
 
 def write_cluster_file(servers: sshd_cluster.SSHDCluster, path: Path, **server_overrides: object) -> Path:
