@@ -9,15 +9,51 @@ kernels (slower, still repeatable).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
+from typing import Iterator
 
 _configured = False
+
+
+# TensorFlow's native start-up lines: written before absl logging is set up, so TF_CPP_MIN_LOG_LEVEL
+# cannot silence them. Only these are dropped; anything else TensorFlow writes meanwhile is kept.
+_STARTUP_NOISE = re.compile(
+    rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    rb"|I\d{4} [\d:.]+ +\d+ (port|cpu_feature_guard)\.cc:\d+\] .*"
+    rb"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.)$")
+
+
+@contextlib.contextmanager
+def _without_startup_noise() -> Iterator[None]:
+    """Capture the process's native stderr (fd 2) meanwhile; write back all but the start-up noise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(keepends=True) if not _STARTUP_NOISE.match(line.rstrip(b"\n"))]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 def configure_tensorflow() -> list[str]:
     """Once per process; returns the GPU device names TensorFlow sees."""
     global _configured
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" not in sys.modules:
+        with _without_startup_noise():
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # initialises the devices (prints the same lines again)
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
