@@ -165,21 +165,36 @@ class ServerPicker(FormScreen):
         return list(self.servers) if option_id == "__all__" else [str(option_id)]
 
 
-class BatchPicker(FormScreen):
-    """A batch file of the active epoch; dismisses with the chosen ``BatchFile``."""
+def _or_dash(value: float | None, spec: str) -> str:
+    """``value`` formatted by ``spec``, or ``-`` when the value is unknown."""
+    return format(value, spec) if value is not None else "-"
+
+
+class TablePicker(FormScreen):
+    """One row of a table of ``items``; ``collect`` returns the item under the cursor.
+
+    Subclasses name the table (``TABLE_ID``), its ``COLUMNS``, one ``row`` per item and
+    the ``EMPTY_MESSAGE`` shown when there is nothing to choose.
+    """
 
     OK_LABEL = "Choose"
+    TABLE_ID = ""
+    COLUMNS: tuple[str, ...] = ()
+    EMPTY_MESSAGE = ""
+    SUBMIT_ON_ROW_SELECTED = True  # Enter on a row submits it
 
-    def __init__(self, batches: Sequence[BatchFile], title: str) -> None:
+    def __init__(self, items: Sequence[Any]) -> None:
         super().__init__()
-        self.batches = list(batches)
-        self.TITLE_TEXT = title
+        self.items = list(items)
+
+    def row(self, rank: int, item: Any) -> Sequence[str]:
+        raise NotImplementedError
 
     def compose_body(self) -> ComposeResult:
-        table: DataTable = DataTable(id="batch-table", cursor_type="row")
-        table.add_columns("category", "batch", "models")
-        for batch in self.batches:
-            table.add_row(batch.category, batch.path.name, str(batch.models) if batch.models >= 0 else "unreadable")
+        table: DataTable = DataTable(id=self.TABLE_ID, cursor_type="row")
+        table.add_columns(*self.COLUMNS)
+        for rank, item in enumerate(self.items, start=1):
+            table.add_row(*self.row(rank, item))
         yield table
 
     def on_mount(self) -> None:
@@ -187,12 +202,32 @@ class BatchPicker(FormScreen):
 
     @on(DataTable.RowSelected)
     def _selected(self, _: DataTable.RowSelected) -> None:
-        self.action_submit()
+        if self.SUBMIT_ON_ROW_SELECTED:
+            self.action_submit()
 
-    def collect(self) -> BatchFile:
-        if not self.batches:
-            raise EpochBuilderError("no batch files in the active epoch: generate regression training configs first")
-        return self.batches[self.query_one(DataTable).cursor_row]
+    def current(self) -> Any:
+        if not self.items:
+            raise EpochBuilderError(self.EMPTY_MESSAGE)
+        return self.items[self.query_one(DataTable).cursor_row]
+
+    def collect(self) -> Any:
+        return self.current()
+
+
+class BatchPicker(TablePicker):
+    """A batch file of the active epoch; dismisses with the chosen ``BatchFile``."""
+
+    TABLE_ID = "batch-table"
+    COLUMNS = ("category", "batch", "models")
+    EMPTY_MESSAGE = "no batch files in the active epoch: generate regression training configs first"
+
+    def __init__(self, batches: Sequence[BatchFile], title: str) -> None:
+        super().__init__(batches)
+        self.batches: list[BatchFile] = self.items
+        self.TITLE_TEXT = title
+
+    def row(self, rank: int, batch: BatchFile) -> Sequence[str]:
+        return batch.category, batch.path.name, str(batch.models) if batch.models >= 0 else "unreadable"
 
 
 class RegressionPicker(FormScreen):
@@ -209,12 +244,9 @@ class RegressionPicker(FormScreen):
         self.preselect = preselect
 
     def compose_body(self) -> ComposeResult:
-        def fmt(value: float | None, spec: str) -> str:
-            return format(value, spec) if value is not None else "-"
-
         yield Label(f"{'rank':>4} {'id':<28} {'test loss':>10} {'accuracy':>9} {'points':>7} {'epochs':>6}", classes="table-header")
         yield SelectionList[str](*(
-            (f"{rank:>4} {r.id[:28]:<28} {fmt(r.test_loss, '.6f'):>10} {fmt(r.accuracy, '.2f'):>9} {fmt(r.points, 'g'):>7} {r.epochs:>6}",
+            (f"{rank:>4} {r.id[:28]:<28} {_or_dash(r.test_loss, '.6f'):>10} {_or_dash(r.accuracy, '.2f'):>9} {_or_dash(r.points, 'g'):>7} {r.epochs:>6}",
              r.id, rank <= self.preselect)
             for rank, r in enumerate(self.regressions, start=1)
         ), id="regression-list")
@@ -261,96 +293,66 @@ class RegressionPicker(FormScreen):
         return args
 
 
-class RegressionChooser(FormScreen):
+class RegressionChooser(TablePicker):
     """One trained regression (ranked by test loss); dismisses with its ``RegressionSummary``."""
 
     TITLE_TEXT = "Choose a trained regression"
     OK_LABEL = "Chart"
+    TABLE_ID = "regression-table"
+    COLUMNS = ("rank", "id", "test loss", "accuracy", "points", "epochs")
+    EMPTY_MESSAGE = "no trained regressions: pull trained regressions first"
 
     def __init__(self, regressions: Sequence[RegressionSummary]) -> None:
-        super().__init__()
-        self.regressions = list(regressions)
+        super().__init__(regressions)
+        self.regressions: list[RegressionSummary] = self.items
 
-    def compose_body(self) -> ComposeResult:
-        table: DataTable = DataTable(id="regression-table", cursor_type="row")
-        table.add_columns("rank", "id", "test loss", "accuracy", "points", "epochs")
-        for rank, r in enumerate(self.regressions, start=1):
-            table.add_row(str(rank), r.id, f"{r.test_loss:.6f}" if r.test_loss is not None else "-",
-                          f"{r.accuracy:.2f}" if r.accuracy is not None else "-",
-                          f"{r.points:g}" if r.points is not None else "-", str(r.epochs))
-        yield table
-
-    def on_mount(self) -> None:
-        self.query_one(DataTable).focus()
-
-    @on(DataTable.RowSelected)
-    def _selected(self, _: DataTable.RowSelected) -> None:
-        self.action_submit()
-
-    def collect(self) -> RegressionSummary:
-        if not self.regressions:
-            raise EpochBuilderError("no trained regressions: pull trained regressions first")
-        return self.regressions[self.query_one(DataTable).cursor_row]
+    def row(self, rank: int, r: RegressionSummary) -> Sequence[str]:
+        return (str(rank), r.id, _or_dash(r.test_loss, ".6f"), _or_dash(r.accuracy, ".2f"),
+                _or_dash(r.points, "g"), str(r.epochs))
 
 
-class ModelPicker(FormScreen):
+class ModelPicker(TablePicker):
     """Models of ``build.json``; dismisses with the chosen model id. ``c`` charts it."""
 
     TITLE_TEXT = "Export epoch: choose a model of the build"
     OK_LABEL = "Export"
     BINDINGS = [*FormScreen.BINDINGS, Binding("c", "chart", "Balance chart")]
+    TABLE_ID = "model-table"
+    COLUMNS = ("#", "id", "profit", "accuracy", "positions", "drawdown")
+    EMPTY_MESSAGE = "build.json lists no models: build prediction models first"
+    SUBMIT_ON_ROW_SELECTED = False  # exporting is explicit: the OK button or ctrl+s
 
     def __init__(self, models: Sequence[ModelSummary]) -> None:
-        super().__init__()
-        self.models = list(models)
+        super().__init__(models)
+        self.models: list[ModelSummary] = self.items
+
+    def row(self, rank: int, m: ModelSummary) -> Sequence[str]:
+        return (str(rank), m.id, _or_dash(m.profit, ".2f"), _or_dash(m.accuracy, ".2f"),
+                str(m.positions), _or_dash(m.drawdown, ".2f"))
 
     def compose_body(self) -> ComposeResult:
-        table: DataTable = DataTable(id="model-table", cursor_type="row")
-        table.add_columns("#", "id", "profit", "accuracy", "positions", "drawdown")
-        for rank, m in enumerate(self.models, start=1):
-            table.add_row(
-                str(rank), m.id,
-                f"{m.profit:.2f}" if m.profit is not None else "-",
-                f"{m.accuracy:.2f}" if m.accuracy is not None else "-",
-                str(m.positions),
-                f"{m.drawdown:.2f}" if m.drawdown is not None else "-",
-            )
-        yield table
+        yield from super().compose_body()
         yield Label("[dim]c: balance chart of the highlighted model[/]")
-
-    def on_mount(self) -> None:
-        self.query_one(DataTable).focus()
-
-    def _current(self) -> ModelSummary:
-        if not self.models:
-            raise EpochBuilderError("build.json lists no models: build prediction models first")
-        return self.models[self.query_one(DataTable).cursor_row]
 
     def action_chart(self) -> None:
         from console.screens.charts import BalanceChartScreen
 
         try:
-            self.app.push_screen(BalanceChartScreen(self._current()))
+            self.app.push_screen(BalanceChartScreen(self.current()))
         except EpochBuilderError as exc:
             self.show_error(str(exc))
 
     def collect(self) -> str:
-        return self._current().id
+        return self.current().id
 
 
-class NumberForm(FormScreen):
-    """One integer option (e.g. ``build-prediction-models --limit``)."""
+class OneFieldForm(FormScreen):
+    """One labelled input, focused on mount; Enter in it submits."""
 
-    def __init__(self, title: str, label: str, default: int, low: int, high: int) -> None:
+    def __init__(self, title: str, label: str) -> None:
         super().__init__()
         self.TITLE_TEXT = title
-        self.label, self.default, self.low, self.high = label, default, low, high
-
-    def compose_body(self) -> ComposeResult:
-        with Horizontal(classes="field"):
-            yield Label(self.label, classes="field-label")
-            yield Input(str(self.default), id="f-number", type="integer")
-            yield Label(f"{self.low}..{self.high}", classes="field-range")
+        self.label = label
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
@@ -358,6 +360,20 @@ class NumberForm(FormScreen):
     @on(Input.Submitted)
     def _enter(self) -> None:
         self.action_submit()
+
+
+class NumberForm(OneFieldForm):
+    """One integer option (e.g. ``build-prediction-models --limit``)."""
+
+    def __init__(self, title: str, label: str, default: int, low: int, high: int) -> None:
+        super().__init__(title, label)
+        self.default, self.low, self.high = default, low, high
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(classes="field"):
+            yield Label(self.label, classes="field-label")
+            yield Input(str(self.default), id="f-number", type="integer")
+            yield Label(f"{self.low}..{self.high}", classes="field-range")
 
     def collect(self) -> int:
         raw = self.query_one(Input).value.strip()
@@ -370,27 +386,19 @@ class NumberForm(FormScreen):
         return value
 
 
-class TextForm(FormScreen):
+class TextForm(OneFieldForm):
     """One text value (e.g. a public key file)."""
 
     OK_LABEL = "OK"
 
     def __init__(self, title: str, label: str, default: str = "") -> None:
-        super().__init__()
-        self.TITLE_TEXT = title
-        self.label, self.default = label, default
+        super().__init__(title, label)
+        self.default = default
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(classes="field"):
             yield Label(self.label, classes="field-label")
             yield Input(self.default, id="f-text")
-
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
-
-    @on(Input.Submitted)
-    def _enter(self) -> None:
-        self.action_submit()
 
     def collect(self) -> str:
         value = self.query_one(Input).value.strip()
