@@ -198,6 +198,16 @@ def numpy_median(values: np.ndarray, count: int) -> float:
     return (values[:middle].max() + upper_middle) / 2.0
 
 
+@njit(inline="always")
+def _first_touch(high: np.ndarray, low: np.ndarray, up: float, down: float, t: int, stop: int) -> int:
+    """The first candle in [t, stop) whose high >= up or low <= down; ``stop`` when none."""
+    while t < stop:
+        if high[t] >= up or low[t] <= down:
+            return t
+        t += 1
+    return stop
+
+
 @njit(cache=True)
 def first_exits(high: np.ndarray, low: np.ndarray, upper: np.ndarray, lower: np.ndarray, end: int) -> np.ndarray:
     """For each entry candle j < end: the first t in (j, end) with high >= upper[j] or
@@ -226,15 +236,10 @@ def first_exits(high: np.ndarray, low: np.ndarray, upper: np.ndarray, lower: np.
         up = upper[j]
         down = lower[j]
         t = j + 1
-        found = False
         # finish the entry's own block candle by candle
         block_end = min((t // BLOCK + 1) * BLOCK, end)
-        while t < block_end:
-            if high[t] >= up or low[t] <= down:
-                found = True
-                break
-            t += 1
-        if not found and t < end:
+        t = _first_touch(high, low, up, down, t, block_end)
+        if t == block_end and t < end:
             # t is at a block boundary: skip blocks up to the next super-block boundary,
             b = t // BLOCK
             while b < n_blocks and b % SUPER != 0 and block_high[b] < up and block_low[b] > down:
@@ -247,14 +252,8 @@ def first_exits(high: np.ndarray, low: np.ndarray, upper: np.ndarray, lower: np.
                 b = g * SUPER
                 while b < n_blocks and block_high[b] < up and block_low[b] > down:
                     b += 1
-            t = b * BLOCK
-            while t < end:
-                if high[t] >= up or low[t] <= down:
-                    found = True
-                    break
-                t += 1
-        if found:
-            exits[j] = t
+            t = _first_touch(high, low, up, down, b * BLOCK, end)
+        exits[j] = t
     return exits
 
 
