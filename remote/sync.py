@@ -36,7 +36,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterable, Sequence
 
 from remote import agent
 from remote.errors import RemoteError, UnsafePath
@@ -225,50 +225,7 @@ async def push(
     progress: ProgressCallback | None = None,
 ) -> SyncReport:
     """Send changed files of a push group (or explicit workspace-relative paths) to ``host``."""
-    started = time.perf_counter()
-    local = Path(local_root).resolve()
-    root = remote_root or host.root
-    paths = resolve_paths(what, "push", local)
-    report = SyncReport(host.name, "push")
-    if not paths:
-        return report
-    source = await asyncio.to_thread(_local_manifest, local, paths)
-    dest = await _remote_manifest(host, root, paths)
-    report.files_checked = len(source)
-
-    async def local_hash(rels: list[str]) -> dict[str, str]:
-        return await asyncio.to_thread(lambda: {r: _sha256(local / r) for r in rels})
-
-    async def remote_hash(rels: list[str]) -> dict[str, str]:
-        return await host.agent("hash", {"root": root, "paths": rels}, timeout=600)
-
-    send, touch = await _changed(host, source, dest, local_hash, remote_hash)
-    if touch:
-        await host.agent("touch", {"root": root, "items": touch})
-        report.files_touched = len(touch)
-    if send:
-        staging = (await host.agent("stage", {"root": root}))["dir"]
-        meter = _Meter(host, "push", {rel: source[rel][0] for rel in send}, progress)
-        limit = asyncio.Semaphore(PARALLEL_FILES)
-        items: list[dict[str, object]] = []
-
-        async def send_one(index: int, rel: str) -> None:
-            async with limit:
-                path = local / rel
-                digest_task = asyncio.create_task(asyncio.to_thread(_sha256, path))
-                await host.upload(path, f"{staging}/{index}.part", lambda done, _total: meter.update(rel, done))
-                items.append({"tmp": f"{index}.part", "path": rel, "size": source[rel][0], "sha256": await digest_task,
-                              "mtime_ns": source[rel][1], "mode": path.stat().st_mode & 0o777})
-                meter.finished(rel)
-
-        await _gather_all([send_one(i, rel) for i, rel in enumerate(send)])
-        result = await host.agent("commit", {"root": root, "staging": staging, "items": items}, timeout=600)
-        _raise_failed(host, "push", result)
-        report.files_sent = len(result["committed"])
-        report.bytes_sent = sum(source[rel][0] for rel in result["committed"])
-        report.sent = sorted(result["committed"])
-    report.seconds = time.perf_counter() - started
-    return report
+    return await _sync(host, "push", what, local_root, remote_root, progress)
 
 
 async def pull(
@@ -276,42 +233,118 @@ async def pull(
     progress: ProgressCallback | None = None,
 ) -> SyncReport:
     """Fetch changed files of a pull group (or explicit paths) from ``host`` into the local workspace."""
+    return await _sync(host, "pull", what, local_root, remote_root, progress)
+
+
+# Sends one changed file into the destination's staging directory and returns its commit item:
+# (index, rel, staging dir, meter) -> {"tmp", "path", "size", "sha256", "mtime_ns"[, "mode"]}.
+_SendOne = Callable[[int, str, str, _Meter], Awaitable[dict[str, object]]]
+
+
+class _LocalSide:
+    """This machine's workspace as one end of a sync (agent functions called in a thread)."""
+
+    def __init__(self, host: "Host", root: Path) -> None:
+        self.host, self.root = host, root
+
+    async def manifest(self, paths: list[str]) -> dict[str, list[int]]:
+        return await asyncio.to_thread(_local_manifest, self.root, paths)
+
+    async def hash(self, rels: list[str]) -> dict[str, str | None]:
+        root = self.root
+        return await asyncio.to_thread(lambda: {r: _sha256(root / r) if (root / r).is_file() else None for r in rels})
+
+    async def touch(self, items: dict[str, int]) -> None:
+        await asyncio.to_thread(agent.cmd_touch, {"root": str(self.root), "items": items})
+
+    async def stage(self) -> str:
+        return await asyncio.to_thread(agent.stage, str(self.root))
+
+    async def commit(self, staging: str, items: list[dict[str, object]]) -> dict:
+        return await asyncio.to_thread(agent.commit, str(self.root), staging, items)
+
+    async def sender(self, source: dict[str, list[int]], send: list[str]) -> _SendOne:
+        """Upload: the sha256 is taken locally while the file travels."""
+
+        async def send_one(index: int, rel: str, staging: str, meter: _Meter) -> dict[str, object]:
+            path = self.root / rel
+            digest_task = asyncio.create_task(asyncio.to_thread(_sha256, path))
+            await self.host.upload(path, f"{staging}/{index}.part", lambda done, _total: meter.update(rel, done))
+            return {"tmp": f"{index}.part", "path": rel, "size": source[rel][0], "sha256": await digest_task,
+                    "mtime_ns": source[rel][1], "mode": path.stat().st_mode & 0o777}
+
+        return send_one
+
+
+class _RemoteSide:
+    """A host's workspace as one end of a sync (agent calls over the host's link)."""
+
+    def __init__(self, host: "Host", root: str) -> None:
+        self.host, self.root = host, root
+
+    async def manifest(self, paths: list[str]) -> dict[str, list[int]]:
+        return await _remote_manifest(self.host, self.root, paths)
+
+    async def hash(self, rels: list[str]) -> dict[str, str]:
+        return await self.host.agent("hash", {"root": self.root, "paths": rels}, timeout=600)
+
+    async def touch(self, items: dict[str, int]) -> None:
+        await self.host.agent("touch", {"root": self.root, "items": items})
+
+    async def stage(self) -> str:
+        return (await self.host.agent("stage", {"root": self.root}))["dir"]
+
+    async def commit(self, staging: str, items: list[dict[str, object]]) -> dict:
+        return await self.host.agent("commit", {"root": self.root, "staging": staging, "items": items}, timeout=600)
+
+    async def sender(self, source: dict[str, list[int]], send: list[str]) -> _SendOne:
+        """Download: the host hashes all files to send in one call before any moves."""
+        expected = await self.hash(send)
+
+        async def send_one(index: int, rel: str, staging: str, meter: _Meter) -> dict[str, object]:
+            await self.host.download(f"{self.root}/{rel}", Path(staging) / f"{index}.part",
+                                     lambda done, _t: meter.update(rel, done))
+            return {"tmp": f"{index}.part", "path": rel, "size": source[rel][0], "sha256": expected[rel],
+                    "mtime_ns": source[rel][1]}
+
+        return send_one
+
+
+async def _sync(
+    host: "Host", direction: str, what: str | Sequence[str], local_root: str | os.PathLike,
+    remote_root: str | None, progress: ProgressCallback | None,
+) -> SyncReport:
+    """One push or pull: the steps of the module docstring, from the source side to the destination side."""
     started = time.perf_counter()
-    local = Path(local_root).resolve()
-    root = remote_root or host.root
-    paths = resolve_paths(what, "pull", local)
-    report = SyncReport(host.name, "pull")
-    source = await _remote_manifest(host, root, paths)
-    dest = await asyncio.to_thread(_local_manifest, local, paths)
+    local = _LocalSide(host, Path(local_root).resolve())
+    remote = _RemoteSide(host, remote_root or host.root)
+    source_side, dest_side = (local, remote) if direction == "push" else (remote, local)
+    paths = resolve_paths(what, direction, local.root)
+    report = SyncReport(host.name, direction)
+    if not paths and direction == "push":  # an empty push group (e.g. no root files) contacts nobody
+        return report
+    source = await source_side.manifest(paths)
+    dest = await dest_side.manifest(paths)
     report.files_checked = len(source)
-
-    async def remote_hash(rels: list[str]) -> dict[str, str]:
-        return await host.agent("hash", {"root": root, "paths": rels}, timeout=600)
-
-    async def local_hash(rels: list[str]) -> dict[str, str]:
-        return await asyncio.to_thread(lambda: {r: _sha256(local / r) if (local / r).is_file() else None for r in rels})
-
-    send, touch = await _changed(host, source, dest, remote_hash, local_hash)
+    send, touch = await _changed(host, source, dest, source_side.hash, dest_side.hash)
     if touch:
-        await asyncio.to_thread(agent.cmd_touch, {"root": str(local), "items": touch})
+        await dest_side.touch(touch)
         report.files_touched = len(touch)
     if send:
-        expected = await remote_hash(send)
-        staging = await asyncio.to_thread(agent.stage, str(local))
-        meter = _Meter(host, "pull", {rel: source[rel][0] for rel in send}, progress)
+        send_one = await source_side.sender(source, send)
+        staging = await dest_side.stage()
+        meter = _Meter(host, direction, {rel: source[rel][0] for rel in send}, progress)
         limit = asyncio.Semaphore(PARALLEL_FILES)
         items: list[dict[str, object]] = []
 
-        async def fetch_one(index: int, rel: str) -> None:
+        async def transfer(index: int, rel: str) -> None:
             async with limit:
-                await host.download(f"{root}/{rel}", Path(staging) / f"{index}.part", lambda done, _t: meter.update(rel, done))
-                items.append({"tmp": f"{index}.part", "path": rel, "size": source[rel][0], "sha256": expected[rel],
-                              "mtime_ns": source[rel][1]})
+                items.append(await send_one(index, rel, staging, meter))
                 meter.finished(rel)
 
-        await _gather_all([fetch_one(i, rel) for i, rel in enumerate(send)])
-        result = await asyncio.to_thread(agent.commit, str(local), staging, items)
-        _raise_failed(host, "pull", result)
+        await _gather_all([transfer(i, rel) for i, rel in enumerate(send)])
+        result = await dest_side.commit(staging, items)
+        _raise_failed(host, direction, result)
         report.files_sent = len(result["committed"])
         report.bytes_sent = sum(source[rel][0] for rel in result["committed"])
         report.sent = sorted(result["committed"])
@@ -345,10 +378,7 @@ async def push_many(
     progress: ProgressCallback | None = None,
 ) -> dict[str, SyncReport | BaseException]:
     """:func:`push` to several hosts in parallel; each host's report or its exception."""
-    results = await asyncio.gather(
-        *(push(h, what, local_root=local_root, progress=progress) for h in hosts), return_exceptions=True
-    )
-    return {h.name: r for h, r in zip(hosts, results)}
+    return await _each_host(hosts, lambda h: push(h, what, local_root=local_root, progress=progress))
 
 
 async def pull_many(
@@ -356,7 +386,11 @@ async def pull_many(
     progress: ProgressCallback | None = None,
 ) -> dict[str, SyncReport | BaseException]:
     """:func:`pull` from several hosts in parallel (their files are disjoint: each trains its own batches)."""
-    results = await asyncio.gather(
-        *(pull(h, what, local_root=local_root, progress=progress) for h in hosts), return_exceptions=True
-    )
+    return await _each_host(hosts, lambda h: pull(h, what, local_root=local_root, progress=progress))
+
+
+async def _each_host(
+    hosts: Sequence["Host"], sync_one: Callable[["Host"], Awaitable[SyncReport]],
+) -> dict[str, SyncReport | BaseException]:
+    results = await asyncio.gather(*(sync_one(h) for h in hosts), return_exceptions=True)
     return {h.name: r for h, r in zip(hosts, results)}
