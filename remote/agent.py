@@ -28,6 +28,7 @@ mistaken for it), *exited k* once ``exit_code`` exists, *lost* otherwise.
 
 from __future__ import annotations
 
+import concurrent.futures
 import fcntl
 import hashlib
 import json
@@ -477,26 +478,36 @@ def commit(root: str, staging: str, items: list) -> dict:
     if not _inside(root, staging):
         raise AgentError("unsafe_path", f"staging directory {staging} is outside the workspace")
     committed, failed = [], []
-    for item in items:
-        rel = safe_relpath(item["path"])
+    rels = [safe_relpath(item["path"]) for item in items]  # a hostile path refuses the whole commit up front
+
+    def verify(item: dict) -> str | None:
+        """Why the staged file cannot be committed, or None once it is checked and on disk (fsynced)."""
         tmp = os.path.join(staging, os.path.basename(item["tmp"]))
-        dest = os.path.join(root, rel)
-        parent = os.path.dirname(dest)
-        os.makedirs(parent, exist_ok=True)
-        if not _inside(root, parent) or os.path.islink(dest) or os.path.isdir(dest):
-            failed.append({"path": rel, "reason": "destination leaves the workspace or is not a regular file"})
-            continue
         try:
             size = os.stat(tmp).st_size
         except FileNotFoundError:
-            failed.append({"path": rel, "reason": "staged file missing"})
-            continue
+            return "staged file missing"
         if size != item["size"] or _sha256(tmp) != item["sha256"]:
-            failed.append({"path": rel, "reason": "size or sha256 mismatch after transfer"})
             os.unlink(tmp)
-            continue
+            return "size or sha256 mismatch after transfer"
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        return None
+
+    # Hashing and fsync release the GIL: checking files side by side overlaps their disk waits.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        problems = list(pool.map(verify, items))
+    for item, rel, problem in zip(items, rels, problems):
+        tmp = os.path.join(staging, os.path.basename(item["tmp"]))
+        dest = os.path.join(root, rel)
+        parent = os.path.dirname(dest)
+        if problem is not None:
+            failed.append({"path": rel, "reason": problem})
+            continue
+        if not _inside(root, parent) or os.path.islink(dest) or os.path.isdir(dest):
+            failed.append({"path": rel, "reason": "destination leaves the workspace or is not a regular file"})
+            continue
+        os.makedirs(parent, exist_ok=True)
         mtime_ns = int(item["mtime_ns"])
         os.utime(tmp, ns=(mtime_ns, mtime_ns))
         os.chmod(tmp, item.get("mode", 0o644) & 0o777)

@@ -45,6 +45,19 @@ async def test_many_commands_share_the_channel_limit(cluster) -> None:
     assert await host.ping() < 2
 
 
+async def test_a_channel_refused_by_max_sessions_is_opened_again(sshd) -> None:
+    """More channels than the server's MaxSessions (10): the refused opens wait for a free slot."""
+    config = sshd.cluster_config(python=PYTHON, max_channels=16)
+    host = SSHHost(config.servers[0], config.ssh)
+    await host.connect()
+    try:
+        results = await asyncio.gather(*(host.run(["sh", "-c", f"sleep 0.2; echo {i}"]) for i in range(32)))
+        assert [r.stdout.strip() for r in results] == [str(i) for i in range(32)]
+        assert host.state is HostState.ONLINE and host.reconnects == 0
+    finally:
+        await host.close()
+
+
 async def test_unknown_host_key_is_refused(sshd, tmp_path: Path) -> None:
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
