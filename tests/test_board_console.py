@@ -45,6 +45,12 @@ async def test_board_dispatches_survives_a_console_restart_and_offers_the_next_s
         await pilot.press("d")
         assert AutoDispatch.of(app).running
         await wait_for(pilot, lambda: row_states(app).get("KR_DNN_1_1") == "running", 60, "running batch")
+        job_id = app.screen.board.rows[0].job_id
+        await pilot.press("enter")  # follow the batch's job log on the main screen
+        await wait_for(pilot, lambda: not isinstance(app.screen, BoardScreen) and app.following == f"localhost/{job_id}",
+                       what="the job's log in the log pane")
+        await wait_for(pilot, lambda: any("KR_DNN_1_1" in line for line in app.log_pane.view.buffer.lines()), 60, "log lines of the job")
+        await pilot.press("o")
     # The console is gone (its dispatcher with it); the job keeps running.
     jobs = agent.cmd_list({"root": str(small_epoch.root)})
     assert [j["state"] for j in jobs] == ["running"]

@@ -13,7 +13,7 @@ import asyncio
 from typing import Any
 
 from rich.markup import escape
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -112,6 +112,7 @@ class BoardScreen(Screen[None]):
         table = self.query_one("#board-table", DataTable)
         table.add_columns("stage", "batch", "category", "state", "failures", "last log line")
         table.border_title = "Batches"
+        table.border_subtitle = "enter: follow the batch's job log"
         self.query_one("#board-summary", Static).border_title = "Board"
         self.reload()
         self.set_interval(REFRESH_S, self.reload)
@@ -134,11 +135,14 @@ class BoardScreen(Screen[None]):
         if board is None or not self.is_attached:
             return
         table = self.query_one("#board-table", DataTable)
+        cursor = table.cursor_row  # rows keep their order between refreshes: keep the user's place
         table.clear()
         for row in board.rows:
             failures = ", ".join(f"{h} {n}" for h, n in row.failures.items())
             table.add_row(row.spec.stage, row.spec.name, row.spec.category or "-", row.label, failures or "-",
                           escape(row.log_tail[-1][:60]) if row.log_tail else "", key=row.spec.key)
+        if board.rows:
+            table.move_cursor(row=min(cursor, len(board.rows) - 1), animate=False)
         hosts = ", ".join(f"{h} {s.split(':')[0]}" for h, s in board.hosts.items())
         dispatch = f"auto-dispatch [b]ON[/b] ({self.auto.stage})" if self.auto.running else "auto-dispatch off"
         self.query_one("#board-summary", Static).update(
@@ -175,6 +179,20 @@ class BoardScreen(Screen[None]):
             return
         self.dismiss(None)
         self.app.call_later(self.app.run_action, action)
+
+    @on(DataTable.RowSelected, "#board-table")
+    def _show_log(self, event: DataTable.RowSelected) -> None:
+        """Enter on a batch with a job: back to the main screen, following that job's log."""
+        row = next((r for r in self.board.rows if r.spec.key == event.row_key.value), None) if self.board else None
+        if row is None or not row.job_id or not row.host:
+            self.app.notify("this batch has no job yet")
+            return
+        from console.state import JobView
+
+        job = self.app.cluster.jobs.get(f"{row.host}/{row.job_id}") or JobView(
+            row.host, row.job_id, " ".join(row.spec.argv()), row.state, row.exit_code)
+        self.dismiss(None)
+        self.app.follow_log(job)
 
     def action_close(self) -> None:
         self.dismiss(None)
