@@ -26,6 +26,9 @@ def add_board_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
                    help="failures of a batch on one server before it moves to another (default 2)")
     p.add_argument("--stall", type=float, default=120.0, metavar="SECONDS",
                    help="abandon (and later retry) a push or pull that moved nothing for this long (default 120)")
+    p.add_argument("--reassign-after", type=float, metavar="SECONDS",
+                   help="move a batch whose server has been unreachable this long to another server "
+                        "(default: wait for that server; its job may still be running)")
     p.add_argument("--max-epochs", type=int, metavar="N", help="regressions: train-regression-batch --max-epochs")
     p.add_argument("--workers", type=int, metavar="N", help="profitable-configs: find-profitable-configs --workers")
     p.add_argument("--forever", action="store_true", help="keep watching after every batch is done")
@@ -74,6 +77,7 @@ async def _dispatch(args: argparse.Namespace, hosts: Sequence["Host"], local_roo
     from remote.dispatch import DispatchOptions, Dispatcher
 
     options = DispatchOptions(stage=args.stage, interval_s=args.interval, max_failures=args.max_failures, stall_s=args.stall,
+                              reassign_after_s=args.reassign_after,
                               max_epochs=args.max_epochs, workers=args.workers, until_done=not args.forever)
     log: Callable[[Any], None] = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
     dispatcher = Dispatcher(hosts, local_root, options, log)

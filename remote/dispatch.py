@@ -10,7 +10,10 @@ Each tick (every ``interval_s``) rebuilds the :mod:`remote.board` and then, per 
   left for the user;
 * an idle server (reachable, ``is_cluster``, no running job of any kind) gets
   the next pending batch: push what it needs (incrementally), record the
-  assignment, start the job.
+  assignment, start the job;
+* with ``reassign_after_s``, a batch whose server has been unreachable that
+  long moves to another server; its old job is stopped when the server
+  answers again.
 
 Never two jobs on one host (the agent refuses a second one as well), never the
 same batch twice at once: a batch running, or assigned to a host that cannot
@@ -44,6 +47,9 @@ class DispatchOptions:
     workers: int | None = None  # find-profitable-configs --workers
     until_done: bool = True  # stop once every batch of the stage is done
     stall_s: float = 120.0  # a push / pull that moves no byte for this long is abandoned and retried
+    # A batch whose server stays unreachable this long moves to another server (None: it waits for its
+    # server, the safe default: the job may still be running there). Its old job is stopped if it returns.
+    reassign_after_s: float | None = None
 
 
     def __post_init__(self) -> None:
@@ -55,6 +61,8 @@ class DispatchOptions:
             raise RemoteError(f"--max-failures {self.max_failures} out of range; allowed 1..100")
         if not 1 <= self.stall_s <= 86400:
             raise RemoteError(f"--stall {self.stall_s} out of range; allowed 1..86400 seconds")
+        if self.reassign_after_s is not None and not 1 <= self.reassign_after_s <= 30 * 86400:
+            raise RemoteError(f"--reassign-after {self.reassign_after_s} out of range; allowed 1..2592000 seconds")
 
 
 @dataclass
@@ -82,6 +90,7 @@ class Dispatcher:
         # whose link hangs holds only itself, not the other hosts' rounds.
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._host_status: dict[str, str] = {}  # last reported per host, so each change is logged once
+        self._down_since: dict[str, float] = {}  # host -> when this dispatcher first saw it unreachable
 
     def stop(self) -> None:
         self._stop.set()
@@ -126,6 +135,10 @@ class Dispatcher:
             if self._host_status.get(name, "online") != status:
                 self.log(f"server {name}: {status}")
             self._host_status[name] = status
+            if status == "online":
+                self._down_since.pop(name, None)
+            else:
+                self._down_since.setdefault(name, time.monotonic())
         self._inflight = {name: task for name, task in self._inflight.items() if not task.done()}
         online = [h for h in self.hosts if board.hosts.get(h.name) == "online" and h.name not in self._inflight]
         rows = board.stage_rows(self.options.stage)
@@ -139,6 +152,12 @@ class Dispatcher:
                     self.log(f"{row.spec.name}: job {row.job_id} on {row.host} failed (exit {row.exit_code}); will retry")
                 if (assigned := self.state.assigned(row.spec.key)) and assigned.get("job_id") == row.job_id:
                     self.state.release(row.spec.key)
+        self._reassign_from_lost_hosts(rows)
+        for row in rows:  # a moved batch's old job, on a server that answers again, must not run on
+            for job in row.jobs:
+                if job["host"] in work and job["label"] == "running" and job["job_id"] in self.state.failed_jobs(
+                        row.spec.key).get(job["host"], []):
+                    work[job["host"]].append(self._stop_moved(row, job["host"], job["job_id"]))
         # An assignment ends when its batch is done, or when its host answers and holds no job of it
         # (the start never happened, or the job directory was removed).
         for row in rows:
@@ -169,6 +188,30 @@ class Dispatcher:
         if report.started or report.pulled:
             board = await self.board()
         return board
+
+    def _reassign_from_lost_hosts(self, rows: list[boards.BatchRow]) -> None:
+        """``reassign_after_s``: a batch held by a server unreachable that long counts one failure there
+        and becomes pending again, so an idle server takes it."""
+        limit = self.options.reassign_after_s
+        if limit is None:
+            return
+        now = time.monotonic()
+        for row in rows:
+            assigned = self.state.assigned(row.spec.key)
+            host = assigned["host"] if assigned else None
+            if host is None or row.state not in (boards.RUNNING, boards.PUSHED) or now - self._down_since.get(host, now) < limit:
+                continue
+            job_id = assigned.get("job_id") or f"unreachable-{int(time.time())}"
+            self.state.record_failure(row.spec.key, host, job_id)
+            self.state.release(row.spec.key)
+            row.state, row.failures = boards.PENDING, {**row.failures, host: row.failures.get(host, 0) + 1}
+            self.log(f"{row.spec.name}: server {host} unreachable for {now - self._down_since[host]:.0f} s; "
+                     "the batch moves to another server (its job there is stopped if the server returns)")
+
+    async def _stop_moved(self, row: boards.BatchRow, host_name: str, job_id: str) -> None:
+        host = next(h for h in self.hosts if h.name == host_name)
+        await host.stop_job(job_id, grace_s=10)
+        self.log(f"{row.spec.name}: stopped job {job_id} on {host_name} (the batch had moved to another server)")
 
     def _choose(self, candidates: list[boards.BatchRow], host: str) -> boards.BatchRow | None:
         """The first batch that failed fewer than ``max_failures`` times on this host."""

@@ -221,3 +221,56 @@ async def test_a_stalled_push_is_abandoned_and_retried_later(small_epoch: Worksp
     assert (three_hosts.servers[0].root / dispatcher.epoch_id / "regression_training_configs" / "DNN" / "KR_DNN_1_1.json").is_file()
     assert report.files_sent >= 1
     await host.close()
+
+
+@pytest.mark.timeout(300)
+def test_a_batch_moves_off_a_server_that_stays_unreachable(small_epoch: Workspace, three_hosts, tmp_path: Path) -> None:
+    """--reassign-after: the batch of a server that stays down is trained elsewhere; when that server
+    answers again, its old job (frozen meanwhile) is stopped instead of running on."""
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_1_2", ["RA0", "RA1"])
+    doc = three_hosts.config_dict(python=sys.executable)
+    doc["servers"] = doc["servers"][:2]
+    config = tmp_path / "cluster.json"
+    config.write_text(json.dumps(doc))
+    servers = three_hosts.servers[:2]
+    log = tmp_path / "dispatch.log"
+    argv = [sys.executable, "-m", "remote.cli", "--config", str(config), "--local-root", str(small_epoch.root), "dispatch",
+            "--stage", "regressions", "--max-epochs", str(MAX_EPOCHS), "--interval", "0.5", "--reassign-after", "3"]
+    with open(log, "ab") as out:
+        dispatcher = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1])
+    try:
+        wait_until(lambda: any(j["state"] == "running" for _, j in all_jobs(servers)), 120, "a running job")
+        lost_name, first = next((n, j) for n, j in all_jobs(servers) if j["state"] == "running")
+        lost = next(s for s in servers if s.name == lost_name)
+        other = next(s for s in servers if s is not lost)
+        lost.kill()
+        os.killpg(first["pid"], signal.SIGSTOP)  # the job there stays alive but makes no progress
+        assert dispatcher.wait(240) == 0, log.read_text()[-3000:]
+    finally:
+        if dispatcher.poll() is None:
+            dispatcher.kill()
+            dispatcher.wait(10)
+    text = log.read_text()
+    assert f"KR_DNN_1_2: server {lost_name} unreachable for" in text, text
+    [(name, job)] = [(n, j) for n, j in all_jobs(servers) if n == other.name]
+    assert job["exit_code"] == 0 and job["argv"][4] == "KR_DNN_1_2"
+    for model_id in ("RA0", "RA1"):
+        assert (small_epoch.epoch().regressions_dir / model_id / "certificate.json").is_file()
+
+    # The server returns: the next dispatch stops its frozen job of the moved batch and finds all done.
+    lost.start()
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert f"stopped job {first['id']} on {lost_name}" in done.stdout, done.stdout
+        stopped = agent.cmd_info({"root": str(lost.root), "job_id": first["id"]})
+        assert stopped["state"] == "exited" and stopped["stopped"], stopped
+    finally:
+        try:
+            os.killpg(first["pid"], signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    board = json.loads(subprocess.run(
+        [sys.executable, "-m", "remote.cli", "--config", str(config), "--local-root", str(small_epoch.root), "--json",
+         "board", "--stage", "regressions"], capture_output=True, text=True, check=True).stdout)
+    assert [(b["batch"], b["state"], b["failures"]) for b in board["batches"]] == [("KR_DNN_1_2", "done", {lost_name: 1})]
