@@ -51,7 +51,6 @@ class DispatchOptions:
     # server, the safe default: the job may still be running there). Its old job is stopped if it returns.
     reassign_after_s: float | None = None
 
-
     def __post_init__(self) -> None:
         if self.stage not in boards.STAGES:
             raise RemoteError(f"--stage {self.stage!r} unknown; allowed: {', '.join(boards.STAGES)}")
@@ -155,8 +154,8 @@ class Dispatcher:
         self._reassign_from_lost_hosts(rows)
         for row in rows:  # a moved batch's old job, on a server that answers again, must not run on
             for job in row.jobs:
-                if job["host"] in work and job["label"] == "running" and job["job_id"] in self.state.failed_jobs(
-                        row.spec.key).get(job["host"], []):
+                moved_away = job["job_id"] in self.state.failed_jobs(row.spec.key).get(job["host"], [])
+                if moved_away and job["label"] == "running" and job["host"] in work:
                     work[job["host"]].append(self._stop_moved(row, job["host"], job["job_id"]))
         # An assignment ends when its batch is done, or when its host answers and holds no job of it
         # (the start never happened, or the job directory was removed).
