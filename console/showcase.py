@@ -17,6 +17,7 @@ from remote.board import DONE, FAILED, FINISHED, PENDING, PUSHED, REGRESSIONS, R
 from remote.config import parse_cluster_config
 
 from console.app import EpochConsole
+from console.screens.board import AutoDispatch
 from console.cluster import Cluster
 from console.state import OFFLINE, JobView
 from epoch_builder.workspace import Workspace
@@ -104,6 +105,12 @@ def showcase_app() -> EpochConsole:
         return showcase_board()
 
     app.read_board = read_board  # type: ignore[method-assign]
+    AutoDispatch.of(app).messages.extend([
+        "00:14:58 dispatch regressions: epoch _EPOCH, servers localhost, gpu-1, cpu-2",
+        "00:15:02 KR_DNN_3_10: started job 20260101T001500-train-regression-batch-9f8e7d on gpu-1 (sent 4 file(s))",
+        "00:15:40 server cpu-2: unreachable: cannot connect: Connection refused",
+        "00:16:05 KR_DNN_4_10: started job 20260101T001600-train-regression-batch-2a2b2c on localhost (sent 0 file(s))",
+    ])
 
     def fill_log() -> None:
         job = app.cluster.jobs["gpu-1/20260101T001500-train-regression-batch-9f8e7d"]

@@ -75,13 +75,17 @@ class TickReport:
 class Dispatcher:
     """Drives one stage of the active epoch across the cluster's ``is_cluster`` servers."""
 
-    def __init__(self, hosts: Sequence["Host"], local_root: Path, options: DispatchOptions, log: Log = print) -> None:
+    def __init__(self, hosts: Sequence["Host"], local_root: Path, options: DispatchOptions, log: Log = print,
+                 alert: Log | None = None) -> None:
+        """``log`` gets every message; ``alert`` (default ``log``) instead gets those that need a look:
+        failures, errors, servers going away, batches moved."""
         self.hosts = [h for h in hosts if h.config.is_cluster]
         if not self.hosts:
             raise RemoteError("dispatch: no server has is_cluster true in the cluster file")
         self.root = Path(local_root).resolve()
         self.options = options
         self.log = log
+        self.alert = alert or log
         self.epoch_id = boards.epoch_id_of(self.root)
         self.state = boards.BoardStateFile(self.root, self.epoch_id)
         self._stop = asyncio.Event()
@@ -132,7 +136,7 @@ class Dispatcher:
         report = TickReport()
         for name, status in board.hosts.items():
             if self._host_status.get(name, "online") != status:
-                self.log(f"server {name}: {status}")
+                (self.log if status == "online" else self.alert)(f"server {name}: {status}")
             self._host_status[name] = status
             if status == "online":
                 self._down_since.pop(name, None)
@@ -148,7 +152,7 @@ class Dispatcher:
             elif row.state == boards.FAILED and row.job_id and row.host:
                 if self.state.record_failure(row.spec.key, row.host, row.job_id):
                     report.failed.append((row.spec.name, row.host))
-                    self.log(f"{row.spec.name}: job {row.job_id} on {row.host} failed (exit {row.exit_code}); will retry")
+                    self.alert(f"{row.spec.name}: job {row.job_id} on {row.host} failed (exit {row.exit_code}); will retry")
                 if (assigned := self.state.assigned(row.spec.key)) and assigned.get("job_id") == row.job_id:
                     self.state.release(row.spec.key)
         self._reassign_from_lost_hosts(rows)
@@ -204,7 +208,7 @@ class Dispatcher:
             self.state.record_failure(row.spec.key, host, job_id)
             self.state.release(row.spec.key)
             row.state, row.failures = boards.PENDING, {**row.failures, host: row.failures.get(host, 0) + 1}
-            self.log(f"{row.spec.name}: server {host} unreachable for {now - self._down_since[host]:.0f} s; "
+            self.alert(f"{row.spec.name}: server {host} unreachable for {now - self._down_since[host]:.0f} s; "
                      "the batch moves to another server (its job there is stopped if the server returns)")
 
     async def _stop_moved(self, row: boards.BatchRow, host_name: str, job_id: str) -> None:
@@ -225,7 +229,7 @@ class Dispatcher:
                 await action
             except (RemoteError, OSError, TimeoutError) as exc:
                 report.errors.append(f"{name}: {exc}")
-                self.log(f"server {name}: {exc}")
+                self.alert(f"server {name}: {exc}")
 
     async def _pull(self, row: boards.BatchRow, report: TickReport) -> None:
         from remote import sync
@@ -238,7 +242,7 @@ class Dispatcher:
             report.pulled.append((row.spec.name, host.name))
             self.log(f"{row.spec.name}: done on {host.name}, pulled {pulled.files_sent} file(s)")
         else:
-            self.log(f"{row.spec.name}: job {row.job_id} on {host.name} exited 0 but its results are incomplete there")
+            self.alert(f"{row.spec.name}: job {row.job_id} on {host.name} exited 0 but its results are incomplete there")
             self.state.record_failure(row.spec.key, host.name, str(row.job_id))
 
     async def _transfer(self, host: "Host", direction: str, call: Callable[[Callable[[Any], None]], Awaitable[Any]]) -> Any:

@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import pytest
+from textual.widgets import Log
 
 from console.app import make_app
 from console.screens.board import AutoDispatch, BoardScreen
@@ -46,6 +47,8 @@ async def test_board_dispatches_survives_a_console_restart_and_offers_the_next_s
         assert AutoDispatch.of(app).running
         await wait_for(pilot, lambda: row_states(app).get("KR_DNN_1_1") == "running", 60, "running batch")
         job_id = app.screen.board.rows[0].job_id
+        panel = app.screen.query_one("#board-log", Log)  # the dispatcher's log, in the Board screen
+        await wait_for(pilot, lambda: any(f"started job {job_id}" in line for line in panel.lines), what="dispatch log line")
         await pilot.press("enter")  # follow the batch's job log on the main screen
         await wait_for(pilot, lambda: not isinstance(app.screen, BoardScreen) and app.following == f"localhost/{job_id}",
                        what="the job's log in the log pane")

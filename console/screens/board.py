@@ -10,19 +10,22 @@ running jobs rather than restarting them.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import time
+from collections import deque
+from typing import Any, Callable
 
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, Log, Static
 
 from remote import board as boards
 from remote.dispatch import DispatchOptions, Dispatcher
 
 REFRESH_S = 3.0
+MESSAGES_KEPT = 500  # lines of the dispatcher's log kept for the Board screen
 # The console action offered by each stage gate (see remote.board.Board.next_step).
 GATE_ACTIONS = {
     "rank regressions and initialize prediction models": "initialize_models",
@@ -38,6 +41,8 @@ class AutoDispatch:
     def __init__(self) -> None:
         self.dispatcher: Dispatcher | None = None
         self.task: asyncio.Task[Any] | None = None
+        self.messages: deque[str] = deque(maxlen=MESSAGES_KEPT)  # the dispatcher's log, newest last
+        self.on_message: Callable[[str], None] | None = None  # the open Board screen's log panel
 
     @property
     def running(self) -> bool:
@@ -55,8 +60,13 @@ class AutoDispatch:
 
     def start(self, app: Any, stage: str) -> None:
         hosts = list(app.cluster.remote_hosts.values())
+
+        def alert(message: str) -> None:  # failures also pop up, wherever the user is
+            self.record(message)
+            app.notify(escape(message), severity="warning")
+
         self.dispatcher = Dispatcher(hosts, app.workspace.root, DispatchOptions(stage=stage, interval_s=REFRESH_S),
-                                     log=lambda message: app.notify(escape(message)))
+                                     log=self.record, alert=alert)
         self.task = asyncio.get_running_loop().create_task(self._run(app))
 
     async def _run(self, app: Any) -> None:
@@ -67,6 +77,12 @@ class AutoDispatch:
             raise
         except Exception as exc:  # noqa: BLE001 - a message, never a crash
             app.report_error(exc, "auto-dispatch")
+
+    def record(self, message: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {message}"
+        self.messages.append(line)
+        if self.on_message is not None:
+            self.on_message(line)
 
     def stop(self) -> None:
         if self.dispatcher is not None:
@@ -106,6 +122,7 @@ class BoardScreen(Screen[None]):
         yield Static("reading the board...", id="board-summary")
         yield DataTable(id="board-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="board-next")
+        yield Log(id="board-log", max_lines=MESSAGES_KEPT)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -114,8 +131,15 @@ class BoardScreen(Screen[None]):
         table.border_title = "Batches"
         table.border_subtitle = "enter: follow the batch's job log"
         self.query_one("#board-summary", Static).border_title = "Board"
+        log = self.query_one("#board-log", Log)
+        log.border_title = "Auto-dispatch"
+        log.write_lines(self.auto.messages)
+        self.auto.on_message = log.write_line
         self.reload()
         self.set_interval(REFRESH_S, self.reload)
+
+    def on_unmount(self) -> None:
+        self.auto.on_message = None
 
     @property
     def auto(self) -> AutoDispatch:
