@@ -46,6 +46,14 @@ def wait_until(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:  # a session that ended meanwhile (or a zombie reaped since)
+            pass
+
+
 def start_dispatcher(config: Path, ws: Workspace, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen(
@@ -205,8 +213,7 @@ async def test_a_stalled_push_is_abandoned_and_retried_later(small_epoch: Worksp
     await host.connect()
     frozen = three_hosts.servers[0].session_pids()
     assert frozen
-    for pid in frozen:
-        os.kill(pid, signal.SIGSTOP)
+    signal_all(frozen, signal.SIGSTOP)
     try:
         started = time.monotonic()
         with pytest.raises(RemoteError, match=r"srv1: push moved nothing for 1.5 s"):
@@ -214,8 +221,7 @@ async def test_a_stalled_push_is_abandoned_and_retried_later(small_epoch: Worksp
                 host, paths, local_root=small_epoch.root, progress=progress))
         assert time.monotonic() - started < 8
     finally:
-        for pid in frozen:
-            os.kill(pid, signal.SIGCONT)
+        signal_all(frozen, signal.SIGCONT)
     report = await dispatcher._transfer(host, "push", lambda progress: sync.push(
         host, paths, local_root=small_epoch.root, progress=progress))
     assert (three_hosts.servers[0].root / dispatcher.epoch_id / "regression_training_configs" / "DNN" / "KR_DNN_1_1.json").is_file()
