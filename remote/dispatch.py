@@ -62,6 +62,10 @@ class DispatchOptions:
             raise RemoteError(f"--stall {self.stall_s} out of range; allowed 1..86400 seconds")
         if self.reassign_after_s is not None and not 1 <= self.reassign_after_s <= 30 * 86400:
             raise RemoteError(f"--reassign-after {self.reassign_after_s} out of range; allowed 1..2592000 seconds")
+        if self.max_epochs is not None and not 1 <= self.max_epochs <= 100_000:
+            raise RemoteError(f"--max-epochs {self.max_epochs} out of range; allowed 1..100000")
+        if self.workers is not None and not 1 <= self.workers <= 1024:
+            raise RemoteError(f"--workers {self.workers} out of range; allowed 1..1024")
 
 
 @dataclass

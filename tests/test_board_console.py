@@ -7,7 +7,7 @@ import asyncio
 import time
 
 import pytest
-from textual.widgets import Log
+from textual.widgets import Input, Log
 
 from console.app import make_app
 from console.screens.board import AutoDispatch, BoardScreen
@@ -43,8 +43,10 @@ async def test_board_dispatches_survives_a_console_restart_and_offers_the_next_s
         await pilot.press("o")
         assert isinstance(app.screen, BoardScreen)
         await wait_for(pilot, lambda: row_states(app) == {"KR_DNN_1_1": "pending"}, what="pending batch")
-        await pilot.press("d")
-        assert AutoDispatch.of(app).running
+        await pilot.press("d")  # asks for the options (those of `epoch-cluster dispatch`)
+        app.screen.query_one("#f-max-failures", Input).value = "3"
+        await pilot.press("ctrl+s")
+        assert AutoDispatch.of(app).running and AutoDispatch.of(app).dispatcher.options.max_failures == 3
         await wait_for(pilot, lambda: row_states(app).get("KR_DNN_1_1") == "running", 60, "running batch")
         job_id = app.screen.board.rows[0].job_id
         panel = app.screen.query_one("#board-log", Log)  # the dispatcher's log, in the Board screen
@@ -62,7 +64,7 @@ async def test_board_dispatches_survives_a_console_restart_and_offers_the_next_s
     async with app.run_test(size=(150, 40)) as pilot:
         await pilot.press("o")
         await wait_for(pilot, lambda: row_states(app).get("KR_DNN_1_1") in ("running", "finished"), what="adopted job")
-        await pilot.press("d")  # adopts: waits for the running job instead of starting another
+        await pilot.press("d", "ctrl+s")  # adopts: waits for the running job instead of starting another
         await wait_for(pilot, lambda: row_states(app) == {"KR_DNN_1_1": "done"}, 120, "batch done")
         assert len(agent.cmd_list({"root": str(small_epoch.root)})) == 1
         summary = str(app.screen.query_one("#board-next").render())

@@ -10,6 +10,7 @@ running jobs rather than restarting them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from typing import Any, Callable
@@ -21,8 +22,11 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Log, Static
 
+from epoch_builder.errors import EpochBuilderError
 from remote import board as boards
 from remote.dispatch import DispatchOptions, Dispatcher
+
+from console.screens.dispatch_form import DispatchForm
 
 REFRESH_S = 3.0
 MESSAGES_KEPT = 500  # lines of the dispatcher's log kept for the Board screen
@@ -43,6 +47,7 @@ class AutoDispatch:
         self.task: asyncio.Task[Any] | None = None
         self.messages: deque[str] = deque(maxlen=MESSAGES_KEPT)  # the dispatcher's log, newest last
         self.on_message: Callable[[str], None] | None = None  # the open Board screen's log panel
+        self.last_options: DispatchOptions | None = None  # offered again the next time it is switched on
 
     @property
     def running(self) -> bool:
@@ -58,15 +63,15 @@ class AutoDispatch:
             app._auto_dispatch = cls()
         return app._auto_dispatch
 
-    def start(self, app: Any, stage: str) -> None:
+    def start(self, app: Any, options: DispatchOptions) -> None:
         hosts = list(app.cluster.remote_hosts.values())
 
         def alert(message: str) -> None:  # failures also pop up, wherever the user is
             self.record(message)
             app.notify(escape(message), severity="warning")
 
-        self.dispatcher = Dispatcher(hosts, app.workspace.root, DispatchOptions(stage=stage, interval_s=REFRESH_S),
-                                     log=self.record, alert=alert)
+        self.dispatcher = Dispatcher(hosts, app.workspace.root, options, log=self.record, alert=alert)
+        self.last_options = options
         self.task = asyncio.get_running_loop().create_task(self._run(app))
 
     async def _run(self, app: Any) -> None:
@@ -188,11 +193,23 @@ class BoardScreen(Screen[None]):
         stage = boards.REGRESSIONS
         if board.stage_done(boards.REGRESSIONS) and board.stage_rows(boards.PROFITABLE_CONFIGS):
             stage = boards.PROFITABLE_CONFIGS
-        if not board.stage_rows(stage):
-            self.app.report_error(f"auto-dispatch: no {stage} batches in epoch {board.epoch_id}")
+        last = self.auto.last_options
+        defaults = dataclasses.replace(last, stage=stage) if last else DispatchOptions(stage=stage, interval_s=REFRESH_S)
+        self.app.push_screen(DispatchForm(defaults), self._start_dispatch)
+
+    def _start_dispatch(self, options: DispatchOptions | None) -> None:
+        if options is None or self.auto.running:
             return
-        self.auto.start(self.app, stage)
-        self.app.notify(f"auto-dispatch on: {stage}")
+        board = self.board
+        if board is not None and not board.stage_rows(options.stage):
+            self.app.report_error(f"auto-dispatch: no {options.stage} batches in epoch {board.epoch_id}")
+            return
+        try:
+            self.auto.start(self.app, options)
+        except EpochBuilderError as exc:  # e.g. no is_cluster server: one line
+            self.app.report_error(exc, "auto-dispatch")
+            return
+        self.app.notify(f"auto-dispatch on: {options.stage}")
         self.draw()
 
     def action_next_step(self) -> None:

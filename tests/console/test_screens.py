@@ -14,9 +14,11 @@ from textual.widgets import Input, Select, Static
 from console.actions import ACTIONS
 from console.screens.action_menu import ActionMenu
 from console.screens.confirm import ConfirmDialog
+from console.screens.dispatch_form import DispatchForm
 from console.screens.forms import BatchPicker, CreateEpochForm, ModelPicker, NumberForm, RegressionPicker, ServerPicker
 from console.screens.help import HelpScreen, help_markdown
 from console.workspace_files import list_batches, list_build_models, list_regressions
+from remote.dispatch import DispatchOptions
 
 
 class Host(App[None]):
@@ -101,6 +103,32 @@ async def test_number_form_range() -> None:
 def _write(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
+
+
+async def test_dispatch_form_checks_like_the_command_and_returns_its_options() -> None:
+    app = Host(DispatchForm(DispatchOptions(stage="profitable-configs", interval_s=3.0)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        assert screen.query_one("#f-stage", Select).value == "profitable-configs"
+        assert screen.query_one("#f-stall", Input).value == "120"
+        assert screen.query_one("#f-reassign-after", Input).value == ""  # off by default
+        screen.query_one("#f-max-failures", Input).value = "0"
+        await pilot.press("ctrl+s")
+        error = str(screen.query_one(".form-error", Static).render())
+        assert "--max-failures 0 out of range; allowed 1..100" in error and not app.results
+        screen.query_one("#f-max-failures", Input).value = "3"
+        screen.query_one("#f-reassign-after", Input).value = "soon"
+        await pilot.press("ctrl+s")
+        error = str(screen.query_one(".form-error", Static).render())
+        assert "--reassign-after='soon' must be a number or blank" in error and not app.results
+        screen.query_one("#f-reassign-after", Input).value = "600"
+        screen.query_one("#f-workers", Input).value = "2"
+        screen.query_one("#f-stage", Select).value = "regressions"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+    [options] = app.results
+    assert (options.stage, options.max_failures, options.reassign_after_s, options.workers, options.max_epochs,
+            options.stall_s, options.interval_s) == ("regressions", 3, 600.0, 2, None, 120.0, 3.0)
 
 
 async def test_batch_picker_lists_the_epochs_batch_files(small_epoch) -> None:

@@ -1,0 +1,83 @@
+"""The options of auto-dispatch, asked when it is switched on from the Board screen.
+
+The same options as ``epoch-cluster dispatch``; ``DispatchOptions`` checks them,
+so a value the console accepts is one the command accepts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Input, Label, Select
+
+from epoch_builder.errors import EpochBuilderError
+from remote.board import STAGES
+from remote.dispatch import DispatchOptions
+
+from console.screens.forms import FormScreen
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # the input's id is f-<name>; the option is DispatchOptions.<attr>
+    attr: str
+    label: str
+    allowed: str  # shown beside the input
+    number: type  # int or float
+    optional: bool = False  # blank means the option's "off" / the command's default
+
+
+FIELDS = (
+    Field("max-failures", "max_failures", "failures before moving", "1..100 per server", int),
+    Field("stall", "stall_s", "stalled transfer after", "1..86400 s", float),
+    Field("reassign-after", "reassign_after_s", "move off a lost server after", "blank: wait for it", float, True),
+    Field("max-epochs", "max_epochs", "max epochs (regressions)", "blank: the config's", int, True),
+    Field("workers", "workers", "workers (configs)", "blank: all cores", int, True),
+)
+
+
+def _number(field: Field, raw: str) -> int | float | None:
+    if not raw and field.optional:
+        return None
+    try:
+        return field.number(raw)
+    except ValueError:
+        kind = "an integer" if field.number is int else "a number"
+        blank = " or blank" if field.optional else ""
+        raise EpochBuilderError(f"--{field.name}={raw!r} must be {kind}{blank} ({field.allowed})") from None
+
+
+class DispatchForm(FormScreen):
+    """Dismisses with the ``DispatchOptions`` to start auto-dispatch with."""
+
+    TITLE_TEXT = "Auto-dispatch"
+    OK_LABEL = "Start"
+
+    def __init__(self, defaults: DispatchOptions) -> None:
+        super().__init__()
+        self.defaults = defaults
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(classes="form-fields"):
+            with Horizontal(classes="field"):
+                yield Label("stage", classes="field-label")
+                yield Select([(s, s) for s in STAGES], value=self.defaults.stage, allow_blank=False, id="f-stage")
+            for field in FIELDS:
+                value = getattr(self.defaults, field.attr)
+                with Horizontal(classes="field"):
+                    yield Label(field.label, classes="field-label")
+                    yield Input("" if value is None else f"{value:g}", id=f"f-{field.name}")
+                    yield Label(field.allowed, classes="field-range")
+
+    def on_mount(self) -> None:
+        self.query_one("#f-stage", Select).focus()
+
+    def on_input_submitted(self) -> None:
+        self.action_submit()
+
+    def collect(self) -> DispatchOptions:
+        values = {f.attr: _number(f, self.query_one(f"#f-{f.name}", Input).value.strip()) for f in FIELDS}
+        return DispatchOptions(stage=str(self.query_one("#f-stage", Select).value),
+                               interval_s=self.defaults.interval_s, **values)
