@@ -30,11 +30,11 @@ class Field:
 
 
 FIELDS = (
-    Field("max-failures", "max_failures", "failures before moving", "1..100 per server", int),
-    Field("stall", "stall_s", "stalled transfer after", "1..86400 s", float),
-    Field("reassign-after", "reassign_after_s", "move off a lost server after", "blank: wait for it", float, True),
-    Field("max-epochs", "max_epochs", "max epochs (regressions)", "blank: the config's", int, True),
-    Field("workers", "workers", "workers (configs)", "blank: all cores", int, True),
+    Field("max-failures", "max_failures", "failures per server", "1..100", int),
+    Field("stall", "stall_s", "stalled transfer (s)", "1..86400", float),
+    Field("reassign-after", "reassign_after_s", "move off lost server (s)", "blank: never", float, True),
+    Field("max-epochs", "max_epochs", "max epochs (regressions)", "blank: config", int, True),
+    Field("workers", "workers", "workers (configs)", "blank: all", int, True),
 )
 
 
