@@ -40,13 +40,29 @@ class Terminal:
         while not re.search(pattern.encode(), ANSI.sub(b"", self.seen)):
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"timed out waiting for {pattern!r}; last output: {ANSI.sub(b'', self.seen)[-1500:]!r}")
-            ready, _, _ = select.select([self.master], [], [], min(left, 0.2))
-            if ready:
-                try:
-                    self.seen += os.read(self.master, 65536)
-                except OSError:  # the child closed the terminal
-                    time.sleep(0.05)
+                raise AssertionError(f"timed out waiting for {pattern!r}; last output: {self.tail()!r}")
+            self._read(min(left, 0.2))
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """The exit code; the output is read meanwhile, as a terminal would: a child whose
+        writes fill the pseudo-terminal's buffer blocks and could never exit."""
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still running after {timeout} s; last output: {self.tail()!r}")
+            self._read(0.1)
+        return self.process.returncode
+
+    def _read(self, timeout: float) -> None:
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if ready:
+            try:
+                self.seen += os.read(self.master, 65536)
+            except OSError:  # the child closed the terminal
+                time.sleep(0.05)
+
+    def tail(self) -> bytes:
+        return ANSI.sub(b"", self.seen)[-1500:]
 
     def send(self, text: str) -> None:
         os.write(self.master, text.encode())
@@ -81,6 +97,6 @@ def test_connect_opens_a_shell_in_the_server_workspace_and_returns(sshd_pair, tm
         term.send("exit\r")
         term.expect(r"srv2", 30)  # the console draws its screen again
         term.send("q")
-        assert term.process.wait(30) == 0
+        assert term.wait(30) == 0
     finally:
         term.close()
