@@ -68,7 +68,7 @@ class DispatchForm(FormScreen):
                 value = getattr(self.defaults, field.attr)
                 with Horizontal(classes="field"):
                     yield Label(field.label, classes="field-label")
-                    yield Input("" if value is None else f"{value:g}", id=f"f-{field.name}")
+                    yield Input("" if value is None else f"{value:.10g}", id=f"f-{field.name}")
                     yield Label(field.allowed, classes="field-range")
 
     def on_mount(self) -> None:
