@@ -133,3 +133,20 @@ def test_unknown_stage_is_refused(small_epoch: Workspace) -> None:
     with pytest.raises(RemoteError, match="allowed: regressions, profitable-configs"):
         boards.stage_batches(small_epoch.root, small_epoch.epoch().id, "build")
     assert json.loads(small_epoch.epoch_config_file.read_text())["id"] == small_epoch.epoch().id
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("stage", "training", "--stage 'training' unknown; allowed: regressions, profitable-configs"),
+    ("max_failures", 0, "--max-failures 0 out of range; allowed 1..100"),
+    ("stall_s", 0.5, "--stall 0.5 out of range; allowed 1..86400 seconds"),
+    ("reassign_after_s", float("nan"), "--reassign-after nan out of range"),
+    ("max_epochs", 0, "--max-epochs 0 out of range; allowed 1..100000"),
+    ("workers", 2000, "--workers 2000 out of range; allowed 1..1024"),
+])
+def test_dispatch_options_name_the_option_and_its_allowed_values(option: str, value: object, message: str) -> None:
+    from remote.dispatch import DispatchOptions
+
+    arguments: dict[str, object] = {"stage": "regressions", option: value}
+    with pytest.raises(RemoteError) as raised:
+        DispatchOptions(**arguments)  # type: ignore[arg-type]
+    assert message in str(raised.value)

@@ -190,6 +190,9 @@ class BoardScreen(Screen[None]):
         if board is None:
             self.app.notify("the board is still loading")
             return
+        if not board.rows:  # nothing any stage could dispatch: say so before asking for options
+            self.app.report_error(f"auto-dispatch: no batches in epoch {board.epoch_id}; generate regression training configs first")
+            return
         stage = boards.REGRESSIONS
         if board.stage_done(boards.REGRESSIONS) and board.stage_rows(boards.PROFITABLE_CONFIGS):
             stage = boards.PROFITABLE_CONFIGS

@@ -49,3 +49,15 @@ async def test_localhost_alone_palette_and_error_messages(tmp_path: Path) -> Non
         await wait_for(pilot, lambda: any("no job selected" in m for m in app.messages), what="no-job message")
         await pilot.press("question_mark")
         assert type(app.screen).__name__ == "HelpScreen"
+
+
+async def test_auto_dispatch_without_batches_says_so_before_asking_for_options(small_epoch) -> None:
+    from console.screens.board import AutoDispatch, BoardScreen
+
+    app = make_app(small_epoch.root / "config" / "no-cluster.json", small_epoch.root)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, BoardScreen) and app.screen.board is not None, what="the board")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: any("no batches in epoch" in m for m in app.messages), what="the error line")
+        assert isinstance(app.screen, BoardScreen) and not AutoDispatch.of(app).running  # no options form opened
