@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole pipeline on the bundled 21-day sample with the small profile:
-# import -> epoch -> 6 regressions -> 90 prediction-model configs (4 regressions
-# each, pcr 1) -> sweep -> build -> Epoch File -> verify.
+# import -> epoch -> 8 regressions of all six families -> 90 prediction-model
+# configs (4 of the top 6 regressions each, pcr 1) -> sweep -> build -> Epoch File
+# -> verify (the platform's installer rules, every .h5 loading).
 # Usage: scripts/demo.sh [WORKSPACE]   (make demo)
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,12 +22,15 @@ step "import the bundled sample (30-minute prediction candles)"
 step "create a small-profile epoch (20 days, lookback 16, predictions 4)"
 "$eb" create-epoch --id _DEMO --profile small
 
-step "generate the demo regression grid (6 DNNs)"
+step "generate the demo regression grid (8 regressions: 3 DNN, CNN, CDNN, LSTM, CLSTM, GRU)"
 "$eb" generate-regression-training-configs --grid "$here/epoch_builder/data/demo_grid.json"
 
-step "train the batch (30 epochs max, early stopping)"
-batch=$(ls "$EPOCH_BUILDER_HOME/_DEMO/regression_training_configs/DNN/" | head -1)
-"$eb" train-regression-batch --category DNN --batch "$batch" --max-epochs 30
+step "train every category's batch (30 epochs max, early stopping)"
+for category in DNN CNN CDNN LSTM CLSTM GRU; do
+  for batch in "$EPOCH_BUILDER_HOME/_DEMO/regression_training_configs/$category/"*.json; do
+    "$eb" train-regression-batch --category "$category" --batch "$(basename "$batch")" --max-epochs 30
+  done
+done
 
 step "rank the regressions"
 "$eb" regressions rank --by test_loss

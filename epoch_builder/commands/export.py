@@ -11,17 +11,20 @@ from epoch_builder.commands import workspace_of
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     export = subparsers.add_parser(
         "export-epoch", parents=[common], help="write the Epoch File <EPOCH>/<EPOCH>.zip for one built model",
-        description="Zip the model's certificate, its regressions (model files + certificates), the epoch config and a "
-        "SHA-256 manifest; then move candlesticks/ and config/epoch.json into the epoch directory.",
+        description="Write the Epoch File the platform installs: epoch.json, prediction_model_certificate.json, "
+        "regression_certificates.json and one TensorFlow 2.10-loadable <regression id>.h5 per regression at the zip "
+        "root, plus a SHA-256 manifest. The file is verified before it is moved into place; only then do "
+        "candlesticks/ and config/epoch.json move into the epoch directory.",
     )
     export.add_argument("--model-id", required=True, metavar="ID", help="a model id from build.json")
     export.set_defaults(func=start_export)
 
     verify = subparsers.add_parser(
-        "verify-epoch", parents=[common], help="check an Epoch File: manifest checksums and that every regression loads",
+        "verify-epoch", parents=[common], help="check an Epoch File against the platform's installer rules, the manifest, and that every .h5 loads",
     )
     verify.add_argument("file", metavar="FILE", help="the Epoch File (.zip)")
-    verify.add_argument("--skip-models", action="store_true", help="check checksums only, do not load the Keras models")
+    verify.add_argument("--skip-models", action="store_true", help="check members, fields, attributes and checksums; do not load the Keras models")
+    verify.add_argument("--epoch-id", metavar="ID", help="the epoch id the platform will be asked to install (default: the file name without .zip)")
     verify.set_defaults(func=start_verify)
 
 
@@ -35,7 +38,7 @@ def start_export(args: argparse.Namespace) -> int:
 def start_verify(args: argparse.Namespace) -> int:
     from epoch_builder.export import verify_epoch_file
 
-    result = verify_epoch_file(Path(args.file), load_models=not args.skip_models)
+    result = verify_epoch_file(Path(args.file), load_models=not args.skip_models, epoch_id=args.epoch_id)
     print(f"{args.file}: OK — epoch {result.epoch_id}, model {result.model_id}, {result.members} members, "
           f"{len(result.regressions)} regression(s) {'checked' if args.skip_models else 'loaded'}")
     return 0

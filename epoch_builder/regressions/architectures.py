@@ -170,8 +170,29 @@ def build_model(config: dict[str, Any], lookback: int, predictions: int, name: s
     return keras.Model(inputs, outputs, name=name or template.name)
 
 
-def model_summary(model: "keras.Model") -> dict[str, Any]:
-    """Layers (class, output shape, parameters) and parameter counts, for certificates."""
+def _shape(tensor: Any) -> list[int | None] | None:
+    try:
+        return list(tensor.shape)
+    except (AttributeError, ValueError):
+        return None
+
+
+def _stringified(config: dict[str, Any]) -> dict[str, str]:
+    """The platform keeps optimizer and loss settings as strings (IKerasModelOptimizerConfig)."""
+    import json
+
+    return {key: json.dumps(value, sort_keys=True, default=str) if isinstance(value, (dict, list)) else str(value)
+            for key, value in config.items()}
+
+
+def model_summary(model: "keras.Model", training: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The platform's IKerasModelSummary (model_class, optimizer_config, loss_config, metrics, input and
+    output shapes, layers with name/params/input_shape/output_shape/trainable, parameter counts) plus
+    our ``name`` and each layer's ``type``. ``training`` (the training config: loss, metric) names the
+    loss and metric; the optimizer settings are read from the compiled model.
+
+    ``model_class`` is ``Sequential``: the class the platform loads (every regression is a linear
+    chain and the Epoch File holds it as a Keras 2 Sequential model, see legacy_h5)."""
     import numpy as np
 
     def count(weights: list) -> int:
@@ -179,14 +200,25 @@ def model_summary(model: "keras.Model") -> dict[str, Any]:
 
     layers_info = []
     for layer in model.layers:
-        try:
-            shape = list(layer.output.shape)
-        except (AttributeError, ValueError):
-            shape = None
-        layers_info.append({"name": layer.name, "type": type(layer).__name__, "output_shape": shape,
-                            "params": count(layer.weights)})
+        layers_info.append({"name": layer.name, "type": type(layer).__name__,
+                            "input_shape": _shape(getattr(layer, "input", None)) if type(layer).__name__ != "InputLayer"
+                            else _shape(layer.output),
+                            "output_shape": _shape(layer.output), "params": count(layer.weights),
+                            "trainable": bool(layer.trainable)})
+    optimizer = getattr(model, "optimizer", None)
+    optimizer_config = {"name": "none", "learning_rate": "none"}
+    if optimizer is not None:
+        optimizer_config = _stringified({key: value for key, value in optimizer.get_config().items() if value is not None})
+    loss = (training or {}).get("loss") or (model.loss if isinstance(getattr(model, "loss", None), str) else "none")
+    metric = (training or {}).get("metric")
     return {
+        "model_class": "Sequential",
         "name": model.name,
+        "optimizer_config": optimizer_config,
+        "loss_config": {"name": str(loss)},
+        "metrics": ["loss", *([str(metric)] if metric else [])],
+        "input_shape": _shape(model.inputs[0]),
+        "output_shape": _shape(model.outputs[0]),
         "layers": layers_info,
         "total_params": count(model.weights),
         "trainable_params": count(model.trainable_weights),

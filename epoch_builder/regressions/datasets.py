@@ -55,12 +55,17 @@ class RegressionDatasets:
 
 
 def summarize(values: np.ndarray) -> dict[str, float]:
-    """count, mean, std (sample, as pandas' describe), min, max."""
+    """pandas' ``describe()`` of the series, as the platform's IRegressionDatasetSummary: count,
+    mean, std (sample), min, 25%, 50%, 75% (linear interpolation), max."""
+    q25, q50, q75 = (float(q) for q in np.quantile(values, [0.25, 0.5, 0.75]))
     return {
         "count": float(values.size),
         "mean": float(values.mean()),
         "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
         "min": float(values.min()),
+        "25%": q25,
+        "50%": q50,
+        "75%": q75,
         "max": float(values.max()),
     }
 
