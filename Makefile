@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKSPACE ?= demo-workspace
 
-.PHONY: install test test-fast demo console bench clean system-deps
+.PHONY: install test test-fast demo console bench clean system-deps platform-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,14 @@ system-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openssh-server >/dev/null; }
 
-test: install system-deps
+# The platform's runtime (Python 3.10 + TensorFlow 2.10) for the Epoch File tests; created once, kept.
+platform-env:
+	@bash scripts/platform_env.sh
+
+test: install system-deps platform-env
 	$(BIN)/python -m pytest -q
 
-test-fast: install system-deps
+test-fast: install system-deps platform-env
 	$(BIN)/python -m pytest -q -m "not slow"
 
 demo: install
@@ -41,4 +45,4 @@ bench: install
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(WORKSPACE) .pytest_cache
+	rm -rf $(VENV) .venv-tf210 $(WORKSPACE) .pytest_cache

@@ -189,11 +189,14 @@ def test_sweep_build_export_verify_round_trip(trained: Workspace, capsys: pytest
     with zipfile.ZipFile(epoch_file) as archive:
         names = set(archive.namelist())
         manifest = json.loads(archive.read("manifest.json"))
-        certificate = json.loads(archive.read("prediction_model/certificate.json"))
+        certificate = json.loads(archive.read("prediction_model_certificate.json"))
+        regression_certificates = json.loads(archive.read("regression_certificates.json"))
     assert certificate == build[0]
-    for rid in manifest["regression_ids"]:
-        assert f"regressions/{rid}/certificate.json" in names
-        assert len([n for n in names if n.startswith(f"regressions/{rid}/")]) >= 2
+    ids = [r["id"] for r in certificate["model"]["regressions"]]
+    assert manifest["regression_ids"] == ids == [c["id"] for c in regression_certificates]
+    # the platform's members, all at the root, and nothing else
+    assert names == {"epoch.json", "prediction_model_certificate.json", "regression_certificates.json",
+                     "manifest.json", *(f"{rid}.h5" for rid in ids)}
     assert set(manifest["members"]) == names - {"manifest.json"}
 
     # verify: the CLI in a fresh process loads every regression
