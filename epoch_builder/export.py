@@ -44,6 +44,7 @@ FORMAT = 2
 # Our Keras 3 reading the written file must predict what the trained model predicts: the same
 # float32 operations in the same runtime, so equal to round-off.
 PREDICTION_TOLERANCE = 1e-5
+CHECKED_WINDOWS = 4096  # windows of the epoch each written model must predict like the trained one
 
 
 def _sha256(data: bytes) -> str:
@@ -89,6 +90,8 @@ def _model_file(paths: EpochPaths, regression_id: str, tmp: Path, normalized_clo
         raise EpochBuilderError(f"{target.name}: attributes {attributes} differ from the certificate's {expected}")
     written = legacy_h5.load_legacy_h5(target)
     windows = input_windows(np.asarray(normalized_close, dtype=np.float64), regression.lookback, regression.predictions)
+    if len(windows) > CHECKED_WINDOWS:  # multi-year epochs: evenly spread windows, first and last included
+        windows = windows[np.linspace(0, len(windows) - 1, CHECKED_WINDOWS).astype(np.int64)]
     legacy_h5.verify_predictions(regression.model, written, windows, target.name, atol=PREDICTION_TOLERANCE)
     certificate = {**regression.certificate, "model_file": target.name}
     return target.read_bytes(), certificate
@@ -166,6 +169,7 @@ class Verification:
     model_id: str
     members: int
     regressions: list[str]
+    families: list[str]  # the regressions' families, in model order, each once
 
 
 def _read(archive: zipfile.ZipFile, name: str, where: str) -> bytes:
@@ -245,7 +249,8 @@ def verify_epoch_file(path: Path, load_models: bool = True, epoch_id: str | None
                 target = Path(tmp, member)
                 target.write_bytes(_read(archive, member, where))
                 _check_model_file(target, rid, certificate, epoch_config, load_models, where)
-        return Verification(str(epoch_config["id"]), str(model_certificate["id"]), len(names), ids)
+        families = list(dict.fromkeys(str(c.get("category", "?")) for c in regression_certificates))
+        return Verification(str(epoch_config["id"]), str(model_certificate["id"]), len(names), ids, families)
 
 
 def _check_model_file(target: Path, rid: str, certificate: dict[str, Any], epoch_config: dict[str, Any],

@@ -203,7 +203,8 @@ def test_sweep_build_export_verify_round_trip(trained: Workspace, capsys: pytest
     verified = subprocess.run([sys.executable, "-m", "epoch_builder.cli", "verify-epoch", str(epoch_file)],
                               cwd=REPO, capture_output=True, text=True, timeout=300)
     assert verified.returncode == 0, verified.stderr
-    assert "OK" in verified.stdout and f"{len(manifest['regression_ids'])} regression(s) loaded" in verified.stdout
+    assert "OK" in verified.stdout and f"{len(manifest['regression_ids'])} regression(s) (DNN) checked, every .h5 loaded" in verified.stdout
+    assert "installs in Epoca's platform" in verified.stdout
 
     # a changed member is named
     tampered = epoch_file.with_name("tampered.zip")

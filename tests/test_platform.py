@@ -336,3 +336,57 @@ def test_a_damaged_model_stops_export_before_the_workspace_moves(
     assert not list(epoch_dir.glob(".*.tmp"))
     monkeypatch.setattr(legacy_h5, "write_legacy_h5", original)
     assert cli(ws, "export-epoch", "--model-id", exported["model"]["id"]) == 0  # rerun: it goes through
+
+
+def _default_grid_models() -> list[dict[str, Any]]:
+    """Every template of the default grid at the default profile's sizes, with its largest variation
+    (the most units + filters): all 36 family x pooling x depth combinations the original trains."""
+    import random
+
+    from epoch_builder.regressions.grid import expand_category, load_grid
+
+    grid = load_grid(None)
+    largest: dict[str, dict[str, Any]] = {}
+    for category in grid["networks"]:
+        for cfg in expand_category(grid, category, "_GRID", 128, 32, random.Random(1)):
+            model = cfg["keras_model"]
+            size = sum(model.get("units") or []) + sum(model.get("filters") or [])
+            best = largest.get(model["name"])
+            if best is None or size > sum(best.get("units") or []) + sum(best.get("filters") or []):
+                largest[model["name"]] = model
+    return list(largest.values())
+
+
+@pytest.mark.slow
+@needs_tf210
+def test_every_default_grid_template_at_default_size_loads_in_tensorflow_2_10(tmp_path: Path) -> None:
+    import keras
+
+    from epoch_builder.regressions.architectures import build_model
+    from epoch_builder.regressions.legacy_h5 import write_legacy_h5
+
+    lookback, predictions = 128, 32  # the default profile
+    models = _default_grid_models()
+    assert len(models) == 36
+    rng = np.random.default_rng(3)
+    inputs = rng.uniform(0.01, 1.0, (8, lookback))
+    np.save(tmp_path / "inputs.npy", inputs)
+    expected, jobs = {}, []
+    for number, config in enumerate(models):
+        model = build_model(config, lookback, predictions, name=config["name"])
+        # small weights: deep relu stacks stay in range, so the comparison means something
+        model.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32) for w in model.get_weights()])
+        path = tmp_path / f"{config['name']}.h5"
+        write_legacy_h5(model, path, regression_id=config["name"], description="", lookback=lookback,
+                        predictions=predictions)
+        expected[str(path)] = np.asarray(model(inputs.astype(np.float32), training=False))
+        jobs.append({"path": str(path), "inputs": str(tmp_path / "inputs.npy")})
+        if number % 10 == 9:
+            keras.backend.clear_session()
+    result = run_platform("load", {"models": jobs}, tmp_path)
+    assert len(result["models"]) == len(models)
+    for entry in result["models"]:
+        theirs, ours = np.load(entry["predictions"]), expected[entry["path"]]
+        assert theirs.shape == (8, predictions)
+        scale = max(1.0, float(np.max(np.abs(ours))))
+        np.testing.assert_allclose(theirs, ours, rtol=0, atol=2e-5 * scale, err_msg=entry["path"])

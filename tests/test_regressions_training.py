@@ -135,7 +135,24 @@ def test_unit_test_batch_trains_under_60s_with_every_certificate_field(small_epo
     cert = train_batch(small_epoch, "UNIT_TEST", batch, log=quiet)[0]
     assert time.monotonic() - started < 60
     assert all(field in cert for field in SECTION3_FIELDS)
-    assert set(cert["training_data_summary"]) == {"count", "mean", "std", "min", "max"}
+    # pandas' describe(), as the platform's IRegressionDatasetSummary
+    assert set(cert["training_data_summary"]) == {"count", "mean", "std", "min", "25%", "50%", "75%", "max"}
+    from epoch_builder import candles
+
+    close = candles.read_candles(small_epoch.normalized_prediction_candlesticks_file)["c"]
+    described = close.describe()
+    for key, value in cert["training_data_summary"].items():
+        assert value == pytest.approx(float(described[key]), rel=1e-12), key
+    # every field of the platform's certificate interfaces, with its type
+    from epoch_builder import platform
+
+    platform.check(cert, platform.REGRESSION_CERTIFICATE, "certificate")
+    summary = cert["regression_config"]["summary"]
+    assert summary["model_class"] == "Sequential" and summary["loss_config"] == {"name": unit["loss"]}
+    assert summary["metrics"] == ["loss", unit["metric"]] and summary["optimizer_config"]["name"] == unit["optimizer"]
+    assert summary["input_shape"] == [None, config.regression_lookback]
+    assert summary["output_shape"] == [None, config.regression_predictions]
+    assert summary["layers"][1]["input_shape"] == summary["layers"][0]["output_shape"]
     assert set(cert["training_history"]) == {"loss", "val_loss", "mean_squared_error", "val_mean_squared_error"}
     assert set(cert["test_ds_evaluation"]) == {"mean_absolute_error", "mean_squared_error"}
     for key in ("neutral_num", "increase_num", "decrease_num", "increase_outcome_num", "decrease_outcome_num",

@@ -39,6 +39,7 @@ def start_verify(args: argparse.Namespace) -> int:
     from epoch_builder.export import verify_epoch_file
 
     result = verify_epoch_file(Path(args.file), load_models=not args.skip_models, epoch_id=args.epoch_id)
-    print(f"{args.file}: OK — epoch {result.epoch_id}, model {result.model_id}, {result.members} members, "
-          f"{len(result.regressions)} regression(s) {'checked' if args.skip_models else 'loaded'}")
+    print(f"{args.file}: OK — installs in Epoca's platform: epoch {result.epoch_id}, model {result.model_id}, "
+          f"{result.members} members, {len(result.regressions)} regression(s) ({', '.join(result.families)}) "
+          f"{'checked, models not loaded' if args.skip_models else 'checked, every .h5 loaded'}")
     return 0
