@@ -37,6 +37,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Log = Callable[[str], None]
 
+# Failure id of a batch whose server went away before its job id was known.
+UNREACHABLE_JOB = "unreachable-"
+
 
 @dataclass
 class DispatchOptions:
@@ -162,7 +165,13 @@ class Dispatcher:
         self._reassign_from_lost_hosts(rows)
         for row in rows:  # a moved batch's old job, on a server that answers again, must not run on
             for job in row.jobs:
-                moved_away = job["job_id"] in self.state.failed_jobs(row.spec.key).get(job["host"], [])
+                failed_here = self.state.failed_jobs(row.spec.key).get(job["host"], [])
+                assigned = self.state.assigned(row.spec.key)
+                # The host may have gone before its start answer arrived: then the failure was counted
+                # without the job id, and any running job of the batch there (not assigned to it) is the old one.
+                moved_away = job["job_id"] in failed_here or (
+                    any(str(j).startswith(UNREACHABLE_JOB) for j in failed_here)
+                    and (assigned is None or assigned.get("host") != job["host"]))
                 if moved_away and job["label"] == "running" and job["host"] in work:
                     work[job["host"]].append(self._stop_moved(row, job["host"], job["job_id"]))
         # An assignment ends when its batch is done, or when its host answers and holds no job of it
@@ -208,7 +217,7 @@ class Dispatcher:
             host = assigned["host"] if assigned else None
             if host is None or row.state not in (boards.RUNNING, boards.PUSHED) or now - self._down_since.get(host, now) < limit:
                 continue
-            job_id = assigned.get("job_id") or f"unreachable-{int(time.time())}"
+            job_id = assigned.get("job_id") or f"{UNREACHABLE_JOB}{int(time.time())}"
             self.state.record_failure(row.spec.key, host, job_id)
             self.state.release(row.spec.key)
             row.state, row.failures = boards.PENDING, {**row.failures, host: row.failures.get(host, 0) + 1}

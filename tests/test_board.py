@@ -150,3 +150,41 @@ def test_dispatch_options_name_the_option_and_its_allowed_values(option: str, va
     with pytest.raises(RemoteError) as raised:
         DispatchOptions(**arguments)  # type: ignore[arg-type]
     assert message in str(raised.value)
+
+
+async def test_a_moved_batchs_job_is_stopped_even_when_its_id_was_never_known(small_epoch: Workspace,
+                                                                              tmp_path: Path) -> None:
+    """A server can go away after its job started but before the start answer reached the dispatcher:
+    the batch then moved with its failure counted under an "unreachable-..." id. When the server
+    answers again, a running job of that batch there (not assigned to it) is the old one: stopped."""
+    import asyncio
+    import os
+    import signal
+
+    from remote.dispatch import UNREACHABLE_JOB, DispatchOptions, Dispatcher
+
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_1_2", ["M0", "M1"])
+    host = LocalHost(ServerConfig(name="here", root=str(tmp_path / "host"), python=sys.executable, local=True,
+                                  is_cluster=True))
+    await host.connect()
+    job = await host.start_job(["train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_1_2"], force=True)
+    os.killpg(job.pid, signal.SIGSTOP)  # it stays "running" without doing anything
+    try:
+        messages: list[str] = []
+        dispatcher = Dispatcher([host], small_epoch.root, DispatchOptions(stage="regressions", interval_s=0.5),
+                                log=messages.append)
+        key = (await dispatcher.board()).rows[0].spec.key
+        dispatcher.state.record_failure(key, "here", f"{UNREACHABLE_JOB}1700000000")
+        await dispatcher.tick()
+        for _ in range(100):
+            if (await host.job(job.job_id)).state != "running":
+                break
+            await asyncio.sleep(0.1)
+        assert (await host.job(job.job_id)).state != "running"
+        assert any(f"stopped job {job.job_id} on here" in m for m in messages), messages
+    finally:
+        try:
+            os.killpg(job.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        await host.close()
