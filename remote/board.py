@@ -263,7 +263,8 @@ class Board:
             return {"step": "train every regression batch", "command": "epoch-cluster dispatch --stage regressions"}
         if not self.stage_rows(PROFITABLE_CONFIGS):  # not generated yet (or a regressions-only board)
             return {"step": "rank regressions and initialize prediction models",
-                    "command": "epoch-builder regressions rank --top 20 && epoch-builder initialize-prediction-models --top 8"}
+                    "command": "epoch-builder regressions rank --by test_loss --top 20 && "
+                               "epoch-builder initialize-prediction-models --top 20 --by test_loss"}
         if not self.stage_done(PROFITABLE_CONFIGS):
             return {"step": "find profitable configs of every batch", "command": "epoch-cluster dispatch --stage profitable-configs"}
         if not (epoch / "prediction_models" / "build.json").is_file():

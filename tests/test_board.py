@@ -77,7 +77,17 @@ async def test_board_states_from_workspace_and_job_directories(small_epoch: Work
         atomic_write_json(epoch.regressions_dir / model_id / "certificate.json", {"id": model_id})
     atomic_write_json(epoch.regression_batched_certificates_dir / "KR_DNN_2_2.json", [])
     board = await boards.build_board(small_epoch.root, [host], details=False)
-    assert board.next_step(small_epoch.root)["step"] == "rank regressions and initialize prediction models"
+    step = board.next_step(small_epoch.root)
+    assert step["step"] == "rank regressions and initialize prediction models"
+    import shlex
+
+    from epoch_builder.cli import build_parser
+
+    for command in step["command"].split("&&"):  # the suggested commands are valid as given
+        argv = shlex.split(command)
+        args = build_parser().parse_args(argv[1:])
+        if argv[1] == "initialize-prediction-models":
+            assert args.top >= 16 and args.by, "at least 16 regressions, and --top needs --by"
     atomic_write_json(epoch.configs_dir / "B_1.json", {"configs": []})
     board = await boards.build_board(small_epoch.root, [host], details=False)
     assert board.next_step(small_epoch.root)["command"] == "epoch-cluster dispatch --stage profitable-configs"

@@ -1,4 +1,4 @@
-"""`epoch-builder candlesticks import|sample`."""
+"""`epoch-builder candlesticks import SRC... | --sample`."""
 
 from __future__ import annotations
 

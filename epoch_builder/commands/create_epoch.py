@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         low, high = param.low, param.high
         parser.add_argument(
             f"--{param.name.replace('_', '-')}", dest=param.name, type=param.kind, metavar=param.kind.__name__.upper(),
-            help=f"{param.help} (default {param.default}, {low}..{high}"
+            help=f"{param.help.replace('%', '%%')} (default {param.default}, {low}..{high}"
             + (f"; small: {param.small_default if param.small_default is not None else param.default}, from {param.small_low}"
                if param.small_low is not None else "") + ")",
         )

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     selection = init.add_mutually_exclusive_group(required=True)
     selection.add_argument("--regressions", type=_csv(str), metavar="ID,...", help="regression ids, comma-separated")
     selection.add_argument("--top", type=int, metavar="N", help="the N best regressions by --by")
-    init.add_argument("--by", metavar="METRIC", help="ranking metric for --top (see rank-regressions)")
+    init.add_argument("--by", metavar="METRIC", help="ranking metric for --top (see `epoch-builder regressions rank --help`)")
     init.add_argument("--allow-few-regressions", action="store_true",
                       help=f"accept fewer than {MIN_REGRESSIONS} regressions (small data and tests)")
     init.add_argument("--pcr", type=_csv(float), default=[3.0], metavar="P,...", help="price change requirements in %% (default 3)")
