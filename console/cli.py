@@ -13,6 +13,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Full-screen console for the Epoch Builder cluster: live status, logs, jobs and actions. "
         "Without a cluster config it drives this machine alone (localhost).",
     )
+    from epoch_builder import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", metavar="FILE", help="cluster config (default: config/cluster.json if it exists)")
     parser.add_argument("--workspace", metavar="DIR", help="local workspace (default: $EPOCH_BUILDER_HOME or the current directory)")
     return parser

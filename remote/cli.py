@@ -26,7 +26,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from epoch_builder import __version__
+
     parser = argparse.ArgumentParser(prog="epoch-cluster", description="Drive the Epoch Builder cluster from a shell.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", metavar="FILE", help="cluster file (default config/cluster.json; none: localhost only)")
     parser.add_argument("--json", action="store_true", help="JSON output")
     parser.add_argument("--local-root", metavar="DIR", help="this machine's workspace (default $EPOCH_BUILDER_HOME or .)")

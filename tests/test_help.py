@@ -40,3 +40,23 @@ def test_the_create_epoch_help_names_the_fee_in_percent(capsys: pytest.CaptureFi
         epoch_builder.cli.main(["create-epoch", "--help"])
     assert done.value.code == 0
     assert "exchange fee in % per side" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["-m", "epoch_builder"], ["-m", "remote.cli"], ["-m", "console.cli"]])
+def test_every_program_has_a_version_and_python_m_epoch_builder_works(argv: list[str]) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, *argv, "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(__import__("epoch_builder").__version__)
+
+
+def test_verify_epoch_exit_status_tells_a_bad_file_from_a_bad_call(tmp_path, capsys) -> None:
+    missing = tmp_path / "_NONE.zip"
+    assert epoch_builder.cli.main(["verify-epoch", str(missing)]) == 2
+    assert "file not found" in capsys.readouterr().err
+    broken = tmp_path / "_BROKEN.zip"
+    broken.write_bytes(b"PK\x03\x04 cut short")
+    assert epoch_builder.cli.main(["verify-epoch", str(broken)]) == 3
+    assert "not a valid zip file" in capsys.readouterr().err

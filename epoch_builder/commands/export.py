@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
     verify = subparsers.add_parser(
         "verify-epoch", parents=[common], help="check an Epoch File against the platform's installer rules, the manifest, and that every .h5 loads",
+        description="Exit status: 0 the file passes, 2 bad usage or no such file, 3 the file fails a rule (the "
+        "message names the member and the rule).",
     )
     verify.add_argument("file", metavar="FILE", help="the Epoch File (.zip)")
     verify.add_argument("--skip-models", action="store_true", help="check members, fields, attributes and checksums; do not load the Keras models")
@@ -36,9 +38,18 @@ def start_export(args: argparse.Namespace) -> int:
 
 
 def start_verify(args: argparse.Namespace) -> int:
+    from epoch_builder.errors import EpochBuilderError, VerificationFailed
     from epoch_builder.export import verify_epoch_file
 
-    result = verify_epoch_file(Path(args.file), load_models=not args.skip_models, epoch_id=args.epoch_id)
+    path = Path(args.file)
+    if not path.is_file():
+        raise EpochBuilderError(f"{path}: file not found")
+    try:
+        result = verify_epoch_file(path, load_models=not args.skip_models, epoch_id=args.epoch_id)
+    except VerificationFailed:
+        raise
+    except EpochBuilderError as exc:  # the file exists: whatever is wrong with it is a failed verification
+        raise VerificationFailed(str(exc)) from None
     print(f"{args.file}: OK — installs in Epoca's platform: epoch {result.epoch_id}, model {result.model_id}, "
           f"{result.members} members, {len(result.regressions)} regression(s) ({', '.join(result.families)}) "
           f"{'checked, models not loaded' if args.skip_models else 'checked, every .h5 loaded'}")
