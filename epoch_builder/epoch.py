@@ -7,6 +7,7 @@ its parameters from here.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,4 +144,42 @@ class EpochConfig:
         missing = [f.name for f in dataclasses.fields(cls) if f.name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
         if missing:
             raise EpochBuilderError(f"{path}: missing key(s) {', '.join(missing)}")
-        return cls(**{k: v for k, v in data.items() if k in names})
+        config = cls(**{k: v for k, v in data.items() if k in names})
+        try:
+            config.validate()
+        except EpochBuilderError as exc:
+            raise EpochBuilderError(f"{path}: {exc} (a hand-edited or damaged epoch config; restore it or "
+                                    "create the epoch again)") from None
+        return config
+
+    def validate(self) -> None:
+        """The create-epoch rules again, on a config read back: the id names directories and every stage
+        trusts these values."""
+        validate_epoch_id(self.id if isinstance(self.id, str) else "")
+        if self.profile not in PROFILES:
+            raise EpochBuilderError(f"profile {self.profile!r} is unknown: allowed {', '.join(PROFILES)}")
+        if self.epoch_width_unit not in ("months", "days"):
+            raise EpochBuilderError(f"epoch_width_unit {self.epoch_width_unit!r} is unknown: allowed months, days")
+        if self.normalization not in ("global", "expanding"):
+            raise EpochBuilderError(f"normalization {self.normalization!r} is unknown: allowed global, expanding")
+        for param in PARAMS:
+            value = getattr(self, param.name)
+            if param.name == "epoch_width" and self.epoch_width_unit == "days":
+                low = 1 if self.profile == "small" else 6 * MONTH_DAYS
+                if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 80 * MONTH_DAYS:
+                    raise EpochBuilderError(f"parameter epoch_width={value!r} days must be int in {low}..{80 * MONTH_DAYS}")
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                low, high = param_bounds(param, self.profile)
+                raise EpochBuilderError(f"parameter {param.name}={value!r} must be {param.kind.__name__} in {low}..{high}")
+            setattr(self, param.name, validate_param(param.name, value, self.profile))
+        for name in ("prediction_interval_minutes", "prediction_candles", "test_ds_start_index", "start", "end",
+                     "test_ds_start", "test_ds_end"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise EpochBuilderError(f"{name}={value!r} must be a non-negative integer")
+        low_sma, high_sma = self.lowest_price_sma, self.highest_price_sma
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                   for v in (low_sma, high_sma)) or (self.prediction_candles and not 0 < low_sma < high_sma):
+            raise EpochBuilderError(f"lowest_price_sma={low_sma!r} and highest_price_sma={high_sma!r} must be "
+                                    "finite with 0 < lowest < highest")

@@ -115,3 +115,28 @@ def test_research_integrity_before_t(tmp_path: Path, sample_csv: Path, normaliza
         assert same
     else:
         assert not same  # the leak the README documents
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("id", "../../../elsewhere/y", "id '../../../elsewhere/y' is invalid"),
+    ("regression_lookback", "x", "parameter regression_lookback='x' must be int in 4..512"),
+    ("regression_lookback", 2, "parameter regression_lookback=2 is out of range: allowed 4..512"),
+    ("train_split", 2.5, "parameter train_split=2.5 is out of range"),
+    ("normalization", "future", "normalization 'future' is unknown: allowed global, expanding"),
+    ("highest_price_sma", float("nan"), "must be finite with 0 < lowest < highest"),
+    ("test_ds_start_index", -3, "test_ds_start_index=-3 must be a non-negative integer"),
+])
+def test_a_hand_edited_epoch_config_is_refused_where_it_is_loaded(small_epoch: Workspace, key: str, value: object,
+                                                                   message: str) -> None:
+    """Every stage reads config/epoch.json: its id names directories, its values drive every computation."""
+    path = small_epoch.epoch_config_file
+    data = json.loads(path.read_text())
+    data[key] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(EpochBuilderError, match=f"{path}: .*{__import__('re').escape(message)}"):
+        small_epoch.load_epoch_config()
+    from epoch_builder.regressions.grid import generate
+
+    with pytest.raises(EpochBuilderError):
+        generate(small_epoch, None, log=lambda *_: None)
+    assert not (small_epoch.root.parent / "elsewhere").exists()

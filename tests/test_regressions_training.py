@@ -191,6 +191,14 @@ def test_batch_errors_are_one_line_and_name_the_problem(small_epoch: Workspace) 
     batch = write_batch(small_epoch, "DNN", "KR_BAD3", [training_config(small_epoch, "BAD3", "KR_DNN_S2", loss="hinge")])
     with pytest.raises(EpochBuilderError, match="KR_BAD3.json: configs\\[0\\] \\(BAD3\\): loss 'hinge' is unknown"):
         train_batch(small_epoch, "DNN", batch, log=quiet)
+    # a hostile batch name would put the batched certificate outside the epoch
+    outside = small_epoch.root.parent / "outside"
+    path = small_epoch.epoch().regression_training_configs_dir / "DNN" / "KR_EVIL.json"
+    atomic_write_json(path, {"name": f"../../../../{outside.name}/x", "category": "DNN",
+                             "configs": [training_config(small_epoch, "EVIL", "KR_DNN_S2")]})
+    with pytest.raises(EpochBuilderError, match="KR_EVIL.json: batch name '../../../../outside/x' must be 1..120"):
+        train_batch(small_epoch, "DNN", path, log=quiet)
+    assert not outside.exists() and not (small_epoch.epoch().regressions_dir / "EVIL").exists()
 
 
 @pytest.mark.slow

@@ -76,4 +76,8 @@ def read_batch(path: Path) -> dict[str, Any]:
             raise EpochBuilderError(f"{path}: configs[{index}]: id {cfg['id']!r} appears twice")
         seen.add(cfg["id"])
     data.setdefault("name", path.stem)
+    # The name becomes regression_batched_certificates/<name>.json: the same rule as ids, so a batch
+    # file cannot make training write outside the epoch.
+    if not isinstance(data["name"], str) or not ID_RE.match(data["name"]):
+        raise EpochBuilderError(f"{path}: batch name {data['name']!r} must be 1..120 letters, digits, '_' or '-'")
     return data
