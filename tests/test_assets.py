@@ -137,3 +137,45 @@ def test_malformed_batch_files_name_file_and_entry(tmp_path, content: str, messa
     with pytest.raises(EpochBuilderError, match=message) as info:
         load_batch(path, ["R0", "R1"], [1.0])
     assert str(path) in str(info.value)
+
+
+def test_damaged_assets_are_refused_naming_the_file(small_epoch: Workspace) -> None:
+    """features.json / labels.json cut short, or a truncated lookback_indexer.parquet: one line naming the
+    file and what to do, never a changed backtest or a pyarrow traceback."""
+    import json
+
+    from epoch_builder.errors import EpochBuilderError
+    from epoch_builder.prediction.assets import load_backtest_data, write_assets
+
+    rng = np.random.default_rng(5)
+
+    def feature_of(rid: str, close: np.ndarray) -> np.ndarray:
+        from epoch_builder.prediction.assets import load_test_range
+
+        return np.round(rng.uniform(-1, 1, load_test_range(small_epoch).n_windows), 6)
+
+    write_assets(small_epoch, ["R1", "R2"], [1.0, 3.0], feature_of, log=lambda *_: None)
+    assets = small_epoch.epoch().assets_dir
+    load_backtest_data(small_epoch)  # whole: loads
+    pristine = {name: (assets / name).read_bytes() for name in ("features.json", "labels.json",
+                                                                "lookback_indexer.parquet")}
+
+    def refused(name: str, data: bytes, match: str) -> None:
+        (assets / name).write_bytes(data)
+        with pytest.raises(EpochBuilderError, match=match) as error:
+            load_backtest_data(small_epoch)
+        assert "\n" not in str(error.value)
+        (assets / name).write_bytes(pristine[name])
+
+    labels = json.loads(pristine["labels.json"])
+    refused("labels.json", json.dumps({**labels, "1": labels["1"][:10]}).encode(),
+            r"labels.json: pcr 1 has 10 labels, assets.json says \d+; rerun initialize-prediction-models --force")
+    features = json.loads(pristine["features.json"])
+    refused("features.json", json.dumps({"R1": features["R1"][:-1], "R2": features["R2"]}).encode(),
+            r"features.json: regression R1 has \d+ features, assets.json says")
+    refused("features.json", json.dumps({"R2": features["R2"], "R1": features["R1"]}).encode(),
+            "features.json: regressions differ from assets.json's")
+    indexer = pristine["lookback_indexer.parquet"]
+    refused("lookback_indexer.parquet", indexer[: len(indexer) // 2],
+            "lookback_indexer.parquet: cannot read the lookback indexer")
+    refused("lookback_indexer.parquet", b"garbage" * 10, "lookback_indexer.parquet: cannot read the lookback indexer")

@@ -246,3 +246,18 @@ def test_kill_9_resumes_from_the_last_completed_epoch_and_matches_an_uninterrupt
     assert resumed["training_history"] == uninterrupted["training_history"]
     assert resumed["test_evaluation"] == uninterrupted["test_evaluation"]
     assert resumed["discovery"] == uninterrupted["discovery"]
+
+
+def test_a_truncated_checkpoint_names_the_file_and_what_to_do(tmp_path: Path) -> None:
+    from epoch_builder.regressions.training import _read_npz, _write_npz
+
+    path = tmp_path / "RESUME" / "weights_e3.npz"
+    _write_npz(path, {"w0000": np.arange(1000.0), "o0000": np.ones(10)})
+    assert set(_read_npz(path)) == {"w0000", "o0000"}
+    data = path.read_bytes()
+    for cut in (len(data) // 2, 40, len(data) - 8):
+        path.write_bytes(data[:cut])
+        with pytest.raises(EpochBuilderError, match=f"{path}: unreadable checkpoint .*; delete {path.parent} to "
+                                                    "restart this model") as error:
+            _read_npz(path)
+        assert "\n" not in str(error.value)

@@ -236,6 +236,7 @@ def read_meta(ws: Workspace) -> dict[str, Any]:
 
 def load_backtest_data(ws: Workspace) -> tuple[BacktestData, dict[str, Any]]:
     """The engine's inputs from the assets and the 1-minute candles; checks they still match."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from epoch_builder.candles import read_candles
@@ -254,12 +255,17 @@ def load_backtest_data(ws: Workspace) -> tuple[BacktestData, dict[str, Any]]:
         labels = {float(key): values for key, values in raw_labels.items()}
     except ValueError:
         raise EpochBuilderError(f"{assets_dir / LABELS_FILE}: keys must be pcr numbers, got {sorted(raw_labels)}") from None
+    _check_against_meta(assets_dir, meta, features, raw_labels)
     indexer_path = assets_dir / INDEXER_FILE
     try:
         indexer = pq.read_table(indexer_path)
-    except (FileNotFoundError, OSError) as exc:
-        raise EpochBuilderError(f"{indexer_path}: cannot read the lookback indexer ({exc})") from None
-    ot = indexer.column("ot").to_numpy()
+        ot, k = indexer.column("ot").to_numpy(), indexer.column("k").to_numpy()
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:  # missing, truncated, garbled
+        raise EpochBuilderError(f"{indexer_path}: cannot read the lookback indexer ({str(exc).splitlines()[0]}); "
+                                "rerun initialize-prediction-models --force") from None
+    if ot.size != meta.get("lookback_indexer_rows", ot.size):
+        raise EpochBuilderError(f"{indexer_path}: {ot.size} rows, {META_FILE} says {meta['lookback_indexer_rows']}; "
+                                "rerun initialize-prediction-models --force")
     one = read_candles(ws.candlesticks_file)
     one = one[one["ot"].to_numpy() >= (int(ot[0]) if ot.size else 0)]
     if len(one) != ot.size or not np.array_equal(one["ot"].to_numpy(), ot):
@@ -267,11 +273,31 @@ def load_backtest_data(ws: Workspace) -> tuple[BacktestData, dict[str, Any]]:
             f"{indexer_path}: does not match {ws.candlesticks_file} (the candles changed; rerun initialize-prediction-models)")
     data = BacktestData.from_arrays(
         ot=ot, ct=one["ct"].to_numpy(), o=one["o"].to_numpy(), h=one["h"].to_numpy(), l=one["l"].to_numpy(),
-        k=indexer.column("k").to_numpy().astype(np.int64), features=features, labels=labels,
+        k=k.astype(np.int64), features=features, labels=labels,
         position_size=config.position_size, leverage=config.leverage, exchange_fee=config.exchange_fee,
         idle_minutes=config.idle_minutes_on_position_close,
     )
     return data, meta
+
+
+def _check_against_meta(assets_dir: Any, meta: dict[str, Any], features: dict[str, Any],
+                        labels: dict[str, Any]) -> None:
+    """features.json and labels.json must be the ones assets.json describes (a cut or swapped file
+    would silently change every backtest)."""
+    rerun = "rerun initialize-prediction-models --force"
+    expected_ids = meta.get("regression_ids")
+    if expected_ids is not None and list(features) != list(expected_ids):
+        raise EpochBuilderError(f"{assets_dir / FEATURES_FILE}: regressions differ from {META_FILE}'s; {rerun}")
+    for rid, values in features.items():
+        if not isinstance(values, list) or len(values) != meta.get("features", len(values)):
+            count = len(values) if isinstance(values, list) else "no"
+            raise EpochBuilderError(f"{assets_dir / FEATURES_FILE}: regression {rid} has {count} features, "
+                                    f"{META_FILE} says {meta.get('features')}; {rerun}")
+    for key, count in (meta.get("labels") or {}).items():
+        if not isinstance(labels.get(key), list) or len(labels[key]) != count:
+            got = len(labels[key]) if isinstance(labels.get(key), list) else "no"
+            raise EpochBuilderError(f"{assets_dir / LABELS_FILE}: pcr {key} has {got} labels, {META_FILE} says "
+                                    f"{count}; {rerun}")
 
 
 def assets_ready(ws: Workspace) -> bool:

@@ -29,6 +29,7 @@ import os
 import shutil
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,9 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path) as data:
             return {key: data[key] for key in data.files}
-    except (OSError, ValueError) as exc:
-        raise EpochBuilderError(f"{path}: unreadable checkpoint ({exc}); delete {path.parent} to restart this model") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # truncated or garbled
+        raise EpochBuilderError(f"{path}: unreadable checkpoint ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                                f"delete {path.parent} to restart this model") from None
 
 
 def _pack(prefix: str, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
