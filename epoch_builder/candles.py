@@ -95,8 +95,13 @@ def _has_header(first_line: str) -> bool:
         return not first[:4].isdigit()  # an ISO date starts with a year: data, not a header
 
 
-def _to_epoch_ms(values: Any, path: Path) -> np.ndarray:
-    """Times as ms: ISO text / timestamps, or numbers in s, ms or µs (by magnitude)."""
+TIME_UNITS = ((1e11, "seconds", 1000.0), (1e14, "milliseconds", 1.0), (1e17, "microseconds", 1e-3),
+              (float("inf"), "nanoseconds", 1e-6))  # (below this magnitude, unit, factor to ms)
+MAX_PRICE = 1e9  # USDT: far above any real price, far below values that break the arithmetic downstream
+
+
+def _to_epoch_ms(values: Any, path: Path, first_row: int = 1) -> np.ndarray:
+    """Times as ms: ISO text / timestamps, or numbers in s, ms or µs (by magnitude, one unit per file)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -120,16 +125,17 @@ def _to_epoch_ms(values: Any, path: Path) -> np.ndarray:
     numbers = values.to_numpy(zero_copy_only=False).astype(np.float64)
     if len(numbers) == 0:
         return numbers.astype(np.int64)
-    magnitude = np.nanmax(np.abs(numbers))
-    if magnitude < 1e11:  # seconds
-        scale = 1000.0
-    elif magnitude < 1e14:  # milliseconds
-        scale = 1.0
-    elif magnitude < 1e17:  # microseconds
-        scale = 1e-3
-    else:  # nanoseconds
-        scale = 1e-6
-    return np.round(numbers * scale).astype(np.int64)
+    if not np.all(np.isfinite(numbers)):
+        row = int(np.flatnonzero(~np.isfinite(numbers))[0])
+        raise EpochBuilderError(f"{path}: row {row + first_row}: the time value is missing or not a number")
+    unit_of = np.searchsorted([limit for limit, _, _ in TIME_UNITS], np.abs(numbers), side="right")
+    mixed = np.flatnonzero(unit_of != unit_of[0])
+    if len(mixed):  # e.g. Binance's 2025 switch from ms to µs inside one merged file
+        row = int(mixed[0])
+        raise EpochBuilderError(
+            f"{path}: row {row + first_row}: time {numbers[row]:.0f} is in {TIME_UNITS[unit_of[row]][1]}, the rows "
+            f"before it in {TIME_UNITS[unit_of[0]][1]}; one time unit per file")
+    return np.round(numbers * TIME_UNITS[unit_of[0]][2]).astype(np.int64)
 
 
 def read_source(path: Path) -> "pd.DataFrame":
@@ -158,6 +164,8 @@ def read_source(path: Path) -> "pd.DataFrame":
     names = [n.strip().lower() for n in table.column_names]
     table = table.rename_columns(names)
     first_row = 2 if header else 1
+    if table.num_rows == 0:
+        raise EpochBuilderError(f"{path}: the file has a header but no candles")
 
     if not header or set(names) >= {"open_time", "close_time", "quote_volume"} or (
         header and len(names) == BINANCE_COLUMNS and "ignore" in names
@@ -168,7 +176,7 @@ def read_source(path: Path) -> "pd.DataFrame":
                 " or a header naming the columns"
             )
         cols = table.columns
-        ot = _to_epoch_ms(cols[0], path)
+        ot = _to_epoch_ms(cols[0], path, first_row)
         frame = {
             "ot": ot,
             "o": cols[1], "h": cols[2], "l": cols[3], "c": cols[4],
@@ -177,7 +185,7 @@ def read_source(path: Path) -> "pd.DataFrame":
         }
     elif {"ot", "ct", "o", "h", "l", "c", "v"} <= set(names):
         frame = {k: table.column(k) for k in ("o", "h", "l", "c", "v")}
-        frame["ot"] = _to_epoch_ms(table.column("ot"), path)
+        frame["ot"] = _to_epoch_ms(table.column("ot"), path, first_row)
     else:
         time_col = next((n for n in TIME_NAMES if n in names), None)
         mapped = {GENERIC_NAMES[n]: n for n in names if n in GENERIC_NAMES}
@@ -188,7 +196,7 @@ def read_source(path: Path) -> "pd.DataFrame":
                 "open, high, low, close, volume"
             )
         frame = {k: table.column(mapped[k]) for k in ("o", "h", "l", "c", "v")}
-        frame["ot"] = _to_epoch_ms(table.column(time_col), path)
+        frame["ot"] = _to_epoch_ms(table.column(time_col), path, first_row)
 
     out = pd.DataFrame({"ot": np.asarray(frame["ot"], dtype=np.int64)})
     for key in ("o", "h", "l", "c", "v"):
@@ -256,7 +264,11 @@ def validate_prices(df: "pd.DataFrame", paths: list[Path]) -> None:
     """Price rules of §1 that hold per row; times are checked by ``find_gaps``."""
     o, h, l, c, v = (df[k].to_numpy() for k in ("o", "h", "l", "c", "v"))
     _fail_at(df, np.isnan(o) | np.isnan(h) | np.isnan(l) | np.isnan(c) | np.isnan(v), paths, "NaN value")
+    _fail_at(df, ~(np.isfinite(o) & np.isfinite(h) & np.isfinite(l) & np.isfinite(c) & np.isfinite(v)), paths,
+             "infinite value")
     _fail_at(df, (o <= 0) | (h <= 0) | (l <= 0) | (c <= 0), paths, "prices must be positive")
+    _fail_at(df, (o > MAX_PRICE) | (h > MAX_PRICE) | (l > MAX_PRICE) | (c > MAX_PRICE), paths,
+             f"prices must be at most {MAX_PRICE:.0e} USDT")
     _fail_at(df, v < 0, paths, "volume must not be negative")
     _fail_at(df, l > np.minimum(o, c), paths, "low must be <= min(open, close)")
     _fail_at(df, h < np.maximum(o, c), paths, "high must be >= max(open, close)")

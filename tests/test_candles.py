@@ -190,3 +190,27 @@ def test_more_malformed_inputs_give_one_line_errors(tmp_path: Path) -> None:
         with pytest.raises(EpochBuilderError, match=message) as err:
             run_import(tmp_path, src)
         assert "\n" not in str(err.value), name
+
+
+def test_out_of_range_values_header_only_and_mixed_time_units(tmp_path: Path) -> None:
+    df = make_candles(30)
+    cases: dict[str, tuple[Path, str]] = {}
+    inf = tmp_path / "inf.csv"
+    df.assign(h=df.h.where(df.index != 4, np.inf)).to_csv(inf, index=False)
+    cases["inf"] = (inf, r"inf.csv: row 6 .*infinite value")
+    huge = tmp_path / "huge.csv"
+    df.assign(h=df.h.where(df.index != 8, 1e300)).to_csv(huge, index=False)
+    cases["huge"] = (huge, r"huge.csv: row 10 .*prices must be at most 1e\+09 USDT")
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("ot,ct,o,h,l,c,v\n")
+    cases["header-only"] = (header_only, r"header.csv: the file has a header but no candles")
+    mixed = binance_rows(df)
+    mixed.loc[12:, 0] = mixed.loc[12:, 0] * 1000  # µs from row 13 of the file on, as Binance switched in 2025
+    mixed_path = tmp_path / "mixed.csv"
+    mixed.to_csv(mixed_path, index=False, header=False)
+    cases["mixed-units"] = (mixed_path, r"mixed.csv: row 13: time \d+ is in microseconds, the rows before it in "
+                                        r"milliseconds; one time unit per file")
+    for name, (src, message) in cases.items():
+        with pytest.raises(EpochBuilderError, match=message) as err:
+            run_import(tmp_path, src)
+        assert "\n" not in str(err.value), name
