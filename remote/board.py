@@ -269,7 +269,7 @@ class Board:
             return {"step": "find profitable configs of every batch", "command": "epoch-cluster dispatch --stage profitable-configs"}
         if not (epoch / "prediction_models" / "build.json").is_file():
             return {"step": "build prediction models", "command": "epoch-builder build-prediction-models"}
-        return {"step": "export the best model", "command": "epoch-builder export-epoch --model-id ID"}
+        return {"step": "export the best model", "command": "epoch-builder models list && epoch-builder export-epoch --best"}
 
     def to_dict(self, root: Path) -> dict[str, Any]:
         return {"epoch": self.epoch_id, "hosts": self.hosts, "batches": [r.to_dict() for r in self.rows],

@@ -7,7 +7,6 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 eb="$here/.venv/bin/epoch-builder"
-py="$here/.venv/bin/python"
 ws="${1:-demo-workspace}"
 rm -rf "$ws"
 mkdir -p "$ws"
@@ -46,14 +45,11 @@ done
 step "build the prediction models (top models: profit, accuracy, positions, drawdown)"
 "$eb" build-prediction-models --limit 5
 
-best=$("$py" -c "import json,sys; b=json.load(open(sys.argv[1])); print(b[0]['id'] if b else '')" \
-       "$EPOCH_BUILDER_HOME/_DEMO/prediction_models/build.json")
-if [ -z "$best" ]; then
-  echo "no profitable prediction model on this data: nothing to export"
-  exit 1
-fi
-step "export the Epoch File for $best"
-"$eb" export-epoch --model-id "$best"
+step "the built models (most profitable first)"
+"$eb" models list
+
+step "export the Epoch File of the best model"
+"$eb" export-epoch --best
 "$eb" verify-epoch "$EPOCH_BUILDER_HOME/_DEMO/_DEMO.zip"
 
 printf '\ndemo finished in %ss\nEpoch File: %s\n' "$(( $(date +%s) - start ))" "$EPOCH_BUILDER_HOME/_DEMO/_DEMO.zip"

@@ -84,8 +84,25 @@ def exported(_small_epoch_template: Path, tmp_path_factory: pytest.TempPathFacto
     build = json.loads(paths.build_file.read_text())
     assert build, "the demo grid gives profitable models on the sample"
     config = ws.load_epoch_config()
-    assert cli(ws, "export-epoch", "--model-id", build[0]["id"]) == 0
+    listed = models_list(ws)
+    assert [row["id"] for row in listed] == [c["id"] for c in build]
+    assert listed[0]["profit"] == round(build[0]["backtest"]["profit"], 2) and len(listed[0]["families"]) >= 2
+    assert cli(ws, "export-epoch", "--best") == 0  # the first of build.json: the most profitable
     return {"ws": ws, "paths": paths, "file": paths.epoch_file, "model": build[0], "config": config}
+
+
+def models_list(ws: Workspace) -> list[dict[str, Any]]:
+    import contextlib
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli_main(["models", "list", "--workspace", str(ws.root), "--json"]) == 0
+    table = io.StringIO()
+    with contextlib.redirect_stdout(table):
+        assert cli_main(["models", "list", "--workspace", str(ws.root), "--top", "1"]) == 0
+    lines = table.getvalue().splitlines()
+    assert len(lines) == 2 and "families" in lines[0]
+    return json.loads(out.getvalue())
 
 
 def unzip(epoch_file: Path, target: Path) -> Path:

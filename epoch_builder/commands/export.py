@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from epoch_builder.commands import workspace_of
+from epoch_builder.errors import EpochBuilderError
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -16,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "root, plus a SHA-256 manifest. The file is verified before it is moved into place; only then do "
         "candlesticks/ and config/epoch.json move into the epoch directory.",
     )
-    export.add_argument("--model-id", required=True, metavar="ID", help="a model id from build.json")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model-id", metavar="ID", help="a model id from build.json (`epoch-builder models list`)")
+    which.add_argument("--best", action="store_true", help="the most profitable model of the build")
     export.set_defaults(func=start_export)
 
     verify = subparsers.add_parser(
@@ -33,7 +36,16 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 def start_export(args: argparse.Namespace) -> int:
     from epoch_builder.export import export_epoch
 
-    export_epoch(workspace_of(args), args.model_id)
+    ws = workspace_of(args)
+    model_id = args.model_id
+    if args.best:
+        from epoch_builder.prediction.build import load_build
+
+        build = load_build(ws.epoch())
+        if not build:
+            raise EpochBuilderError(f"{ws.epoch().build_file}: the build holds no model to export")
+        model_id = build[0]["id"]  # build.json is sorted by profit, best first
+    export_epoch(ws, model_id)
     return 0
 
 

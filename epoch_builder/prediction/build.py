@@ -136,5 +136,9 @@ def summary_rows(certificates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({"id": cert["id"], "profit": round(backtest["profit"], 2), "accuracy": backtest["accuracy"],
                      "positions": len(backtest["positions"]), "max_drawdown": backtest["max_drawdown"],
                      "pcr": cert["model"]["price_change_requirement"], "msf": cert["model"]["min_sum_function"],
-                     "msaf": cert["model"]["min_sum_adjustment_factor"]})
+                     "msaf": cert["model"]["min_sum_adjustment_factor"],
+                     "regressions": len(cert["model"]["regressions"]),
+                     # ids are <template>_<uuid>: KR_<family>[_MP]_S<n>_...
+                     "families": sorted({str(r["id"]).split("_")[1] for r in cert["model"]["regressions"]
+                                         if str(r["id"]).startswith("KR_") and "_" in str(r["id"])[3:]})})
     return rows
