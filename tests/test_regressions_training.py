@@ -261,3 +261,23 @@ def test_a_truncated_checkpoint_names_the_file_and_what_to_do(tmp_path: Path) ->
                                                     "restart this model") as error:
             _read_npz(path)
         assert "\n" not in str(error.value)
+
+
+def test_the_category_comes_from_the_batch_file(small_epoch: Workspace, capsys) -> None:
+    """train-regression-batch without --category: the batch file says which; given, it is checked."""
+    write_batch(small_epoch, "DNN", "KR_DNN_9_9", [training_config(small_epoch, "CAT0", "KR_DNN_S2")])
+    assert main(["train-regression-batch", "--workspace", str(small_epoch.root), "--batch", "KR_DNN_9_9",
+                 "--max-epochs", "1"]) == 0
+    assert (small_epoch.epoch().regressions_dir / "CAT0" / "certificate.json").is_file()
+    capsys.readouterr()
+    assert main(["train-regression-batch", "--workspace", str(small_epoch.root), "--batch", "KR_DNN_9_9",
+                 "--category", "GRU"]) == 2
+    assert "batch 'KR_DNN_9_9' not found" in capsys.readouterr().err
+    write_batch(small_epoch, "GRU", "KR_DNN_9_9", [training_config(small_epoch, "CAT1", "KR_GRU_S2")])
+    assert main(["train-regression-batch", "--workspace", str(small_epoch.root), "--batch", "KR_DNN_9_9"]) == 2
+    assert "exists in several categories (DNN, GRU); pass --category" in capsys.readouterr().err
+    undeclared = small_epoch.root / "loose.json"
+    undeclared.write_text(json.dumps({"name": "LOOSE", "configs": [training_config(small_epoch, "CAT2", "KR_DNN_S2")]}))
+    assert main(["train-regression-batch", "--workspace", str(small_epoch.root), "--batch", str(undeclared),
+                 "--max-epochs", "1"]) == 0  # no category in the file: its configs' family
+    assert (small_epoch.epoch().regressions_dir / "CAT2" / "certificate.json").is_file()

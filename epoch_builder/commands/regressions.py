@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "the same command after an interruption to resume from the last completed epoch. Uses a GPU when "
         "TensorFlow sees one (memory growth on).",
     )
-    train.add_argument("--category", required=True, choices=CATEGORIES, help="category of the batch")
+    train.add_argument("--category", choices=CATEGORIES,
+                       help="category of the batch (default: the one the batch file declares; given, it is checked)")
     train.add_argument("--batch", required=True, metavar="FILE",
                        help="batch file (path, or name under regression_training_configs/<category>/)")
     train.add_argument("--max-epochs", type=int, metavar="N",

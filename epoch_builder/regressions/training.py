@@ -63,18 +63,43 @@ def _log(message: str) -> None:
 
 # --- batch files ----------------------------------------------------------------------
 
-def resolve_batch_file(ws: Workspace, category: str, batch: str | os.PathLike) -> Path:
+def resolve_batch_file(ws: Workspace, category: str | None, batch: str | os.PathLike) -> Path:
     """A path (absolute, relative to the workspace root or to the current directory) or a batch
-    name under ``regression_training_configs/<category>/`` (with or without ``.json``)."""
+    name under ``regression_training_configs/<category>/`` (with or without ``.json``); without a
+    category, the one category folder that holds that name."""
     raw = Path(batch)
-    base = ws.epoch().regression_training_configs_dir / category
-    candidates = [raw] if raw.is_absolute() else [ws.root / raw, Path.cwd() / raw, base / raw, base / f"{raw}.json"]
+    configs_dir = ws.epoch().regression_training_configs_dir
+    candidates = [raw] if raw.is_absolute() else [ws.root / raw, Path.cwd() / raw]
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
+    if not raw.is_absolute():
+        named = []
+        for folder in ([category] if category else BATCH_CATEGORIES):
+            candidates += [configs_dir / folder / raw, configs_dir / folder / f"{raw}.json"]
+            named += [p for p in candidates[-2:] if p.is_file()]
+        if len(named) > 1:
+            raise EpochBuilderError(f"batch {str(batch)!r} exists in several categories "
+                                    f"({', '.join(p.parent.name for p in named)}); pass --category")
+        if named:
+            return named[0].resolve()
     raise EpochBuilderError(
         f"batch {str(batch)!r} not found: looked in {', '.join(str(c) for c in candidates)} "
         "(run `epoch-builder generate-regression-training-configs` first)")
+
+
+def batch_category(batch: dict[str, Any], path: Path) -> str:
+    """The category a batch file declares (or, for a file without one, that of its configs)."""
+    declared = batch.get("category")
+    if declared is None:
+        found = {category_of(cfg) for cfg in batch["configs"]}
+        if len(found) != 1:
+            raise EpochBuilderError(f"{path}: the batch declares no category and mixes {', '.join(sorted(found))}; "
+                                    "pass --category")
+        declared = found.pop()
+    if declared not in BATCH_CATEGORIES:
+        raise EpochBuilderError(f"{path}: batch category {declared!r} is unknown; allowed {', '.join(BATCH_CATEGORIES)}")
+    return declared
 
 
 def _check_batch(batch: dict[str, Any], path: Path, category: str, lookback: int, predictions: int) -> None:
@@ -402,7 +427,7 @@ def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, stat
 
 # --- a batch ----------------------------------------------------------------------------
 
-def train_batch(ws: Workspace, category: str, batch_file: str | os.PathLike, *, max_epochs: int | None = None,
+def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLike, *, max_epochs: int | None = None,
                 log: Callable[[str], None] = _log) -> list[dict[str, Any]]:
     """Train every config of a batch that has no certificate yet; returns all the batch's certificates."""
     from epoch_builder.events import Eta
@@ -414,6 +439,7 @@ def train_batch(ws: Workspace, category: str, batch_file: str | os.PathLike, *, 
     paths = ws.epoch()
     path = resolve_batch_file(ws, category, batch_file)
     batch = read_batch(path)
+    category = category or batch_category(batch, path)  # the file says which; --category only checks it
     _check_batch(batch, path, category, config.regression_lookback, config.regression_predictions)
     gpus = configure_tensorflow()
     configs = batch["configs"]
