@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from epoch_builder import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--config", metavar="FILE", help="cluster config (default: config/cluster.json if it exists)")
+    parser.add_argument("--config", metavar="FILE", help="cluster file (default: $EPOCH_CLUSTER_CONFIG, else config/cluster.json of the workspace; neither: localhost alone)")
     parser.add_argument("--workspace", metavar="DIR", help="local workspace (default: $EPOCH_BUILDER_HOME or the current directory)")
     return parser
 

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="epoch-cluster", description="Drive the Epoch Builder cluster from a shell.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--config", metavar="FILE", help="cluster file (default config/cluster.json; none: localhost only)")
+    parser.add_argument("--config", metavar="FILE", help="cluster file (default: $EPOCH_CLUSTER_CONFIG, else config/cluster.json of the workspace; neither: localhost alone)")
     parser.add_argument("--json", action="store_true", help="JSON output")
     parser.add_argument("--local-root", metavar="DIR", help="this machine's workspace (default $EPOCH_BUILDER_HOME or .)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -45,7 +45,8 @@ from typing import Any, Mapping
 
 from remote.errors import ConfigError
 
-DEFAULT_CONFIG_PATH = Path("config") / "cluster.json"
+DEFAULT_CONFIG_PATH = Path("config") / "cluster.json"  # under the workspace
+CONFIG_ENV = "EPOCH_CLUSTER_CONFIG"
 HOST_KEY_POLICIES = ("strict", "accept-new")
 DEFAULT_REBOOT_COMMAND = ("sudo", "-n", "reboot")
 DEFAULT_SHUTDOWN_COMMAND = ("sudo", "-n", "poweroff")
@@ -126,12 +127,19 @@ def default_local_server(root: str | os.PathLike | None = None) -> ServerConfig:
 def load_cluster_config(path: str | os.PathLike | None = None, *, local_root: str | os.PathLike | None = None) -> ClusterConfig:
     """Read and validate the cluster file.
 
-    ``path`` None means ``config/cluster.json`` under the current directory.  A
-    missing file gives a single local server named ``localhost`` (root:
-    ``local_root``, ``$EPOCH_BUILDER_HOME`` or the current directory).
+    Lookup: ``path`` (``--config``), then ``$EPOCH_CLUSTER_CONFIG``, then ``config/cluster.json`` of the
+    workspace (``local_root``, ``$EPOCH_BUILDER_HOME`` or the current directory). A file named by the
+    first two must exist; without the third, the cluster is a single local server named ``localhost``
+    rooted at the workspace.
     """
-    file = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    named = path if path is not None else (os.environ.get(CONFIG_ENV) or None)
+    workspace = Path(local_root or os.environ.get("EPOCH_BUILDER_HOME") or ".").expanduser()
+    file = Path(named).expanduser() if named is not None else workspace / DEFAULT_CONFIG_PATH
     if not file.exists():
+        if named is not None:
+            given = "--config" if path is not None else f"${CONFIG_ENV}"
+            raise ConfigError(f"{file}: cluster file not found (given by {given}); omit it to use "
+                              f"{DEFAULT_CONFIG_PATH} of the workspace, or localhost alone without one")
         return ClusterConfig(servers=(default_local_server(local_root),), source=None)
     try:
         raw = json.loads(file.read_text(encoding="utf-8"))

@@ -36,7 +36,7 @@ def row_states(app) -> dict[str, str]:
 
 async def test_board_dispatches_survives_a_console_restart_and_offers_the_next_stage(small_epoch: Workspace) -> None:
     write_regression_batch(small_epoch, "DNN", "KR_DNN_1_1", ["CB1", "CB2"])
-    missing_cluster = small_epoch.root / "config" / "no-cluster.json"  # localhost alone, root = the workspace
+    missing_cluster = None  # no config/cluster.json in the workspace: localhost alone, root = the workspace
 
     app = make_app(missing_cluster, small_epoch.root)
     async with app.run_test(size=(150, 40)) as pilot:

@@ -30,7 +30,7 @@ def test_console_help_is_instant_and_imports_nothing_heavy() -> None:
 
 
 async def test_localhost_alone_palette_and_error_messages(tmp_path: Path) -> None:
-    app = make_app(tmp_path / "missing-cluster.json", tmp_path)
+    app = make_app(None, tmp_path)  # no config/cluster.json in the workspace: localhost alone
     async with app.run_test(size=(140, 40)) as pilot:
         assert list(app.cluster.hosts) == ["localhost"]
         await wait_for(pilot, lambda: app.cluster.hosts["localhost"].cpu is not None, what="localhost status")
@@ -54,7 +54,7 @@ async def test_localhost_alone_palette_and_error_messages(tmp_path: Path) -> Non
 async def test_auto_dispatch_without_batches_says_so_before_asking_for_options(small_epoch) -> None:
     from console.screens.board import AutoDispatch, BoardScreen
 
-    app = make_app(small_epoch.root / "config" / "no-cluster.json", small_epoch.root)
+    app = make_app(None, small_epoch.root)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.press("o")
         await wait_for(pilot, lambda: isinstance(app.screen, BoardScreen) and app.screen.board is not None, what="the board")

@@ -20,11 +20,39 @@ def server(**overrides):
     return base
 
 
-def test_missing_file_gives_single_localhost(tmp_path: Path) -> None:
-    config = load_cluster_config(tmp_path / "absent.json", local_root=tmp_path)
+def test_missing_file_gives_single_localhost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EPOCH_CLUSTER_CONFIG", raising=False)
+    config = load_cluster_config(None, local_root=tmp_path)  # no <workspace>/config/cluster.json
     assert config.names() == ["localhost"]
     assert config.servers[0].local and config.servers[0].root == str(tmp_path.resolve())
     assert config.servers[0].python == sys.executable
+
+
+def test_cluster_file_lookup_order_and_a_named_file_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--config, then $EPOCH_CLUSTER_CONFIG, then <workspace>/config/cluster.json; a file named by either of
+    the first two that does not exist is an error (it used to drive localhost alone, silently)."""
+    import json
+
+    def one_server(name: str) -> dict:
+        return {"servers": [{"name": name, "local": True, "root": str(tmp_path / name)}]}
+
+    monkeypatch.delenv("EPOCH_CLUSTER_CONFIG", raising=False)
+    workspace = tmp_path / "ws"
+    (workspace / "config").mkdir(parents=True)
+    (workspace / "config" / "cluster.json").write_text(json.dumps(one_server("from-workspace")))
+    env_file = tmp_path / "env.json"
+    env_file.write_text(json.dumps(one_server("from-env")))
+    flag_file = tmp_path / "flag.json"
+    flag_file.write_text(json.dumps(one_server("from-flag")))
+    assert load_cluster_config(None, local_root=workspace).names() == ["from-workspace"]
+    monkeypatch.setenv("EPOCH_CLUSTER_CONFIG", str(env_file))
+    assert load_cluster_config(None, local_root=workspace).names() == ["from-env"]
+    assert load_cluster_config(flag_file, local_root=workspace).names() == ["from-flag"]
+    with pytest.raises(ConfigError, match=r"absent.json: cluster file not found \(given by --config\)"):
+        load_cluster_config(tmp_path / "absent.json", local_root=workspace)
+    monkeypatch.setenv("EPOCH_CLUSTER_CONFIG", str(tmp_path / "gone.json"))
+    with pytest.raises(ConfigError, match=r"gone.json: cluster file not found \(given by \$EPOCH_CLUSTER_CONFIG\)"):
+        load_cluster_config(None, local_root=workspace)
 
 
 def test_example_file_is_valid() -> None:
