@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 
 from epoch_builder import candles
-from epoch_builder.epoch import PARAMS, EpochConfig, param_default, validate_epoch_id, validate_param
+from epoch_builder.epoch import (
+    PARAMS, EpochConfig, param_default, validate_epoch_id, validate_param, width_days_bounds,
+)
 from epoch_builder.errors import EpochBuilderError
 from epoch_builder.storage import atomic_write_text, read_json
 from epoch_builder.workspace import EpochPaths, Workspace
@@ -92,9 +94,9 @@ def create_epoch(
     params = resolve_params(raw_params, profile)
     if width_unit == "days":  # the range in days is the months range x 30 (small profile: from 1 day)
         width = int(raw_params["epoch_width"])
-        low = 1 if profile == "small" else 6 * 30
-        if not (low <= width <= 80 * 30):
-            raise EpochBuilderError(f"parameter epoch_width={width} days is out of range: allowed {low}..{80 * 30}")
+        low, high = width_days_bounds(profile)
+        if not (low <= width <= high):
+            raise EpochBuilderError(f"parameter epoch_width={width} days is out of range: allowed {low}..{high}")
         params["epoch_width"] = width
     if params["validation_split"] >= params["train_split"]:
         raise EpochBuilderError("parameter validation_split must be smaller than train_split")

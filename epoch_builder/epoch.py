@@ -55,6 +55,12 @@ PROFILES = ("default", "small")
 EPOCH_ID_RE = re.compile(r"^_[A-Za-z0-9_-]{3,99}$")
 
 
+def width_days_bounds(profile: str) -> tuple[int, int]:
+    """epoch_width in days (``--width-days``): the months range x 30, from 1 day in the small profile."""
+    width = PARAMS_BY_NAME["epoch_width"]
+    return (1 if profile == "small" else int(width.low) * MONTH_DAYS), int(width.high) * MONTH_DAYS
+
+
 def param_bounds(param: Param, profile: str) -> tuple[float, float]:
     low = param.small_low if profile == "small" and param.small_low is not None else param.low
     return low, param.high
@@ -165,9 +171,9 @@ class EpochConfig:
         for param in PARAMS:
             value = getattr(self, param.name)
             if param.name == "epoch_width" and self.epoch_width_unit == "days":
-                low = 1 if self.profile == "small" else 6 * MONTH_DAYS
-                if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 80 * MONTH_DAYS:
-                    raise EpochBuilderError(f"parameter epoch_width={value!r} days must be int in {low}..{80 * MONTH_DAYS}")
+                low, high = width_days_bounds(self.profile)
+                if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                    raise EpochBuilderError(f"parameter epoch_width={value!r} days must be int in {low}..{high}")
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 low, high = param_bounds(param, self.profile)

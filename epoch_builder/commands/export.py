@@ -50,7 +50,7 @@ def start_export(args: argparse.Namespace) -> int:
 
 
 def start_verify(args: argparse.Namespace) -> int:
-    from epoch_builder.errors import EpochBuilderError, VerificationFailed
+    from epoch_builder.errors import VerificationFailed
     from epoch_builder.export import verify_epoch_file
 
     path = Path(args.file)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from epoch_builder.commands import workspace_of
+from epoch_builder.commands import add_group, print_rows, workspace_of
 from epoch_builder.errors import EpochBuilderError
 
 MIN_REGRESSIONS = 16  # as the original
@@ -68,10 +68,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.set_defaults(func=start_build)
 
-    models = subparsers.add_parser("models", help="inspect built prediction models")
-    models_sub = models.add_subparsers(dest="models_command", metavar="ACTION")
-    models.set_defaults(func=lambda _args: (models.print_help(), 2)[1])
-    listing = models_sub.add_parser("list", parents=[common], help="the built models, most profitable first",
+    listing = add_group(subparsers, "models", "inspect built prediction models").add_parser("list", parents=[common], help="the built models, most profitable first",
                                     description="The active epoch's build.json as a table: id, profit, accuracy, "
                                     "positions, max drawdown, pcr / msf / msaf and the regressions' families. "
                                     "`export-epoch --best` exports the first.")
@@ -108,29 +105,16 @@ def start_find_profitable_configs(args: argparse.Namespace) -> int:
 
 
 def start_models_list(args: argparse.Namespace) -> int:
-    import json
-
     from epoch_builder.prediction.build import load_build, summary_rows
 
     if args.top is not None and args.top < 1:
         raise EpochBuilderError(f"parameter --top={args.top} must be >= 1")
     rows = summary_rows(load_build(workspace_of(args).epoch()))[: args.top]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print("the build holds no model")
-        return 0
     header = ("#", "id", "profit", "accuracy", "positions", "drawdown", "pcr", "msf", "msaf", "families")
-    table = [header] + [
-        (str(i), r["id"], f"{r['profit']:.2f}", f"{r['accuracy']:.2f}%", str(r["positions"]), f"{r['max_drawdown']:.2f}%",
-         f"{r['pcr']:g}", r["msf"], f"{r['msaf']:g}", ",".join(r["families"]) or "-")
-        for i, r in enumerate(rows, 1)
-    ]
-    widths = [max(len(row[c]) for row in table) for c in range(len(header))]
-    for row in table:
-        print("  ".join(cell.ljust(w) if c in (1, 7, 9) else cell.rjust(w)
-                        for c, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    print_rows(rows, args.json, "the build holds no model", header, lambda i, r: (
+        str(i), r["id"], f"{r['profit']:.2f}", f"{r['accuracy']:.2f}%", str(r["positions"]),
+        f"{r['max_drawdown']:.2f}%", f"{r['pcr']:g}", r["msf"], f"{r['msaf']:g}", ",".join(r["families"]) or "-"),
+        left=(1, 7, 9))
     return 0
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from epoch_builder.commands import workspace_of
+from epoch_builder.commands import add_group, print_rows, workspace_of
 
 CATEGORIES = ("CNN", "DNN", "CDNN", "LSTM", "CLSTM", "GRU", "UNIT_TEST")
 RANK_KEYS = ("test_loss", "accuracy", "points")
@@ -39,9 +38,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                        help="cap on epochs per model (default: the config's max_epochs, else 500)")
     train.set_defaults(func=start_train)
 
-    regressions = subparsers.add_parser("regressions", help="inspect trained regressions")
-    sub = regressions.add_subparsers(dest="regressions_command", metavar="ACTION")
-    regressions.set_defaults(func=lambda _args: (regressions.print_help(), 2)[1])
+    sub = add_group(subparsers, "regressions", "inspect trained regressions")
     rank = sub.add_parser("rank", parents=[common], help="table of trained regressions, best first",
                           description="Rank the active epoch's trained regressions: by test loss (lowest first; "
                           "compare models trained with the same loss function), or by discovery accuracy or "
@@ -78,19 +75,8 @@ def start_rank(args: argparse.Namespace) -> int:
     from epoch_builder.regressions.rank import rank_regressions
 
     rows = rank_regressions(workspace_of(args), by=args.by, top=args.top)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print("no trained regressions yet")
-        return 0
     header = ("#", "id", "category", "loss fn", "test_loss", "test_metric", "accuracy", "points", "epochs")
-    table = [header] + [
-        (str(i), r["id"], r["category"] or "-", r["loss"] or "-", _fmt(r["test_loss"]), _fmt(r["test_metric"]),
-         _fmt(r["accuracy"], 2), _fmt(r["points"], 0), str(r["epochs"]))
-        for i, r in enumerate(rows, 1)
-    ]
-    widths = [max(len(row[c]) for row in table) for c in range(len(header))]
-    for row in table:
-        print("  ".join(cell.ljust(w) if c < 4 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths))))
+    print_rows(rows, args.json, "no trained regressions yet", header, lambda i, r: (
+        str(i), r["id"], r["category"] or "-", r["loss"] or "-", _fmt(r["test_loss"]), _fmt(r["test_metric"]),
+        _fmt(r["accuracy"], 2), _fmt(r["points"], 0), str(r["epochs"])), left=(0, 1, 2, 3))
     return 0

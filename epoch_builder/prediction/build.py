@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from epoch_builder import events
 from epoch_builder.errors import EpochBuilderError
+from epoch_builder.regressions.architectures import family_of_id
 from epoch_builder.storage import atomic_write_json, read_json
 from epoch_builder.workspace import EpochPaths, Workspace
 
@@ -138,7 +139,5 @@ def summary_rows(certificates: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "pcr": cert["model"]["price_change_requirement"], "msf": cert["model"]["min_sum_function"],
                      "msaf": cert["model"]["min_sum_adjustment_factor"],
                      "regressions": len(cert["model"]["regressions"]),
-                     # ids are <template>_<uuid>: KR_<family>[_MP]_S<n>_...
-                     "families": sorted({str(r["id"]).split("_")[1] for r in cert["model"]["regressions"]
-                                         if str(r["id"]).startswith("KR_") and "_" in str(r["id"])[3:]})})
+                     "families": sorted({f for r in cert["model"]["regressions"] if (f := family_of_id(r["id"]))})})
     return rows

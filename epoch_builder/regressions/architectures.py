@@ -69,6 +69,12 @@ class Template:
                 "kernel_sizes": None, "pool_sizes": None}
 
 
+def family_of_id(regression_id: str) -> str | None:
+    """Regression ids are ``<template>_<uuid>`` (``KR_CNN_MP_S4_<uuid>`` -> CNN); None for other ids."""
+    match = TEMPLATE_RE.match(str(regression_id).rsplit("_", 1)[0]) if "_" in str(regression_id) else None
+    return match["family"] if match and match["family"] in FAMILIES else None
+
+
 def all_template_names() -> list[str]:
     names = []
     for family in FAMILIES:

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from epoch_builder.errors import EpochBuilderError
+from epoch_builder.platform import H5_ATTRIBUTES
 
 KERAS_VERSION = "2.10.0"  # the Keras the platform's TensorFlow 2.10 bundles
 BACKEND = "tensorflow"
@@ -213,11 +214,11 @@ def read_platform_attributes(path: Path) -> dict[str, Any]:
 
     try:
         with h5py.File(path, "r") as f:
-            attrs = {key: f.attrs[key] for key in ("id", "description", "lookback", "predictions") if key in f.attrs}
+            attrs = {key: f.attrs[key] for key in H5_ATTRIBUTES if key in f.attrs}
             has_config = "model_config" in f.attrs and "model_weights" in f
     except OSError as exc:
         raise EpochBuilderError(f"{path.name}: not a readable HDF5 file ({str(exc).splitlines()[0]})") from None
-    for key in ("id", "description", "lookback", "predictions"):
+    for key in H5_ATTRIBUTES:
         if key not in attrs:
             raise EpochBuilderError(f"{path.name}: attribute {key} is missing")
     for key in ("id", "description"):

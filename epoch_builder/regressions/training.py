@@ -74,10 +74,10 @@ def resolve_batch_file(ws: Workspace, category: str | None, batch: str | os.Path
         if candidate.is_file():
             return candidate.resolve()
     if not raw.is_absolute():
-        named = []
-        for folder in ([category] if category else BATCH_CATEGORIES):
-            candidates += [configs_dir / folder / raw, configs_dir / folder / f"{raw}.json"]
-            named += [p for p in candidates[-2:] if p.is_file()]
+        in_folders = [configs_dir / folder / name for folder in ([category] if category else BATCH_CATEGORIES)
+                      for name in (raw, f"{raw}.json")]
+        candidates += in_folders
+        named = [p for p in in_folders if p.is_file()]
         if len(named) > 1:
             raise EpochBuilderError(f"batch {str(batch)!r} exists in several categories "
                                     f"({', '.join(p.parent.name for p in named)}); pass --category")
