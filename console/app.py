@@ -399,7 +399,7 @@ class EpochConsole(App[None]):
 
         limit = await self.push_screen_wait(NumberForm("Build prediction models", "limit (models kept)", 100, 1, 10_000_000))
         if limit:
-            await self.launch(["build-prediction-models", "--limit", str(limit)])
+            await self.launch(["build-prediction-models", "--top", str(limit)])
 
     @action_worker()
     async def action_export_epoch(self) -> None:

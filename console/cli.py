@@ -14,8 +14,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Without a cluster config it drives this machine alone (localhost).",
     )
     from epoch_builder import __version__
+    from epoch_builder.commands import add_completion_option
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_completion_option(parser)
     parser.add_argument("--config", metavar="FILE", help="cluster file (default: $EPOCH_CLUSTER_CONFIG, else config/cluster.json of the workspace; neither: localhost alone)")
     parser.add_argument("--workspace", metavar="DIR", help="local workspace (default: $EPOCH_BUILDER_HOME or the current directory)")
     return parser

@@ -13,19 +13,26 @@ Sources understood (each ``.csv`` or a ``.zip`` holding one CSV):
 Several files are merged: exact duplicate rows are dropped, conflicting
 duplicates refused. Gaps are reported and filled only when asked.
 Parsing is columnar (pyarrow's CSV reader) so 2 M rows load in well under 2 s.
+Sources are streamed (inflated on the fly), after a 64 KiB prefix is checked to be text:
+a sparse, binary or NUL-filled file is refused without being read whole.
 """
 
 from __future__ import annotations
 
-import io
+import codecs
+import gzip
+import os
 import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from epoch_builder.errors import EpochBuilderError
+from epoch_builder.errors import EpochBuilderError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -65,25 +72,66 @@ def iso(ms: int) -> str:
 
 # --- reading ---------------------------------------------------------------
 
-def _open_csv_bytes(path: Path) -> bytes:
-    try:
-        if path.suffix.lower() == ".zip":
-            with zipfile.ZipFile(path) as zf:
-                members = [n for n in zf.namelist() if n.lower().endswith(".csv")]
-                if len(members) != 1:
-                    raise EpochBuilderError(f"{path}: expected exactly one .csv inside the zip, found {len(members)}")
-                return zf.read(members[0])
-        if path.suffix.lower() == ".gz":
-            import gzip
+PREFIX_BYTES = 1 << 16  # what is read (and inflated) before a source is judged to be text at all
 
-            return gzip.decompress(path.read_bytes())
-        return path.read_bytes()
+
+@contextmanager
+def _source_errors(path: Path) -> Iterator[None]:
+    """Reading errors of a source file as one line naming it."""
+    try:
+        yield
     except FileNotFoundError:
-        raise EpochBuilderError(f"{path}: file not found") from None
+        raise UsageError(f"{path}: file not found") from None
     except zipfile.BadZipFile:
         raise EpochBuilderError(f"{path}: not a valid zip file") from None
-    except OSError as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # gzip: bad header, truncated stream, corrupt data
         raise EpochBuilderError(f"{path}: cannot read ({exc})") from None
+
+
+def _open_stream(path: Path) -> BinaryIO:
+    """The CSV bytes of a source as a stream: the file, its gzip content or its one .csv zip member.
+
+    Nothing is read up front, so a huge or bogus file costs only what is read of it."""
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        with zipfile.ZipFile(path) as zf:  # the member stream keeps the file open after this closes
+            members = [n for n in zf.namelist() if n.lower().endswith(".csv")]
+            if len(members) != 1:
+                raise EpochBuilderError(f"{path}: expected exactly one .csv inside the zip, found {len(members)}")
+            return zf.open(members[0])
+    if suffix == ".gz":
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _refuse_non_text(chunk: bytes, path: Path, offset: int, *, whole_chars: bool) -> None:
+    """A NUL byte or invalid UTF-8 means a binary, sparse or truncated file, not a CSV: refuse it
+    before the CSV reader pulls all of it into memory."""
+    fix = "give the candles as a UTF-8 CSV (.csv, .csv.gz, or a .zip holding one .csv)"
+    nul = chunk.find(b"\0")
+    if nul >= 0:
+        raise EpochBuilderError(f"{path}: not a text CSV (NUL byte at offset {offset + nul}); {fix}")
+    if whole_chars:  # a chunk cut out of the middle may split a character; only the head is decoded
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(chunk, final=False)  # a split last char is fine
+        except UnicodeDecodeError as exc:
+            raise EpochBuilderError(f"{path}: not UTF-8 text (byte {offset + exc.start}); {fix}") from None
+
+
+def _read_head(path: Path) -> bytes:
+    """The first bytes of the CSV text, checked to be text; for a plain file its last bytes too
+    (a file extended with a hole ends in NULs), which costs one seek."""
+    with _open_stream(path) as stream:
+        head = stream.read(PREFIX_BYTES)
+    _refuse_non_text(head, path, 0, whole_chars=True)
+    if path.suffix.lower() not in (".zip", ".gz"):
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size > len(head):
+                start = max(len(head), size - PREFIX_BYTES)
+                fh.seek(start)
+                _refuse_non_text(fh.read(PREFIX_BYTES), path, start, whole_chars=False)
+    return head
 
 
 def _has_header(first_line: str) -> bool:
@@ -144,8 +192,9 @@ def read_source(path: Path) -> "pd.DataFrame":
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    raw = _open_csv_bytes(path)
-    first_line = raw[:4096].split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    with _source_errors(path):
+        head = _read_head(path)
+    first_line = head[:4096].split(b"\n", 1)[0].decode("utf-8-sig", "replace").strip()  # -sig: drop a BOM
     if not first_line:
         raise EpochBuilderError(f"{path}: file is empty")
     header = _has_header(first_line)
@@ -156,11 +205,13 @@ def read_source(path: Path) -> "pd.DataFrame":
         wanted = {"f0": pa.int64(), "f1": pa.float64(), "f2": pa.float64(), "f3": pa.float64(),
                   "f4": pa.float64(), "f5": pa.float64(), "f7": pa.float64()}
         convert_options = pacsv.ConvertOptions(column_types=wanted, include_columns=list(wanted))
-    try:
-        table = pacsv.read_csv(io.BytesIO(raw), read_options=read_options, convert_options=convert_options,
-                               parse_options=pacsv.ParseOptions(newlines_in_values=False))
-    except pa.ArrowInvalid as exc:
-        raise EpochBuilderError(f"{path}: malformed CSV ({str(exc).splitlines()[0]})") from None
+    # Streamed from the file (inflated on the fly): memory is the parsed table plus a few blocks, not the bytes.
+    with _source_errors(path), _open_stream(path) as stream:
+        try:
+            table = pacsv.read_csv(stream, read_options=read_options, convert_options=convert_options,
+                                   parse_options=pacsv.ParseOptions(newlines_in_values=False))
+        except pa.ArrowInvalid as exc:
+            raise EpochBuilderError(f"{path}: malformed CSV ({str(exc).splitlines()[0]})") from None
     names = [n.strip().lower() for n in table.column_names]
     table = table.rename_columns(names)
     first_row = 2 if header else 1
@@ -222,8 +273,9 @@ def read_source(path: Path) -> "pd.DataFrame":
 
 # --- merging and validation -------------------------------------------------
 
-def merge_sources(paths: list[Path]) -> "pd.DataFrame":
-    """Read and merge; drop exact duplicates; refuse conflicting ones. Adds ``_src`` (index into paths)."""
+def merge_sources(paths: list[Path], on_read: Callable[[Path, int], None] | None = None) -> "pd.DataFrame":
+    """Read and merge; drop exact duplicates; refuse conflicting ones. Adds ``_src`` (index into paths).
+    ``on_read(path, rows)`` after each file (progress)."""
     import pandas as pd
 
     if not paths:
@@ -233,6 +285,8 @@ def merge_sources(paths: list[Path]) -> "pd.DataFrame":
         df = read_source(Path(path))
         df["_src"] = index
         frames.append(df)
+        if on_read is not None:
+            on_read(Path(path), len(df))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if (np.diff(df["ot"].to_numpy()) > 0).all():
         return df  # already strictly increasing: no sort, no duplicates (the common single-file case)

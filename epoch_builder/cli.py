@@ -36,18 +36,31 @@ def common_options() -> argparse.ArgumentParser:
     common.add_argument(
         "--events",
         metavar="FILE",
-        help="append JSON-lines progress events to FILE ('-' for stdout; default: $EPOCH_BUILDER_EVENTS)",
+        help="append JSON-lines progress events to FILE ('-': stdout, and results move to stderr; "
+        "default: $EPOCH_BUILDER_EVENTS)",
     )
+    loudness = common.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity", default=0,
+                          help="also debug messages")
+    loudness.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
+                          help="only warnings and errors (results are still printed)")
+    common.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (they are drawn only on a terminal anyway)")
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from epoch_builder.commands import add_completion_option
+    from epoch_builder.errors import EXIT_STATUS_HELP
+
     parser = argparse.ArgumentParser(
         prog="epoch-builder",
         description="Turn 1-minute candles into an Epoch File: import, create an epoch, train regressions, "
         "sweep prediction models, build and export.",
+        epilog=EXIT_STATUS_HELP,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_completion_option(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = common_options()
     for module_name in COMMAND_MODULES:
@@ -56,16 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from epoch_builder import events
-    from epoch_builder.errors import EpochBuilderError
+    from epoch_builder import events, output
+    from epoch_builder.errors import EXIT_USAGE, EpochBuilderError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     try:
         events.configure(getattr(args, "events", None))
+        output.configure(verbosity=getattr(args, "verbosity", 0),
+                         progress=False if getattr(args, "no_progress", False) else None,
+                         events_on_stdout=events.on_stdout())
         return int(args.func(args) or 0)
     except EpochBuilderError as exc:
         print(f"error: {exc}", file=sys.stderr)

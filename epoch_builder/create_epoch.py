@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from epoch_builder import candles
+from epoch_builder import candles, output
 from epoch_builder.epoch import (
     PARAMS, EpochConfig, param_default, validate_epoch_id, validate_param, width_days_bounds,
 )
-from epoch_builder.errors import EpochBuilderError
-from epoch_builder.storage import atomic_write_text, read_json
+from epoch_builder.errors import EpochBuilderError, UsageError
+from epoch_builder.importer import commit_bundle
+from epoch_builder.storage import atomic_write_json, atomic_write_text, read_json
 from epoch_builder.workspace import EpochPaths, Workspace
 
 
@@ -70,6 +73,9 @@ def resolve_params(raw: dict[str, Any], profile: str) -> dict[str, Any]:
     return values
 
 
+CUT_FOR_EPOCH = "cut_for_epoch"  # bundle.json key: the config of the epoch the bundle was cut for
+
+
 def create_epoch(
     ws: Workspace,
     epoch_id: str,
@@ -77,29 +83,29 @@ def create_epoch(
     profile: str = "default",
     width_unit: str = "months",
     normalization: str = "global",
-    log=print,
+    log: Callable[[str], None] = output.info,
     **raw_params: Any,
 ) -> EpochConfig:
     import pandas as pd
 
-    validate_epoch_id(epoch_id)
+    validate_epoch_id(epoch_id, UsageError)
     if profile not in ("default", "small"):
-        raise EpochBuilderError(f"profile {profile!r} is unknown: allowed default, small")
+        raise UsageError(f"profile {profile!r} is unknown: allowed default, small")
     if width_unit not in ("months", "days"):
-        raise EpochBuilderError(f"epoch width unit {width_unit!r} is unknown: allowed months, days")
+        raise UsageError(f"epoch width unit {width_unit!r} is unknown: allowed months, days")
     if width_unit == "days" and raw_params.get("epoch_width") is None:
-        raise EpochBuilderError("--width-days needs a value")
+        raise UsageError("--width-days needs a value")
     if normalization not in NORMALIZATIONS:
-        raise EpochBuilderError(f"normalization {normalization!r} is unknown: allowed {', '.join(NORMALIZATIONS)}")
+        raise UsageError(f"normalization {normalization!r} is unknown: allowed {', '.join(NORMALIZATIONS)}")
     params = resolve_params(raw_params, profile)
     if width_unit == "days":  # the range in days is the months range x 30 (small profile: from 1 day)
         width = int(raw_params["epoch_width"])
         low, high = width_days_bounds(profile)
         if not (low <= width <= high):
-            raise EpochBuilderError(f"parameter epoch_width={width} days is out of range: allowed {low}..{high}")
+            raise UsageError(f"parameter epoch_width={width} days is out of range: allowed {low}..{high}")
         params["epoch_width"] = width
     if params["validation_split"] >= params["train_split"]:
-        raise EpochBuilderError("parameter validation_split must be smaller than train_split")
+        raise UsageError("parameter validation_split must be smaller than train_split")
 
     if ws.epoch_config_file.exists():
         previous = read_json(ws.epoch_config_file).get("id", "?")
@@ -108,13 +114,16 @@ def create_epoch(
             "(export-epoch) or remove config/epoch.json first"
         )
     paths = EpochPaths(ws.root / epoch_id)
-    if paths.dir.exists():
-        raise EpochBuilderError(f"{paths.dir}: epoch directory already exists")
     if not ws.bundle_file.exists():
         raise EpochBuilderError(
             f"{ws.bundle_file}: no candlestick bundle in {ws.candlesticks_dir} (run `epoch-builder candlesticks import`)"
         )
     bundle = read_json(ws.bundle_file)
+    cut_for = bundle.get(CUT_FOR_EPOCH)
+    if isinstance(cut_for, dict):  # an earlier create-epoch was killed after cutting the bundle
+        return _finish_interrupted(ws, paths, cut_for, log)
+    if paths.dir.exists() and not _is_leftover(paths):
+        raise EpochBuilderError(f"{paths.dir}: epoch directory already exists")
     interval = int(bundle["interval_minutes"])
     minute = candles.read_candles(ws.candlesticks_file)
     prediction = candles.read_candles(ws.prediction_candlesticks_file)
@@ -158,19 +167,47 @@ def create_epoch(
     config.created = int(time.time() * 1000)
     set_seeds(config.seed)
 
-    # Directory tree and candles first, config last: config/epoch.json marks the epoch as created.
+    # Directory tree and receipt, then the cut bundle as a whole (it records the config, so a kill
+    # before the last step is finished by a rerun), then config/epoch.json: it marks the epoch created.
     for sub in paths.subdirs():
         sub.mkdir(parents=True, exist_ok=True)
-    candles.write_candles(ws.candlesticks_file, minute)
-    candles.write_candles(ws.prediction_candlesticks_file, prediction)
-    candles.write_candles(
-        ws.normalized_prediction_candlesticks_file,
-        pd.DataFrame({"ot": prediction["ot"], "ct": prediction["ct"], "c": normalized}),
-    )
-    receipt = render_receipt(config, len(minute))
-    atomic_write_text(paths.receipt_file, receipt)
+    atomic_write_text(paths.receipt_file, render_receipt(config, len(minute)))
+
+    def write(directory: Path) -> None:
+        candles.write_candles(directory / ws.candlesticks_file.name, minute)
+        candles.write_candles(directory / ws.prediction_candlesticks_file.name, prediction)
+        candles.write_candles(directory / ws.normalized_prediction_candlesticks_file.name,
+                              pd.DataFrame({"ot": prediction["ot"], "ct": prediction["ct"], "c": normalized}))
+        atomic_write_json(directory / ws.bundle_file.name, {**bundle, CUT_FOR_EPOCH: config.to_json()}, indent=2)
+
+    commit_bundle(ws.root, write)
     config.save(ws.epoch_config_file)
-    log(receipt)
+    atomic_write_json(ws.bundle_file, bundle, indent=2)  # done: nothing left to finish
+    log(f"epoch {config.id} created; receipt in {paths.receipt_file}")
+    return config
+
+
+def _is_leftover(paths: EpochPaths) -> bool:
+    """An epoch directory of a create-epoch killed before it cut the bundle: empty folders and the receipt."""
+    return all(p.is_dir() or p == paths.receipt_file for p in paths.dir.rglob("*"))
+
+
+def _finish_interrupted(ws: Workspace, paths: EpochPaths, cut_for: dict[str, Any],
+                        log: Callable[[str], None]) -> EpochConfig:
+    if cut_for.get("id") != paths.id:
+        raise EpochBuilderError(
+            f"{ws.bundle_file}: the bundle was cut for epoch {cut_for.get('id')} by an interrupted create-epoch; "
+            f"rerun `create-epoch --id {cut_for.get('id')}` to finish it, or import the candles again")
+    config = EpochConfig.from_json(cut_for, str(ws.bundle_file))
+    for sub in paths.subdirs():
+        sub.mkdir(parents=True, exist_ok=True)
+    if not paths.receipt_file.exists():
+        atomic_write_text(paths.receipt_file, render_receipt(config, len(candles.read_candles(ws.candlesticks_file))))
+    config.save(ws.epoch_config_file)
+    atomic_write_json(ws.bundle_file, {k: v for k, v in read_json(ws.bundle_file).items() if k != CUT_FOR_EPOCH},
+                      indent=2)
+    log(f"epoch {config.id}: finished an interrupted create-epoch (the bundle was already cut); "
+        "its parameters are the interrupted run's")
     return config
 
 

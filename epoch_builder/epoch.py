@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from epoch_builder.errors import EpochBuilderError
+from epoch_builder.errors import EpochBuilderError, UsageError
 from epoch_builder.storage import atomic_write_json, read_json
 
 MINUTE_MS = 60_000
@@ -72,9 +72,10 @@ def param_default(param: Param, profile: str) -> Any:
     return param.default
 
 
-def validate_epoch_id(epoch_id: str) -> str:
+def validate_epoch_id(epoch_id: str, error: type[EpochBuilderError] = EpochBuilderError) -> str:
+    """``error``: UsageError for an id typed on the command line, the plain failure for one read from a file."""
     if not EPOCH_ID_RE.match(epoch_id or ""):
-        raise EpochBuilderError(
+        raise error(
             f"id {epoch_id!r} is invalid: it must start with '_', be 4..100 characters, "
             "and use only letters, digits, '_' and '-'"
         )
@@ -90,9 +91,9 @@ def validate_param(name: str, value: Any, profile: str) -> Any:
         if param.kind is int and float(value) != coerced:
             raise ValueError
     except (TypeError, ValueError):
-        raise EpochBuilderError(f"parameter {name}={value!r} must be {param.kind.__name__} in {low}..{high}") from None
+        raise UsageError(f"parameter {name}={value!r} must be {param.kind.__name__} in {low}..{high}") from None
     if not (low <= coerced <= high):
-        raise EpochBuilderError(
+        raise UsageError(
             f"parameter {name}={coerced} is out of range: allowed {low}..{high}"
             + (" (profile small)" if profile == "small" else " (use --profile small for small data)" if param.small_low is not None and coerced < low else "")
         )
@@ -143,7 +144,11 @@ class EpochConfig:
 
     @classmethod
     def load(cls, path: Path) -> "EpochConfig":
-        data = read_json(path)
+        return cls.from_json(read_json(path), str(path))
+
+    @classmethod
+    def from_json(cls, data: Any, path: str) -> "EpochConfig":
+        """A config from its JSON form, checked as at creation; ``path`` names where it came from."""
         if not isinstance(data, dict):
             raise EpochBuilderError(f"{path}: expected a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}

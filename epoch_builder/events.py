@@ -32,6 +32,11 @@ def configure(path: str | None) -> None:
         _sink = open(path, "a", encoding="utf-8", buffering=1)
 
 
+def on_stdout() -> bool:
+    """Events share stdout: the command's results must go elsewhere (see ``output``)."""
+    return _sink is sys.stdout
+
+
 def emit(stage: str, done: int, total: int, **fields: Any) -> None:
     """Write one progress event if events are enabled."""
     if _sink is None:

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from epoch_builder import platform
-from epoch_builder.errors import EpochBuilderError
+from epoch_builder import output, platform
+from epoch_builder.errors import EpochBuilderError, UsageError
 from epoch_builder.storage import atomic_write_with
 from epoch_builder.workspace import EpochPaths, Workspace
 
@@ -64,7 +64,7 @@ def find_model(paths: EpochPaths, model_id: str) -> dict[str, Any]:
             return certificate
     ids = [c.get("id") for c in build if isinstance(c, dict)]
     shown = ", ".join(ids[:5]) + (f" (+{len(ids) - 5} more)" if len(ids) > 5 else "")
-    raise EpochBuilderError(f"model id {model_id!r} is not in {paths.build_file}; known: {shown or 'none'}")
+    raise UsageError(f"model id {model_id!r} is not in {paths.build_file}; known: {shown or 'none'}")
 
 
 def _model_file(paths: EpochPaths, regression_id: str, tmp: Path, normalized_close: np.ndarray) -> tuple[bytes, dict]:
@@ -104,22 +104,27 @@ def build_members(ws: Workspace, paths: EpochPaths, certificate: dict[str, Any],
     }
     certificates = []
     with tempfile.TemporaryDirectory(prefix="epoch-export-") as tmp:
-        for number, rid in enumerate(regression_ids, 1):
-            data, regression_certificate = _model_file(paths, rid, Path(tmp), normalized_close)
-            members[platform.model_file_member(rid)] = data
-            certificates.append(regression_certificate)
-            log(f"model file {number}/{len(regression_ids)}: {platform.model_file_member(rid)} ({len(data)} bytes)")
+        with output.progress_bars() as bars:
+            bar = bars.add("model files (written, loaded, compared)", len(regression_ids))
+            for number, rid in enumerate(regression_ids, 1):
+                data, regression_certificate = _model_file(paths, rid, Path(tmp), normalized_close)
+                members[platform.model_file_member(rid)] = data
+                certificates.append(regression_certificate)
+                log(f"model file {number}/{len(regression_ids)}: {platform.model_file_member(rid)} ({len(data)} bytes)")
+                bar.advance(info=rid)
     members[platform.REGRESSION_CERTIFICATES_MEMBER] = _json_bytes(certificates)
     return members
 
 
-def export_epoch(ws: Workspace, model_id: str, log: Callable[[str], None] = print) -> Path:
+def export_epoch(ws: Workspace, model_id: str, log: Callable[[str], None] = output.info) -> Path:
     paths = ws.epoch()  # a clear error when there is no active epoch (e.g. it was exported already)
+    if _interrupted_archive(ws, paths):
+        return _finish_archive(ws, paths, model_id, log)
     config = ws.load_epoch_config()
     certificate = find_model(paths, model_id)
     regression_ids = [r["id"] for r in certificate["model"]["regressions"]]
     if config.normalization != "global":
-        log(f"warning: epoch {config.id} uses {config.normalization} normalisation; the platform scales live "
+        output.warning(f"epoch {config.id} uses {config.normalization} normalisation; the platform scales live "
             "SMAs with the epoch's highest and lowest SMA (global), so its live features will differ from the "
             "ones this model was backtested on")
     members = build_members(ws, paths, certificate, log)
@@ -139,9 +144,22 @@ def export_epoch(ws: Workspace, model_id: str, log: Callable[[str], None] = prin
         verify_epoch_file(tmp, load_models=False, epoch_id=config.id, where=str(paths.epoch_file))
 
     atomic_write_with(paths.epoch_file, write)
-    log(f"epoch file: {paths.epoch_file} ({len(members) + 1} members, model {model_id}); "
-        "verified: installs in Epoca's platform (root members, ids, one .h5 and one certificate per regression), "
-        "every .h5 loads and predicts what its trained model predicts")
+    log(f"epoch file {paths.epoch_file} verified; moving candlesticks/ and config/epoch.json into {paths.dir}")
+    archive_workspace(ws, paths)
+    return paths.epoch_file
+
+
+def _interrupted_archive(ws: Workspace, paths: EpochPaths) -> bool:
+    """An export killed between its two final moves: candlesticks/ already moved, epoch.json not."""
+    return not ws.candlesticks_dir.exists() and (paths.dir / "candlesticks").is_dir() and paths.epoch_file.is_file()
+
+
+def _finish_archive(ws: Workspace, paths: EpochPaths, model_id: str, log: Callable[[str], None]) -> Path:
+    exported = verify_epoch_file(paths.epoch_file, load_models=False, epoch_id=paths.id)
+    if exported.model_id != model_id:
+        raise EpochBuilderError(f"{paths.epoch_file}: an interrupted export of model {exported.model_id} is being "
+                                f"finished; export that model (or move the file away to export {model_id})")
+    log(f"finishing an interrupted export of {paths.epoch_file} (candlesticks/ was already moved)")
     archive_workspace(ws, paths)
     return paths.epoch_file
 

@@ -1,17 +1,39 @@
-"""`candlesticks import`: sources -> validated bundle in ``candlesticks/``."""
+"""`candlesticks import`: sources -> validated bundle in ``candlesticks/``.
+
+The bundle is committed as a whole. Every file of the new bundle is written into a
+sibling directory ``candlesticks.new-<id>`` (``bundle.json`` last: its presence marks
+the directory complete), fsynced, then swapped with ``candlesticks/`` in one step
+(Linux ``renameat2(RENAME_EXCHANGE)``), or elsewhere by two renames through
+``candlesticks.old-<id>``. ``recover_bundle`` (run by ``Workspace.candlesticks_dir``
+before any use of the bundle's paths) completes or rolls back a switch cut short by
+a crash and removes leftovers, so a reader, and the next command after a ``kill -9``,
+sees the complete old bundle or the complete new one.
+
+This module stays light to import (no numpy/pandas at module level): the workspace
+calls ``recover_bundle`` from a property.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from epoch_builder import candles
-from epoch_builder.errors import EpochBuilderError
-from epoch_builder.storage import atomic_write_json
+from epoch_builder import output
+from epoch_builder.errors import EpochBuilderError, UsageError
+from epoch_builder.storage import atomic_write_json, fsync_dir
 from epoch_builder.workspace import Workspace
 
 INTERVAL_RANGE = (2, 1440)
+BUNDLE_DIR = "candlesticks"
+NEW_PREFIX = f"{BUNDLE_DIR}.new-"
+OLD_PREFIX = f"{BUNDLE_DIR}.old-"
+BUNDLE_MARKER = "bundle.json"  # written last into a new bundle: present = the new bundle is complete
 
 
 def import_candlesticks(
@@ -21,11 +43,11 @@ def import_candlesticks(
     interval_minutes: int = 30,
     fill_gaps: bool = False,
     export_csv: bool = False,
-    log=print,
+    log: Callable[[str], None] = output.info,
 ) -> dict[str, Any]:
     low, high = INTERVAL_RANGE
     if not (low <= interval_minutes <= high) or 1440 % interval_minutes and interval_minutes % 60:
-        raise EpochBuilderError(
+        raise UsageError(
             f"parameter interval={interval_minutes} is invalid: allowed {low}..{high} minutes dividing a day"
         )
     if ws.epoch_config_file.exists():
@@ -33,48 +55,175 @@ def import_candlesticks(
             f"{ws.epoch_config_file}: an epoch is active; importing would replace its candlesticks "
             "(export it or remove config/epoch.json first)"
         )
-    started = time.perf_counter()
-    df = candles.merge_sources(sources)
-    candles.validate_prices(df, sources)
-    gaps = candles.find_gaps(df["ot"].to_numpy())
-    if gaps.count:
-        if not fill_gaps:
-            raise EpochBuilderError(
-                f"{len(df)} candles have {gaps.describe()}; rerun with --fill-gaps to fill them "
-                "(a candle at the previous close, zero volume)"
-            )
-        log(f"filling {gaps.describe()}")
-        df = candles.fill_gaps(df)
-    minute, prediction = candles.resample(df, interval_minutes)
-    candles.check_series(minute, 1, "1m candles")
-    candles.check_series(prediction, interval_minutes, f"{interval_minutes}m candles")
+    from epoch_builder import candles  # heavy (numpy, pandas): only when importing
 
-    candles.write_candles(ws.candlesticks_file, minute)
-    candles.write_candles(ws.prediction_candlesticks_file, prediction)
-    ws.normalized_prediction_candlesticks_file.unlink(missing_ok=True)  # belongs to an epoch, not to an import
-    if export_csv:
-        candles.export_csv(ws.candlesticks_dir / "candlesticks.csv", minute)
-        candles.export_csv(ws.candlesticks_dir / "prediction_candlesticks.csv", prediction)
-    summary = {
-        "sources": [str(Path(s).resolve()) for s in sources],
-        "interval_minutes": interval_minutes,
-        "candles": len(minute),
-        "prediction_candles": len(prediction),
-        "first_ot": int(minute["ot"].iloc[0]),
-        "last_ct": int(minute["ct"].iloc[-1]),
-        "gaps": gaps.to_json(),
-        "gaps_filled": bool(gaps.count and fill_gaps),
-        "imported": int(time.time() * 1000),
-    }
-    atomic_write_json(ws.bundle_file, summary, indent=2)
-    log(
-        f"imported {len(minute)} 1m candles and {len(prediction)} {interval_minutes}m candles "
-        f"({candles.iso(summary['first_ot'])} .. {candles.iso(summary['last_ct'])}); {gaps.describe()}; "
-        f"{time.perf_counter() - started:.2f}s -> {ws.candlesticks_dir}"
-    )
+    with output.progress_bars() as bars:
+        bar = bars.add("reading candles", len(sources) + 1)
+        started = time.perf_counter()
+        names = {"minute": ws.candlesticks_file.name, "prediction": ws.prediction_candlesticks_file.name}
+        df = candles.merge_sources(sources, on_read=lambda path, rows: bar.advance(info=f"{path.name}: {rows:,} rows"))
+        candles.validate_prices(df, sources)
+        gaps = candles.find_gaps(df["ot"].to_numpy())
+        if gaps.count:
+            if not fill_gaps:
+                raise EpochBuilderError(
+                    f"{len(df)} candles have {gaps.describe()}; rerun with --fill-gaps to fill them "
+                    "(a candle at the previous close, zero volume)"
+                )
+            log(f"filling {gaps.describe()}")
+            df = candles.fill_gaps(df)
+        minute, prediction = candles.resample(df, interval_minutes)
+        candles.check_series(minute, 1, "1m candles")
+        candles.check_series(prediction, interval_minutes, f"{interval_minutes}m candles")
+
+        summary = {
+            "sources": [str(Path(s).resolve()) for s in sources],
+            "interval_minutes": interval_minutes,
+            "candles": len(minute),
+            "prediction_candles": len(prediction),
+            "first_ot": int(minute["ot"].iloc[0]),
+            "last_ct": int(minute["ct"].iloc[-1]),
+            "gaps": gaps.to_json(),
+            "gaps_filled": bool(gaps.count and fill_gaps),
+            "export_csv": export_csv,
+            "imported": int(time.time() * 1000),
+        }
+
+        def write(directory: Path) -> None:
+            # The new bundle holds no normalized_prediction_candlesticks.parquet: that file belongs to an epoch.
+            candles.write_candles(directory / names["minute"], minute)
+            candles.write_candles(directory / names["prediction"], prediction)
+            if export_csv:
+                candles.export_csv(directory / "candlesticks.csv", minute)
+                candles.export_csv(directory / "prediction_candlesticks.csv", prediction)
+            atomic_write_json(directory / BUNDLE_MARKER, summary, indent=2)
+
+        bar.update(description="writing the bundle")
+        commit_bundle(ws.root, write)
+        bar.advance()
+    log(f"bundle written in {time.perf_counter() - started:.2f}s; {gaps.describe()}")
     return summary
 
 
 def bundled_sample() -> Path:
     """The 21-day BTCUSDT 1m sample shipped in the package."""
     return Path(__file__).parent / "data" / "BTCUSDT_1m_20230301_20230321.csv.gz"
+
+
+# --- committing the bundle as a whole ----------------------------------------------------
+
+
+@contextmanager
+def _bundle_lock(root: Path, *, wait: bool) -> Iterator[bool]:
+    """Exclusive flock on the workspace root directory (yields False if busy and not waiting).
+
+    Held by an import from its new directory's creation to the end of the switch, so a recovery in
+    another process never mistakes a bundle being written for a leftover. The kernel drops it when
+    the holder dies, even by SIGKILL."""
+    import fcntl
+
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def recover_bundle(root: Path) -> None:
+    """Complete or roll back a bundle switch interrupted by a crash, and remove leftover directories.
+
+    Cheap when there is nothing to do (one listing of the root); skipped while an import holds the lock."""
+    try:
+        if not any(name.startswith((NEW_PREFIX, OLD_PREFIX)) for name in os.listdir(root)):
+            return
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        with _bundle_lock(root, wait=False) as locked:
+            if locked:
+                _recover_locked(root)
+    except OSError as exc:  # e.g. a read-only workspace: say so once instead of reading a half state
+        raise EpochBuilderError(
+            f"{root / BUNDLE_DIR}: cannot finish an interrupted `candlesticks import` ({exc.strerror}); "
+            "make the workspace writable and rerun, or rerun the import"
+        ) from None
+
+
+def _recover_locked(root: Path) -> None:
+    names = sorted(os.listdir(root))  # ids sort by creation time
+    new = [root / n for n in names if n.startswith(NEW_PREFIX)]
+    old = [root / n for n in names if n.startswith(OLD_PREFIX)]
+    current = root / BUNDLE_DIR
+    if not os.path.lexists(current):  # died between the two renames (or before the first import's one)
+        complete = [d for d in new if (d / BUNDLE_MARKER).is_file()]
+        if complete:
+            os.rename(complete[-1], current)  # the new bundle was complete: finish the switch
+        elif old:
+            os.rename(old[-1], current)  # roll back to the old bundle
+        fsync_dir(root)
+    for leftover in new + old:
+        _remove(leftover)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink():  # a candlesticks/ that was a link, swapped out: drop the link, not its target
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories atomically (Linux ``renameat2`` with ``RENAME_EXCHANGE``).
+
+    False where the platform, libc or filesystem lacks it: the caller then uses two renames."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def commit_bundle(root: Path, write: Callable[[Path], None]) -> None:
+    """``write(directory)`` fills a new bundle directory; it then replaces ``candlesticks/`` as a whole."""
+    root.mkdir(parents=True, exist_ok=True)
+    current = root / BUNDLE_DIR
+    with _bundle_lock(root, wait=True):
+        _recover_locked(root)  # an earlier interrupted switch first: it decides what "old" is
+        new = root / f"{NEW_PREFIX}{time.time_ns():020d}-{os.getpid()}"
+        new.mkdir()
+        old: Path | None = None
+        try:
+            write(new)
+            fsync_dir(new)
+            if not os.path.lexists(current):  # the first import
+                os.rename(new, current)
+            elif _exchange(new, current):
+                _remove(new)  # now holds the old bundle
+            else:
+                old = root / (OLD_PREFIX + new.name[len(NEW_PREFIX):])
+                os.rename(current, old)
+                os.rename(new, current)  # killed between the renames: the next recovery finishes the switch
+                _remove(old)
+            fsync_dir(root)
+        except BaseException:  # a failed import keeps the old bundle
+            _remove(new)  # not switched in (after an exchange: the old bundle)
+            if old is not None and old.exists() and not os.path.lexists(current):
+                os.rename(old, current)  # the second rename failed
+            raise

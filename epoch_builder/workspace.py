@@ -31,6 +31,11 @@ class Workspace:
     # --- candlesticks -------------------------------------------------------
     @property
     def candlesticks_dir(self) -> Path:
+        """The bundle directory; an import cut short while switching bundles is completed or rolled
+        back first, so every path below it is the complete old bundle or the complete new one."""
+        from epoch_builder.importer import recover_bundle  # light; imported here as it imports this module
+
+        recover_bundle(self.root)
         return self.root / "candlesticks"
 
     @property

@@ -28,7 +28,7 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from epoch_builder.storage import atomic_write_json
 from remote.errors import RemoteError
@@ -81,11 +81,47 @@ class BatchSpec:
         return [f"{epoch_id}/prediction_models/profitable_configs/{self.name}.json"]
 
     def done_locally(self, root: Path, epoch_id: str) -> bool:
+        """Whether this batch's results are in the local workspace, whole: a truncated or garbled file (a pull
+        cut short, a full disk) means not done, so the batch is pulled or run again rather than shown done.
+
+        Regressions: ``regression_batched_certificates/<name>.json`` is the list of the batch's certificates
+        with exactly its ``model_ids`` in order (as train-regression-batch writes it) and each
+        ``regressions/<id>/certificate.json`` is that model's certificate object.  Profitable configs:
+        ``profitable_configs/<name>.json`` is a list of config objects.
+        """
         epoch = root / epoch_id
         if self.stage == REGRESSIONS:
-            return (epoch / "regression_batched_certificates" / f"{self.name}.json").is_file() and all(
-                (epoch / "regressions" / model_id / "certificate.json").is_file() for model_id in self.model_ids)
-        return (epoch / "prediction_models" / "profitable_configs" / f"{self.name}.json").is_file()
+            batched = _json_summary(epoch / "regression_batched_certificates" / f"{self.name}.json", "batched-ids",
+                                    lambda doc: tuple(cert["id"] for cert in doc) if isinstance(doc, list) else None)
+            return batched == self.model_ids and all(
+                _json_summary(epoch / "regressions" / model_id / "certificate.json", "certificate-id",
+                              lambda doc: doc["id"] if isinstance(doc, dict) else None) == model_id
+                for model_id in self.model_ids)
+        return _json_summary(epoch / "prediction_models" / "profitable_configs" / f"{self.name}.json", "config-list",
+                             lambda doc: isinstance(doc, list) and all(isinstance(c, dict) for c in doc)) is True
+
+
+# (path, kind) -> (inode, mtime_ns, size, summary): done_locally re-reads every batch's results on each
+# board build (every dispatch tick), and certificates are large; a file is parsed again only once it changed.
+_SUMMARIES: dict[tuple[str, str], tuple[int, int, int, Any]] = {}
+
+
+def _json_summary(path: Path, kind: str, summarize: Callable[[Any], Any]) -> Any:
+    """``summarize(document)`` of a JSON file; None when it is missing, does not parse or has another shape."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    cached = _SUMMARIES.get((str(path), kind))
+    if cached is not None and cached[:3] == version:
+        return cached[3]
+    try:
+        summary = summarize(json.loads(path.read_bytes()))
+    except (OSError, ValueError, KeyError, TypeError):  # ValueError: not JSON (truncated, garbled, not UTF-8)
+        summary = None
+    _SUMMARIES[(str(path), kind)] = (*version, summary)
+    return summary
 
 
 def epoch_id_of(root: Path) -> str:

@@ -16,9 +16,10 @@ STAGES = ("regressions", "profitable-configs")
 
 
 def add_board_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """``add`` (from :func:`remote.cli.build_parser`) gives each command --config, --workspace and --json;
+    dispatch's --json prints the final board as JSON (its progress lines go to stderr then)."""
     p = add("board", "every batch of the epoch with its state (pending, pushed, running, finished, failed, done)")
     p.add_argument("--stage", choices=STAGES, help="only this stage's batches")
-    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON output")
     p = add("dispatch", "run a stage's pending batches on idle is_cluster servers until all are done")
     p.add_argument("--stage", required=True, choices=STAGES)
     p.add_argument("--interval", type=float, default=5.0, metavar="SECONDS", help="seconds between checks (default 5)")
@@ -32,7 +33,6 @@ def add_board_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--max-epochs", type=int, metavar="N", help="regressions: train-regression-batch --max-epochs")
     p.add_argument("--workers", type=int, metavar="N", help="profitable-configs: find-profitable-configs --workers")
     p.add_argument("--forever", action="store_true", help="keep watching after every batch is done")
-    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the final board as JSON")
 
 
 def _stages(stage: str | None) -> tuple[str, ...]:

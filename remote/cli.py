@@ -1,9 +1,10 @@
 """`epoch-cluster`: every console action, headless.
 
-    epoch-cluster [--config FILE] [--json] COMMAND [--server NAME|all] ...
+    epoch-cluster [--config FILE] [--workspace DIR] [--json] COMMAND [--server NAME|all] ...
 
+``--config``, ``--workspace`` and ``--json`` go before or after COMMAND.
 Exit codes: 0 success everywhere; 1 the action failed on at least one
-server (unreachable, refused, command failed); 2 bad input or config.  For
+server (unreachable, refused, command failed); 2 bad usage or config.  For
 ``test`` the exit code is pytest's.  ``--json`` prints one JSON document
 (or one object a line for streams).
 """
@@ -23,20 +24,49 @@ from remote.errors import RemoteError
 from remote.sync import PULL_GROUPS, PUSH_GROUPS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_STATUS_HELP = ("exit status: 0 ok; 1 failed on at least one server (unreachable, refused, command failed); "
+                    "2 bad usage or config (unknown option or server, invalid cluster file); "
+                    "test: pytest's exit status; 130 interrupted")
+
+# Options every command takes, declared once as data: (flags, argparse keywords, prints-JSON-only).
+# Each goes on the top-level parser and again on every subparser so it may come before or after
+# COMMAND; on subparsers its default is SUPPRESS, else their default would overwrite the value given
+# before COMMAND.
+GLOBAL_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any], bool], ...] = (
+    (("--config",), {"metavar": "FILE", "help": "cluster file (default: $EPOCH_CLUSTER_CONFIG, else config/cluster.json "
+                                                "of the workspace; neither: localhost alone)"}, False),
+    (("--workspace",), {"metavar": "DIR", "dest": "workspace",
+                        "help": "this machine's workspace (default: $EPOCH_BUILDER_HOME or the current directory)"}, False),
+    # The former name of --workspace, kept so existing scripts run; not shown in the help.
+    (("--local-root",), {"metavar": "DIR", "dest": "workspace", "help": argparse.SUPPRESS}, False),
+    (("--json",), {"action": "store_true", "help": "JSON output"}, True),
+)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, after_command: bool, json_output: bool = True) -> None:
+    for flags, options, json_only in GLOBAL_OPTIONS:
+        if json_only and not json_output:
+            continue
+        parser.add_argument(*flags, **({**options, "default": argparse.SUPPRESS} if after_command else options))
 
 
 def build_parser() -> argparse.ArgumentParser:
     from epoch_builder import __version__
 
-    parser = argparse.ArgumentParser(prog="epoch-cluster", description="Drive the Epoch Builder cluster from a shell.")
+    parser = argparse.ArgumentParser(prog="epoch-cluster", description="Drive the Epoch Builder cluster from a shell.",
+                                     epilog=EXIT_STATUS_HELP)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--config", metavar="FILE", help="cluster file (default: $EPOCH_CLUSTER_CONFIG, else config/cluster.json of the workspace; neither: localhost alone)")
-    parser.add_argument("--json", action="store_true", help="JSON output")
-    parser.add_argument("--local-root", metavar="DIR", help="this machine's workspace (default $EPOCH_BUILDER_HOME or .)")
+    from epoch_builder.commands import add_completion_option
+
+    add_completion_option(parser)
+    _add_global_options(parser, after_command=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, help: str, *, server: str | None = "all", aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, aliases=list(aliases))
+    def add(name: str, help: str, *, server: str | None = "all", aliases: Sequence[str] = (),
+            json_output: bool = True) -> argparse.ArgumentParser:
+        """A subcommand; ``json_output=False`` for the ones whose output is a terminal stream (no ``--json``)."""
+        p = sub.add_parser(name, help=help, aliases=list(aliases), epilog=EXIT_STATUS_HELP)
+        _add_global_options(p, after_command=True, json_output=json_output)
         if server is not None:
             p.add_argument("--server", "-s", default=server, required=server == "", metavar="NAME|all",
                            help="server name, comma list or 'all'" + (f" (default {server})" if server else ""))
@@ -70,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password", action="store_true", help="ask for the login password (first contact)")
     p = add("connect", "open an interactive ssh shell in the server's workspace", server="")
     p.add_argument("--print", action="store_true", help="print the ssh command instead of running it")
-    p = add("test", "run the project's test suite on a server", server="", aliases=["unit-tests"])
+    p = add("test", "run the project's test suite on a server", server="", aliases=["unit-tests"], json_output=False)
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments for pytest (after --)")
     p = add("bootstrap", "push the project to servers and install it into their venv")
     p.add_argument("--system-site-packages", action="store_true", help="create the venv with system site packages")
@@ -106,11 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _load(args: argparse.Namespace):
     from remote.config import load_cluster_config
 
-    return load_cluster_config(args.config, local_root=args.local_root)
+    return load_cluster_config(args.config, local_root=args.workspace)
 
 
 def _local_root(args: argparse.Namespace) -> Path:
-    return Path(args.local_root or os.environ.get("EPOCH_BUILDER_HOME") or ".").expanduser().resolve()
+    return Path(args.workspace or os.environ.get("EPOCH_BUILDER_HOME") or ".").expanduser().resolve()
 
 
 def _connect(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ Shape (see ``config/cluster.example.json``)::
         "ssh_config": true                      # honour ~/.ssh/config
       },
       "servers": [
-        {"name": "gpu-1", "host": "10.0.0.5", "port": 22, "user": "quant",
+        {"name": "gpu-1", "host": "10.0.0.5", "port": 22, "user": "quant",  # port optional: see ServerConfig.port
          "key": "~/.ssh/id_ed25519",            # optional; the SSH agent and defaults are used otherwise
          "root": "/home/quant/epoch-builder",    # the server's workspace root
          "venv": "/home/quant/.venvs/epoch",     # or "python": "/usr/bin/python3"
@@ -73,7 +73,9 @@ class ServerConfig:
 
     name: str
     host: str = "localhost"
-    port: int = 22
+    # None: not in the cluster file, so asyncssh applies ~/.ssh/config's Port (else 22); a port given
+    # here always wins, as ``ssh -p`` does over ssh_config.
+    port: int | None = None
     user: str | None = None  # None: ~/.ssh/config or the current user
     key: Path | None = None
     root: str = "."  # workspace root on that machine (absolute for SSH servers)
@@ -93,7 +95,8 @@ class ServerConfig:
 
     @property
     def address(self) -> str:
-        return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
+        """``user@host:port`` for messages and displays; user and port only where the cluster file sets them."""
+        return f"{self.user + '@' if self.user else ''}{self.host}{'' if self.port is None else f':{self.port}'}"
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,7 @@ class _Reader:
             raise self.error(f"{where}.{key}", "must be a non-empty string without control characters")
         return value
 
-    def number(self, doc: Mapping[str, Any], key: str, where: str, default: float, low: float, high: float, *, integer: bool = False) -> Any:
+    def number(self, doc: Mapping[str, Any], key: str, where: str, default: float | None, low: float, high: float, *, integer: bool = False) -> Any:
         if key not in doc:
             return default
         value = doc[key]
@@ -285,7 +288,7 @@ def _parse_server(reader: _Reader, raw: Any, where: str) -> ServerConfig:
     return ServerConfig(
         name=name,
         host=host,
-        port=reader.number(doc, "port", where, 22, 1, 65535, integer=True),
+        port=None if doc.get("port") is None else reader.number(doc, "port", where, None, 1, 65535, integer=True),
         user=user,
         key=Path(key).expanduser() if key else None,
         root=root.rstrip("/") or "/",

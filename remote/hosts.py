@@ -450,7 +450,6 @@ class SSHHost(Host):
     # ------------------------------------------------------------------ connection
     def _options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {
-            "port": self.config.port,
             "keepalive_interval": self.ssh.keepalive_interval_s,
             "keepalive_count_max": self.ssh.keepalive_count_max,
             "connect_timeout": self.ssh.connect_timeout_s,
@@ -458,6 +457,8 @@ class SSHHost(Host):
             "config": () if self.ssh.ssh_config else None,
             "encryption_algs": CIPHERS,
         }
+        if self.config.port is not None:  # unset: asyncssh takes ~/.ssh/config's Port, else 22
+            opts["port"] = self.config.port
         if self.ssh.known_hosts is not None:
             opts["known_hosts"] = str(self.ssh.known_hosts)
         if self.config.user:
@@ -509,15 +510,26 @@ class SSHHost(Host):
         self._client_marker = client
         return conn
 
+    def _target(self) -> tuple[str, int]:
+        """The host name and port asyncssh connects to and checks known_hosts for: the cluster file's port,
+        else ~/.ssh/config's HostName / Port (when ssh.ssh_config), else 22."""
+        import asyncssh
+
+        options = asyncssh.SSHClientConnectionOptions(
+            host=self.config.host, port=() if self.config.port is None else self.config.port,
+            config=() if self.ssh.ssh_config else None, client_keys=None, agent_path=None)
+        return options.host, options.port
+
     async def _accept_new_host_key(self) -> bool:
         """``accept-new``: record the key of a host that is not in known_hosts at all (never a changed key)."""
         import asyncssh
 
         known_path = self.ssh.known_hosts or Path("~/.ssh/known_hosts").expanduser()
-        names = [self.config.host if self.config.port == 22 else f"[{self.config.host}]:{self.config.port}"]
+        host, port = self._target()
+        names = [host if port == 22 else f"[{host}]:{port}"]
         if known_path.exists():
             known = asyncssh.read_known_hosts(str(known_path))
-            host_keys = known.match(self.config.host, "", self.config.port)[0]
+            host_keys = known.match(host, "", None if port == 22 else port)[0]
             if host_keys:
                 return False  # the host is known with another key: a changed key is never accepted
         opts = self._options()

@@ -99,7 +99,9 @@ def connect_argv(server: ServerConfig, ssh: SSHOptions) -> list[str]:
     """The interactive ``ssh`` command that opens a shell in the server's workspace."""
     if server.local:
         return [os.environ.get("SHELL", "/bin/sh"), "-l"]
-    argv = ["ssh", "-t", "-p", str(server.port), "-o", f"ServerAliveInterval={int(ssh.keepalive_interval_s) or 15}"]
+    argv = ["ssh", "-t", "-o", f"ServerAliveInterval={int(ssh.keepalive_interval_s) or 15}"]
+    if server.port is not None:  # unset: ssh takes ~/.ssh/config's Port, as the asyncssh connections do
+        argv += ["-p", str(server.port)]
     if ssh.known_hosts is not None:
         argv += ["-o", f"UserKnownHostsFile={ssh.known_hosts}"]
     argv += ["-o", "StrictHostKeyChecking=" + ("accept-new" if ssh.host_key_policy == "accept-new" else "yes")]

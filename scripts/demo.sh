@@ -43,7 +43,7 @@ for b in "$EPOCH_BUILDER_HOME"/_DEMO/prediction_models/configs/*.json; do
 done
 
 step "build the prediction models (top models: profit, accuracy, positions, drawdown)"
-"$eb" build-prediction-models --limit 5
+"$eb" build-prediction-models --top 5
 
 step "the built models (most profitable first)"
 "$eb" models list

@@ -27,6 +27,44 @@ def write_regression_batch(ws: Workspace, category: str, name: str, ids: list[st
     return path
 
 
+def test_a_truncated_or_garbled_result_file_is_not_done(tmp_path: Path) -> None:
+    """A pull cut short leaves a damaged file: the batch must be redone, never shown done."""
+    epoch = tmp_path / "_E"
+    spec = boards.BatchSpec(boards.REGRESSIONS, "KR_DNN_1_2", "DNN", ("A1", "A2"))
+    certificates = [{"id": "A1", "epochs": 3}, {"id": "A2", "epochs": 4}]
+    for cert in certificates:
+        atomic_write_json(epoch / "regressions" / cert["id"] / "certificate.json", cert)
+    batched = epoch / "regression_batched_certificates" / "KR_DNN_1_2.json"
+    atomic_write_json(batched, certificates)
+    assert spec.done_locally(tmp_path, "_E")
+
+    whole = batched.read_bytes()
+    batched.write_bytes(whole[: len(whole) // 2])  # truncated
+    assert not spec.done_locally(tmp_path, "_E")
+    for damaged in (b"\x00" * len(whole), b'{"id": "A1"}', b'[{"id": "A1"}]', b'[{"id": "A2"}, {"id": "A1"}]',
+                    b'[{"id": "A1"}, {"id": "A2"}, {"id": "A3"}]', b'["A1", "A2"]'):
+        batched.write_bytes(damaged)  # garbled, not a list, a model missing, out of order, one too many, not objects
+        assert not spec.done_locally(tmp_path, "_E"), damaged
+    atomic_write_json(batched, certificates)
+    assert spec.done_locally(tmp_path, "_E")
+    certificate = epoch / "regressions" / "A2" / "certificate.json"
+    certificate.write_text('{"id": "A2", "epo')  # one model's certificate truncated
+    assert not spec.done_locally(tmp_path, "_E")
+    certificate.write_text('{"id": "A1"}')  # another model's certificate
+    assert not spec.done_locally(tmp_path, "_E")
+
+    configs = boards.BatchSpec(boards.PROFITABLE_CONFIGS, "B_1", None)
+    profitable = epoch / "prediction_models" / "profitable_configs" / "B_1.json"
+    atomic_write_json(profitable, [{"pcr": 1, "msf": 2, "msaf": 3, "ri": 4}])
+    assert configs.done_locally(tmp_path, "_E")
+    profitable.write_text('[{"pcr": 1, "msf"')
+    assert not configs.done_locally(tmp_path, "_E")
+    profitable.write_text('{"pcr": 1}')
+    assert not configs.done_locally(tmp_path, "_E")
+    atomic_write_json(profitable, [])  # no profitable config at all is a result too
+    assert configs.done_locally(tmp_path, "_E")
+
+
 def test_batch_of_job_reads_stage_and_batch_name() -> None:
     assert boards.batch_of_job(["train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_1_2"]) == (
         "regressions", "KR_DNN_1_2")
@@ -51,7 +89,7 @@ async def test_board_states_from_workspace_and_job_directories(small_epoch: Work
     epoch = small_epoch.epoch()
     for model_id in ("A1", "A2"):
         atomic_write_json(epoch.regressions_dir / model_id / "certificate.json", {"id": model_id})
-    atomic_write_json(epoch.regression_batched_certificates_dir / "KR_DNN_1_2.json", [])
+    atomic_write_json(epoch.regression_batched_certificates_dir / "KR_DNN_1_2.json", [{"id": "A1"}, {"id": "A2"}])
     # A failed job of the other batch on the host (exit 3) -> failed, with its log tail and a failure count.
     job = await host.start_job(["no-such-subcommand-train", "--batch", "x"])  # not a batch job: ignored
     failing = await host.start_job(["train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_2_2",
@@ -75,7 +113,7 @@ async def test_board_states_from_workspace_and_job_directories(small_epoch: Work
     # Stage gates: all regression batches done -> rank + initialize; config batches -> dispatch; then build.
     for model_id in ("B1",):
         atomic_write_json(epoch.regressions_dir / model_id / "certificate.json", {"id": model_id})
-    atomic_write_json(epoch.regression_batched_certificates_dir / "KR_DNN_2_2.json", [])
+    atomic_write_json(epoch.regression_batched_certificates_dir / "KR_DNN_2_2.json", [{"id": "B1"}])
     board = await boards.build_board(small_epoch.root, [host], details=False)
     step = board.next_step(small_epoch.root)
     assert step["step"] == "rank regressions and initialize prediction models"

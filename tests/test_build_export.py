@@ -9,6 +9,7 @@ features saturate at +-1 (no positions at all), so nothing downstream would be t
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -110,7 +111,7 @@ def test_selection_errors(trained: Workspace, capsys: pytest.CaptureFixture[str]
                "--regressions-per-model", "1") == 2
     assert "unknown regression id 'KR_NOPE'" in capsys.readouterr().err
     assert initialize(trained) == 0
-    assert initialize(trained) == 2
+    assert initialize(trained) == 1
     assert "pass --force" in capsys.readouterr().err
     assert initialize(trained, "--force") == 0
 
@@ -147,7 +148,7 @@ def test_sweep_build_export_verify_round_trip(trained: Workspace, capsys: pytest
     assert initialize(trained) == 0
     profitable = _sweep_all(trained)
     assert profitable > 0, "the tiny regressions should give some profitable configuration"
-    assert cli(trained, "build-prediction-models", "--limit", "3", "--no-progress") == 0
+    assert cli(trained, "build-prediction-models", "--top", "3", "--no-progress") == 0
     paths = trained.epoch()
     build = json.loads(paths.build_file.read_text())
     assert 1 <= len(build) == min(3, profitable)
@@ -184,8 +185,14 @@ def test_sweep_build_export_verify_round_trip(trained: Workspace, capsys: pytest
     assert not trained.candlesticks_dir.exists() and (paths.dir / "candlesticks" / "candlesticks.parquet").is_file()
     assert not trained.epoch_config_file.exists() and (paths.dir / "epoch.json").is_file()
     capsys.readouterr()
-    assert cli(trained, "export-epoch", "--model-id", model_id) == 2
+    assert cli(trained, "export-epoch", "--model-id", model_id) == 1
     assert "no active epoch" in capsys.readouterr().err
+    # Killed between the two final moves (candlesticks/ moved, config/epoch.json not): a rerun finishes it.
+    os.replace(paths.dir / "epoch.json", trained.epoch_config_file)
+    assert cli(trained, "export-epoch", "--model-id", "_SMALL_other") == 1
+    assert f"an interrupted export of model {model_id}" in capsys.readouterr().err
+    assert cli(trained, "export-epoch", "--best") == 0 and not trained.epoch_config_file.exists()
+    assert (paths.dir / "epoch.json").is_file() and "finishing an interrupted export" in capsys.readouterr().err
     with zipfile.ZipFile(epoch_file) as archive:
         names = set(archive.namelist())
         manifest = json.loads(archive.read("manifest.json"))
@@ -223,13 +230,13 @@ def test_sweep_build_export_verify_round_trip(trained: Workspace, capsys: pytest
 def test_build_and_export_errors(trained: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(trained, "find-profitable-configs", "--batch", "_SMALL_1_1.json") == 2
     assert "batch file not found" in capsys.readouterr().err
-    assert cli(trained, "build-prediction-models", "--limit", "3") == 2
+    assert cli(trained, "build-prediction-models", "--limit", "3") == 1  # the former name still works
     assert "no profitable configurations" in capsys.readouterr().err
     assert initialize(trained) == 0
     (trained.epoch().assets_dir / "assets.json").unlink()
-    assert cli(trained, "find-profitable-configs", "--batch", "_SMALL_1_3.json") == 2
+    assert cli(trained, "find-profitable-configs", "--batch", "_SMALL_1_3.json") == 1
     assert "assets are missing" in capsys.readouterr().err
-    assert cli(trained, "export-epoch", "--model-id", "x") == 2
+    assert cli(trained, "export-epoch", "--model-id", "x") == 1
     assert "no build" in capsys.readouterr().err
     assert cli(trained, "build-prediction-models", "--limit", "0") == 2
     assert "limit=0 must be >= 1" in capsys.readouterr().err

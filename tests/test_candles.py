@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import zipfile
 from pathlib import Path
 
@@ -214,3 +215,79 @@ def test_out_of_range_values_header_only_and_mixed_time_units(tmp_path: Path) ->
         with pytest.raises(EpochBuilderError, match=message) as err:
             run_import(tmp_path, src)
         assert "\n" not in str(err.value), name
+
+
+READ_PEAK = """
+import resource, sys
+from pathlib import Path
+import pandas, pyarrow, pyarrow.compute, pyarrow.csv  # loaded before the baseline: not the file's cost
+from epoch_builder.candles import read_source
+from epoch_builder.errors import EpochBuilderError
+
+def peak() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+base = peak()
+for name in sys.argv[1:]:
+    try:
+        read_source(Path(name))
+        print("ACCEPTED", name)
+    except EpochBuilderError as exc:
+        print("REFUSED", exc)
+print("GROWTH", peak() - base)
+"""
+
+
+def test_huge_non_text_sources_are_refused_after_a_small_prefix(tmp_path: Path) -> None:
+    """A 2 GiB sparse file (``truncate -s 2G``), real rows followed by a 2 GiB hole, and archives that
+    inflate to 128 MiB of NULs: each refused naming the file, without reading or inflating it all."""
+    import subprocess
+    import sys
+
+    sparse = tmp_path / "big.csv"
+    with open(sparse, "wb"):
+        pass
+    os.truncate(sparse, 2 << 30)  # sparse: no disk, but 2 GiB if read
+    holed = tmp_path / "holed.csv"
+    make_candles(60).to_csv(holed, index=False)
+    os.truncate(holed, 2 << 30)
+    zeros = bytes(1 << 20)
+    gz = tmp_path / "zeros.csv.gz"
+    with gzip.open(gz, "wb", compresslevel=1) as out:
+        for _ in range(128):
+            out.write(zeros)
+    zipped = tmp_path / "zeros.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf, zf.open("zeros.csv", "w") as out:
+        for _ in range(128):
+            out.write(zeros)
+    sources = [sparse, holed, gz, zipped]
+    result = subprocess.run([sys.executable, "-c", READ_PEAK, *map(str, sources)], capture_output=True, text=True,
+                            timeout=120, check=True)
+    lines = result.stdout.splitlines()
+    refused = [line for line in lines if line.startswith("REFUSED")]
+    assert len(refused) == len(sources), result.stdout
+    for src, line in zip(sources, refused):
+        assert line.startswith(f"REFUSED {src}: not a text CSV (NUL byte at offset "), line
+    growth = int(lines[-1].split()[1])
+    assert growth < 64 << 20, f"peak memory grew by {growth >> 20} MiB while refusing"
+
+
+def test_damaged_archives_and_utf8_bom_give_one_line_results(tmp_path: Path) -> None:
+    csv = make_candles(60).to_csv(index=False).encode()
+    packed = gzip.compress(csv)
+    cases = {
+        "trunc.csv.gz": (packed[: len(packed) // 2], "cannot read"),
+        "notgz.csv.gz": (b"ot,ct,o,h,l,c,v\n", "cannot read"),
+        "latin1.csv": ("time,Öffnung\n".encode("latin-1"), r"not UTF-8 text \(byte 5\)"),
+        "utf16.csv": (csv[:200].decode().encode("utf-16"), "not a text CSV"),
+    }
+    for name, (data, message) in cases.items():
+        src = tmp_path / name
+        src.write_bytes(data)
+        with pytest.raises(EpochBuilderError, match=message) as err:
+            run_import(tmp_path, src)
+        assert str(err.value).startswith(f"{src}: ") and "\n" not in str(err.value), name
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + csv)  # spreadsheet exports start with one; the header is still a header
+    _, summary = run_import(tmp_path, bom)
+    assert summary["candles"] == 60

@@ -59,6 +59,7 @@ def test_refusals_name_what_is_wrong(imported: Workspace, small_epoch: Workspace
     with pytest.raises(EpochBuilderError, match=r"previous epoch _SMALL is still present"):
         create_epoch(small_epoch, "_EP2", profile="small", width_unit="days", epoch_width=20, log=quiet)
     (imported.root / "_EP3").mkdir()
+    (imported.root / "_EP3" / "notes.txt").write_text("not a leftover of an interrupted create-epoch")
     with pytest.raises(EpochBuilderError, match=r"_EP3: epoch directory already exists"):
         create_epoch(imported, "_EP3", profile="small", width_unit="days", epoch_width=20, log=quiet)
     with pytest.raises(EpochBuilderError, match=r"no candlestick bundle"):
@@ -140,3 +141,40 @@ def test_a_hand_edited_epoch_config_is_refused_where_it_is_loaded(small_epoch: W
     with pytest.raises(EpochBuilderError):
         generate(small_epoch, None, log=lambda *_: None)
     assert not (small_epoch.root.parent / "elsewhere").exists()
+
+
+def test_a_create_epoch_killed_before_its_last_step_is_finished_by_a_rerun(imported: Workspace, monkeypatch) -> None:
+    """The cut bundle is switched in as a whole and records its config; config/epoch.json comes last."""
+    import epoch_builder.create_epoch as module
+    from epoch_builder.epoch import EpochConfig
+
+    original_bundle = json.loads(imported.bundle_file.read_text())
+    before = read_candles(imported.candlesticks_file)
+
+    def killed_in_commit(root, write):  # noqa: ANN001 - dies before anything is switched in
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "commit_bundle", killed_in_commit)
+    with pytest.raises(KeyboardInterrupt):
+        create_epoch(imported, "_KILLED", profile="small", width_unit="days", epoch_width=20, log=quiet)
+    assert read_candles(imported.candlesticks_file).equals(before)  # the bundle is untouched
+    monkeypatch.undo()
+
+    real_save = EpochConfig.save
+
+    def killed_before_config(self, path):  # noqa: ANN001 - the bundle is cut, config/epoch.json not written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(EpochConfig, "save", killed_before_config)
+    with pytest.raises(KeyboardInterrupt):  # the leftover directory of the first try is reused
+        create_epoch(imported, "_KILLED", profile="small", width_unit="days", epoch_width=20, log=quiet)
+    monkeypatch.setattr(EpochConfig, "save", real_save)
+    assert not imported.epoch_config_file.exists()
+    assert json.loads(imported.bundle_file.read_text())["cut_for_epoch"]["id"] == "_KILLED"
+    with pytest.raises(EpochBuilderError, match="cut for epoch _KILLED by an interrupted create-epoch"):
+        create_epoch(imported, "_OTHER", profile="small", width_unit="days", epoch_width=20, log=quiet)
+    config = create_epoch(imported, "_KILLED", profile="small", width_unit="days", epoch_width=20, log=quiet)
+    assert imported.load_epoch_config() == config and config.id == "_KILLED"
+    assert json.loads(imported.bundle_file.read_text()) == original_bundle  # nothing left to finish
+    assert imported.normalized_prediction_candlesticks_file.is_file()
+    assert (imported.root / "_KILLED" / "_KILLED_receipt.txt").is_file()

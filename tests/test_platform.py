@@ -80,7 +80,7 @@ def exported(_small_epoch_template: Path, tmp_path_factory: pytest.TempPathFacto
                "--pcr", "1", "--regressions-per-model", "4") == 0
     for batch in sorted(paths.configs_dir.glob("_SMALL_*.json")):
         assert cli(ws, "find-profitable-configs", "--batch", batch.name) == 0
-    assert cli(ws, "build-prediction-models", "--limit", "3", "--no-progress") == 0
+    assert cli(ws, "build-prediction-models", "--top", "3", "--no-progress") == 0
     build = json.loads(paths.build_file.read_text())
     assert build, "the demo grid gives profitable models on the sample"
     config = ws.load_epoch_config()
@@ -346,7 +346,7 @@ def test_a_damaged_model_stops_export_before_the_workspace_moves(
             first[name][...] = 0
 
     monkeypatch.setattr(legacy_h5, "write_legacy_h5", damaged)
-    assert cli(ws, "export-epoch", "--model-id", exported["model"]["id"]) == 2
+    assert cli(ws, "export-epoch", "--model-id", exported["model"]["id"]) == 1
     assert "predictions differ from the trained model's" in capsys.readouterr().err
     assert ws.epoch_config_file.is_file() and ws.candlesticks_file.is_file()
     assert not (epoch_dir / f"{exported['config'].id}.zip").exists()

@@ -89,7 +89,7 @@ def test_custom_grid_through_the_cli(small_epoch, tmp_path: Path, capsys) -> Non
     out = small_epoch.epoch().regression_training_configs_dir
     assert sorted(p.name for p in (out / "DNN").iterdir()) == ["KR_DNN_1_2.json", "KR_DNN_2_2.json"]
     assert [len(read_batch(out / "GRU" / "KR_GRU_1_1.json")["configs"])] == [1]
-    assert "5 configs in 3 batches" in capsys.readouterr().out
+    assert "5 training configs in 3 batches" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("variation, message", [
@@ -99,7 +99,7 @@ def test_custom_grid_through_the_cli(small_epoch, tmp_path: Path, capsys) -> Non
 ])
 def test_bad_variation_is_refused_naming_file_and_key(small_epoch, tmp_path: Path, capsys, variation, message) -> None:
     grid = small_grid(tmp_path, networks={"DNN": {"KR_DNN_S2": [variation]}})
-    assert main(["generate-regression-training-configs", "--workspace", str(small_epoch.root), "--grid", str(grid)]) == 2
+    assert main(["generate-regression-training-configs", "--workspace", str(small_epoch.root), "--grid", str(grid)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert __import__("re").search(message, err), err

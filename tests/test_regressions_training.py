@@ -214,10 +214,10 @@ def test_kill_9_resumes_from_the_last_completed_epoch_and_matches_an_uninterrupt
                str(small_epoch.root), "--category", "CNN", "--batch", "KR_RESUME", "--max-epochs", "12",
                "--events", str(tmp_path / "events.jsonl")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     seen = []
     try:
-        for line in proc.stdout:  # type: ignore[union-attr]
+        for line in proc.stderr:  # type: ignore[union-attr]  # the timestamped messages
             seen.append(line)
             if "epoch 3/12" in line:
                 os.kill(proc.pid, signal.SIGKILL)

@@ -109,7 +109,7 @@ def test_journal_of_another_batch_content_is_refused(small_epoch: Workspace) -> 
     from epoch_builder.prediction.sweep import _line
 
     journal_file.write_bytes(_line({"batch": batch.name, "sha256": "0" * 64, "configs": 1, "assets_id": "x"}))
-    with pytest.raises(EpochBuilderError, match="journal of other inputs.*--restart"):
+    with pytest.raises(EpochBuilderError, match="journal of other inputs.*--force"):
         find_profitable_configs(small_epoch, batch.name, workers=1, log=quiet)
     result = find_profitable_configs(small_epoch, batch.name, workers=1, log=quiet, restart=True)
     assert result.evaluated_now == result.configs

@@ -363,7 +363,7 @@ class OneFieldForm(FormScreen):
 
 
 class NumberForm(OneFieldForm):
-    """One integer option (e.g. ``build-prediction-models --limit``)."""
+    """One integer option (e.g. ``build-prediction-models --top``)."""
 
     def __init__(self, title: str, label: str, default: int, low: int, high: int) -> None:
         super().__init__(title, label)

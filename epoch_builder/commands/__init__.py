@@ -4,11 +4,28 @@ that import their heavy dependencies inside."""
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from typing import Any
 
 from epoch_builder.workspace import Workspace, resolve_root
+
+
+def add_json_option(parser: argparse.ArgumentParser, what: str = "the result") -> None:
+    """``--json``: the same flag on every command that prints a result."""
+    parser.add_argument("--json", action="store_true", help=f"print {what} as JSON instead of text")
+
+
+def add_hidden_alias(parser: argparse.ArgumentParser, old_name: str, dest: str, **kwargs: Any) -> None:
+    """An option's former name keeps working but is not shown: one name per idea in the help."""
+    parser.add_argument(old_name, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+
+def add_completion_option(parser: argparse.ArgumentParser) -> None:
+    """``--print-completion bash|zsh|tcsh``: a shell completion script for the program (shtab)."""
+    import shtab
+
+    shtab.add_argument_to(parser, ["--print-completion"], help="print a shell completion script (bash, zsh or tcsh) "
+                          "and exit; e.g. `eval \"$(%(prog)s --print-completion bash)\"`")
 
 
 def workspace_of(args: argparse.Namespace) -> Workspace:
@@ -26,10 +43,12 @@ def print_rows(rows: list[dict[str, Any]], as_json: bool, empty: str, header: tu
                cells: Callable[[int, dict[str, Any]], tuple[str, ...]], left: tuple[int, ...]) -> None:
     """A listing command's output: JSON (``--json``), ``empty`` when there is nothing, else a table of
     ``cells(number, row)`` under ``header``."""
+    from epoch_builder import output
+
     if as_json:
-        print(json.dumps(rows, indent=2))
+        output.result_json(rows)
     elif not rows:
-        print(empty)
+        output.result(empty)
     else:
         print_table(header, [cells(number, row) for number, row in enumerate(rows, 1)], left)
 
@@ -38,6 +57,8 @@ def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]], left: tupl
     """Columns padded to their widest cell; the ``left`` columns left-aligned, the others right-aligned."""
     table = [header, *rows]
     widths = [max(len(row[c]) for row in table) for c in range(len(header))]
+    from epoch_builder import output
+
     for row in table:
-        print("  ".join(cell.ljust(w) if c in left else cell.rjust(w)
+        output.result("  ".join(cell.ljust(w) if c in left else cell.rjust(w)
                         for c, (cell, w) in enumerate(zip(row, widths))).rstrip())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from epoch_builder.commands import workspace_of
+from epoch_builder.commands import add_json_option, workspace_of
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -26,18 +26,28 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                           "(default: refuse and report the gaps)")
     imp.add_argument("--export-csv", action="store_true",
                      help="also write the original's candlesticks.csv / prediction_candlesticks.csv")
+    add_json_option(imp, "the bundle's report (bundle.json)")
     imp.set_defaults(func=start_import)
 
 
 def start_import(args: argparse.Namespace) -> int:
-    from epoch_builder.errors import EpochBuilderError
+    from epoch_builder import output
+    from epoch_builder.candles import iso
+    from epoch_builder.errors import UsageError
     from epoch_builder.importer import bundled_sample, import_candlesticks
 
     sources = list(args.sources)
     if args.sample:
         sources.append(bundled_sample())
     if not sources:
-        raise EpochBuilderError("no source files: give SRC... or --sample")
-    import_candlesticks(workspace_of(args), sources, interval_minutes=args.interval,
-                        fill_gaps=args.fill_gaps, export_csv=args.export_csv)
+        raise UsageError("no source files: give SRC... or --sample")
+    ws = workspace_of(args)
+    summary = import_candlesticks(ws, sources, interval_minutes=args.interval, fill_gaps=args.fill_gaps,
+                                  export_csv=args.export_csv)
+    if args.json:
+        output.result_json(summary)
+    else:
+        output.result(f"imported {summary['candles']:,} 1m candles and {summary['prediction_candles']:,} "
+                      f"{summary['interval_minutes']}m candles ({iso(summary['first_ot'])} .. {iso(summary['last_ct'])}) "
+                      f"-> {ws.candlesticks_dir}")
     return 0

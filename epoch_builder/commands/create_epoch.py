@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from epoch_builder.commands import workspace_of
+from epoch_builder.commands import add_json_option, workspace_of
 from epoch_builder.epoch import PARAMS, PROFILES
 
 
@@ -29,10 +29,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
             + (f"; small: {param.small_default if param.small_default is not None else param.default}, from {param.small_low}"
                if param.small_low is not None else "") + ")",
         )
+    add_json_option(parser, "the epoch's config (config/epoch.json)")
     parser.set_defaults(func=start_create_epoch)
 
 
 def start_create_epoch(args: argparse.Namespace) -> int:
+    from epoch_builder import output
     from epoch_builder.create_epoch import create_epoch
 
     raw = {p.name: getattr(args, p.name) for p in PARAMS}
@@ -41,6 +43,10 @@ def start_create_epoch(args: argparse.Namespace) -> int:
         raw["epoch_width"], unit = args.width_days, "days"
     elif raw["epoch_width"] is None and args.profile == "small":
         raw["epoch_width"], unit = 20, "days"
-    create_epoch(workspace_of(args), args.id, profile=args.profile, width_unit=unit,
-                 normalization=args.normalization, **raw)
+    ws = workspace_of(args)
+    config = create_epoch(ws, args.id, profile=args.profile, width_unit=unit, normalization=args.normalization, **raw)
+    if args.json:
+        output.result_json(config.to_json())
+    else:
+        output.result(ws.epoch().receipt_file.read_text(encoding="utf-8").rstrip("\n"))
     return 0

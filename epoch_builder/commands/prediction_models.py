@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from epoch_builder.commands import add_group, print_rows, workspace_of
-from epoch_builder.errors import EpochBuilderError
+from epoch_builder.commands import add_group, add_hidden_alias, add_json_option, print_rows, workspace_of
+from epoch_builder.errors import EpochBuilderError, UsageError
+from epoch_builder.storage import read_json
 
 MIN_REGRESSIONS = 16  # as the original
 
@@ -44,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     init.add_argument("--batch-size", type=int, default=100_000, metavar="N", help="configurations per batch file (default 100000)")
     init.add_argument("--force", action="store_true",
                       help="replace the batches, sweep results and build of an earlier initialization")
+    add_json_option(init, "the regressions, assets and batch files")
     init.set_defaults(func=start_initialize)
 
     sweep = subparsers.add_parser(
@@ -56,16 +58,19 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     sweep.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores)")
     sweep.add_argument("--journal-every", type=int, default=20_000, metavar="N",
                        help="journal progress after at most N configurations (and at least every second; default 20000)")
-    sweep.add_argument("--restart", action="store_true", help="discard the journal and output of this batch and start over")
+    sweep.add_argument("--force", action="store_true", help="discard the journal and output of this batch and start over")
+    add_hidden_alias(sweep, "--restart", "force", action="store_true")
+    add_json_option(sweep, "the sweep's counts and output file")
     sweep.set_defaults(func=start_find_profitable_configs)
 
     build = subparsers.add_parser(
         "build-prediction-models", parents=[common],
         help="re-evaluate the profitable configurations and write build.json (best by profit)",
     )
-    build.add_argument("--limit", type=int, default=100, metavar="N", help="models to keep (default 100)")
+    build.add_argument("--top", type=int, default=100, metavar="N", help="models to keep, most profitable first (default 100)")
+    add_hidden_alias(build, "--limit", "top", type=int)
     build.add_argument("--workers", type=int, metavar="N", help="processes for the re-evaluation (default: all cores)")
-    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_json_option(build, "the built models (as `models list --json`)")
     build.set_defaults(func=start_build)
 
     listing = add_group(subparsers, "models", "inspect built prediction models").add_parser("list", parents=[common], help="the built models, most profitable first",
@@ -73,22 +78,34 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                                     "positions, max drawdown, pcr / msf / msaf and the regressions' families. "
                                     "`export-epoch --best` exports the first.")
     listing.add_argument("--top", type=int, metavar="N", help="show only the first N")
-    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json_option(listing, "the models")
     listing.set_defaults(func=start_models_list)
 
 
 def start_initialize(args: argparse.Namespace) -> int:
+    from epoch_builder import output
     from epoch_builder.prediction.configs import initialize_prediction_models
 
     if args.top is not None and not args.by:
-        raise EpochBuilderError("parameter --by is required with --top (the ranking metric)")
+        raise UsageError("parameter --by is required with --top (the ranking metric)")
     if args.by and args.top is None:
-        raise EpochBuilderError("parameter --by is only used with --top N")
-    initialize_prediction_models(
-        workspace_of(args), regression_ids=args.regressions, top=args.top, by=args.by,
+        raise UsageError("parameter --by is only used with --top N")
+    ws = workspace_of(args)
+    batches = initialize_prediction_models(
+        ws, regression_ids=args.regressions, top=args.top, by=args.by,
         allow_few=args.allow_few_regressions, min_regressions=MIN_REGRESSIONS, pcrs=args.pcr, msfs=args.msf,
         msafs=args.msaf, per_model=args.regressions_per_model, batch_size=args.batch_size, force=args.force,
     )
+    paths = ws.epoch()
+    meta = read_json(paths.assets_dir / "assets.json")
+    document = {"regressions": meta["regression_ids"], "features_per_regression": meta["features"],
+                "labels": meta["labels"],
+                "batches": [str(path) for path in batches]}
+    if args.json:
+        output.result_json(document)
+    else:
+        output.result(f"{len(batches)} batch file(s) in {paths.configs_dir}: "
+                      + ", ".join(path.name for path in batches))
     return 0
 
 
@@ -96,11 +113,20 @@ def start_find_profitable_configs(args: argparse.Namespace) -> int:
     from epoch_builder.prediction.sweep import find_profitable_configs
 
     if args.workers is not None and args.workers < 1:
-        raise EpochBuilderError(f"parameter --workers={args.workers} must be >= 1")
+        raise UsageError(f"parameter --workers={args.workers} must be >= 1")
     if args.journal_every < 1:
-        raise EpochBuilderError(f"parameter --journal-every={args.journal_every} must be >= 1")
-    find_profitable_configs(workspace_of(args), args.batch, workers=args.workers, restart=args.restart,
-                            flush_configs=args.journal_every)
+        raise UsageError(f"parameter --journal-every={args.journal_every} must be >= 1")
+    from epoch_builder import output
+
+    result = find_profitable_configs(workspace_of(args), args.batch, workers=args.workers, restart=args.force,
+                                     flush_configs=args.journal_every)
+    if args.json:
+        output.result_json({"batch": result.batch, "configurations": result.configs, "profitable": result.profitable,
+                            "evaluated_now": result.evaluated_now, "resumed_from": result.resumed_from,
+                            "seconds": result.seconds, "output": str(result.output), "best": result.best})
+    else:
+        output.result(f"{result.batch}: {result.profitable:,} profitable of {result.configs:,} configurations "
+                      f"({result.evaluated_now:,} evaluated in {result.seconds}s) -> {result.output}")
     return 0
 
 
@@ -108,22 +134,22 @@ def start_models_list(args: argparse.Namespace) -> int:
     from epoch_builder.prediction.build import load_build, summary_rows
 
     if args.top is not None and args.top < 1:
-        raise EpochBuilderError(f"parameter --top={args.top} must be >= 1")
-    rows = summary_rows(load_build(workspace_of(args).epoch()))[: args.top]
+        raise UsageError(f"parameter --top={args.top} must be >= 1")
+    _print_models(summary_rows(load_build(workspace_of(args).epoch()))[: args.top], args.json)
+    return 0
+
+
+def _print_models(rows: list[dict], as_json: bool) -> None:
     header = ("#", "id", "profit", "accuracy", "positions", "drawdown", "pcr", "msf", "msaf", "families")
-    print_rows(rows, args.json, "the build holds no model", header, lambda i, r: (
+    print_rows(rows, as_json, "the build holds no model", header, lambda i, r: (
         str(i), r["id"], f"{r['profit']:.2f}", f"{r['accuracy']:.2f}%", str(r["positions"]),
         f"{r['max_drawdown']:.2f}%", f"{r['pcr']:g}", r["msf"], f"{r['msaf']:g}", ",".join(r["families"]) or "-"),
         left=(1, 7, 9))
-    return 0
 
 
 def start_build(args: argparse.Namespace) -> int:
     from epoch_builder.prediction.build import build_prediction_models, summary_rows
 
-    certificates = build_prediction_models(workspace_of(args), args.limit, workers=args.workers,
-                                           progress=not args.no_progress)
-    for row in summary_rows(certificates)[:10]:
-        print(f"{row['id']}  profit {row['profit']:>10.2f}  accuracy {row['accuracy']:>6.2f}%  "
-              f"positions {row['positions']:>4}  max drawdown {row['max_drawdown']:>7.2f}%")
+    rows = summary_rows(build_prediction_models(workspace_of(args), args.top, workers=args.workers))
+    _print_models(rows if args.json else rows[:10], args.json)
     return 0

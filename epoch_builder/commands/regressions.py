@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from epoch_builder.commands import add_group, print_rows, workspace_of
+from epoch_builder.commands import add_group, add_json_option, print_rows, workspace_of
 
 CATEGORIES = ("CNN", "DNN", "CDNN", "LSTM", "CLSTM", "GRU", "UNIT_TEST")
 RANK_KEYS = ("test_loss", "accuracy", "points")
@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     gen.add_argument("--grid", type=Path, metavar="FILE",
                      help="grid JSON (copy epoch_builder/data/regression_grid.json and edit it)")
     gen.add_argument("--force", action="store_true", help="replace existing training-config batches")
+    add_json_option(gen, "the batches per category")
     gen.set_defaults(func=start_generate)
 
     train = subparsers.add_parser(
@@ -36,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                        help="batch file (path, or name under regression_training_configs/<category>/)")
     train.add_argument("--max-epochs", type=int, metavar="N",
                        help="cap on epochs per model (default: the config's max_epochs, else 500)")
+    add_json_option(train, "each model's id, epochs, test loss and accuracy")
     train.set_defaults(func=start_train)
 
     sub = add_group(subparsers, "regressions", "inspect trained regressions")
@@ -45,21 +47,38 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                           "points (highest first).")
     rank.add_argument("--by", choices=RANK_KEYS, default="test_loss", help="ranking key (default test_loss)")
     rank.add_argument("--top", type=int, metavar="N", help="show only the best N")
-    rank.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json_option(rank, "the ranking")
     rank.set_defaults(func=start_rank)
 
 
 def start_generate(args: argparse.Namespace) -> int:
+    from epoch_builder import output
+    from epoch_builder.regressions.configs import UNIT_TEST
     from epoch_builder.regressions.grid import generate
 
-    generate(workspace_of(args), args.grid, force=args.force)
+    ws = workspace_of(args)
+    summary = generate(ws, args.grid, force=args.force)
+    if args.json:
+        output.result_json(summary)
+        return 0
+    trained = {c: s for c, s in summary.items() if c != UNIT_TEST}
+    output.result(f"{sum(s['models'] for s in trained.values())} training configs in "
+                  f"{sum(s['batches'] for s in trained.values())} batches (+ {UNIT_TEST}) -> "
+                  f"{ws.epoch().regression_training_configs_dir}: "
+                  + ", ".join(f"{c} {s['models']}" for c, s in trained.items()))
     return 0
 
 
 def start_train(args: argparse.Namespace) -> int:
+    from epoch_builder import output
     from epoch_builder.regressions.training import train_batch
 
-    train_batch(workspace_of(args), args.category, args.batch, max_epochs=args.max_epochs)
+    certificates = train_batch(workspace_of(args), args.category, args.batch, max_epochs=args.max_epochs)
+    rows = [{"id": c["id"], "epochs": c["epochs"], "test_loss": c["test_evaluation"]["loss"],
+             "accuracy": c["discovery"]["accuracy"]} for c in certificates]
+    print_rows(rows, args.json, "the batch holds no model", ("#", "id", "epochs", "test_loss", "accuracy"),
+               lambda i, r: (str(i), r["id"], str(r["epochs"]), _fmt(r["test_loss"]), f"{_fmt(r['accuracy'], 2)}%"),
+               left=(0, 1))
     return 0
 
 

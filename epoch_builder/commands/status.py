@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from epoch_builder.commands import workspace_of
-from epoch_builder.errors import EpochBuilderError
+from epoch_builder.errors import EpochBuilderError, UsageError
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -28,9 +28,9 @@ def start_status(args: argparse.Namespace) -> int:
 
     root = workspace_of(args).root
     if args.watch is not None and not 0.1 <= args.watch <= 3600:
-        raise EpochBuilderError(f"--watch {args.watch} out of range; allowed 0.1..3600 seconds")
+        raise UsageError(f"--watch {args.watch} out of range; allowed 0.1..3600 seconds")
     if args.count is not None and args.count < 1:
-        raise EpochBuilderError(f"--count {args.count} out of range; allowed >= 1")
+        raise UsageError(f"--count {args.count} out of range; allowed >= 1")
 
     def write(line: str) -> None:
         sys.stdout.write(line + "\n")

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numba import njit
 
-from epoch_builder import events
+from epoch_builder import events, output
 from epoch_builder.errors import EpochBuilderError
 from epoch_builder.storage import atomic_write_json, atomic_write_with, read_json
 from epoch_builder.workspace import Workspace
@@ -184,7 +184,7 @@ FeatureSource = Callable[[str, np.ndarray], Sequence[float]]
 
 
 def write_assets(ws: Workspace, regression_ids: Sequence[str], pcrs: Sequence[float],
-                 feature_of: FeatureSource, log: Callable[[str], None] = print) -> dict[str, Any]:
+                 feature_of: FeatureSource, log: Callable[[str], None] = output.info) -> dict[str, Any]:
     """Compute and write every asset; ``feature_of(regression_id, normalized_close)``
     returns that regression's features for the test windows. Returns the metadata."""
     import pyarrow as pa
@@ -194,17 +194,20 @@ def write_assets(ws: Workspace, regression_ids: Sequence[str], pcrs: Sequence[fl
     rng = load_test_range(ws)
     started = time.monotonic()
     features: dict[str, list[float]] = {}
-    for number, rid in enumerate(regression_ids, 1):
-        values = np.asarray(feature_of(rid, rng.normalized_close), dtype=np.float64)
-        if values.ndim != 1 or values.size != rng.n_windows:
-            raise EpochBuilderError(
-                f"regression {rid}: produced {values.size} features for the test range, expected {rng.n_windows} "
-                "(test windows per SEMANTICS §3)")
-        if not np.all(np.isfinite(values)) or np.any(np.abs(values) > 1):
-            raise EpochBuilderError(f"regression {rid}: features must be finite numbers in [-1, 1]")
-        features[rid] = values.tolist()
-        log(f"features {number}/{len(regression_ids)}: {rid}")
-        events.emit("initialize-prediction-models", number, len(regression_ids), regression=rid)
+    with output.progress_bars() as bars:
+        bar = bars.add("features per regression", len(regression_ids))
+        for number, rid in enumerate(regression_ids, 1):
+            values = np.asarray(feature_of(rid, rng.normalized_close), dtype=np.float64)
+            if values.ndim != 1 or values.size != rng.n_windows:
+                raise EpochBuilderError(
+                    f"regression {rid}: produced {values.size} features for the test range, expected {rng.n_windows} "
+                    "(test windows per SEMANTICS §3)")
+            if not np.all(np.isfinite(values)) or np.any(np.abs(values) > 1):
+                raise EpochBuilderError(f"regression {rid}: features must be finite numbers in [-1, 1]")
+            features[rid] = values.tolist()
+            log(f"features {number}/{len(regression_ids)}: {rid}")
+            bar.advance(info=rid)
+            events.emit("initialize-prediction-models", number, len(regression_ids), regression=rid)
     labels = {pcr_key(pcr): range_labels(rng, pcr).tolist() for pcr in pcrs}
     k = range_indexer(rng)
     assets_dir = paths.assets_dir

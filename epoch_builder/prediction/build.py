@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from epoch_builder import events
-from epoch_builder.errors import EpochBuilderError
+from epoch_builder import events, output
+from epoch_builder.errors import EpochBuilderError, UsageError
 from epoch_builder.regressions.architectures import family_of_id
 from epoch_builder.storage import atomic_write_json, read_json
 from epoch_builder.workspace import EpochPaths, Workspace
 
 STAGE = "build-prediction-models"
-T = TypeVar("T")
 
 
 def profitable_batch_files(paths: EpochPaths) -> list[Path]:
@@ -50,22 +49,14 @@ def regression_config(paths: EpochPaths, regression_id: str) -> dict[str, Any]:
     return {"id": regression_id, **(config if isinstance(config, dict) else {})}
 
 
-def _progress(items: list[T], description: str, show: bool) -> Iterable[T]:
-    if not show:
-        return items
-    from rich.progress import track
-
-    return track(items, description=description, transient=False)
-
-
-def build_prediction_models(ws: Workspace, limit: int, workers: int | None = None, progress: bool = True,
-                            log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def build_prediction_models(ws: Workspace, limit: int, workers: int | None = None,
+                            log: Callable[[str], None] = output.info) -> list[dict[str, Any]]:
     from epoch_builder.prediction.assets import load_backtest_data
     from epoch_builder.prediction.configs import validate_configs
     from epoch_builder.prediction.engine import Evaluator, evaluate_full
 
     if limit < 1:
-        raise EpochBuilderError(f"parameter limit={limit} must be >= 1")
+        raise UsageError(f"parameter limit={limit} must be >= 1")
     config = ws.load_epoch_config()
     paths = ws.epoch()
     files = profitable_batch_files(paths)
@@ -91,28 +82,31 @@ def build_prediction_models(ws: Workspace, limit: int, workers: int | None = Non
     regressions = {rid: regression_config(paths, rid) for i in ranked for rid in configs[i]["ri"]}
     certificates: list[dict[str, Any]] = []
     eta = events.Eta(len(ranked))
-    for done, i in enumerate(_progress(ranked, f"building {len(ranked)} model(s)", progress), 1):
-        model_config = configs[i]
-        payload = evaluate_full(data, model_config)
-        model_id = f"{config.id}_{uuid.uuid4()}"
-        certificates.append({
-            "id": model_id,
-            "creation": creation,
-            "test_ds_start": config.test_ds_start,
-            "test_ds_end": config.test_ds_end,
-            "model": {
+    with output.progress_bars() as bars:
+        bar = bars.add(f"building {len(ranked)} model(s)", len(ranked))
+        for done, i in enumerate(ranked, 1):
+            model_config = configs[i]
+            payload = evaluate_full(data, model_config)
+            model_id = f"{config.id}_{uuid.uuid4()}"
+            certificates.append({
                 "id": model_id,
-                "price_change_requirement": model_config["pcr"],
-                "min_sum_function": model_config["msf"],
-                "min_sum_adjustment_factor": model_config["msaf"],
-                "min_increase_sum": payload["min_increase_sum"],
-                "min_decrease_sum": payload["min_decrease_sum"],
-                "regressions": [regressions[rid] for rid in model_config["ri"]],
-            },
-            "discovery": payload["discovery"],
-            "backtest": payload["backtest"],
-        })
-        events.emit(STAGE, done, len(ranked), eta_s=eta.seconds(done))
+                "creation": creation,
+                "test_ds_start": config.test_ds_start,
+                "test_ds_end": config.test_ds_end,
+                "model": {
+                    "id": model_id,
+                    "price_change_requirement": model_config["pcr"],
+                    "min_sum_function": model_config["msf"],
+                    "min_sum_adjustment_factor": model_config["msaf"],
+                    "min_increase_sum": payload["min_increase_sum"],
+                    "min_decrease_sum": payload["min_decrease_sum"],
+                    "regressions": [regressions[rid] for rid in model_config["ri"]],
+                },
+                "discovery": payload["discovery"],
+                "backtest": payload["backtest"],
+            })
+            bar.advance()
+            events.emit(STAGE, done, len(ranked), eta_s=eta.seconds(done))
     certificates.sort(key=lambda c: c["backtest"]["profit"], reverse=True)
     atomic_write_json(paths.build_file, certificates)
     log(f"build: {len(certificates)} model(s) of {len(configs):,} profitable in {time.monotonic() - started:.1f}s "

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from epoch_builder.errors import EpochBuilderError
+from epoch_builder import output
+from epoch_builder.errors import EpochBuilderError, UsageError
 from epoch_builder.storage import atomic_write_text, read_json
 from epoch_builder.workspace import EpochPaths, Workspace
 
@@ -60,11 +61,11 @@ class Grid:
                 "(the number of selected regressions)")
         for name, values in (("pcr", self.pcrs), ("msaf", self.msafs)):
             if not values or any(not math.isfinite(v) or v <= 0 for v in values) or len(set(values)) != len(values):
-                raise EpochBuilderError(f"parameter {name}={list(values)} must be distinct positive numbers")
+                raise UsageError(f"parameter {name}={list(values)} must be distinct positive numbers")
         if any(p >= 100 for p in self.pcrs):
-            raise EpochBuilderError(f"parameter pcr={list(self.pcrs)} must be below 100 (%)")
+            raise UsageError(f"parameter pcr={list(self.pcrs)} must be below 100 (%)")
         if not self.msfs or any(m not in MIN_SUM_FUNCTIONS for m in self.msfs) or len(set(self.msfs)) != len(self.msfs):
-            raise EpochBuilderError(f"parameter msf={list(self.msfs)}: allowed values are {', '.join(MIN_SUM_FUNCTIONS)}")
+            raise UsageError(f"parameter msf={list(self.msfs)}: allowed values are {', '.join(MIN_SUM_FUNCTIONS)}")
 
     @property
     def combinations(self) -> int:
@@ -80,10 +81,10 @@ def batch_name(epoch_id: str, number: int, count: int) -> str:
 
 
 def write_batches(paths: EpochPaths, grid: Grid, seed: int, batch_size: int = DEFAULT_BATCH_SIZE,
-                  log: Callable[[str], None] = print) -> list[Path]:
+                  log: Callable[[str], None] = output.info) -> list[Path]:
     """Write every configuration, shuffled with ``seed``, in batches; returns the batch paths."""
     if batch_size < 1:
-        raise EpochBuilderError(f"parameter batch-size={batch_size} must be >= 1")
+        raise UsageError(f"parameter batch-size={batch_size} must be >= 1")
     total = grid.total
     if total > MAX_CONFIGS:
         raise EpochBuilderError(f"{total:,} configurations exceed the limit of {MAX_CONFIGS:,}: select fewer regressions "
@@ -152,7 +153,7 @@ def resolve_batch(paths: EpochPaths, batch: str) -> Path:
         if candidate.is_file():
             return candidate
     available = sorted(p.name for p in paths.configs_dir.glob("*.json")) if paths.configs_dir.is_dir() else []
-    raise EpochBuilderError(f"{batch}: batch file not found; available in {paths.configs_dir}: "
+    raise UsageError(f"{batch}: batch file not found; available in {paths.configs_dir}: "
                             f"{', '.join(available) if available else 'none (run initialize-prediction-models)'}")
 
 
@@ -199,17 +200,17 @@ def select_regressions(ws: Workspace, regression_ids: Sequence[str] | None, top:
         from epoch_builder.regressions.rank import rank_regressions
 
         if top is None or top < 1:
-            raise EpochBuilderError(f"parameter --top={top} must be >= 1")
+            raise UsageError(f"parameter --top={top} must be >= 1")
         ranked = rank_regressions(ws, by, top)
         regression_ids = [r if isinstance(r, str) else r["id"] for r in ranked]
     trained = sorted(p.parent.name for p in paths.regressions_dir.glob("*/certificate.json"))
     for rid in regression_ids:
         if rid not in trained:
             shown = ", ".join(trained[:8]) + (f" (+{len(trained) - 8} more)" if len(trained) > 8 else "")
-            raise EpochBuilderError(f"unknown regression id {rid!r}: no {paths.regressions_dir / rid / 'certificate.json'}; "
+            raise UsageError(f"unknown regression id {rid!r}: no {paths.regressions_dir / rid / 'certificate.json'}; "
                                     f"trained: {shown or 'none'}")
     if len(set(regression_ids)) != len(regression_ids):
-        raise EpochBuilderError("parameter --regressions lists a regression twice")
+        raise UsageError("parameter --regressions lists a regression twice")
     return list(regression_ids)
 
 
@@ -218,7 +219,7 @@ def initialize_prediction_models(ws: Workspace, *, regression_ids: Sequence[str]
                                  min_regressions: int = 16, pcrs: Sequence[float] = DEFAULT_PCR,
                                  msfs: Sequence[str] = DEFAULT_MSF, msafs: Sequence[float] = DEFAULT_MSAF,
                                  per_model: int = DEFAULT_PER_MODEL, batch_size: int = DEFAULT_BATCH_SIZE,
-                                 force: bool = False, log: Callable[[str], None] = print) -> list[Path]:
+                                 force: bool = False, log: Callable[[str], None] = output.info) -> list[Path]:
     """Select regressions, write the assets (features, labels, indexer), then the configuration batches.
 
     Earlier batches, sweep results and build belong to the earlier assets: they are
@@ -235,11 +236,11 @@ def initialize_prediction_models(ws: Workspace, *, regression_ids: Sequence[str]
                                 f"initialization exist ({len(earlier)} file(s)); pass --force to replace them")
     ids = select_regressions(ws, regression_ids, top, by)
     if len(ids) < min_regressions and not allow_few:
-        raise EpochBuilderError(f"{len(ids)} regression(s) selected; at least {min_regressions} are required "
+        raise UsageError(f"{len(ids)} regression(s) selected; at least {min_regressions} are required "
                                 "(as the original), or pass --allow-few-regressions for small data")
     grid = Grid(tuple(ids), tuple(float(p) for p in pcrs), tuple(msfs), tuple(float(a) for a in msafs), per_model)
     if batch_size < 1:
-        raise EpochBuilderError(f"parameter batch-size={batch_size} must be >= 1")
+        raise UsageError(f"parameter batch-size={batch_size} must be >= 1")
     if grid.total > MAX_CONFIGS:
         raise EpochBuilderError(f"{grid.total:,} configurations exceed the limit of {MAX_CONFIGS:,}")
 

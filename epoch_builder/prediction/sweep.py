@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from epoch_builder import events
+from epoch_builder import events, output
 from epoch_builder.errors import EpochBuilderError
 from epoch_builder.storage import atomic_write_json
 from epoch_builder.workspace import Workspace
@@ -96,7 +96,7 @@ class Journal:
                     raise EpochBuilderError(
                         f"{path}: journal of other inputs (batch {record.get('batch')!r}, "
                         f"{record.get('configs')} configs, assets {record.get('assets_id')!r}); "
-                        "rerun with --restart to discard it")
+                        "rerun with --force to discard it")
                 first = False
             else:
                 if record.get("start") != journal.done or not record.get("end", -1) > journal.done:
@@ -153,7 +153,7 @@ def journal_path(ws: Workspace, batch_file: Path) -> Path:
 
 
 def find_profitable_configs(ws: Workspace, batch: str, workers: int | None = None, restart: bool = False,
-                            log: Callable[[str], None] = print,
+                            log: Callable[[str], None] = output.info,
                             flush_seconds: float = FLUSH_SECONDS, flush_configs: int = FLUSH_CONFIGS) -> SweepResult:
     from epoch_builder.prediction.assets import load_backtest_data
     from epoch_builder.prediction.configs import resolve_batch, validate_configs
@@ -161,11 +161,11 @@ def find_profitable_configs(ws: Workspace, batch: str, workers: int | None = Non
 
     paths = ws.epoch()
     batch_file = resolve_batch(paths, batch)
-    output = output_path(ws, batch_file)
+    output_file = output_path(ws, batch_file)
     journal_file = journal_path(ws, batch_file)
     if restart:
         journal_file.unlink(missing_ok=True)
-        output.unlink(missing_ok=True)
+        output_file.unlink(missing_ok=True)
     data, meta = load_backtest_data(ws)
     raw = batch_file.read_bytes()
     try:
@@ -174,10 +174,10 @@ def find_profitable_configs(ws: Workspace, batch: str, workers: int | None = Non
         raise EpochBuilderError(f"{batch_file}: invalid JSON ({exc})") from None
     configs = validate_configs(batch_file, parsed, data.regression_ids, list(data.labels))
     total = len(configs)
-    if output.exists() and not journal_file.exists():
-        count = len(json.loads(output.read_bytes()))
-        log(f"{output}: already complete ({count} profitable of {total}); use --restart to evaluate again")
-        return SweepResult(batch_file.name, total, count, 0, total, 0.0, output, None)
+    if output_file.exists() and not journal_file.exists():
+        count = len(json.loads(output_file.read_bytes()))
+        log(f"{output_file}: already complete ({count} profitable of {total}); use --force to evaluate again")
+        return SweepResult(batch_file.name, total, count, 0, total, 0.0, output_file, None)
 
     header = {"batch": batch_file.name, "sha256": hashlib.sha256(raw).hexdigest(), "configs": total,
               "assets_id": meta["assets_id"]}
@@ -194,7 +194,9 @@ def find_profitable_configs(ws: Workspace, batch: str, workers: int | None = Non
         eta = events.Eta(len(remaining))
         events.emit(STAGE, resumed_from, total, profitable=len(journal.profitable), batch=batch_file.name)
         if remaining:
-            with Evaluator(data, workers) as evaluator:
+            with Evaluator(data, workers) as evaluator, output.progress_bars(unit="configs") as bars:
+                bar = bars.add(batch_file.name, total, info=f"{len(journal.profitable):,} profitable")
+                bar.update(resumed_from)
                 log(f"evaluating {len(remaining):,} configurations of {batch_file.name} on {evaluator.workers} worker(s)")
                 pending: list[list[Any]] = []
                 chunk_start = resumed_from
@@ -211,17 +213,16 @@ def find_profitable_configs(ws: Workspace, batch: str, workers: int | None = Non
                         rate = (done - resumed_from) / max(now - started, 1e-9)
                         events.emit(STAGE, done, total, profitable=len(journal.profitable), batch=batch_file.name,
                                     eta_s=eta.seconds(done - resumed_from), configs_per_s=round(rate, 1))
+                        bar.update(done, info=f"{len(journal.profitable):,} profitable, {rate:,.0f} configs/s")
         profitable_indices = sorted(int(entry[0]) for entry in journal.profitable)
         if len(set(profitable_indices)) != len(profitable_indices):
             raise AssertionError(f"{journal_file}: an index appears twice")
-        atomic_write_json(output, [configs[i] for i in profitable_indices])
+        atomic_write_json(output_file, [configs[i] for i in profitable_indices])
     finally:
         journal.close()
     journal_file.unlink(missing_ok=True)
     seconds = round(time.monotonic() - started, 2)
     best = max(journal.profitable, key=lambda entry: entry[1], default=None)
     events.emit(STAGE, total, total, profitable=len(profitable_indices), batch=batch_file.name, eta_s=0)
-    log(f"{batch_file.name}: {len(profitable_indices):,} profitable of {total:,} configurations "
-        f"({total - resumed_from:,} evaluated in {seconds}s) -> {output}")
     return SweepResult(batch_file.name, total, len(profitable_indices), total - resumed_from, resumed_from, seconds,
-                       output, best)
+                       output_file, best)

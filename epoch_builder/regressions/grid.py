@@ -21,6 +21,7 @@ from math import ceil
 from pathlib import Path
 from typing import Any
 
+from epoch_builder import output
 from epoch_builder.errors import EpochBuilderError
 from epoch_builder.regressions.architectures import (
     FAMILIES, architecture_key, build_model, parse_template, validate_model_config,
@@ -152,7 +153,7 @@ def plan(grid: dict[str, Any], epoch_id: str, seed: int, lookback: int, predicti
 
 
 def generate(ws: Workspace, grid_path: Path | None = None, *, force: bool = False,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+             log: Callable[[str], None] = output.info) -> dict[str, Any]:
     """Write every batch and the receipt; returns ``{category: {"models": m, "batches": b}}``."""
     from epoch_builder import events
 
@@ -169,12 +170,15 @@ def generate(ws: Workspace, grid_path: Path | None = None, *, force: bool = Fals
     per_category = plan(grid, config.id, config.seed, config.regression_lookback, config.regression_predictions)
     unit_test = unit_test_config(grid, config.id, config.regression_lookback, config.regression_predictions)
     validator = BuildValidator()
-    for category, configs in per_category.items():
-        for index, cfg in enumerate(configs, 1):
-            validator.check(cfg)
-            if index % 50 == 0 or index == len(configs):
-                events.emit("generate-regression-training-configs", done=index, total=len(configs), category=category)
-        log(f"{category}: {len(configs)} configs validated")
+    with output.progress_bars() as bars:
+        bar = bars.add("validating configs", sum(len(configs) for configs in per_category.values()))
+        for category, configs in per_category.items():
+            for index, cfg in enumerate(configs, 1):
+                validator.check(cfg)
+                bar.advance(info=category)
+                if index % 50 == 0 or index == len(configs):
+                    events.emit("generate-regression-training-configs", done=index, total=len(configs), category=category)
+            log(f"{category}: {len(configs)} configs validated")
     validator.check(unit_test)
 
     for path in existing:
@@ -193,9 +197,7 @@ def generate(ws: Workspace, grid_path: Path | None = None, *, force: bool = Fals
                       {"name": UNIT_TEST_BATCH, "category": UNIT_TEST, "configs": [unit_test]}, indent=2)
     summary[UNIT_TEST] = {"models": 1, "batches": 1, "batch_size": 1}
     atomic_write_text(out_dir / RECEIPT, receipt_text(config.id, grid["_path"], config.seed, summary))
-    log(f"{sum(s['models'] for c, s in summary.items() if c != UNIT_TEST)} configs in "
-        f"{sum(s['batches'] for c, s in summary.items() if c != UNIT_TEST)} batches (+ {UNIT_TEST}); "
-        f"{validator.built} distinct architectures built in {time.monotonic() - started:.1f} s")
+    log(f"{validator.built} distinct architectures built in {time.monotonic() - started:.1f} s")
     return summary
 
 

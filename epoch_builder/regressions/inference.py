@@ -58,13 +58,22 @@ def load_regression(model_dir: Path) -> LoadedRegression:
                             model=model, certificate=cert)
 
 
+def predict(model: Any, inputs: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    """The model's predictions (float32), by direct calls in chunks: ``model.predict`` traces a new
+    tf.function for every model it meets, so a loop over many models made TensorFlow warn about
+    retracing (and pay for it) on each one."""
+    x = np.ascontiguousarray(inputs, dtype=np.float32)
+    parts = [np.asarray(model(x[i:i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, *model.output_shape[1:]), dtype=np.float32)
+
+
 def predict_windows(reg: LoadedRegression, normalized_close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(last input value x[-1] per window as float64, model predictions) for every §3 window."""
     series = np.asarray(normalized_close, dtype=np.float64)
     if series.ndim != 1:
         raise EpochBuilderError(f"regression {reg.id}: normalized close must be one-dimensional, got shape {series.shape}")
     x = input_windows(series, reg.lookback, reg.predictions)
-    preds = reg.model.predict(np.ascontiguousarray(x, dtype=np.float32), batch_size=PREDICT_BATCH, verbose=0)
+    preds = predict(reg.model, x)
     return x[:, -1], np.asarray(preds, dtype=np.float64)
 
 

@@ -252,12 +252,9 @@ def load_legacy_h5(path: Path) -> Any:
 def verify_predictions(original: Any, written: Any, inputs: np.ndarray, name: str, atol: float = 1e-5) -> float:
     """Largest absolute difference between the two models' predictions; raises past ``atol``
     (float32 round-off between two runtimes stays far below it)."""
-    x = np.ascontiguousarray(inputs, dtype=np.float32)
-    # Direct calls in chunks: no tf.function is traced per model (predict() would retrace for each file).
-    def run(model: Any) -> np.ndarray:
-        parts = [np.asarray(model(x[i:i + 8192], training=False)) for i in range(0, len(x), 8192)]
-        return np.concatenate(parts).astype(np.float64) if parts else np.zeros((0,))
-    a, b = run(original), run(written)
+    from epoch_builder.regressions.inference import predict
+
+    a, b = (predict(model, inputs).astype(np.float64) for model in (original, written))
     if a.shape != b.shape:
         raise EpochBuilderError(f"{name}: the written model predicts shape {b.shape}, the trained one {a.shape}")
     difference = float(np.max(np.abs(a - b))) if a.size else 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from epoch_builder.errors import EpochBuilderError
+from epoch_builder.errors import EpochBuilderError, UsageError
 from epoch_builder.storage import read_json
 from epoch_builder.workspace import Workspace
 
@@ -40,9 +40,9 @@ def summarize_certificate(cert: dict[str, Any]) -> dict[str, Any]:
 def rank_regressions(ws: Workspace, by: str = "test_loss", top: int | None = None) -> list[dict]:
     """Best first: lowest test loss, or highest discovery accuracy / points. Unreadable certificates are errors."""
     if by not in RANK_KEYS:
-        raise EpochBuilderError(f"--by {by!r} is unknown; allowed {', '.join(RANK_KEYS)}")
+        raise UsageError(f"--by {by!r} is unknown; allowed {', '.join(RANK_KEYS)}")
     if top is not None and top < 1:
-        raise EpochBuilderError(f"--top {top} must be a positive integer")
+        raise UsageError(f"--top {top} must be a positive integer")
     base = ws.epoch().regressions_dir
     rows = []
     for path in sorted(base.glob("*/certificate.json")) if base.exists() else []:

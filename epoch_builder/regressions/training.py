@@ -27,7 +27,6 @@ import fcntl
 import math
 import os
 import shutil
-import sys
 import time
 import zipfile
 from collections.abc import Callable
@@ -36,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from epoch_builder import events
+from epoch_builder import events, output
 from epoch_builder.discovery import build_discovery
-from epoch_builder.errors import EpochBuilderError
+from epoch_builder.errors import EpochBuilderError, UsageError
 from epoch_builder.regressions.configs import (
     BATCH_CATEGORIES, DEFAULT_MAX_EPOCHS, UNIT_TEST, category_of, read_batch,
 )
@@ -55,10 +54,6 @@ MODEL_FILE = "model.keras"
 CERTIFICATE_FILE = "certificate.json"
 CHECKPOINTS_DIR = ".regression_checkpoints"
 STATE_FILE = "state.json"
-
-
-def _log(message: str) -> None:
-    print(message, flush=True)
 
 
 # --- batch files ----------------------------------------------------------------------
@@ -79,11 +74,11 @@ def resolve_batch_file(ws: Workspace, category: str | None, batch: str | os.Path
         candidates += in_folders
         named = [p for p in in_folders if p.is_file()]
         if len(named) > 1:
-            raise EpochBuilderError(f"batch {str(batch)!r} exists in several categories "
+            raise UsageError(f"batch {str(batch)!r} exists in several categories "
                                     f"({', '.join(p.parent.name for p in named)}); pass --category")
         if named:
             return named[0].resolve()
-    raise EpochBuilderError(
+    raise UsageError(
         f"batch {str(batch)!r} not found: looked in {', '.join(str(c) for c in candidates)} "
         "(run `epoch-builder generate-regression-training-configs` first)")
 
@@ -104,10 +99,10 @@ def batch_category(batch: dict[str, Any], path: Path) -> str:
 
 def _check_batch(batch: dict[str, Any], path: Path, category: str, lookback: int, predictions: int) -> None:
     if category not in BATCH_CATEGORIES:
-        raise EpochBuilderError(f"--category {category!r} is unknown; allowed {', '.join(BATCH_CATEGORIES)}")
+        raise UsageError(f"--category {category!r} is unknown; allowed {', '.join(BATCH_CATEGORIES)}")
     declared = batch.get("category")
     if declared is not None and declared != category:
-        raise EpochBuilderError(f"{path}: batch category is {declared}, not --category {category}")
+        raise UsageError(f"{path}: batch category is {declared}, not --category {category}")
     for cfg in batch["configs"]:
         if category != UNIT_TEST and category_of(cfg) != category:
             raise EpochBuilderError(f"{path}: config {cfg['id']} is a {category_of(cfg)} model, not {category}")
@@ -271,7 +266,7 @@ class EarlyStoppingState:
 
 def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *, seed: int, validation_split: float,
                 max_epochs: int | None, position: tuple[int, int], eta: Any, models_done: int,
-                log: Callable[[str], None] = _log) -> dict[str, Any]:
+                log: Callable[[str], None] = output.info, bar: output.Bar | None = None) -> dict[str, Any]:
     """Train (or resume) one config, write its model and certificate; returns the certificate."""
     import keras
 
@@ -309,6 +304,9 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
             state["resumed_from"].append(state["epoch"])
             log(f"[{number}/{total}] {model_id}: resumed at epoch {state['epoch']} from checkpoint")
         stopping = EarlyStoppingState(state, best_weights)
+        if bar is not None:
+            bar.reset(total=limit, description=f"  {model_id} epochs")
+            bar.update(state["epoch"])
 
         class EpochEnd(keras.callbacks.Callback):
             """History, early stopping, checkpoint, log line and progress event after each epoch."""
@@ -332,8 +330,11 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
                     self.model.stop_training = True
                 seconds, self.started = time.monotonic() - self.started, time.monotonic()
                 eta_s = eta.seconds(models_done + state["epoch"] / limit) if eta else None
-                log(f"[{number}/{total}] {model_id} epoch {state['epoch']}/{limit} loss={logs.get('loss', float('nan')):.6f} "
+                epoch_log = output.log.debug if bar is not None and bar.visible else log  # the bar shows it
+                epoch_log(f"[{number}/{total}] {model_id} epoch {state['epoch']}/{limit} loss={logs.get('loss', float('nan')):.6f} "
                     f"val_loss={current:.6f} ({seconds:.2f}s)" + (f" eta {eta_s:.0f}s" if eta_s is not None else ""))
+                if bar is not None:
+                    bar.update(state["epoch"], info=f"loss {logs.get('loss', float('nan')):.6f} val {current:.6f}")
                 events.emit(STAGE, done=number, total=total, model=model_id, epoch=state["epoch"], max_epochs=limit,
                             loss=logs.get("loss"), val_loss=current, eta_s=eta_s)
 
@@ -384,9 +385,14 @@ def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, stat
     import keras
     import tensorflow as tf
 
-    evaluation = model.evaluate(data.test_x, data.test_y, batch_size=BATCH_SIZE, verbose=0, return_dict=True)
+    # A tf.data dataset, not arrays: Keras' array adapter under op determinism makes TensorFlow log a
+    # native "NodeDef mentions attribute use_unbounded_threadpool" error for every model.
+    test_set = tf.data.Dataset.from_tensor_slices((data.test_x, data.test_y)).batch(BATCH_SIZE)
+    evaluation = model.evaluate(test_set, verbose=0, return_dict=True)
     test_loss, test_metric = _finite([evaluation["loss"], evaluation[cfg["metric"]]])  # None if diverged
-    preds = model.predict(data.test_x, batch_size=4096, verbose=0)
+    from epoch_builder.regressions.inference import predict
+
+    preds = predict(model, data.test_x)
     history = {k: _finite(v) for k, v in state["history"].items()}
     category = category_of(cfg)
     return {
@@ -428,13 +434,13 @@ def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, stat
 # --- a batch ----------------------------------------------------------------------------
 
 def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLike, *, max_epochs: int | None = None,
-                log: Callable[[str], None] = _log) -> list[dict[str, Any]]:
+                log: Callable[[str], None] = output.info) -> list[dict[str, Any]]:
     """Train every config of a batch that has no certificate yet; returns all the batch's certificates."""
     from epoch_builder.events import Eta
     from epoch_builder.regressions.runtime import configure_tensorflow
 
     if max_epochs is not None and max_epochs < 1:
-        raise EpochBuilderError(f"--max-epochs {max_epochs} must be a positive integer")
+        raise UsageError(f"--max-epochs {max_epochs} must be a positive integer")
     config = ws.load_epoch_config()
     paths = ws.epoch()
     path = resolve_batch_file(ws, category, batch_file)
@@ -452,24 +458,32 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
     eta = Eta(len(pending))
     certificates: list[dict[str, Any]] = []
     trained = 0
-    for number, cfg in enumerate(configs, 1):
-        cert_path = paths.regressions_dir / cfg["id"] / CERTIFICATE_FILE
-        if cert_path.exists():
-            log(f"[{number}/{total}] {cfg['id']}: certificate exists, skipped")
-            certificates.append(read_json(cert_path))
-            events.emit(STAGE, done=number, total=total, model=cfg["id"], skipped=True)
-            continue
-        started = time.monotonic()
-        cert = train_model(ws, cfg, data, seed=config.seed, validation_split=config.validation_split,
-                           max_epochs=max_epochs, position=(number, total), eta=eta, models_done=trained, log=log)
-        trained += 1
-        certificates.append(cert)
-        test_loss = cert["test_evaluation"]["loss"]
-        log(f"[{number}/{total}] {cfg['id']}: done in {time.monotonic() - started:.1f}s, {cert['epochs']} epochs, "
-            f"test loss {'diverged' if test_loss is None else f'{test_loss:.6f}'}, "
-            f"accuracy {cert['discovery']['accuracy']}%")
-    atomic_write_json(paths.regression_batched_certificates_dir / f"{batch['name']}.json", certificates)
-    log(f"batch {batch['name']}: {trained} trained, {total - trained} skipped; "
-        f"certificates in {paths.regression_batched_certificates_dir / (batch['name'] + '.json')}")
-    sys.stdout.flush()
+    with output.progress_bars() as bars:
+        models_bar = bars.add(f"batch {batch['name']} models", total)
+        epochs_bar = bars.add("  epochs", None)
+        for number, cfg in enumerate(configs, 1):
+            cert_path = paths.regressions_dir / cfg["id"] / CERTIFICATE_FILE
+            if cert_path.exists():
+                log(f"[{number}/{total}] {cfg['id']}: certificate exists, skipped")
+                certificates.append(read_json(cert_path))
+                events.emit(STAGE, done=number, total=total, model=cfg["id"], skipped=True)
+                models_bar.advance()
+                continue
+            started = time.monotonic()
+            cert = train_model(ws, cfg, data, seed=config.seed, validation_split=config.validation_split,
+                               max_epochs=max_epochs, position=(number, total), eta=eta, models_done=trained, log=log,
+                               bar=epochs_bar)
+            trained += 1
+            certificates.append(cert)
+            test_loss = cert["test_evaluation"]["loss"]
+            log(f"[{number}/{total}] {cfg['id']}: done in {time.monotonic() - started:.1f}s, {cert['epochs']} epochs, "
+                f"test loss {'diverged' if test_loss is None else f'{test_loss:.6f}'}, "
+                f"accuracy {cert['discovery']['accuracy']}%")
+            models_bar.advance(info=f"last {cfg['id']}")
+    atomic_write_json(batched_certificates_file(paths, batch["name"]), certificates)
+    log(f"batch {batch['name']}: {trained} trained, {total - trained} skipped")
     return certificates
+
+
+def batched_certificates_file(paths: Any, batch_name: str) -> Path:
+    return paths.regression_batched_certificates_dir / f"{batch_name}.json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +25,11 @@ def config_file(sshd, tmp_path: Path) -> Path:
     return path
 
 
-def cli(config_file: Path, *args: str, local_root: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    extra = ["--local-root", str(local_root)] if local_root else []
-    return subprocess.run([*CLI, "--config", str(config_file), *extra, *args], capture_output=True, text=True, timeout=timeout)
+def cli(config_file: Path, *args: str, local_root: Path | None = None, timeout: float = 60,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    extra = ["--workspace", str(local_root)] if local_root else []
+    return subprocess.run([*CLI, "--config", str(config_file), *extra, *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
 
 
 def test_status_jobs_run_logs_stop_push(config_file: Path, sshd, tmp_path: Path) -> None:
@@ -71,3 +74,70 @@ def test_power_connect_and_exit_codes(config_file: Path, sshd) -> None:
     partial = cli(config_file, "--json", "status")
     assert partial.returncode == 1 and "server srv2" in partial.stderr
     assert set(json.loads(partial.stdout)) == {"srv1"}
+
+
+def test_global_options_go_before_or_after_the_command(config_file: Path, sshd, tmp_path: Path) -> None:
+    for argv in (["--json", "status"], ["status", "--json"], ["status", "--server", "srv1,srv2", "--json"]):
+        out = cli(config_file, *argv)
+        assert out.returncode == 0, (argv, out.stderr)
+        assert set(json.loads(out.stdout)) == {"srv1", "srv2"}, argv
+    out = cli(config_file, "jobs", "--server", "srv1", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout) == {"srv1": []}
+    out = cli(config_file, "connect", "--server", "srv1", "--print", "--json")
+    assert json.loads(out.stdout)[0] == "ssh"
+    out = cli(config_file, "run", "--server", "srv1", "--json", "--", "status", "--json")  # after --: epoch-builder's
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["srv1"]["argv"][-2:] == ["status", "--json"]
+    local = tmp_path / "ws"
+    (local / "config").mkdir(parents=True)
+    (local / "config" / "epoch.json").write_text('{"id": "_E"}')
+    after = subprocess.run([*CLI, "push", "config", "--config", str(config_file), "--workspace", str(local), "--json"],
+                           capture_output=True, text=True, timeout=60)
+    assert after.returncode == 0, after.stderr
+    assert all(r["files_sent"] == 1 for r in json.loads(after.stdout).values())
+    old_name = cli(config_file, "--local-root", str(local), "push", "config", "--json")  # the former option name
+    assert old_name.returncode == 0, old_name.stderr
+    assert all(r["files_sent"] == 0 for r in json.loads(old_name.stdout).values())
+
+
+def test_port_from_ssh_config_unless_the_cluster_file_sets_one(sshd, tmp_path: Path) -> None:
+    """Without a port in the cluster file, ~/.ssh/config's Port applies (asyncssh reads it, as ssh does);
+    a port in the cluster file wins over it."""
+    from sshd_cluster import free_port
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    env = {**os.environ, "HOME": str(home)}  # asyncssh reads ~/.ssh/config of $HOME
+    doc = sshd.config_dict(python=PYTHON, ssh_config=True)
+    doc["servers"] = doc["servers"][:1]
+    del doc["servers"][0]["port"]
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(doc))
+    ssh_config = home / ".ssh" / "config"
+    ssh_config.write_text(f"Host 127.0.0.1\n    Port {sshd.servers[0].port}\n")
+    out = cli(path, "status", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    assert set(json.loads(out.stdout)) == {"srv1"}
+
+    closed = free_port()
+    ssh_config.write_text(f"Host 127.0.0.1\n    Port {closed}\n")
+    out = cli(path, "status", "--json", env=env)
+    assert out.returncode == 1 and "server srv1 (" in out.stderr and f":{closed}" not in out.stderr  # no port shown
+    doc["servers"][0]["port"] = sshd.servers[0].port
+    path.write_text(json.dumps(doc))
+    out = cli(path, "status", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+
+
+def test_help_shows_workspace_and_exit_codes_and_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from remote.cli import build_parser, main
+
+    parser = build_parser()
+    for text in (parser.format_help(), parser._subparsers._group_actions[0].choices["status"].format_help()):
+        assert "--workspace DIR" in text and "--local-root" not in text
+        assert "exit status: 0 ok; 1 failed" in text and "2 bad usage or config" in text
+    for argv in (["status", "--bogus"], ["no-such-command"], ["stop", "--server", "srv1"]):
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        assert done.value.code == 2, argv
+    assert "error:" in capsys.readouterr().err

@@ -106,3 +106,20 @@ def test_select_and_unknown_server(tmp_path: Path) -> None:
     assert [s.name for s in config.select("gpu-2")] == ["gpu-2"]
     with pytest.raises(ConfigError, match="unknown server 'gpu-3'; configured: gpu-1, gpu-2"):
         config.select("gpu-3")
+
+
+def test_port_is_set_only_by_the_cluster_file() -> None:
+    """No port in the file leaves it to ~/.ssh/config (asyncssh reads it), so it is not shown either."""
+    config = parse_cluster_config({"servers": [server(user="quant"), server(name="gpu-2", port=None),
+                                               server(name="gpu-3", port=2222)]})
+    unset, null, given = config.servers
+    assert (unset.port, null.port, given.port) == (None, None, 2222)
+    assert (unset.address, given.address) == ("quant@10.0.0.5", "10.0.0.5:2222")
+
+
+def test_ssh_options_pass_the_port_only_when_set() -> None:
+    from remote.hosts import SSHHost
+
+    config = parse_cluster_config({"servers": [server(), server(name="gpu-2", port=2222)]})
+    assert "port" not in SSHHost(config.servers[0], config.ssh)._options()
+    assert SSHHost(config.servers[1], config.ssh)._options()["port"] == 2222
