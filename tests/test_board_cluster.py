@@ -57,7 +57,7 @@ def signal_all(pids: list[int], sig: int) -> None:
 def start_dispatcher(config: Path, ws: Workspace, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "remote.cli", "--config", str(config), "--local-root", str(ws.root), "dispatch",
+            [sys.executable, "-m", "remote.cli", "--config", str(config), "--workspace", str(ws.root), "dispatch",
              "--stage", "regressions", "--max-epochs", str(MAX_EPOCHS), "--interval", "0.5"],
             stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1])
 
@@ -143,7 +143,7 @@ def test_dispatch_survives_dispatcher_crash_sshd_kill_and_kill_9(small_epoch: Wo
 
     # The board says so too (a fresh process, as after a console restart).
     board = json.loads(subprocess.run(
-        [sys.executable, "-m", "remote.cli", "--config", str(config), "--local-root", str(small_epoch.root), "--json",
+        [sys.executable, "-m", "remote.cli", "--config", str(config), "--workspace", str(small_epoch.root), "--json",
          "board", "--stage", "regressions"], capture_output=True, text=True, check=True).stdout)
     assert [(b["batch"], b["state"]) for b in board["batches"]] == [(n, "done") for n in sorted(BATCHES)], text
     assert board["next"]["step"] == "rank regressions and initialize prediction models"
@@ -178,7 +178,7 @@ def test_dispatch_profitable_configs_matches_a_local_sweep(small_epoch: Workspac
     config = tmp_path / "cluster.json"
     config.write_text(json.dumps(three_hosts.config_dict(python=sys.executable)))
     done = subprocess.run(
-        [sys.executable, "-m", "remote.cli", "--config", str(config), "--local-root", str(small_epoch.root), "--json",
+        [sys.executable, "-m", "remote.cli", "--config", str(config), "--workspace", str(small_epoch.root), "--json",
          "dispatch", "--stage", "profitable-configs", "--workers", "1", "--interval", "0.5"],
         capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-3000:]
@@ -240,7 +240,7 @@ def test_a_batch_moves_off_a_server_that_stays_unreachable(small_epoch: Workspac
     config.write_text(json.dumps(doc))
     servers = three_hosts.servers[:2]
     log = tmp_path / "dispatch.log"
-    argv = [sys.executable, "-m", "remote.cli", "--config", str(config), "--local-root", str(small_epoch.root), "dispatch",
+    argv = [sys.executable, "-m", "remote.cli", "--config", str(config), "--workspace", str(small_epoch.root), "dispatch",
             "--stage", "regressions", "--max-epochs", str(MAX_EPOCHS), "--interval", "0.5", "--reassign-after", "3"]
     with open(log, "ab") as out:
         dispatcher = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1])
@@ -265,6 +265,9 @@ def test_a_batch_moves_off_a_server_that_stays_unreachable(small_epoch: Workspac
 
     # The server returns: the next dispatch stops its frozen job of the moved batch and finds all done.
     lost.start()
+    status = [sys.executable, "-m", "remote.cli", "--config", str(config), "status", "--server", lost_name]
+    wait_until(lambda: subprocess.run(status, capture_output=True, timeout=60).returncode == 0, 60,
+               f"{lost_name} to answer again")  # under load its sshd can take a while to accept logins
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -277,6 +280,6 @@ def test_a_batch_moves_off_a_server_that_stays_unreachable(small_epoch: Workspac
         except ProcessLookupError:
             pass
     board = json.loads(subprocess.run(
-        [sys.executable, "-m", "remote.cli", "--config", str(config), "--local-root", str(small_epoch.root), "--json",
+        [sys.executable, "-m", "remote.cli", "--config", str(config), "--workspace", str(small_epoch.root), "--json",
          "board", "--stage", "regressions"], capture_output=True, text=True, check=True).stdout)
     assert [(b["batch"], b["state"], b["failures"]) for b in board["batches"]] == [("KR_DNN_1_2", "done", {lost_name: 1})]

@@ -45,6 +45,7 @@ async def test_board_dispatches_survives_a_console_restart_and_offers_the_next_s
         await wait_for(pilot, lambda: row_states(app) == {"KR_DNN_1_1": "pending"}, what="pending batch")
         await pilot.press("d")  # asks for the options (those of `epoch-cluster dispatch`)
         app.screen.query_one("#f-max-failures", Input).value = "3"
+        app.screen.query_one("#f-max-epochs", Input).value = "40"  # a quick batch whatever the machine's load
         await pilot.press("ctrl+s")
         assert AutoDispatch.of(app).running and AutoDispatch.of(app).dispatcher.options.max_failures == 3
         await wait_for(pilot, lambda: row_states(app).get("KR_DNN_1_1") == "running", 60, "running batch")

@@ -39,14 +39,16 @@ def test_events_on_stdout_keep_stdout_pure_json_lines(small_epoch: Workspace) ->
     assert messages and all(TIMESTAMP.match(line) for line in messages)
 
 
-def test_quiet_keeps_results_and_json_is_one_document(small_epoch: Workspace) -> None:
-    done = run(small_epoch, "generate-regression-training-configs", "--grid", str(DEMO_GRID), "-q", "--json")
+def test_quiet_keeps_results_and_json_is_one_document(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws")
+    done = run(ws, "candlesticks", "import", "--sample", "-q", "--json")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert summary["DNN"] == {"models": 3, "batches": 1, "batch_size": summary["DNN"]["batch_size"]}
+    assert (summary["candles"], summary["prediction_candles"], summary["interval_minutes"]) == (30240, 1008, 30)
     assert done.stderr == ""  # -q: no messages (and no bars: stderr is not a terminal)
-    verbose = run(small_epoch, "regressions", "rank", "-v")
-    assert verbose.returncode == 0 and verbose.stdout.strip() == "no trained regressions yet"
+    talkative = run(ws, "candlesticks", "import", "--sample", "-v")
+    assert talkative.stdout.startswith("imported 30,240 1m candles and 1,008 30m candles")
+    assert TIMESTAMP.match(talkative.stderr) and "bundle written" in talkative.stderr
 
 
 def _on_a_terminal(ws: Workspace, *args: str) -> str:
@@ -70,14 +72,14 @@ def _on_a_terminal(ws: Workspace, *args: str) -> str:
     return shown.decode(errors="replace")
 
 
-def test_progress_bars_only_on_a_terminal_and_not_with_no_progress(small_epoch: Workspace, tmp_path: Path) -> None:
-    shown = _on_a_terminal(small_epoch, "generate-regression-training-configs", "--grid", str(DEMO_GRID))
-    assert "validating configs" in shown and "8/8" in shown
-    piped = run(small_epoch, "generate-regression-training-configs", "--grid", str(DEMO_GRID), "--force")
-    assert "validating configs" not in piped.stderr and "\x1b[" not in piped.stderr
-    quiet = _on_a_terminal(small_epoch, "generate-regression-training-configs", "--grid", str(DEMO_GRID), "--force",
-                           "--no-progress")
-    assert "validating configs" not in quiet and "configs validated" in quiet
+def test_progress_bars_only_on_a_terminal_and_not_with_no_progress(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws")
+    shown = _on_a_terminal(ws, "candlesticks", "import", "--sample")
+    assert "reading candles" in shown and "2/2" in shown and "30,240 rows" in shown
+    piped = run(ws, "candlesticks", "import", "--sample")
+    assert "reading candles" not in piped.stderr and "\x1b[" not in piped.stderr
+    plain = _on_a_terminal(ws, "candlesticks", "import", "--sample", "--no-progress")
+    assert "reading candles" not in plain and "bundle written" in plain
 
 
 def test_exit_statuses_tell_failure_from_bad_usage(small_epoch: Workspace, tmp_path: Path) -> None:
@@ -116,3 +118,13 @@ def test_every_program_prints_a_completion_script(program: str, build, capsys: p
     assert "complete" in script and program.replace("-", "_") in script
     if program == "epoch-builder":
         assert "train-regression-batch" in script and "find-profitable-configs" in script
+
+
+def test_a_training_job_log_is_timestamped_lines_only(small_epoch: Workspace) -> None:
+    """What a job log shows for hours: our timestamped lines, no TensorFlow native or retracing noise."""
+    assert run(small_epoch, "generate-regression-training-configs", "--grid", str(DEMO_GRID)).returncode == 0
+    done = run(small_epoch, "train-regression-batch", "--batch", "KR_DNN_1_1", "--max-epochs", "2")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert [line for line in lines if not TIMESTAMP.match(line)] == [] and len(lines) >= 3 * 2
+    assert "KR_DNN_S2" in done.stdout and done.stdout.splitlines()[0].split() == ["#", "id", "epochs", "test_loss", "accuracy"]

@@ -10,6 +10,7 @@ kernels (slower, still repeatable).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -45,6 +46,13 @@ def _without_startup_noise() -> Iterator[None]:
                 os.write(2, b"".join(kept))
 
 
+def _expected_retracing(record: logging.LogRecord) -> bool:
+    """Drop TensorFlow's "N out of the last M calls ... triggered tf.function retracing" warning: every
+    model a process trains or loads has its own train/predict functions, traced once each, which
+    TensorFlow's heuristic counts as retracing. Any other TensorFlow message passes."""
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
 def configure_tensorflow() -> list[str]:
     """Once per process; returns the GPU device names TensorFlow sees."""
     global _configured
@@ -64,6 +72,7 @@ def configure_tensorflow() -> list[str]:
             except RuntimeError:  # already initialised by an earlier import in this process
                 pass
         tf.config.experimental.enable_op_determinism()
+        logging.getLogger("tensorflow").addFilter(_expected_retracing)
         _configured = True
     return [gpu.name for gpu in gpus]
 

@@ -269,6 +269,7 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
                 log: Callable[[str], None] = output.info, bar: output.Bar | None = None) -> dict[str, Any]:
     """Train (or resume) one config, write its model and certificate; returns the certificate."""
     import keras
+    import tensorflow as tf
 
     from epoch_builder.regressions.architectures import build_model, model_summary
     from epoch_builder.regressions.runtime import seed_everything
@@ -341,9 +342,11 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
         if not state["stopped"] and state["epoch"] < limit:
             cut = _validation_cut(len(data.train_x), validation_split)
             batches, steps = epoch_batches(data.train_x[:cut], data.train_y[:cut], seed, state["epoch"], limit)
+            # Validation as a tf.data dataset, in order, batches of BATCH_SIZE (what Keras does with arrays, but
+            # its array adapter makes TensorFlow log a native NodeDef error for every model under op determinism).
+            validation = tf.data.Dataset.from_tensor_slices((data.train_x[cut:], data.train_y[cut:])).batch(BATCH_SIZE)
             model.fit(batches, steps_per_epoch=steps, epochs=limit, initial_epoch=state["epoch"],
-                      validation_data=(data.train_x[cut:], data.train_y[cut:]), validation_batch_size=BATCH_SIZE,
-                      shuffle=False, callbacks=[EpochEnd()], verbose=0)
+                      validation_data=validation, shuffle=False, callbacks=[EpochEnd()], verbose=0)
         if stopping.best_weights is not None:
             model.set_weights(stopping.best_weights)
         cert = _certificate(cfg, data, model, state, limit, seed, model_summary(model, cfg))
@@ -385,8 +388,7 @@ def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, stat
     import keras
     import tensorflow as tf
 
-    # A tf.data dataset, not arrays: Keras' array adapter under op determinism makes TensorFlow log a
-    # native "NodeDef mentions attribute use_unbounded_threadpool" error for every model.
+    # A dataset, not arrays: see the validation set in train_model.
     test_set = tf.data.Dataset.from_tensor_slices((data.test_x, data.test_y)).batch(BATCH_SIZE)
     evaluation = model.evaluate(test_set, verbose=0, return_dict=True)
     test_loss, test_metric = _finite([evaluation["loss"], evaluation[cfg["metric"]]])  # None if diverged

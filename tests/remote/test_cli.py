@@ -41,7 +41,7 @@ def test_status_jobs_run_logs_stop_push(config_file: Path, sshd, tmp_path: Path)
     assert out.returncode == 0, out.stderr
     job_id = json.loads(out.stdout)["srv2"]["job_id"]
     out = cli(config_file, "logs", "--server", "srv2", "-f", job_id)
-    assert out.returncode == 0 and "imported 30240 1m candles" in out.stdout
+    assert out.returncode == 0 and "imported 30,240 1m candles" in out.stdout
     out = cli(config_file, "--json", "jobs", "--server", "srv2")
     assert json.loads(out.stdout)["srv2"][0]["label"] == "exited 0"
 

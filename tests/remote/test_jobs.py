@@ -31,7 +31,7 @@ async def test_real_pipeline_subcommand_runs_detached_and_its_log_is_followed(cl
     job = await host.start_job(["candlesticks", "import", "--sample", "--interval", "30"])
     assert job.state == "running" and job.argv == ("candlesticks", "import", "--sample", "--interval", "30")
     lines = [line async for _offset, line in host.follow_log(job.job_id)]
-    assert any("imported 30240 1m candles" in line for line in lines)
+    assert any("imported 30,240 1m candles" in line for line in lines)
     log = (job_dir(sshd, 0, job.job_id) / "log").read_text().splitlines()
     assert lines == log
     done = await host.job(job.job_id)
