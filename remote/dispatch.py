@@ -39,6 +39,9 @@ Log = Callable[[str], None]
 
 # Failure id of a batch whose server went away before its job id was known.
 UNREACHABLE_JOB = "unreachable-"
+# With every batch done, how long to keep ticking for a silent server that may still run a moved
+# batch's old job (a server just restarted answers within it).
+MOVED_JOB_GRACE_S = 30.0
 
 
 @dataclass
@@ -113,11 +116,18 @@ class Dispatcher:
         self.state.set_dispatch(self.options.stage)
         self.log(f"dispatch {self.options.stage}: epoch {self.epoch_id}, servers {', '.join(h.name for h in self.hosts)}")
         try:
+            done_since: float | None = None
             while True:
                 board = await self.tick()
                 if self.options.until_done and board.stage_done(self.options.stage):
-                    self.log(f"dispatch {self.options.stage}: every batch done")
-                    return board
+                    done_since = time.monotonic() if done_since is None else done_since
+                    silent = self._silent_hosts_with_moved_jobs(board)
+                    if not silent or time.monotonic() - done_since >= MOVED_JOB_GRACE_S:
+                        if silent:
+                            self.alert(f"server(s) {', '.join(silent)} did not answer: a job of a batch that moved "
+                                       "away may still run there; the next dispatch stops it when they answer")
+                        self.log(f"dispatch {self.options.stage}: every batch done")
+                        return board
                 if not board.stage_rows(self.options.stage):
                     raise RemoteError(f"dispatch {self.options.stage}: the epoch {self.epoch_id} has no batches for this stage")
                 open_rows = [r for r in board.stage_rows(self.options.stage) if r.state != boards.DONE]
@@ -204,6 +214,13 @@ class Dispatcher:
         if report.started or report.pulled:
             board = await self.board()
         return board
+
+    def _silent_hosts_with_moved_jobs(self, board: boards.Board) -> list[str]:
+        """Hosts not answering this tick that hold a job of a batch moved away from them: worth a few
+        more ticks before ending, so their old job is stopped when they answer (e.g. just restarted)."""
+        hosts = {host for row in board.stage_rows(self.options.stage)
+                 for host in self.state.failed_jobs(row.spec.key) if board.hosts.get(host) != "online"}
+        return sorted(hosts & {h.name for h in self.hosts})
 
     def _reassign_from_lost_hosts(self, rows: list[boards.BatchRow]) -> None:
         """``reassign_after_s``: a batch held by a server unreachable that long counts one failure there
