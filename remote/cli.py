@@ -296,8 +296,11 @@ async def _cmd_pull(args, hosts, failures) -> int:
     root = _local_root(args)
     reports = await _each(hosts, failures, lambda h: sync.pull(h, args.group, local_root=root, progress=_progress_printer(args)))
     _emit(args, {n: r.to_dict() for n, r in reports.items()},
-          "\n".join(f"{n}: fetched {r.files_sent} of {r.files_checked} files, {r.bytes_sent} bytes in {r.seconds:.2f} s" for n, r in reports.items()))
-    return EXIT_OK
+          "\n".join(f"{n}: fetched {r.files_sent} of {r.files_checked} files, {r.bytes_sent} bytes in {r.seconds:.2f} s"
+                    + (f"; refused {len(r.refused)} path(s) outside {args.group}: {', '.join(r.refused[:5])}"
+                       if r.refused else "") for n, r in reports.items()))
+    # A host that offers files outside the group is lying or compromised: say so in the exit status too.
+    return EXIT_FAILED if any(r.refused for r in reports.values()) else EXIT_OK
 
 
 async def _power(args, hosts, failures, action: str) -> int:

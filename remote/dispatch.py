@@ -267,6 +267,9 @@ class Dispatcher:
         host = next(h for h in self.hosts if h.name == row.host)
         pulled = await self._transfer(host, "pull", lambda progress: sync.pull(
             host, row.spec.pull_paths(self.epoch_id), local_root=self.root, progress=progress))
+        if pulled.refused:
+            self.alert(f"{row.spec.name}: server {host.name} offered {len(pulled.refused)} path(s) outside the batch's "
+                       f"results, refused: {', '.join(pulled.refused[:5])}")
         if row.spec.done_locally(self.root, self.epoch_id):
             self.state.release(row.spec.key)
             report.pulled.append((row.spec.name, host.name))

@@ -54,6 +54,15 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 TransferProgress = Callable[[int, int], None]
 
 AGENT_SOURCE = (Path(__file__).with_name("agent.py")).read_text(encoding="utf-8")
+_REQUEST_PLACEHOLDER = "STDIN_REQUEST = None  # request placeholder\n"
+assert AGENT_SOURCE.count(_REQUEST_PLACEHOLDER) == 1, "remote/agent.py lost its request placeholder"
+
+
+def agent_program(request: dict[str, Any]) -> bytes:
+    """The helper's source with the request in it, for ``python -`` on the host's stdin: the command
+    line stays a few bytes whatever the request's size (a commit of 20,000 paths is megabytes)."""
+    literal = repr(json.dumps(request, separators=(",", ":")))
+    return AGENT_SOURCE.replace(_REQUEST_PLACEHOLDER, f"STDIN_REQUEST = {literal}\n").encode()
 
 # AES-GCM first: with AES-NI it moves bulk SFTP data ~30% faster than asyncssh's default ChaCha20
 # (bench/bench_remote.py); the rest keep servers without GCM reachable.
@@ -209,12 +218,13 @@ class Host(abc.ABC):
         return result
 
     # ------------------------------------------------------------------ agent
-    def agent_argv(self, command: str, request: dict[str, Any]) -> list[str]:
-        return [self.python, "-", command, json.dumps(request, separators=(",", ":"))]
+    def agent_argv(self, command: str) -> list[str]:
+        """The command line of a helper call: the program and its request come on stdin (agent_program)."""
+        return [self.python, "-", command]
 
     async def agent(self, command: str, request: dict[str, Any], *, timeout: float | None = None) -> Any:
         """Run one :mod:`remote.agent` command on the host and return its JSON answer."""
-        result = await self.run(self.agent_argv(command, request), timeout=timeout, input=AGENT_SOURCE.encode())
+        result = await self.run(self.agent_argv(command), timeout=timeout, input=agent_program(request))
         return self._agent_answer(command, result)
 
     def _agent_answer(self, command: str, result: Result) -> Any:
@@ -236,7 +246,7 @@ class Host(abc.ABC):
 
     def agent_stream(self, command: str, request: dict[str, Any], *, idle_timeout: float | None = None) -> AsyncIterator[bytes]:
         """Stream the raw stdout of a long-running agent command (``follow``)."""
-        return self.stream(self.agent_argv(command, request), input=AGENT_SOURCE.encode(), idle_timeout=idle_timeout)
+        return self.stream(self.agent_argv(command), input=agent_program(request), idle_timeout=idle_timeout)
 
     # ------------------------------------------------------------------ jobs (see remote.jobs)
     async def start_job(self, argv: Sequence[str], *, force: bool = False) -> "JobInfo":

@@ -12,6 +12,19 @@ active epoch id from the local ``config/epoch.json``):
     pull  trained-regressions          {epoch}/regressions/ + {epoch}/regression_batched_certificates/
           prediction-models            {epoch}/prediction_models/profitable_configs/
 
+Trust boundary: every byte a host sends is untrusted. A host's manifest
+(what it says it has) is filtered before anything is hashed or moved: an
+entry is kept only if its path is a clean workspace-relative path *under one
+of the paths that were asked for* (a regression pull: that epoch's
+``regressions/`` and ``regression_batched_certificates/``; a dispatch pull:
+that batch's model directories and its certificate) and its size and mtime
+are integers. Everything else -- ``config/cluster.json``, ``.board/``, batch
+files, ``..``, absolute paths, control characters, malformed entries -- is
+refused and reported (``SyncReport.refused``), never written. A hash answer
+that does not name a refused file's sha256 as 64 hex digits refuses that
+file too. So a compromised worker can hand back bad results for its own
+batch, but never rewrite the controller's configuration or another group.
+
 How one sync runs:
 1. Both sides list the files (size, mtime in ns) in one helper call each.
    Paths that leave the workspace (``..``, absolute, symlinks pointing out)
@@ -86,12 +99,13 @@ class SyncReport:
     files_touched: int = 0  # same content, only the mtime was fixed
     seconds: float = 0.0
     sent: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # paths a host offered outside what was asked (pull)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "server": self.server, "direction": self.direction, "files_checked": self.files_checked,
             "files_sent": self.files_sent, "bytes_sent": self.bytes_sent, "files_touched": self.files_touched,
-            "seconds": round(self.seconds, 3),
+            "seconds": round(self.seconds, 3), "refused": self.refused,
         }
 
 
@@ -168,10 +182,40 @@ def _local_manifest(root: Path, paths: list[str]) -> dict[str, list[int]]:
 
 async def _remote_manifest(host: "Host", root: str, paths: list[str]) -> dict[str, list[int]]:
     listing = await host.agent("manifest", {"root": root, "paths": paths})
-    if listing["refused"]:
+    if not isinstance(listing, dict) or not isinstance(listing.get("refused", []), list):
+        raise RemoteError(f"server {host.name}: its file listing is not the helper's answer; nothing was synced")
+    if listing.get("refused"):
         raise UnsafePath(f"server {host.name}: {root}: refused paths that leave the workspace (symlinks out): "
-                         f"{', '.join(listing['refused'][:5])}")
-    return listing["files"]
+                         f"{', '.join(repr(p) for p in listing['refused'][:5])}")
+    return listing.get("files")  # checked by _trusted_listing
+
+
+def _inside_requested(rel: str, paths: Sequence[str]) -> bool:
+    return any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in paths)
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _trusted_listing(host: "Host", listing: object, paths: Sequence[str], refused: list[str]) -> dict[str, list[int]]:
+    """The entries of a host's manifest that lie under the requested ``paths`` with integer size and
+    mtime; the others are appended to ``refused`` (as text a terminal can show)."""
+    if not isinstance(listing, dict):
+        raise RemoteError(f"server {host.name}: its file listing is not a JSON object; nothing was synced")
+    kept: dict[str, list[int]] = {}
+    for rel, meta in listing.items():
+        try:
+            clean = safe_relpath(rel)
+        except UnsafePath:
+            clean = None
+        well_formed = (isinstance(meta, (list, tuple)) and len(meta) == 2
+                       and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in meta))
+        if clean != rel or not _inside_requested(clean, paths) or not well_formed:
+            refused.append(rel if isinstance(rel, str) and clean == rel else repr(rel))
+            continue
+        kept[rel] = [int(meta[0]), int(meta[1])]
+    return kept
 
 
 async def _changed(
@@ -263,7 +307,7 @@ class _LocalSide:
     async def commit(self, staging: str, items: list[dict[str, object]]) -> dict:
         return await asyncio.to_thread(agent.commit, str(self.root), staging, items)
 
-    async def sender(self, source: dict[str, list[int]], send: list[str]) -> _SendOne:
+    async def sender(self, source: dict[str, list[int]], send: list[str], refused: list[str]) -> _SendOne:
         """Upload: the sha256 is taken locally while the file travels."""
 
         async def send_one(index: int, rel: str, staging: str, meter: _Meter) -> dict[str, object]:
@@ -297,9 +341,12 @@ class _RemoteSide:
     async def commit(self, staging: str, items: list[dict[str, object]]) -> dict:
         return await self.host.agent("commit", {"root": self.root, "staging": staging, "items": items}, timeout=600)
 
-    async def sender(self, source: dict[str, list[int]], send: list[str]) -> _SendOne:
-        """Download: the host hashes all files to send in one call before any moves."""
-        expected = await self.hash(send)
+    async def sender(self, source: dict[str, list[int]], send: list[str], refused: list[str]) -> _SendOne:
+        """Download: the host hashes all files to send in one call before any moves; a file without a
+        well-formed sha256 in its answer is refused (the commit checks each download against it)."""
+        answer = await self.hash(send)
+        expected = answer if isinstance(answer, dict) else {}
+        refused.extend(rel for rel in send if not _is_sha256(expected.get(rel)))
 
         async def send_one(index: int, rel: str, staging: str, meter: _Meter) -> dict[str, object]:
             await self.host.download(f"{self.root}/{rel}", Path(staging) / f"{index}.part",
@@ -325,13 +372,18 @@ async def _sync(
         return report
     source = await source_side.manifest(paths)
     dest = await dest_side.manifest(paths)
+    if direction == "pull":  # the source is the host: only what was asked for, well-formed
+        source = _trusted_listing(host, source, paths, report.refused)
+    else:  # the destination is the host: a lie there can only make us send our own files again
+        dest = _trusted_listing(host, dest, paths, [])
     report.files_checked = len(source)
     send, touch = await _changed(host, source, dest, source_side.hash, dest_side.hash)
     if touch:
         await dest_side.touch(touch)
         report.files_touched = len(touch)
     if send:
-        send_one = await source_side.sender(source, send)
+        send_one = await source_side.sender(source, send, report.refused)
+        send = [rel for rel in send if rel not in report.refused]
         staging = await dest_side.stage()
         meter = _Meter(host, direction, {rel: source[rel][0] for rel in send}, progress)
         limit = asyncio.Semaphore(PARALLEL_FILES)
