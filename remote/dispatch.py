@@ -24,6 +24,8 @@ running jobs from the job directories instead of restarting them.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +84,50 @@ class TickReport:
     errors: list[str] = field(default_factory=list)
 
 
+class DispatcherLock:
+    """One dispatcher per epoch: an exclusive ``flock`` on ``<root>/.board/<epoch>.dispatch.lock``, with
+    the holder (host, pid, since) written in the file for the error a second one gets. The kernel drops
+    the lock when its process dies, even by ``kill -9``: the next dispatcher simply takes it (and adopts
+    the running jobs from the board, as after any restart)."""
+
+    def __init__(self, root: Path, epoch_id: str) -> None:
+        self.path = Path(root) / boards.STATE_DIR / f"{epoch_id}.dispatch.lock"
+        self.epoch_id = epoch_id
+        self._fd: int | None = None
+
+    def __enter__(self) -> "DispatcherLock":
+        import fcntl
+        import socket
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace")
+            os.close(fd)
+            raise RemoteError(f"epoch {self.epoch_id}: another dispatcher is running ({_describe_holder(holder)}; "
+                              f"lock {self.path}); stop it first, or let it finish") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock; the file stays (its content is only a description)
+            self._fd = None
+
+
+def _describe_holder(text: str) -> str:
+    try:
+        holder = json.loads(text)
+        return f"host {holder['host']}, pid {holder['pid']}, since {holder['since']}"
+    except (ValueError, KeyError, TypeError):
+        return "holder unknown"
+
+
 class Dispatcher:
     """Drives one stage of the active epoch across the cluster's ``is_cluster`` servers."""
 
@@ -112,7 +158,13 @@ class Dispatcher:
         return await boards.build_board(self.root, self.hosts, self.state, (self.options.stage,), details=details)
 
     async def run(self) -> boards.Board:
-        """Tick until every batch of the stage is done (``until_done``) or :meth:`stop`; returns the last board."""
+        """Tick until every batch of the stage is done (``until_done``) or :meth:`stop`; returns the last board.
+        Holds the epoch's dispatcher lock meanwhile: a second dispatcher (another shell, the console's
+        auto-dispatch) is refused, so no batch is ever started twice."""
+        with DispatcherLock(self.root, self.epoch_id):
+            return await self._run()
+
+    async def _run(self) -> boards.Board:
         self.state.set_dispatch(self.options.stage)
         self.log(f"dispatch {self.options.stage}: epoch {self.epoch_id}, servers {', '.join(h.name for h in self.hosts)}")
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -236,3 +237,36 @@ async def test_a_moved_batchs_job_is_stopped_even_when_its_id_was_never_known(sm
         except ProcessLookupError:
             pass
         await host.close()
+
+
+def test_one_dispatcher_per_epoch_and_a_killed_one_is_taken_over(small_epoch: Workspace, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from remote.dispatch import DispatcherLock
+
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_1_1", ["L1"])
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from remote.dispatch import DispatcherLock\n"
+        f"lock = DispatcherLock(Path({str(small_epoch.root)!r}), '_SMALL').__enter__()\n"
+        "print('held', flush=True); time.sleep(600)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        # A second dispatcher of the same epoch (a shell here; the console's auto-dispatch runs the same code).
+        second = subprocess.run([sys.executable, "-m", "remote.cli", "--workspace", str(small_epoch.root), "dispatch",
+                                 "--stage", "regressions"], capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert f"epoch _SMALL: another dispatcher is running (host " in second.stderr + second.stdout
+        assert f"pid {holder.pid}, since " in second.stderr + second.stdout
+        with pytest.raises(RemoteError, match=f"pid {holder.pid}"):
+            DispatcherLock(small_epoch.root, "_SMALL").__enter__()
+        with DispatcherLock(small_epoch.root, "_OTHER"):  # another epoch is another lock
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+    with DispatcherLock(small_epoch.root, "_SMALL") as taken:  # the kernel dropped the dead holder's lock
+        assert json.loads(taken.path.read_text())["pid"] == os.getpid()
+    with DispatcherLock(small_epoch.root, "_SMALL"):  # and released it on exit
+        pass
