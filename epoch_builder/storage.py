@@ -38,6 +38,38 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: Path) -> int:
+    """Delete the temporaries of ``target`` whose writer process is gone (killed mid-write); returns
+    how many. A temporary of a live writer, or one named otherwise, is left alone."""
+    removed = 0
+    prefix = f".{target.name}."
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return 0
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid_text = name[len(prefix):].split(".", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _alive(int(pid_text)):
+            try:
+                os.unlink(target.parent / name)
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
 def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then atomically move the result to ``path``.
 
@@ -45,7 +77,10 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) ->
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_temporaries(target)
+    # The writer's pid in the name: a temporary left by a killed writer is known as such and removed
+    # by the next write of the same file.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

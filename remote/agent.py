@@ -142,19 +142,38 @@ def _job_dir(root: str, job_id: str) -> str:
 def _job_info(root: str, job_id: str) -> dict:
     directory = os.path.join(_jobs_dir(root), job_id)
     raw = _read(os.path.join(directory, "job.json"))
-    if raw is None:
-        argv = json.loads(_read(os.path.join(directory, "argv.json")) or "[]")
-        job = {"id": job_id, "argv": argv, "pid": None, "start_ticks": None, "started_at": None}
-    else:
-        job = json.loads(raw)
+    damaged = None
+    job = None
+    if raw is not None:
+        try:
+            job = json.loads(raw)
+        except ValueError:
+            job = None
+        if not isinstance(job, dict) or job.get("id") != job_id:
+            damaged, job = f"{os.path.join(directory, 'job.json')}: not a job record (garbled or cut short)", None
+    if job is None:  # not written yet, or damaged: what argv.json says, with no process to follow
+        try:
+            argv = json.loads(_read(os.path.join(directory, "argv.json")) or "[]")
+        except ValueError:
+            argv = []
+        job = {"id": job_id, "argv": argv if isinstance(argv, list) else [], "pid": None, "start_ticks": None,
+               "started_at": None}
+        if damaged:
+            job["damaged"] = damaged
     exit_raw = _read(os.path.join(directory, "exit_code"))
     info = dict(job)
     info["exit_code"] = None
     info["ended_at"] = None
     info["stopped"] = os.path.exists(os.path.join(directory, "stopped"))
+    exit_code = None
     if exit_raw is not None and exit_raw.strip():
+        try:
+            exit_code = int(exit_raw.strip())
+        except ValueError:
+            info["damaged"] = f"{os.path.join(directory, 'exit_code')}: not an exit status"
+    if exit_code is not None:
         info["state"] = "exited"
-        info["exit_code"] = int(exit_raw.strip())
+        info["exit_code"] = exit_code
         info["ended_at"] = os.stat(os.path.join(directory, "exit_code")).st_mtime
     elif job.get("pid") and _job_members(job):
         info["state"] = "running"

@@ -235,7 +235,8 @@ async def _cmd_jobs(args, hosts, failures) -> int:
     else:
         for name, js in jobs.items():
             for j in js:
-                print(f"{name}\t{j.job_id}\t{j.label}\t{' '.join(j.argv)}")
+                damaged = j.extra.get("damaged")
+                print(f"{name}\t{j.job_id}\t{j.label}\t{' '.join(j.argv)}" + (f"\t({damaged})" if damaged else ""))
     return EXIT_OK
 
 

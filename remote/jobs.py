@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from remote.hosts import Host
 
 RUNNING, EXITED, LOST = "running", "exited", "lost"
+JOB_STATES = (RUNNING, EXITED, LOST)
 _SUBCOMMAND_RE = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
 # Options the remote layer sets itself; a caller passing them would fight the job layout.
 _RESERVED_OPTIONS = ("--workspace", "--events")
@@ -57,12 +58,23 @@ class JobInfo:
         return self.argv[0] if self.argv else ""
 
     @classmethod
-    def from_agent(cls, server: str, raw: dict[str, Any]) -> "JobInfo":
+    def from_agent(cls, server: str, raw: Any) -> "JobInfo":
+        """A job record from a host's answer, which is untrusted: each field is checked for its type
+        (RemoteError naming the server for a record without a job id or state)."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or raw.get("state") not in JOB_STATES:
+            raise RemoteError(f"server {server}: a job record without a valid id and state: {str(raw)[:120]}")
+
+        def number(key: str, kind: type = int) -> Any:
+            value = raw.get(key)
+            return value if isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool) else None
+
+        argv = raw.get("argv")
         return cls(
-            job_id=raw["id"], server=server, argv=tuple(raw.get("argv") or ()), state=raw["state"],
-            exit_code=raw.get("exit_code"), pid=raw.get("pid"), started_at=raw.get("started_at"),
-            ended_at=raw.get("ended_at"), stopped=bool(raw.get("stopped")), log_size=int(raw.get("log_size") or 0),
-            events_size=int(raw.get("events_size") or 0), epoch=raw.get("epoch"), extra={"command": raw.get("command")},
+            job_id=raw["id"], server=server, argv=tuple(str(a) for a in argv) if isinstance(argv, list) else (),
+            state=raw["state"], exit_code=number("exit_code"), pid=number("pid"), started_at=number("started_at", float),
+            ended_at=number("ended_at", float), stopped=raw.get("stopped") is True, log_size=number("log_size") or 0,
+            events_size=number("events_size") or 0, epoch=raw.get("epoch") if isinstance(raw.get("epoch"), str) else None,
+            extra={"command": raw.get("command"), "damaged": raw.get("damaged")},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,7 +82,7 @@ class JobInfo:
             "job_id": self.job_id, "server": self.server, "argv": list(self.argv), "state": self.state,
             "label": self.label, "exit_code": self.exit_code, "pid": self.pid, "started_at": self.started_at,
             "ended_at": self.ended_at, "stopped": self.stopped, "log_size": self.log_size, "events_size": self.events_size,
-            "epoch": self.epoch,
+            "epoch": self.epoch, "damaged": self.extra.get("damaged"),
         }
 
 
@@ -97,6 +109,8 @@ async def start_job(host: "Host", argv: Sequence[str], *, force: bool = False) -
 
 async def list_jobs(host: "Host") -> list[JobInfo]:
     raw = await host.agent("list", {"root": host.root})
+    if not isinstance(raw, list):
+        raise RemoteError(f"server {host.name}: its job list is not a list")
     return [JobInfo.from_agent(host.name, item) for item in raw]
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from remote.errors import RemoteError
+
 from conftest import PYTHON
 
 CLI = [sys.executable, "-m", "remote.cli"]
@@ -141,3 +143,34 @@ def test_help_shows_workspace_and_exit_codes_and_usage_errors_exit_2(capsys: pyt
             main(argv)
         assert done.value.code == 2, argv
     assert "error:" in capsys.readouterr().err
+
+
+def test_a_garbled_job_record_on_a_host_is_named_and_the_others_still_listed(config_file: Path, sshd) -> None:
+    jobs = sshd.servers[0].root / ".jobs"
+    garbled = jobs / "20261202T010101-train-regression-batch-abc123"
+    garbled.mkdir(parents=True)
+    (garbled / "job.json").write_text('{"id": "20261202T010101-train-regr')  # cut short
+    (garbled / "argv.json").write_text('["train-regression-batch", "--batch", "KR_DNN_1_2"]')
+    bad_exit = jobs / "20261202T010102-status-abc124"
+    bad_exit.mkdir()
+    (bad_exit / "argv.json").write_text('["status"]')
+    (bad_exit / "exit_code").write_text("zero")
+    done = cli(config_file, "jobs", "--server", "srv1")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("srv1\t20261202T010101-train-regression-batch-abc123\tlost\ttrain-regression-batch --batch "
+                               "KR_DNN_1_2\t(") and "job.json: not a job record" in line for line in lines), lines
+    assert any("20261202T010102-status-abc124\tlost\tstatus\t(" in line and "exit_code: not an exit status" in line
+               for line in lines), lines
+
+
+def test_job_records_from_a_host_are_checked_field_by_field() -> None:
+    from remote.jobs import JobInfo
+
+    with pytest.raises(RemoteError, match="server evil: a job record without a valid id and state"):
+        JobInfo.from_agent("evil", {"id": "x", "state": "rm -rf"})
+    with pytest.raises(RemoteError, match="server evil"):
+        JobInfo.from_agent("evil", ["not", "a", "record"])
+    job = JobInfo.from_agent("evil", {"id": "j", "state": "exited", "exit_code": "0", "pid": True, "argv": "status",
+                                      "log_size": -0.5, "stopped": "yes", "epoch": ["_E"]})
+    assert (job.exit_code, job.pid, job.argv, job.log_size, job.stopped, job.epoch) == (None, None, (), 0, False, None)
