@@ -27,13 +27,11 @@ from typing import Any, Callable
 from epoch_builder import output
 from epoch_builder.errors import EpochBuilderError, UsageError
 from epoch_builder.storage import atomic_write_json, fsync_dir
-from epoch_builder.workspace import Workspace
+from epoch_builder.workspace import BUNDLE_FILE, CANDLESTICKS_DIR, Workspace
 
 INTERVAL_RANGE = (2, 1440)
-BUNDLE_DIR = "candlesticks"
-NEW_PREFIX = f"{BUNDLE_DIR}.new-"
-OLD_PREFIX = f"{BUNDLE_DIR}.old-"
-BUNDLE_MARKER = "bundle.json"  # written last into a new bundle: present = the new bundle is complete
+NEW_PREFIX = f"{CANDLESTICKS_DIR}.new-"
+OLD_PREFIX = f"{CANDLESTICKS_DIR}.old-"
 
 
 def import_candlesticks(
@@ -60,8 +58,7 @@ def import_candlesticks(
     with output.progress_bars() as bars:
         bar = bars.add("reading candles", len(sources) + 1)
         started = time.perf_counter()
-        names = {"minute": ws.candlesticks_file.name, "prediction": ws.prediction_candlesticks_file.name}
-        df = candles.merge_sources(sources, on_read=lambda path, rows: bar.advance(info=f"{path.name}: {rows:,} rows"))
+        df = candles.merge_sources(sources, on_read=lambda path, rows: bar.advance(info=f"{rows:,} rows from {path.name}"))
         candles.validate_prices(df, sources)
         gaps = candles.find_gaps(df["ot"].to_numpy())
         if gaps.count:
@@ -91,12 +88,12 @@ def import_candlesticks(
 
         def write(directory: Path) -> None:
             # The new bundle holds no normalized_prediction_candlesticks.parquet: that file belongs to an epoch.
-            candles.write_candles(directory / names["minute"], minute)
-            candles.write_candles(directory / names["prediction"], prediction)
+            candles.write_candles(directory / ws.candlesticks_file.name, minute)
+            candles.write_candles(directory / ws.prediction_candlesticks_file.name, prediction)
             if export_csv:
                 candles.export_csv(directory / "candlesticks.csv", minute)
                 candles.export_csv(directory / "prediction_candlesticks.csv", prediction)
-            atomic_write_json(directory / BUNDLE_MARKER, summary, indent=2)
+            atomic_write_json(directory / BUNDLE_FILE, summary, indent=2)
 
         bar.update(description="writing the bundle")
         commit_bundle(ws.root, write)
@@ -149,7 +146,7 @@ def recover_bundle(root: Path) -> None:
                 _recover_locked(root)
     except OSError as exc:  # e.g. a read-only workspace: say so once instead of reading a half state
         raise EpochBuilderError(
-            f"{root / BUNDLE_DIR}: cannot finish an interrupted `candlesticks import` ({exc.strerror}); "
+            f"{root / CANDLESTICKS_DIR}: cannot finish an interrupted `candlesticks import` ({exc.strerror}); "
             "make the workspace writable and rerun, or rerun the import"
         ) from None
 
@@ -158,9 +155,9 @@ def _recover_locked(root: Path) -> None:
     names = sorted(os.listdir(root))  # ids sort by creation time
     new = [root / n for n in names if n.startswith(NEW_PREFIX)]
     old = [root / n for n in names if n.startswith(OLD_PREFIX)]
-    current = root / BUNDLE_DIR
+    current = root / CANDLESTICKS_DIR
     if not os.path.lexists(current):  # died between the two renames (or before the first import's one)
-        complete = [d for d in new if (d / BUNDLE_MARKER).is_file()]
+        complete = [d for d in new if (d / BUNDLE_FILE).is_file()]
         if complete:
             os.rename(complete[-1], current)  # the new bundle was complete: finish the switch
         elif old:
@@ -203,7 +200,7 @@ def _exchange(a: Path, b: Path) -> bool:
 def commit_bundle(root: Path, write: Callable[[Path], None]) -> None:
     """``write(directory)`` fills a new bundle directory; it then replaces ``candlesticks/`` as a whole."""
     root.mkdir(parents=True, exist_ok=True)
-    current = root / BUNDLE_DIR
+    current = root / CANDLESTICKS_DIR
     with _bundle_lock(root, wait=True):
         _recover_locked(root)  # an earlier interrupted switch first: it decides what "old" is
         new = root / f"{NEW_PREFIX}{time.time_ns():020d}-{os.getpid()}"

@@ -36,9 +36,6 @@ class _CurrentStderr(logging.StreamHandler):
     """A handler that writes to whatever ``sys.stderr`` is now: a live progress bar swaps it for a
     proxy that prints the line above the bar instead of through it."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property  # type: ignore[override]
     def stream(self):  # noqa: ANN201 - logging's own attribute
         return sys.stderr
@@ -153,9 +150,13 @@ def progress_bars(*, unit: str = "") -> Iterator[Bars]:
         BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.table import Column
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+    def clipped(template: str, width: int) -> TextColumn:  # long names and infos must not squeeze out the bar at 80 columns
+        return TextColumn(template, table_column=Column(max_width=width, no_wrap=True, overflow="ellipsis"))
+
+    columns = [clipped("{task.description}", 24), BarColumn(bar_width=16), MofNCompleteColumn(), TaskProgressColumn(),
                TextColumn(f"{unit}" if unit else ""), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-               TextColumn("{task.fields[info]}")]
+               clipped("{task.fields[info]}", 22)]
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
         yield Bars(progress)

@@ -24,6 +24,10 @@ def resolve_root(option: str | None) -> Path:
     return Path(option or os.environ.get(HOME_ENV) or ".").expanduser().resolve()
 
 
+CANDLESTICKS_DIR = "candlesticks"
+BUNDLE_FILE = "bundle.json"  # the import's report; written last into a new bundle, so it marks one complete
+
+
 @dataclass(frozen=True)
 class Workspace:
     root: Path
@@ -36,7 +40,7 @@ class Workspace:
         from epoch_builder.importer import recover_bundle  # light; imported here as it imports this module
 
         recover_bundle(self.root)
-        return self.root / "candlesticks"
+        return self.root / CANDLESTICKS_DIR
 
     @property
     def candlesticks_file(self) -> Path:
@@ -53,7 +57,7 @@ class Workspace:
     @property
     def bundle_file(self) -> Path:
         """Import metadata (interval, source files, gap report)."""
-        return self.candlesticks_dir / "bundle.json"
+        return self.candlesticks_dir / BUNDLE_FILE
 
     # --- configuration ------------------------------------------------------
     @property

@@ -20,10 +20,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from epoch_builder.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE  # the same statuses in all three programs
 from remote.errors import RemoteError
 from remote.sync import PULL_GROUPS, PUSH_GROUPS
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_STATUS_HELP = ("exit status: 0 ok; 1 failed on at least one server (unreachable, refused, command failed); "
                     "2 bad usage or config (unknown option or server, invalid cluster file); "
                     "test: pytest's exit status; 130 interrupted")

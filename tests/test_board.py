@@ -257,7 +257,7 @@ def test_one_dispatcher_per_epoch_and_a_killed_one_is_taken_over(small_epoch: Wo
         second = subprocess.run([sys.executable, "-m", "remote.cli", "--workspace", str(small_epoch.root), "dispatch",
                                  "--stage", "regressions"], capture_output=True, text=True, timeout=60)
         assert second.returncode == 1, second.stdout + second.stderr
-        assert f"epoch _SMALL: another dispatcher is running (host " in second.stderr + second.stdout
+        assert "epoch _SMALL: another dispatcher is running (host " in second.stderr + second.stdout
         assert f"pid {holder.pid}, since " in second.stderr + second.stdout
         with pytest.raises(RemoteError, match=f"pid {holder.pid}"):
             DispatcherLock(small_epoch.root, "_SMALL").__enter__()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from epoch_builder.commands import add_group, add_hidden_alias, add_json_option, print_rows, workspace_of
-from epoch_builder.errors import EpochBuilderError, UsageError
+from epoch_builder.errors import UsageError
 from epoch_builder.storage import read_json
 
 MIN_REGRESSIONS = 16  # as the original

@@ -70,7 +70,6 @@ def start_generate(args: argparse.Namespace) -> int:
 
 
 def start_train(args: argparse.Namespace) -> int:
-    from epoch_builder import output
     from epoch_builder.regressions.training import train_batch
 
     certificates = train_batch(workspace_of(args), args.category, args.batch, max_epochs=args.max_epochs)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from epoch_builder.commands import workspace_of
-from epoch_builder.errors import EpochBuilderError, UsageError
+from epoch_builder.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
