@@ -23,6 +23,7 @@ import sshd_cluster  # noqa: E402
 
 from remote import sync  # noqa: E402
 from remote.cluster import Cluster  # noqa: E402
+from remote import status as remote_status
 
 
 def make_workspace(root: Path, total_mb: int, files: int) -> None:
@@ -86,7 +87,7 @@ async def main() -> None:
             await cluster.connect_all()
             connect_s = time.perf_counter() - started
             started = time.perf_counter()
-            results = await cluster.each(lambda h: h.status())
+            results = await cluster.each(lambda h: remote_status.status(h))
             status_s = time.perf_counter() - started
             failed = [n for n, r in results.items() if isinstance(r, BaseException)]
             print(f"{args.hosts} hosts: connect all {connect_s:.2f} s; one-shot status for all {status_s:.2f} s "
@@ -107,7 +108,7 @@ async def steady_status_round(cluster: Cluster, interval_s: float = 0.5) -> floa
     names = [h.name for h in cluster.select(None)]
 
     async def consume(host) -> None:
-        async for snapshot in host.status_stream(interval_s):
+        async for snapshot in remote_status.status_stream(host, interval_s):
             if snapshot.get("state", "online") == "online":
                 arrivals[host.name] = time.perf_counter()
                 if len(arrivals) == len(names):

@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Footer, Header, Pretty
 from epoch_builder.errors import EpochBuilderError
 from epoch_builder.workspace import Workspace
 
-from console.actions import ACTIONS, ACTIONS_BY_ID
+from console.actions import ACTIONS
 from console.cluster import Cluster
 from console.commands import ActionsProvider
 from console.state import JobView

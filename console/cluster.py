@@ -16,6 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from remote import jobs, status
 from remote.config import ClusterConfig, load_cluster_config
 from remote.errors import HostKeyError, HostUnreachable, RemoteError
 from remote.hosts import Host, HostState, backoff_delay, make_host
@@ -131,24 +132,21 @@ class Cluster:
 
     async def _stream_status(self, view: HostView, host: Host, wake: asyncio.Event) -> None:
         running: set[str] = set()
-        async for snapshot in host.status_stream(interval_s=STATUS_INTERVAL_S):
+        async for snapshot in status.status_stream(host, interval_s=STATUS_INTERVAL_S):
             if snapshot.get("state") == "reconnecting":
                 view.state, view.error = RECONNECTING, str(snapshot.get("error", ""))
                 continue
             view.apply_status(snapshot, (host.latency_s or 0) * 1000 if host.latency_s is not None else None)
-            # Running jobs ride along with each snapshot: new ones appear at once,
-            # and their last progress event updates the ETA (states come from the poller).
-            now_running = {str(info.get("id")) for info in snapshot.get("jobs") or [] if isinstance(info, dict)}
+            # The host's unfinished jobs ride along with each snapshot: a change wakes the poller, whose
+            # answer (the agent's) is the only source of job states; their last progress event updates the ETA.
+            listed = [info for info in snapshot.get("jobs") or [] if isinstance(info, dict) and isinstance(info.get("id"), str)]
+            now_running = {info["id"] for info in listed}
             if now_running != running:
                 running = now_running
                 wake.set()  # a job started or ended: fetch states and exit codes now
-            for info in snapshot.get("jobs") or []:
-                if not isinstance(info, dict) or not info.get("id"):
-                    continue
+            for info in listed:
                 job = self.jobs.get(f"{view.name}/{info['id']}")
-                if job is None:
-                    job = self._merge_job(view.name, job_view(view.name, {**info, "state": "running"}), host)
-                if isinstance(info.get("last_event"), dict):
+                if job is not None and job.state == "running" and isinstance(info.get("last_event"), dict):
                     job.apply_event(info["last_event"])
 
     async def _poll_jobs(self, name: str, host: Host, wake: asyncio.Event) -> None:
@@ -157,7 +155,7 @@ class Cluster:
         while True:
             try:
                 self.hosts[name].latency_ms = await host.ping() * 1000
-                for info in await host.list_jobs():
+                for info in await jobs.list_jobs(host):
                     self._merge_job(name, job_view(name, info), host)
             except asyncio.CancelledError:
                 raise
@@ -192,7 +190,7 @@ class Cluster:
         try:
             while True:
                 try:
-                    async for offset, event in host.follow_events(job.id, offset):
+                    async for offset, event in jobs.follow_events(host, job.id, offset):
                         job.apply_event(event)
                     return
                 except (HostUnreachable, RemoteError):
@@ -208,7 +206,7 @@ class Cluster:
     async def _report_failure(self, host: Host, job: JobView) -> None:
         tail: deque[str] = deque(maxlen=FAILED_TAIL_LINES)
         try:
-            async for _, line in host.follow_log(job.id, follow=False):
+            async for _, line in jobs.follow_log(host, job.id, follow=False):
                 tail.append(line.rstrip("\n"))
         except Exception:  # noqa: BLE001
             pass
@@ -224,12 +222,12 @@ class Cluster:
 
     async def start_job(self, server: str, args: Sequence[str], *, force: bool = False) -> JobView:
         host = self.host(server)
-        info = await host.start_job(list(args), force=force)
+        info = await jobs.start_job(host, list(args), force=force)
         return self._merge_job(server, job_view(server, info), host)
 
     async def stop_job(self, server: str, job_id: str) -> JobView:
         host = self.host(server)
-        return self._merge_job(server, job_view(server, await host.stop_job(job_id)), host)
+        return self._merge_job(server, job_view(server, await jobs.stop_job(host, job_id)), host)
 
     async def follow_log(self, server: str, job_id: str, sink: LineSink) -> None:
         """Feed the job's log to ``sink`` from the start; across a host going down
@@ -240,7 +238,7 @@ class Cluster:
             try:
                 # One line at a time is cheap here: the sink only queues, the log
                 # pane draws queued lines in batches on its own timer.
-                async for offset, line in host.follow_log(job_id, offset):
+                async for offset, line in jobs.follow_log(host, job_id, offset):
                     sink([line])
                 return
             except HostUnreachable:

@@ -1,9 +1,9 @@
 """Host-side helper: job control, file manifests and verified commits.
 
 Runs on the server with the server's own Python and the standard library
-only.  The client sends this file on stdin and one JSON request as an
-argument (``python - <command> '<json>'``), so the helper needs no install and
-always matches the client.  Every answer is one JSON line on stdout:
+only.  The controller (:mod:`remote.agent_client`) sends this file on stdin
+with the JSON request inside it (``python - <command>``), so the helper needs
+no install and always matches the controller.  Every answer is one JSON line on stdout:
 ``{"ok": ...}`` or ``{"error": {"kind": ..., "message": ...}}``; ``follow``
 instead streams raw file bytes.
 
@@ -43,7 +43,7 @@ import time
 
 JOB_ENV = "EPOCH_BUILDER_JOB_ID"
 # The controller sends this file on stdin with the line below replaced by the request's JSON (see
-# ``remote.hosts.agent_program``): a request of any size (20,000 paths) never meets the command
+# ``remote.agent_client.agent_program``): a request of any size (20,000 paths) never meets the command
 # line's limits. Run as a file, the request comes as the second argument instead.
 STDIN_REQUEST = None  # request placeholder
 SUBCOMMAND_RE = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
@@ -56,20 +56,6 @@ class AgentError(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
-
-
-def error_from_answer(error: dict, server: str) -> Exception:
-    """Client side: the remote.errors exception for an agent error answer."""
-    from remote import errors
-
-    kinds = {
-        "conflict": errors.JobConflict,
-        "not_found": errors.JobNotFound,
-        "unsafe_path": errors.UnsafePath,
-        "verify": errors.RemoteError,
-    }
-    cls = kinds.get(error.get("kind"), errors.RemoteError)
-    return cls(f"server {server}: {error.get('message')}")
 
 
 # --------------------------------------------------------------------------- small helpers

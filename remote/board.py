@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from epoch_builder.storage import atomic_write_json
+from remote import jobs as remote_jobs
 from remote.errors import RemoteError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -327,7 +328,7 @@ async def collect_jobs(hosts: Iterable["Host"], timeout: float = 10.0) -> tuple[
         async with asyncio.timeout(timeout):
             if host.state is HostState.OFFLINE:
                 await host.connect()
-            return await host.list_jobs()
+            return await remote_jobs.list_jobs(host)
 
     # asyncio.wait, not a cancellation-based timeout: a call stuck on a dropped link must not hold the board.
     tasks = [asyncio.ensure_future(one(h)) for h in hosts]
@@ -357,18 +358,11 @@ async def _tail(host: "Host", job: "JobInfo", name: str, size: int) -> list[str]
     lines: list[str] = []
     try:
         async with asyncio.timeout(10):
-            async for _offset, line in host.follow_log(job.job_id, max(0, size - TAIL_BYTES), follow=False) if name == "log" \
-                    else _raw_events(host, job, max(0, size - TAIL_BYTES)):
+            async for _offset, line in remote_jobs.follow_file(host, job.job_id, name, max(0, size - TAIL_BYTES), follow=False):
                 lines.append(line)
     except (RemoteError, TimeoutError):
         return []
     return lines[1:] if size > TAIL_BYTES and lines else lines  # the first line may be cut
-
-
-def _raw_events(host: "Host", job: "JobInfo", offset: int):
-    from remote.jobs import follow_file
-
-    return follow_file(host, job.job_id, "events.jsonl", offset, follow=False)
 
 
 async def build_board(root: Path, hosts: Sequence["Host"], state: BoardStateFile | None = None,
@@ -430,7 +424,7 @@ async def build_board(root: Path, hosts: Sequence["Host"], state: BoardStateFile
 
 
 async def _progress(host: "Host", job: "JobInfo", row: BatchRow) -> None:
-    for line in reversed(await _tail(host, job, "events", job.events_size)):
+    for line in reversed(await _tail(host, job, "events.jsonl", job.events_size)):
         try:
             event = json.loads(line)
         except ValueError:

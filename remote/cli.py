@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from epoch_builder.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE  # the same statuses in all three programs
+from remote import jobs, status
 from remote.errors import RemoteError
 from remote.sync import PULL_GROUPS, PUSH_GROUPS
 
@@ -208,7 +209,7 @@ async def _each(hosts, failures: dict[str, str], action) -> dict[str, Any]:
 
 async def _cmd_status(args, hosts, failures) -> int:
     if args.watch is None:
-        snaps = await _each(hosts, failures, lambda h: h.status())
+        snaps = await _each(hosts, failures, lambda h: status.status(h))
         from epoch_builder.status import describe
 
         _emit(args, snaps, "\n".join(f"{name}: {describe(s)}" for name, s in snaps.items()))
@@ -217,7 +218,7 @@ async def _cmd_status(args, hosts, failures) -> int:
 
     async def watch(host) -> None:
         seen = 0
-        async for snap in host.status_stream(args.watch):
+        async for snap in status.status_stream(host, args.watch):
             text = f"{host.name}: {describe(snap)}" if snap.get("state") == "online" else f"{host.name}: {snap['state']}"
             _emit(args, snap, text)
             seen += 1
@@ -229,11 +230,11 @@ async def _cmd_status(args, hosts, failures) -> int:
 
 
 async def _cmd_jobs(args, hosts, failures) -> int:
-    jobs = await _each(hosts, failures, lambda h: h.list_jobs())
+    listed = await _each(hosts, failures, lambda h: jobs.list_jobs(h))
     if args.json:
-        _emit(args, {name: [j.to_dict() for j in js] for name, js in jobs.items()}, "")
+        _emit(args, {name: [j.to_dict() for j in js] for name, js in listed.items()}, "")
     else:
-        for name, js in jobs.items():
+        for name, js in listed.items():
             for j in js:
                 damaged = j.extra.get("damaged")
                 print(f"{name}\t{j.job_id}\t{j.label}\t{' '.join(j.argv)}" + (f"\t({damaged})" if damaged else ""))
@@ -244,13 +245,13 @@ async def _cmd_run(args, hosts, failures) -> int:
     argv = _strip_dashdash(args.argv)
     if not argv:
         raise RemoteError("run: give the epoch-builder subcommand after --, e.g. epoch-cluster run -s gpu-1 -- status")
-    started = await _each(hosts, failures, lambda h: h.start_job(argv, force=args.force))
+    started = await _each(hosts, failures, lambda h: jobs.start_job(h, argv, force=args.force))
     _emit(args, {n: j.to_dict() for n, j in started.items()}, "\n".join(f"{n}\t{j.job_id}\t{j.label}" for n, j in started.items()))
     return EXIT_OK
 
 
 async def _cmd_stop(args, hosts, failures) -> int:
-    stopped = await _each(hosts, failures, lambda h: h.stop_job(args.job_id, grace_s=args.grace))
+    stopped = await _each(hosts, failures, lambda h: jobs.stop_job(h, args.job_id, grace_s=args.grace))
     _emit(args, {n: j.to_dict() for n, j in stopped.items()}, "\n".join(f"{n}\t{j.job_id}\t{j.label}" for n, j in stopped.items()))
     return EXIT_OK
 
@@ -262,10 +263,10 @@ async def _cmd_logs(args, hosts, failures) -> int:
         return EXIT_FAILED
     host = hosts[0]
     if args.events:
-        async for offset, event in host.follow_events(args.job_id, args.offset, follow=args.follow):
+        async for offset, event in jobs.follow_events(host, args.job_id, args.offset, follow=args.follow):
             print(json.dumps(event) if not args.json else json.dumps({"offset": offset, "event": event}), flush=True)
     else:
-        async for offset, line in host.follow_log(args.job_id, args.offset, follow=args.follow):
+        async for offset, line in jobs.follow_log(host, args.job_id, args.offset, follow=args.follow):
             print(json.dumps({"offset": offset, "line": line}) if args.json else line, flush=True)
     return EXIT_OK
 

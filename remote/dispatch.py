@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from remote import board as boards
+from remote import jobs
 from remote.errors import JobConflict, RemoteError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -295,7 +296,7 @@ class Dispatcher:
 
     async def _stop_moved(self, row: boards.BatchRow, host_name: str, job_id: str) -> None:
         host = next(h for h in self.hosts if h.name == host_name)
-        await host.stop_job(job_id, grace_s=10)
+        await jobs.stop_job(host, job_id, grace_s=10)
         self.log(f"{row.spec.name}: stopped job {job_id} on {host_name} (the batch had moved to another server)")
 
     def _choose(self, candidates: list[boards.BatchRow], host: str) -> boards.BatchRow | None:
@@ -358,7 +359,7 @@ class Dispatcher:
             pushed = await self._transfer(host, "push", lambda progress: sync.push(
                 host, row.spec.push_paths(self.epoch_id), local_root=self.root, progress=progress))
             self.state.assign(key, host.name, pushed=True)
-            job = await host.start_job(row.spec.argv(max_epochs=self.options.max_epochs, workers=self.options.workers))
+            job = await jobs.start_job(host, row.spec.argv(max_epochs=self.options.max_epochs, workers=self.options.workers))
         except JobConflict as exc:
             self.state.release(key)  # someone else started a job there meanwhile: try again next tick
             raise RemoteError(str(exc)) from None

@@ -18,7 +18,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
 
+from remote import agent_client
 from remote.errors import HostUnreachable, RemoteError
+from remote.hosts import HostState
 
 if TYPE_CHECKING:  # pragma: no cover
     from remote.hosts import Host
@@ -103,27 +105,26 @@ def validate_job_argv(argv: Sequence[str]) -> list[str]:
 
 async def start_job(host: "Host", argv: Sequence[str], *, force: bool = False) -> JobInfo:
     argv = validate_job_argv(argv)
-    raw = await host.agent("start", {"root": host.root, "argv": argv, "python": host.python, "force": force})
+    raw = await agent_client.call(host, "start", {"root": host.root, "argv": argv, "python": host.python, "force": force})
     return JobInfo.from_agent(host.name, raw)
 
 
 async def list_jobs(host: "Host") -> list[JobInfo]:
-    raw = await host.agent("list", {"root": host.root})
+    raw = await agent_client.call(host, "list", {"root": host.root})
     if not isinstance(raw, list):
         raise RemoteError(f"server {host.name}: its job list is not a list")
     return [JobInfo.from_agent(host.name, item) for item in raw]
 
 
 async def job_info(host: "Host", job_id: str) -> JobInfo:
-    return JobInfo.from_agent(host.name, await host.agent("info", {"root": host.root, "job_id": job_id}))
+    return JobInfo.from_agent(host.name, await agent_client.call(host, "info", {"root": host.root, "job_id": job_id}))
 
 
 async def stop_job(host: "Host", job_id: str, *, grace_s: float = 10.0) -> JobInfo:
     if not 0 <= grace_s <= 3600:
         raise RemoteError(f"grace period {grace_s} s out of range; allowed 0..3600")
-    raw = await host.agent(
-        "stop", {"root": host.root, "job_id": job_id, "grace_s": grace_s}, timeout=grace_s + host.ssh.command_timeout_s
-    )
+    raw = await agent_client.call(host, "stop", {"root": host.root, "job_id": job_id, "grace_s": grace_s},
+                                  timeout=grace_s + host.ssh.command_timeout_s)
     return JobInfo.from_agent(host.name, raw)
 
 
@@ -144,14 +145,14 @@ async def follow_file(
         pending = b""
         request = {"root": host.root, "job_id": job_id, "file": name, "offset": position, "follow": follow}
         try:
-            async for chunk in host.agent_stream("follow", request):
+            async for chunk in agent_client.stream(host, "follow", request):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for raw in lines:
                     position += len(raw) + 1
                     yield position, raw.decode("utf-8", "replace")
         except HostUnreachable:
-            if host.state.value == "offline":
+            if host.state is HostState.OFFLINE:
                 raise
             await host.wait_online(reconnect_timeout)
             continue  # restart at ``position``: the partial line is read again whole
@@ -160,6 +161,17 @@ async def follow_file(
                 position += len(pending)
                 yield position, pending.decode("utf-8", "replace")
         return
+
+
+def follow_log(host: "Host", job_id: str, offset: int = 0, *, follow: bool = True) -> AsyncIterator[tuple[int, str]]:
+    """Yield ``(next_offset, line)`` for each line of the job's log from byte ``offset``.
+
+    ``next_offset`` is where the following line starts: pass it back to resume
+    after a restart.  Survives reconnects without losing or repeating lines;
+    ends when the job has ended and the log is read (or at the end of the file
+    when ``follow`` is False).
+    """
+    return follow_file(host, job_id, "log", offset, follow=follow)
 
 
 async def follow_events(

@@ -15,6 +15,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from remote import agent_client
 from remote.config import ServerConfig, SSHOptions
 from remote.errors import HostUnreachable, RemoteCommandFailed, RemoteError, SudoPasswordRequired
 from remote.hosts import Result, quote_argv
@@ -85,14 +86,15 @@ async def install_key(
     ``authorized_keys`` overrides the file (default: the server's configured
     ``authorized_keys``, else ``~/.ssh/authorized_keys``).
     """
-    from remote.hosts import LocalHost, SSHHost
+    from remote.hosts import LocalHost
+    from remote.ssh_host import SSHHost
 
     key = read_public_key(public_key_path)
     host: Host = LocalHost(server, ssh) if server.local else SSHHost(server, ssh, password=password)
     async with host:
         path = authorized_keys or server.authorized_keys
-        answer = await host.agent("append_key", {"key": key, "path": path})
-    return bool(answer["added"])
+        answer = await agent_client.call(host, "append_key", {"key": key, "path": path})
+    return isinstance(answer, dict) and answer.get("added") is True
 
 
 def connect_argv(server: ServerConfig, ssh: SSHOptions) -> list[str]:

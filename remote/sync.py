@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Iterable, Sequence
 
-from remote import agent
+from remote import agent, agent_client
 from remote.errors import RemoteError, UnsafePath
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -181,7 +181,7 @@ def _local_manifest(root: Path, paths: list[str]) -> dict[str, list[int]]:
 
 
 async def _remote_manifest(host: "Host", root: str, paths: list[str]) -> dict[str, list[int]]:
-    listing = await host.agent("manifest", {"root": root, "paths": paths})
+    listing = await agent_client.call(host, "manifest", {"root": root, "paths": paths})
     if not isinstance(listing, dict) or not isinstance(listing.get("refused", []), list):
         raise RemoteError(f"server {host.name}: its file listing is not the helper's answer; nothing was synced")
     if listing.get("refused"):
@@ -330,16 +330,16 @@ class _RemoteSide:
         return await _remote_manifest(self.host, self.root, paths)
 
     async def hash(self, rels: list[str]) -> dict[str, str]:
-        return await self.host.agent("hash", {"root": self.root, "paths": rels}, timeout=600)
+        return await agent_client.call(self.host, "hash", {"root": self.root, "paths": rels}, timeout=600)
 
     async def touch(self, items: dict[str, int]) -> None:
-        await self.host.agent("touch", {"root": self.root, "items": items})
+        await agent_client.call(self.host, "touch", {"root": self.root, "items": items})
 
     async def stage(self) -> str:
-        return (await self.host.agent("stage", {"root": self.root}))["dir"]
+        return (await agent_client.call(self.host, "stage", {"root": self.root}))["dir"]
 
     async def commit(self, staging: str, items: list[dict[str, object]]) -> dict:
-        return await self.host.agent("commit", {"root": self.root, "staging": staging, "items": items}, timeout=600)
+        return await agent_client.call(self.host, "commit", {"root": self.root, "staging": staging, "items": items}, timeout=600)
 
     async def sender(self, source: dict[str, list[int]], send: list[str], refused: list[str]) -> _SendOne:
         """Download: the host hashes all files to send in one call before any moves; a file without a

@@ -15,6 +15,7 @@ from remote import board as boards
 from remote.config import ServerConfig
 from remote.errors import RemoteError
 from remote.hosts import LocalHost
+from remote import jobs as remote_jobs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -92,11 +93,11 @@ async def test_board_states_from_workspace_and_job_directories(small_epoch: Work
         atomic_write_json(epoch.regressions_dir / model_id / "certificate.json", {"id": model_id})
     atomic_write_json(epoch.regression_batched_certificates_dir / "KR_DNN_1_2.json", [{"id": "A1"}, {"id": "A2"}])
     # A failed job of the other batch on the host (exit 3) -> failed, with its log tail and a failure count.
-    job = await host.start_job(["no-such-subcommand-train", "--batch", "x"])  # not a batch job: ignored
-    failing = await host.start_job(["train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_2_2",
+    job = await remote_jobs.start_job(host, ["no-such-subcommand-train", "--batch", "x"])  # not a batch job: ignored
+    failing = await remote_jobs.start_job(host, ["train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_2_2",
                                     "--max-epochs", "0"], force=True)
     for _ in range(300):
-        if (await host.job(failing.job_id)).state != "running" and (await host.job(job.job_id)).state != "running":
+        if (await remote_jobs.job_info(host, failing.job_id)).state != "running" and (await remote_jobs.job_info(host, job.job_id)).state != "running":
             break
         import asyncio
 
@@ -148,12 +149,12 @@ async def test_a_job_of_another_epoch_is_not_this_epochs_batch(small_epoch: Work
 
     async def run_job(epoch_id: str) -> None:
         atomic_write_json(root / "config" / "epoch.json", {"id": epoch_id})
-        job = await host.start_job(argv, force=True)
+        job = await remote_jobs.start_job(host, argv, force=True)
         for _ in range(300):
-            if (await host.job(job.job_id)).state != "running":
+            if (await remote_jobs.job_info(host, job.job_id)).state != "running":
                 break
             await asyncio.sleep(0.1)
-        assert (await host.job(job.job_id)).epoch == epoch_id
+        assert (await remote_jobs.job_info(host, job.job_id)).epoch == epoch_id
 
     await run_job("_OLDER")
     board = await boards.build_board(small_epoch.root, [host])
@@ -216,7 +217,7 @@ async def test_a_moved_batchs_job_is_stopped_even_when_its_id_was_never_known(sm
     host = LocalHost(ServerConfig(name="here", root=str(tmp_path / "host"), python=sys.executable, local=True,
                                   is_cluster=True))
     await host.connect()
-    job = await host.start_job(["train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_1_2"], force=True)
+    job = await remote_jobs.start_job(host, ["train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_1_2"], force=True)
     os.killpg(job.pid, signal.SIGSTOP)  # it stays "running" without doing anything
     try:
         messages: list[str] = []
@@ -226,10 +227,10 @@ async def test_a_moved_batchs_job_is_stopped_even_when_its_id_was_never_known(sm
         dispatcher.state.record_failure(key, "here", f"{UNREACHABLE_JOB}1700000000")
         await dispatcher.tick()
         for _ in range(100):
-            if (await host.job(job.job_id)).state != "running":
+            if (await remote_jobs.job_info(host, job.job_id)).state != "running":
                 break
             await asyncio.sleep(0.1)
-        assert (await host.job(job.job_id)).state != "running"
+        assert (await remote_jobs.job_info(host, job.job_id)).state != "running"
         assert any(f"stopped job {job.job_id} on here" in m for m in messages), messages
     finally:
         try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, wait_for, write_cluster_file
+from conftest import wait_for, write_cluster_file
 
 from console.app import EpochConsole, make_app
 from console.screens.charts import LossChartScreen

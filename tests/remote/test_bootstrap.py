@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from remote import bootstrap
-from remote.hosts import SSHHost
+from remote.ssh_host import SSHHost
 
 from conftest import PYTHON
 

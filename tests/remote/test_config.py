@@ -118,7 +118,7 @@ def test_port_is_set_only_by_the_cluster_file() -> None:
 
 
 def test_ssh_options_pass_the_port_only_when_set() -> None:
-    from remote.hosts import SSHHost
+    from remote.ssh_host import SSHHost
 
     config = parse_cluster_config({"servers": [server(), server(name="gpu-2", port=2222)]})
     assert "port" not in SSHHost(config.servers[0], config.ssh)._options()

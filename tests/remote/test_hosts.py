@@ -11,9 +11,11 @@ import pytest
 import sshd_cluster
 from remote.config import default_local_server
 from remote.errors import HostKeyError, RemoteError
-from remote.hosts import HostState, LocalHost, SSHHost, make_host
+from remote.hosts import HostState, LocalHost, make_host
+from remote.ssh_host import SSHHost
 
 from conftest import PYTHON
+from remote import status as remote_status
 
 HOSTILE = ["a b", "x;touch pwned", "$(touch pwned)", "`touch pwned`", "'quoted'", '"dq"', "back\\slash", "*", "~", "-n"]
 
@@ -118,5 +120,5 @@ async def test_local_host_runs_the_same_interface(tmp_path: Path) -> None:
     async with host:
         result = await host.run(["printf", "%s\\n", *HOSTILE])
         assert result.stdout.splitlines() == HOSTILE
-        snapshot = await host.status()
+        snapshot = await remote_status.status(host)
         assert snapshot["server"] == "localhost" and snapshot["workspace"] == str(tmp_path.resolve())

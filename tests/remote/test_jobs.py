@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from remote.errors import JobConflict, JobNotFound, RemoteError
+from remote import jobs as remote_jobs
 
 
 def job_dir(sshd, index: int, job_id: str) -> Path:
@@ -28,42 +29,42 @@ async def wait_for(predicate, timeout: float = 15.0) -> None:
 
 async def test_real_pipeline_subcommand_runs_detached_and_its_log_is_followed(cluster, sshd) -> None:
     host = cluster.hosts["srv1"]
-    job = await host.start_job(["candlesticks", "import", "--sample", "--interval", "30"])
+    job = await remote_jobs.start_job(host, ["candlesticks", "import", "--sample", "--interval", "30"])
     assert job.state == "running" and job.argv == ("candlesticks", "import", "--sample", "--interval", "30")
-    lines = [line async for _offset, line in host.follow_log(job.job_id)]
+    lines = [line async for _offset, line in remote_jobs.follow_log(host, job.job_id)]
     assert any("imported 30,240 1m candles" in line for line in lines)
     log = (job_dir(sshd, 0, job.job_id) / "log").read_text().splitlines()
     assert lines == log
-    done = await host.job(job.job_id)
+    done = await remote_jobs.job_info(host, job.job_id)
     assert (done.state, done.exit_code, done.label) == ("exited", 0, "exited 0")
     assert (sshd.servers[0].root / "candlesticks" / "candlesticks.parquet").is_file()
     assert json.loads((job_dir(sshd, 0, job.job_id) / "argv.json").read_text()) == list(job.argv)
-    assert [j.job_id for j in await host.list_jobs()] == [job.job_id]
-    assert await cluster.hosts["srv2"].list_jobs() == []  # each server has its own root
+    assert [j.job_id for j in await remote_jobs.list_jobs(host)] == [job.job_id]
+    assert await remote_jobs.list_jobs(cluster.hosts["srv2"]) == []  # each server has its own root
 
 
 async def test_one_running_job_per_host_unless_forced(cluster) -> None:
     host = cluster.hosts["srv2"]
-    first = await host.start_job(["status", "--watch", "0.5"])
+    first = await remote_jobs.start_job(host, ["status", "--watch", "0.5"])
     with pytest.raises(JobConflict, match=rf"server srv2: job {first.job_id} is running on this host"):
-        await host.start_job(["status"])
-    forced = await host.start_job(["status"], force=True)
+        await remote_jobs.start_job(host, ["status"])
+    forced = await remote_jobs.start_job(host, ["status"], force=True)
     assert forced.job_id != first.job_id
-    await host.stop_job(first.job_id, grace_s=2)
+    await remote_jobs.stop_job(host, first.job_id, grace_s=2)
 
 
 async def test_stop_kills_only_the_jobs_process_group(cluster, sshd) -> None:
     host = cluster.hosts["srv1"]
     decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # another python process
     try:
-        job = await host.start_job(["status", "--watch", "0.2", "--json"])
+        job = await remote_jobs.start_job(host, ["status", "--watch", "0.2", "--json"])
         await wait_for(lambda: _log_has_lines(sshd, job.job_id, 2))
-        stopped = await host.stop_job(job.job_id, grace_s=5)
+        stopped = await remote_jobs.stop_job(host, job.job_id, grace_s=5)
         assert stopped.state == "exited" and stopped.stopped
         assert stopped.exit_code == -signal.SIGTERM  # it ended on SIGTERM, no SIGKILL needed
         assert decoy.poll() is None, "the decoy python process must survive"
         assert _live_group_members(stopped.pid) == []  # nothing left in the job's group
-        again = await host.stop_job(job.job_id)  # stopping an ended job is a no-op
+        again = await remote_jobs.stop_job(host, job.job_id)  # stopping an ended job is a no-op
         assert again.label == stopped.label
     finally:
         decoy.kill()
@@ -77,12 +78,12 @@ async def _log_has_lines(sshd, job_id: str, n: int, index: int = 0) -> bool:
 
 async def test_sigkill_after_grace_when_the_job_ignores_sigterm(cluster, sshd, tmp_path: Path) -> None:
     host = cluster.hosts["srv2"]
-    job = await host.start_job(["status", "--watch", "0.2", "--json"])
+    job = await remote_jobs.start_job(host, ["status", "--watch", "0.2", "--json"])
     await wait_for(lambda: _log_has_lines(sshd, job.job_id, 1, index=1))
     child_pid = json.loads((job_dir(sshd, 1, job.job_id) / "job.json").read_text())["child_pid"]
     # Make the job deaf to SIGTERM the way a stuck process would be: stop it (SIGSTOP), SIGTERM stays pending.
     os.kill(child_pid, signal.SIGSTOP)
-    stopped = await host.stop_job(job.job_id, grace_s=0.5)
+    stopped = await remote_jobs.stop_job(host, job.job_id, grace_s=0.5)
     assert stopped.state == "exited" and stopped.exit_code == -signal.SIGKILL
 
 
@@ -90,38 +91,38 @@ async def test_hostile_job_arguments(cluster, sshd) -> None:
     host = cluster.hosts["srv1"]
     for bad in (["status; touch pwned"], ["$(touch pwned)"], ["../status"], []):
         with pytest.raises(RemoteError, match="not an epoch-builder subcommand"):
-            await host.start_job(bad)
+            await remote_jobs.start_job(host, bad)
     with pytest.raises(RemoteError, match="the job sets --workspace and --events itself"):
-        await host.start_job(["status", "--workspace=/etc"])
-    job = await host.start_job(["candlesticks", "import", "$(touch pwned)", "a b;touch pwned2"])
-    lines = [line async for _o, line in host.follow_log(job.job_id)]
-    assert (await host.job(job.job_id)).exit_code == 2  # the importer's clean error, arguments taken literally
+        await remote_jobs.start_job(host, ["status", "--workspace=/etc"])
+    job = await remote_jobs.start_job(host, ["candlesticks", "import", "$(touch pwned)", "a b;touch pwned2"])
+    lines = [line async for _o, line in remote_jobs.follow_log(host, job.job_id)]
+    assert (await remote_jobs.job_info(host, job.job_id)).exit_code == 2  # the importer's clean error, arguments taken literally
     assert any("$(touch pwned)" in line for line in lines), lines
     assert not list(sshd.servers[0].root.rglob("pwned*"))
     with pytest.raises(JobNotFound, match="is not a job id"):
-        await host.job("../../etc")
+        await remote_jobs.job_info(host, "../../etc")
 
 
 async def test_job_whose_processes_vanished_is_lost(cluster, sshd) -> None:
     host = cluster.hosts["srv1"]
-    job = await host.start_job(["status", "--watch", "0.2"])
+    job = await remote_jobs.start_job(host, ["status", "--watch", "0.2"])
     os.killpg(job.pid, signal.SIGKILL)  # as if the machine crashed: no exit code gets written
     await wait_for(lambda: _state_is(host, job.job_id, "lost"))
-    assert (await host.job(job.job_id)).label == "lost"
+    assert (await remote_jobs.job_info(host, job.job_id)).label == "lost"
     assert not (job_dir(sshd, 0, job.job_id) / "exit_code").exists()
 
 
 async def _state_is(host, job_id: str, state: str) -> bool:
-    return (await host.job(job_id)).state == state
+    return (await remote_jobs.job_info(host, job_id)).state == state
 
 
 async def test_log_follow_survives_sshd_kill_without_gaps_or_repeats(cluster, sshd) -> None:
     host = cluster.hosts["srv1"]
-    job = await host.start_job(["status", "--watch", "0.1", "--count", "50", "--json"])
+    job = await remote_jobs.start_job(host, ["status", "--watch", "0.1", "--count", "50", "--json"])
     seen: list[str] = []
     offsets: list[int] = []
     restarted = False
-    async for offset, line in host.follow_log(job.job_id):
+    async for offset, line in remote_jobs.follow_log(host, job.job_id):
         seen.append(line)
         offsets.append(offset)
         if len(seen) == 8 and not restarted:
@@ -131,13 +132,13 @@ async def test_log_follow_survives_sshd_kill_without_gaps_or_repeats(cluster, ss
             assert (await asyncio.to_thread(_alive, job.pid))
             sshd.servers[0].start()
     assert restarted and host.reconnects >= 1
-    final = await host.job(job.job_id)
+    final = await remote_jobs.job_info(host, job.job_id)
     assert final.label == "exited 0"
     log = (job_dir(sshd, 0, job.job_id) / "log").read_text().splitlines()
     assert seen == log and len(seen) == 50
     assert offsets == sorted(set(offsets))
     # resuming from a recorded offset gives exactly the remaining lines
-    tail = [line async for _o, line in host.follow_log(job.job_id, offsets[19])]
+    tail = [line async for _o, line in remote_jobs.follow_log(host, job.job_id, offsets[19])]
     assert tail == log[20:]
 
 
@@ -161,7 +162,7 @@ def _alive(pgid: int) -> bool:
 
 async def test_follow_events_yields_parsed_events(cluster, sshd) -> None:
     host = cluster.hosts["srv2"]
-    job = await host.start_job(["status", "--watch", "0.2", "--count", "8"])
+    job = await remote_jobs.start_job(host, ["status", "--watch", "0.2", "--count", "8"])
     events_file = job_dir(sshd, 1, job.job_id) / "events.jsonl"
     # A stage appends one JSON object a line (epoch_builder.events); write a few the same way.
     with open(events_file, "a") as fh:
@@ -169,5 +170,5 @@ async def test_follow_events_yields_parsed_events(cluster, sshd) -> None:
             fh.write(json.dumps({"job": job.job_id, "stage": "train", "done": i, "total": 3}) + "\n")
             fh.flush()
         fh.write("{not json\n")
-    events = [event async for _o, event in host.follow_events(job.job_id)]
+    events = [event async for _o, event in remote_jobs.follow_events(host, job.job_id)]
     assert [e["done"] for e in events] == [0, 1, 2]

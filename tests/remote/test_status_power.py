@@ -15,16 +15,19 @@ import pytest
 from epoch_builder import status as eb_status
 from remote import power
 from remote.errors import SudoPasswordRequired
-from remote.hosts import SSHHost
+from remote.ssh_host import SSHHost
 
 from conftest import PYTHON
+from remote import jobs as remote_jobs
+from remote import status as remote_status
+from remote import agent_client
 
 
 async def test_status_stream_over_one_channel_survives_reconnect(cluster, sshd) -> None:
     host = cluster.hosts["srv1"]
-    job = await host.start_job(["status", "--watch", "5"])
+    job = await remote_jobs.start_job(host, ["status", "--watch", "5"])
     seen: list[dict] = []
-    async for snapshot in host.status_stream(interval_s=0.2):
+    async for snapshot in remote_status.status_stream(host, interval_s=0.2):
         seen.append(snapshot)
         if len(seen) == 2:
             sshd.servers[0].kill()
@@ -38,7 +41,7 @@ async def test_status_stream_over_one_channel_survives_reconnect(cluster, sshd) 
     assert all(s["server"] == "srv1" and s["workspace"] == str(sshd.servers[0].root) for s in online)
     assert {"cpu", "memory", "disk", "load", "uptime_s", "gpu", "jobs"} <= set(online[0])
     assert [j["id"] for j in online[-1]["jobs"]] == [job.job_id]
-    await host.stop_job(job.job_id, grace_s=2)
+    await remote_jobs.stop_job(host, job.job_id, grace_s=2)
 
 
 def test_status_snapshot_lists_only_running_jobs(tmp_path: Path) -> None:
@@ -104,8 +107,8 @@ async def test_install_key_is_idempotent_and_the_key_then_logs_in(sshd, tmp_path
     authorized = sshd.servers[0].directory / "authorized_keys"  # the file this sshd reads
     before = authorized.read_text()
     async with SSHHost(config.servers[0], config.ssh) as host:
-        assert (await host.agent("append_key", {"key": new_key.public.read_text(), "path": str(authorized)}))["added"]
-        assert not (await host.agent("append_key", {"key": new_key.public.read_text(), "path": str(authorized)}))["added"]
+        assert (await agent_client.call(host, "append_key", {"key": new_key.public.read_text(), "path": str(authorized)}))["added"]
+        assert not (await agent_client.call(host, "append_key", {"key": new_key.public.read_text(), "path": str(authorized)}))["added"]
     assert authorized.read_text() == before + new_key.public.read_text()
     server = dataclasses.replace(config.servers[0], key=new_key.private)
     async with SSHHost(server, config.ssh) as host:

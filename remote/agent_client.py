@@ -1,0 +1,83 @@
+"""Controller side of :mod:`remote.agent`: build a request, run it on a host, read its answer.
+
+``remote/agent.py`` holds only code that runs on the host (standard library,
+the host's own Python).  Its source travels on the host's stdin with the
+request inside it (:func:`agent_program`), so the command line is a few bytes
+whatever the request's size and the helper always matches this client.
+
+An answer is untrusted like every byte from a host: it must be one JSON
+object ``{"ok": ...}`` or ``{"error": {"kind", "message"}}`` on the last line
+of stdout; anything else is a :class:`RemoteCommandFailed` naming the server
+and the helper command.  Callers check the shape of what ``ok`` holds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+from remote.errors import JobConflict, JobNotFound, RemoteCommandFailed, RemoteError, UnsafePath
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from remote.hosts import Host, Result
+
+AGENT_SOURCE = Path(__file__).with_name("agent.py").read_text(encoding="utf-8")
+_REQUEST_PLACEHOLDER = "STDIN_REQUEST = None  # request placeholder\n"
+assert AGENT_SOURCE.count(_REQUEST_PLACEHOLDER) == 1, "remote/agent.py lost its request placeholder"
+
+# An agent error's kind -> the exception the controller raises (others: RemoteError).
+_ERROR_KINDS: dict[str, type[RemoteError]] = {
+    "conflict": JobConflict,
+    "not_found": JobNotFound,
+    "unsafe_path": UnsafePath,
+    "verify": RemoteError,
+}
+
+
+def agent_program(request: dict[str, Any]) -> bytes:
+    """The helper's source with the request in it, for ``python -`` on the host's stdin: the command
+    line stays a few bytes whatever the request's size (a commit of 20,000 paths is megabytes)."""
+    literal = repr(json.dumps(request, separators=(",", ":")))
+    return AGENT_SOURCE.replace(_REQUEST_PLACEHOLDER, f"STDIN_REQUEST = {literal}\n").encode()
+
+
+def agent_argv(host: "Host", command: str) -> list[str]:
+    """The command line of a helper call: the program and its request come on stdin."""
+    return [host.python, "-", command]
+
+
+def error_from_answer(error: object, server: str) -> RemoteError:
+    """The remote.errors exception for an agent's error answer (its message shown as one line)."""
+    kind = error.get("kind") if isinstance(error, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    text = " ".join(str(message if message is not None else error).split())[:500]
+    return _ERROR_KINDS.get(kind if isinstance(kind, str) else "", RemoteError)(f"server {server}: {text}")
+
+
+def read_answer(host: "Host", command: str, result: "Result") -> Any:
+    """The ``ok`` value of a helper's answer; the matching RemoteError for an error or a garbled answer."""
+    lines = result.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict) or ("ok" not in answer and "error" not in answer):
+        detail = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1][:300]
+        raise RemoteCommandFailed(
+            f"server {host.name}: helper `{command}` failed with {host.python} (exit {result.exit_status}): {detail}"
+        )
+    if "error" in answer:
+        raise error_from_answer(answer["error"], host.name)
+    return answer["ok"]
+
+
+async def call(host: "Host", command: str, request: dict[str, Any], *, timeout: float | None = None) -> Any:
+    """Run one agent command on ``host`` and return its answer's ``ok`` value."""
+    result = await host.run(agent_argv(host, command), timeout=timeout, input=agent_program(request))
+    return read_answer(host, command, result)
+
+
+def stream(host: "Host", command: str, request: dict[str, Any], *, idle_timeout: float | None = None) -> AsyncIterator[bytes]:
+    """The raw stdout of a long-running agent command (``follow``)."""
+    return host.stream(agent_argv(host, command), input=agent_program(request), idle_timeout=idle_timeout)
