@@ -25,6 +25,10 @@ def resolve_root(option: str | None) -> Path:
 
 
 CANDLESTICKS_DIR = "candlesticks"
+CONFIG_DIR = "config"
+EPOCH_CONFIG_FILE = "epoch.json"
+JOBS_DIR = ".jobs"  # detached jobs of the remote layer (layout in remote/agent.py)
+CERTIFICATE_FILE = "certificate.json"  # one per trained regression, in its own directory
 BUNDLE_FILE = "bundle.json"  # the import's report; written last into a new bundle, so it marks one complete
 
 
@@ -62,28 +66,55 @@ class Workspace:
     # --- configuration ------------------------------------------------------
     @property
     def config_dir(self) -> Path:
-        return self.root / "config"
+        return self.root / CONFIG_DIR
 
     @property
     def epoch_config_file(self) -> Path:
-        return self.config_dir / "epoch.json"
+        return self.config_dir / EPOCH_CONFIG_FILE
 
     def load_epoch_config(self) -> "EpochConfig":  # noqa: F821 - light import below
         from epoch_builder.epoch import EpochConfig
 
         return EpochConfig.load(self.epoch_config_file)
 
-    def epoch(self) -> "EpochPaths":
-        """Paths of the active epoch (from config/epoch.json)."""
+    def _require_epoch_config(self) -> None:
         if not self.epoch_config_file.exists():
             raise EpochBuilderError(
                 f"{self.epoch_config_file}: no active epoch in workspace {self.root} (run `epoch-builder create-epoch` first)"
             )
+
+    def epoch(self) -> "EpochPaths":
+        """Paths of the active epoch, its whole config checked (the pipeline's stages trust its values)."""
+        self._require_epoch_config()
         return EpochPaths(self.root / self.load_epoch_config().id)
+
+    def active_epoch_id(self) -> str:
+        """The active epoch's id alone, checked as at creation: what the controller needs to name the
+        epoch's paths on its servers (the rest of config/epoch.json is the pipeline's business)."""
+        from epoch_builder.epoch import validate_epoch_id
+        from epoch_builder.storage import read_json
+
+        self._require_epoch_config()
+        config = read_json(self.epoch_config_file)
+        epoch_id = config.get("id") if isinstance(config, dict) else None
+        if not isinstance(epoch_id, str):
+            raise EpochBuilderError(f"{self.epoch_config_file}: key 'id' missing (a damaged epoch config)")
+        try:
+            return validate_epoch_id(epoch_id)
+        except EpochBuilderError as exc:
+            raise EpochBuilderError(f"{self.epoch_config_file}: {exc}") from None
+
+    def epoch_paths(self, epoch_id: str) -> "EpochPaths":
+        """The paths of epoch ``epoch_id`` in this workspace (active or not)."""
+        return EpochPaths(self.root / epoch_id)
+
+    def relative(self, path: Path) -> str:
+        """``path`` as the workspace-relative POSIX path the remote layer sends to servers."""
+        return Path(path).relative_to(self.root).as_posix()
 
     @property
     def jobs_dir(self) -> Path:
-        return self.root / ".jobs"
+        return self.root / JOBS_DIR
 
 
 @dataclass(frozen=True)
@@ -135,6 +166,29 @@ class EpochPaths:
     @property
     def epoch_file(self) -> Path:
         return self.dir / f"{self.id}.zip"
+
+    # --- one batch's or one model's files (what a server reads and hands back) ---
+    def regression_batch_file(self, category: str, batch_name: str) -> Path:
+        return self.regression_training_configs_dir / category / f"{batch_name}.json"
+
+    def regression_dir(self, regression_id: str) -> Path:
+        return self.regressions_dir / regression_id
+
+    def regression_certificate_file(self, regression_id: str) -> Path:
+        return self.regression_dir(regression_id) / CERTIFICATE_FILE
+
+    def batched_certificates_file(self, batch_name: str) -> Path:
+        return self.regression_batched_certificates_dir / f"{batch_name}.json"
+
+    def config_batch_file(self, batch_name: str) -> Path:
+        return self.configs_dir / f"{batch_name}.json"
+
+    def profitable_configs_file(self, batch_name: str) -> Path:
+        return self.profitable_configs_dir / f"{batch_name}.json"
+
+    def relative(self, path: Path) -> str:
+        """``path`` (under this epoch) as a workspace-relative POSIX path: ``<epoch id>/...``."""
+        return Path(path).relative_to(self.dir.parent).as_posix()
 
     def subdirs(self) -> list[Path]:
         return [

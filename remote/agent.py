@@ -47,6 +47,7 @@ JOB_ENV = "EPOCH_BUILDER_JOB_ID"
 # line's limits. Run as a file, the request comes as the second argument instead.
 STDIN_REQUEST = None  # request placeholder
 SUBCOMMAND_RE = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+RESERVED_JOB_OPTIONS = ("--workspace", "--events")  # the job layout sets them; a caller's would fight it
 JOB_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}-[a-z0-9-]{1,64}-[0-9a-f]{6}$")
 STAGING_DIR = ".sync-staging"
 STAGING_MAX_AGE_S = 3600
@@ -195,12 +196,24 @@ def cmd_hello(req: dict) -> dict:
     }
 
 
-def cmd_start(req: dict) -> dict:
-    root, argv, python = req["root"], list(req["argv"]), req["python"]
+def check_job_argv(argv: object) -> list:
+    """The rules for a job's epoch-builder arguments, in one place: the controller runs them for an early
+    clear error (remote.jobs) and the host again before it starts anything."""
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise AgentError("invalid", "job arguments must be a list of strings")
     if not argv or not SUBCOMMAND_RE.match(argv[0]):
-        raise AgentError("invalid", f"subcommand {argv[0] if argv else ''!r} is not an epoch-builder subcommand name")
-    if any("\0" in a for a in argv):
-        raise AgentError("invalid", "arguments must not contain NUL bytes")
+        raise AgentError("invalid", f"job command {argv[0] if argv else ''!r} is not an epoch-builder subcommand "
+                                    "(lowercase letters, digits, '-')")
+    for arg in argv[1:]:
+        if "\0" in arg:
+            raise AgentError("invalid", f"job argument {arg!r} contains a NUL byte")
+        if arg.split("=", 1)[0] in RESERVED_JOB_OPTIONS:
+            raise AgentError("invalid", f"job argument {arg!r} not allowed: the job sets --workspace and --events itself")
+    return argv
+
+
+def cmd_start(req: dict) -> dict:
+    root, argv, python = req["root"], check_job_argv(req.get("argv")), req["python"]
     os.makedirs(_jobs_dir(root), exist_ok=True)
     with open(os.path.join(_jobs_dir(root), ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # check + create as one step against concurrent starts
@@ -253,6 +266,7 @@ def _run_wrapper(root: str, directory: str, job_id: str, argv: list, python: str
     signal.signal(signal.SIGHUP, lambda *_: None)
     env = dict(os.environ, PYTHONUNBUFFERED="1", EPOCH_BUILDER_JOB_ID=job_id)
     env.pop("EPOCH_BUILDER_EVENTS", None)
+    env.pop("EPOCH_BUILDER_COMMAND_TAG", None)  # the start call's tag (remote.hosts): a job outlives its call
     events = os.path.join(directory, "events.jsonl")
     command = [python, "-m", "epoch_builder.cli", *argv, "--workspace", root, "--events", events]
     me = os.getpid()

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from epoch_builder.storage import atomic_write_json
+from epoch_builder.workspace import CANDLESTICKS_DIR, CONFIG_DIR, EpochPaths, Workspace
 from remote import jobs as remote_jobs
 from remote.errors import RemoteError
 
@@ -69,17 +70,19 @@ class BatchSpec:
 
     def push_paths(self, epoch_id: str) -> list[str]:
         """Workspace-relative paths the job reads (sent incrementally: unchanged files are skipped)."""
+        epoch = _epoch_paths(epoch_id)
         if self.stage == REGRESSIONS:
-            return ["config", "candlesticks", f"{epoch_id}/regression_training_configs/{self.category}/{self.name}.json"]
-        return ["config", "candlesticks", f"{epoch_id}/prediction_models/assets",
-                f"{epoch_id}/prediction_models/configs/{self.name}.json"]
+            return [CONFIG_DIR, CANDLESTICKS_DIR, epoch.relative(epoch.regression_batch_file(str(self.category), self.name))]
+        return [CONFIG_DIR, CANDLESTICKS_DIR, epoch.relative(epoch.assets_dir),
+                epoch.relative(epoch.config_batch_file(self.name))]
 
     def pull_paths(self, epoch_id: str) -> list[str]:
         """Only this batch's results, so a host's leftovers of other batches never come back."""
+        epoch = _epoch_paths(epoch_id)
         if self.stage == REGRESSIONS:
-            return [f"{epoch_id}/regressions/{model_id}" for model_id in self.model_ids] + [
-                f"{epoch_id}/regression_batched_certificates/{self.name}.json"]
-        return [f"{epoch_id}/prediction_models/profitable_configs/{self.name}.json"]
+            return [epoch.relative(epoch.regression_dir(model_id)) for model_id in self.model_ids] + [
+                epoch.relative(epoch.batched_certificates_file(self.name))]
+        return [epoch.relative(epoch.profitable_configs_file(self.name))]
 
     def done_locally(self, root: Path, epoch_id: str) -> bool:
         """Whether this batch's results are in the local workspace, whole: a truncated or garbled file (a pull
@@ -90,15 +93,15 @@ class BatchSpec:
         ``regressions/<id>/certificate.json`` is that model's certificate object.  Profitable configs:
         ``profitable_configs/<name>.json`` is a list of config objects.
         """
-        epoch = root / epoch_id
+        epoch = Workspace(root).epoch_paths(epoch_id)
         if self.stage == REGRESSIONS:
-            batched = _json_summary(epoch / "regression_batched_certificates" / f"{self.name}.json", "batched-ids",
+            batched = _json_summary(epoch.batched_certificates_file(self.name), "batched-ids",
                                     lambda doc: tuple(cert["id"] for cert in doc) if isinstance(doc, list) else None)
             return batched == self.model_ids and all(
-                _json_summary(epoch / "regressions" / model_id / "certificate.json", "certificate-id",
+                _json_summary(epoch.regression_certificate_file(model_id), "certificate-id",
                               lambda doc: doc["id"] if isinstance(doc, dict) else None) == model_id
                 for model_id in self.model_ids)
-        return _json_summary(epoch / "prediction_models" / "profitable_configs" / f"{self.name}.json", "config-list",
+        return _json_summary(epoch.profitable_configs_file(self.name), "config-list",
                              lambda doc: isinstance(doc, list) and all(isinstance(c, dict) for c in doc)) is True
 
 
@@ -125,14 +128,18 @@ def _json_summary(path: Path, kind: str, summarize: Callable[[Any], Any]) -> Any
     return summary
 
 
-def epoch_id_of(root: Path) -> str:
-    from remote.sync import active_epoch_id
+def _epoch_paths(epoch_id: str) -> EpochPaths:
+    """An epoch's paths relative to any workspace root (for the workspace-relative paths sent to servers)."""
+    return Workspace(Path(".")).epoch_paths(epoch_id)
 
-    return active_epoch_id(root)
+
+def epoch_id_of(root: Path) -> str:
+    """The local workspace's active epoch (config/epoch.json, checked)."""
+    return Workspace(Path(root)).active_epoch_id()
 
 
 def regression_batches(root: Path, epoch_id: str) -> list[BatchSpec]:
-    base = root / epoch_id / "regression_training_configs"
+    base = Workspace(root).epoch_paths(epoch_id).regression_training_configs_dir
     specs = []
     for path in sorted(base.glob("*/*.json")):
         category = path.parent.name
@@ -148,7 +155,7 @@ def regression_batches(root: Path, epoch_id: str) -> list[BatchSpec]:
 
 
 def config_batches(root: Path, epoch_id: str) -> list[BatchSpec]:
-    base = root / epoch_id / "prediction_models" / "configs"
+    base = Workspace(root).epoch_paths(epoch_id).configs_dir
     return [BatchSpec(PROFITABLE_CONFIGS, path.stem, None) for path in sorted(base.glob("*.json"))]
 
 
@@ -291,7 +298,7 @@ class Board:
 
     def next_step(self, root: Path) -> dict[str, str] | None:
         """The stage gate: what the epoch needs next, with the command that does it."""
-        epoch = Path(root) / self.epoch_id
+        epoch = Workspace(Path(root)).epoch_paths(self.epoch_id)
         if REGRESSIONS not in self.stages:
             pass  # a board of the later stage only: the regressions are behind it
         elif not self.stage_rows(REGRESSIONS):
@@ -304,7 +311,7 @@ class Board:
                                "epoch-builder initialize-prediction-models --top 20 --by test_loss"}
         if not self.stage_done(PROFITABLE_CONFIGS):
             return {"step": "find profitable configs of every batch", "command": "epoch-cluster dispatch --stage profitable-configs"}
-        if not (epoch / "prediction_models" / "build.json").is_file():
+        if not epoch.build_file.is_file():
             return {"step": "build prediction models", "command": "epoch-builder build-prediction-models"}
         return {"step": "export the best model", "command": "epoch-builder models list && epoch-builder export-epoch --best"}
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 from remote import board as boards
 from remote import jobs
 from remote.errors import JobConflict, RemoteError
+from remote.hosts import HostState
 
 if TYPE_CHECKING:  # pragma: no cover
     from remote.hosts import Host
@@ -364,7 +365,7 @@ class Dispatcher:
             self.state.release(key)  # someone else started a job there meanwhile: try again next tick
             raise RemoteError(str(exc)) from None
         except RemoteError:
-            if host.state.value == "online":
+            if host.state is HostState.ONLINE:
                 self.state.release(key)  # the host answered: nothing was started
             raise
         self.state.assign(key, host.name, job.job_id, pushed=True)

@@ -25,18 +25,58 @@ from __future__ import annotations
 import abc
 import asyncio
 import enum
+import os
 import random
 import shlex
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Callable, Sequence
 
+from remote.agent import JOB_ENV
 from remote.config import ServerConfig, SSHOptions
 from remote.errors import RemoteCommandFailed, RemoteError
 
 # Progress of one file transfer: (bytes_done, bytes_total).
 TransferProgress = Callable[[int, int], None]
+
+# Every command runs with this variable set to a fresh token, so a command that timed out can be found on
+# the host with all its processes (children inherit the variable) and stopped: an SSH channel closing
+# does not end a remote process. A process group holding a detached job's process (JOB_ENV) is spared:
+# a start call that timed out must not take the job it started with it.
+COMMAND_TAG_ENV = "EPOCH_BUILDER_COMMAND_TAG"
+# Run with the host's Python as ``python -c KILL_TAGGED_PROGRAM TOKEN``.
+KILL_TAGGED_PROGRAM = """
+import os, signal, sys
+tag, job_env = ("%s=" + sys.argv[1]).encode(), b"%s="
+def environ(pid):
+    try:
+        with open("/proc/%%d/environ" %% pid, "rb") as fh:
+            return fh.read().split(b"\\0")
+    except OSError:
+        return []
+pids = [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) != os.getpid()]
+groups = {}
+for pid in pids:
+    try:
+        groups.setdefault(os.getpgid(pid), []).append(pid)
+    except OSError:
+        pass
+for group, members in groups.items():
+    variables = [environ(pid) for pid in members]
+    if any(tag in v for v in variables) and not any(x.startswith(job_env) for v in variables for x in v):
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except OSError:
+            pass
+""" % (COMMAND_TAG_ENV, JOB_ENV)
+
+
+def tagged_argv(argv: Sequence[str], token: str) -> list[str]:
+    """``argv`` run through ``env`` with the command tag set (``env`` execs it: same pid, same group)."""
+    return ["env", f"{COMMAND_TAG_ENV}={token}", *argv]
+
 
 # Backoff between reconnect attempts: base * 2**n, capped, with +-25% jitter.
 RECONNECT_BASE_S = 0.25
@@ -210,7 +250,7 @@ class LocalHost(Host):
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd, start_new_session=True,
             )
         except OSError as exc:
             return Result(127, "", f"{argv[0]}: {exc.strerror}")
@@ -218,15 +258,15 @@ class LocalHost(Host):
             async with asyncio.timeout(timeout):
                 out, err = await proc.communicate(input)
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise RemoteError(f"server {self.name}: `{quote_argv(argv)[:200]}` timed out after {timeout:g} s") from None
+            await _kill_group(proc)
+            raise RemoteError(f"server {self.name}: `{quote_argv(argv)[:200]}` timed out after {timeout:g} s "
+                              "(stopped)") from None
         return Result(proc.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
     async def stream(self, argv: Sequence[str], *, input: bytes | None = None, idle_timeout: float | None = None) -> AsyncIterator[bytes]:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
         )
         assert proc.stdout is not None and proc.stderr is not None
         stderr_task = asyncio.ensure_future(proc.stderr.read())
@@ -241,7 +281,9 @@ class LocalHost(Host):
                     async with asyncio.timeout(idle_timeout):
                         chunk = await proc.stdout.read(65536)
                 except TimeoutError:
-                    raise RemoteError(f"server {self.name}: no output from `{quote_argv(argv)[:120]}` for {idle_timeout:g} s") from None
+                    await _kill_group(proc)
+                    raise RemoteError(f"server {self.name}: no output from `{quote_argv(argv)[:120]}` for "
+                                      f"{idle_timeout:g} s (stopped)") from None
                 if not chunk:
                     break
                 yield chunk
@@ -255,8 +297,7 @@ class LocalHost(Host):
                 )
         finally:
             if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+                await _kill_group(proc)
             stderr_task.cancel()
 
     async def upload(self, local_path: Path, remote_path: str, progress: TransferProgress | None = None) -> None:
@@ -264,6 +305,15 @@ class LocalHost(Host):
 
     async def download(self, remote_path: str, local_path: Path, progress: TransferProgress | None = None) -> None:
         await asyncio.to_thread(_copy_file, Path(remote_path), Path(local_path), progress)
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL a command started in its own session, with every process of its group."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    await proc.wait()
 
 
 def _copy_file(src: Path, dst: Path, progress: TransferProgress | None) -> None:

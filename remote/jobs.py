@@ -14,11 +14,10 @@ first unseen line, so no line is lost or repeated.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
 
-from remote import agent_client
+from remote import agent, agent_client
 from remote.errors import HostUnreachable, RemoteError
 from remote.hosts import HostState
 
@@ -27,9 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 RUNNING, EXITED, LOST = "running", "exited", "lost"
 JOB_STATES = (RUNNING, EXITED, LOST)
-_SUBCOMMAND_RE = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
-# Options the remote layer sets itself; a caller passing them would fight the job layout.
-_RESERVED_OPTIONS = ("--workspace", "--events")
 
 
 @dataclass(frozen=True)
@@ -89,18 +85,11 @@ class JobInfo:
 
 
 def validate_job_argv(argv: Sequence[str]) -> list[str]:
-    """The epoch-builder argument vector of a job: a subcommand name then its arguments."""
-    argv = [str(a) for a in argv]
-    if not argv or not _SUBCOMMAND_RE.match(argv[0]):
-        raise RemoteError(
-            f"job command {argv[0] if argv else ''!r} is not an epoch-builder subcommand (lowercase letters, digits, '-')"
-        )
-    for arg in argv[1:]:
-        if "\x00" in arg:
-            raise RemoteError(f"job argument {arg!r} contains a NUL byte")
-        if arg.split("=", 1)[0] in _RESERVED_OPTIONS:
-            raise RemoteError(f"job argument {arg!r} not allowed: the job sets --workspace and --events itself")
-    return argv
+    """The epoch-builder argument vector of a job, checked by the agent's own rules before anything is sent."""
+    try:
+        return agent.check_job_argv([str(a) for a in argv])
+    except agent.AgentError as exc:
+        raise RemoteError(str(exc)) from None
 
 
 async def start_job(host: "Host", argv: Sequence[str], *, force: bool = False) -> JobInfo:

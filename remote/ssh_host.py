@@ -12,6 +12,7 @@ records the key of a host never seen; a changed key is refused by both).
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shlex
 import time
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Seque
 
 from remote.config import ServerConfig, SSHOptions
 from remote.errors import HostKeyError, HostUnreachable, RemoteCommandFailed, RemoteError
-from remote.hosts import Host, HostState, Result, TransferProgress, backoff_delay, quote_argv
+from remote.hosts import (KILL_TAGGED_PROGRAM, Host, HostState, Result, TransferProgress, backoff_delay, quote_argv,
+                          tagged_argv)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import asyncssh
@@ -260,17 +262,30 @@ class SSHHost(Host):
                     raise
                 await asyncio.sleep(0.01 * 2**attempt)
 
-    def _command(self, argv: Sequence[str], cwd: str | None) -> str:
-        line = quote_argv(argv)
-        return f"cd {shlex.quote(cwd)} && exec {line}" if cwd else line
+    def _command(self, argv: Sequence[str], cwd: str | None, token: str) -> str:
+        line = quote_argv(tagged_argv(argv, token))
+        return f"cd {shlex.quote(cwd)} && exec {line}" if cwd else f"exec {line}"
+
+    async def _stop_tagged(self, token: str) -> None:
+        """Stop what is left of a command that timed out (best effort: the link may be the reason)."""
+        try:
+            await self._run([self.python, "-c", KILL_TAGGED_PROGRAM, token], timeout=self.ssh.connect_timeout_s,
+                            input=None, cwd=None, stop_on_timeout=False)
+        except RemoteError:
+            pass
 
     async def run(
         self, argv: Sequence[str], *, timeout: float | None = None, input: bytes | None = None, cwd: str | None = None
     ) -> Result:
+        return await self._run(argv, timeout=timeout, input=input, cwd=cwd, stop_on_timeout=True)
+
+    async def _run(self, argv: Sequence[str], *, timeout: float | None, input: bytes | None, cwd: str | None,
+                   stop_on_timeout: bool) -> Result:
         import asyncssh
 
         timeout = timeout or self.ssh.command_timeout_s
-        command = self._command(argv, cwd)
+        token = secrets.token_hex(8)
+        command = self._command(argv, cwd, token)
         deadline = time.monotonic() + timeout
         conn = await self._connection(timeout)
         try:
@@ -278,7 +293,10 @@ class SSHHost(Host):
                 async with self._channels:
                     completed = await self._retry_open(conn, lambda: conn.run(command, input=input, encoding=None, check=False))
         except TimeoutError:
-            raise RemoteError(f"server {self.name}: `{command[:200]}` timed out after {timeout:g} s") from None
+            if stop_on_timeout:
+                await self._stop_tagged(token)
+            raise RemoteError(f"server {self.name}: `{quote_argv(argv)[:200]}` timed out after {timeout:g} s "
+                              "(stopped on the server)") from None
         except (asyncssh.ConnectionLost, asyncssh.DisconnectError, asyncssh.ChannelOpenError, BrokenPipeError, ConnectionError) as exc:
             raise self._lost(exc) from None
         status = completed.exit_status
@@ -291,7 +309,8 @@ class SSHHost(Host):
     async def stream(self, argv: Sequence[str], *, input: bytes | None = None, idle_timeout: float | None = None) -> AsyncIterator[bytes]:
         import asyncssh
 
-        command = self._command(argv, None)
+        token = secrets.token_hex(8)
+        command = self._command(argv, None, token)
         conn = await self._connection()
         async with self._channels:
             try:
@@ -308,7 +327,9 @@ class SSHHost(Host):
                         async with asyncio.timeout(idle_timeout):
                             chunk = await process.stdout.read(65536)
                     except TimeoutError:
-                        raise RemoteError(f"server {self.name}: no output from `{command[:120]}` for {idle_timeout:g} s") from None
+                        await self._stop_tagged(token)
+                        raise RemoteError(f"server {self.name}: no output from `{quote_argv(argv)[:120]}` for "
+                                          f"{idle_timeout:g} s (stopped on the server)") from None
                     if not chunk:
                         break
                     yield chunk
@@ -321,7 +342,7 @@ class SSHHost(Host):
                 if completed.exit_status != 0:
                     err = _text(completed.stderr or b"").strip().splitlines()
                     raise RemoteCommandFailed(
-                        f"server {self.name}: `{command[:120]}` exited {completed.exit_status}" + (f": {err[-1][:300]}" if err else "")
+                        f"server {self.name}: `{quote_argv(argv)[:120]}` exited {completed.exit_status}" + (f": {err[-1][:300]}" if err else "")
                     )
             except (asyncssh.ConnectionLost, asyncssh.DisconnectError, BrokenPipeError, ConnectionError) as exc:
                 raise self._lost(exc) from None

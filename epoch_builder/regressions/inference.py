@@ -16,9 +16,9 @@ from epoch_builder.errors import EpochBuilderError
 from epoch_builder.regressions.datasets import input_windows
 from epoch_builder.regressions.signals import features_from_changes, pct_changes
 from epoch_builder.storage import read_json
+from epoch_builder.workspace import CERTIFICATE_FILE
 
 MODEL_FILE = "model.keras"
-CERTIFICATE_FILE = "certificate.json"
 PREDICT_BATCH = 4096
 
 

@@ -44,14 +44,13 @@ from epoch_builder.regressions.configs import (
 from epoch_builder.regressions.datasets import RegressionDatasets, load_datasets
 from epoch_builder.regressions.signals import pct_changes
 from epoch_builder.storage import atomic_write_json, atomic_write_with, read_json
-from epoch_builder.workspace import Workspace
+from epoch_builder.workspace import CERTIFICATE_FILE, Workspace
 
 STAGE = "train-regression-batch"
 BATCH_SIZE = 512
 PATIENCE = 10
 INVERSE_TIME_DECAY = {"initial_learning_rate": 0.005, "decay_steps": 10, "decay_rate": 0.15}
 MODEL_FILE = "model.keras"
-CERTIFICATE_FILE = "certificate.json"
 CHECKPOINTS_DIR = ".regression_checkpoints"
 STATE_FILE = "state.json"
 
@@ -453,7 +452,7 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
     configs = batch["configs"]
     total = len(configs)
     log(f"batch {batch['name']} ({category}): {total} model(s), device {'GPU ' + ', '.join(gpus) if gpus else 'CPU'}")
-    pending = [c for c in configs if not (paths.regressions_dir / c["id"] / CERTIFICATE_FILE).exists()]
+    pending = [c for c in configs if not paths.regression_certificate_file(c["id"]).exists()]
     data = load_datasets(ws, config.regression_lookback, config.regression_predictions) if pending else None
     if data is not None:
         log(f"datasets: {data.sizes['train_size']} train / {data.sizes['test_size']} test windows")
@@ -464,7 +463,7 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
         models_bar = bars.add(f"batch {batch['name']} models", total)
         epochs_bar = bars.add("  epochs", None)
         for number, cfg in enumerate(configs, 1):
-            cert_path = paths.regressions_dir / cfg["id"] / CERTIFICATE_FILE
+            cert_path = paths.regression_certificate_file(cfg["id"])
             if cert_path.exists():
                 log(f"[{number}/{total}] {cfg['id']}: certificate exists, skipped")
                 certificates.append(read_json(cert_path))
@@ -482,10 +481,7 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
                 f"test loss {'diverged' if test_loss is None else f'{test_loss:.6f}'}, "
                 f"accuracy {cert['discovery']['accuracy']}%")
             models_bar.advance(info=f"last {cfg['id']}")
-    atomic_write_json(batched_certificates_file(paths, batch["name"]), certificates)
+    atomic_write_json(paths.batched_certificates_file(batch["name"]), certificates)
     log(f"batch {batch['name']}: {trained} trained, {total - trained} skipped")
     return certificates
 
-
-def batched_certificates_file(paths: Any, batch_name: str) -> Path:
-    return paths.regression_batched_certificates_dir / f"{batch_name}.json"

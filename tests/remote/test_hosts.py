@@ -15,6 +15,7 @@ from remote.hosts import HostState, LocalHost, make_host
 from remote.ssh_host import SSHHost
 
 from conftest import PYTHON
+from remote import jobs as remote_jobs
 from remote import status as remote_status
 
 HOSTILE = ["a b", "x;touch pwned", "$(touch pwned)", "`touch pwned`", "'quoted'", '"dq"', "back\\slash", "*", "~", "-n"]
@@ -38,6 +39,38 @@ async def test_run_timeout_is_a_clear_error(cluster) -> None:
     with pytest.raises(RemoteError, match=r"server srv1: `sleep 5` timed out after 0.5 s"):
         await cluster.hosts["srv1"].run(["sleep", "5"], timeout=0.5)
     assert (await cluster.hosts["srv1"].run(["true"])).ok  # the connection is still usable
+
+
+def _sleepers(marker: str) -> list:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if marker in " ".join(proc.info["cmdline"] or []) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("server", ["srv1", "local"])
+async def test_a_command_that_times_out_is_stopped_on_the_host_with_its_children(cluster, server, tmp_path) -> None:
+    """The channel closing does not end a remote process: the timed-out command and the child it started are
+    killed on the host, while a detached job started before keeps running."""
+    host = cluster.hosts["srv1"] if server == "srv1" else LocalHost(default_local_server(str(tmp_path)))
+    await host.connect()
+    job = await remote_jobs.start_job(host, ["status", "--watch", "0.5"], force=True)
+    marker = f"sleep {317 if server == 'srv1' else 318}"
+    with pytest.raises(RemoteError, match=r"timed out after 1 s \(stopped"):
+        await host.run(["sh", "-c", f"{marker}1 & {marker}2; wait"], timeout=1)
+    for _ in range(50):
+        if not _sleepers(marker):
+            break
+        await asyncio.sleep(0.1)
+    assert not _sleepers(marker)
+    assert (await remote_jobs.job_info(host, job.job_id)).state == "running"
+    await remote_jobs.stop_job(host, job.job_id, grace_s=2)
 
 
 async def test_many_commands_share_the_channel_limit(cluster) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from remote.errors import JobConflict, JobNotFound, RemoteError
+from remote import agent_client
 from remote import jobs as remote_jobs
 
 
@@ -94,6 +95,10 @@ async def test_hostile_job_arguments(cluster, sshd) -> None:
             await remote_jobs.start_job(host, bad)
     with pytest.raises(RemoteError, match="the job sets --workspace and --events itself"):
         await remote_jobs.start_job(host, ["status", "--workspace=/etc"])
+    # The host runs the same rules itself, so a request that skips the controller's check is refused there too.
+    for bad_argv in (["status", "--events", "/etc/x"], ["status; id"], "status", [["status"]]):
+        with pytest.raises(RemoteError, match=r"server srv1: job (argument|command|arguments)"):
+            await agent_client.call(host, "start", {"root": host.root, "argv": bad_argv, "python": host.python})
     job = await remote_jobs.start_job(host, ["candlesticks", "import", "$(touch pwned)", "a b;touch pwned2"])
     lines = [line async for _o, line in remote_jobs.follow_log(host, job.job_id)]
     assert (await remote_jobs.job_info(host, job.job_id)).exit_code == 2  # the importer's clean error, arguments taken literally
