@@ -83,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          progress=False if getattr(args, "no_progress", False) else None,
                          events_on_stdout=events.on_stdout())
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        return output.reader_went_away()
     except EpochBuilderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -88,6 +88,17 @@ def result_json(document: Any) -> None:
     result(json.dumps(document, indent=2, default=str))
 
 
+def reader_went_away() -> int:
+    """The reader of stdout closed it (``... | head``): stop quietly, as ``cat`` does. Later writes,
+    including the interpreter's own flush at exit, go to /dev/null instead of raising again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0
+
+
 def progress_wanted() -> bool:
     if _progress_enabled is not None:
         return _progress_enabled

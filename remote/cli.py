@@ -124,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "connect":
             return _connect(args)
         return asyncio.run(_dispatch(args))
+    except BrokenPipeError:
+        from epoch_builder.output import reader_went_away
+
+        return reader_went_away()
     except RemoteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED if not type(exc).__name__ in ("ConfigError", "UnsafePath") else EXIT_USAGE

@@ -24,7 +24,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from remote.hosts import Host
 
 POWER_ACTIONS = ("reboot", "shutdown")
-_SUDO_PASSWORD_MARKERS = ("a password is required", "a terminal is required", "no askpass program")
+# What sudo prints when it wants a password: -n, no terminal, no askpass, or -S reading an empty stdin.
+_SUDO_PASSWORD_MARKERS = ("a password is required", "a terminal is required", "no askpass program",
+                          "no password was provided", "[sudo] password for")
 
 
 def power_command(server: ServerConfig, action: str) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ records the key of a host never seen; a changed key is refused by both).
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import shlex
 import time
@@ -25,6 +26,17 @@ from remote.hosts import (KILL_TAGGED_PROGRAM, Host, HostState, Result, Transfer
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import asyncssh
+
+
+class _QuietLostSocketWrites(logging.Filter):
+    """asyncio logs "socket.send() raised exception." for every write to a socket whose peer vanished (dozens
+    when a link drops mid-transfer); the lost link itself is reported once, as HostUnreachable."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("socket.send() raised exception")
+
+
+logging.getLogger("asyncio").addFilter(_QuietLostSocketWrites())
 
 # AES-GCM first: with AES-NI it moves bulk SFTP data ~30% faster than asyncssh's default ChaCha20
 # (bench/bench_remote.py); the rest keep servers without GCM reachable.
@@ -85,6 +97,9 @@ class SSHHost(Host):
                 host._on_connection_lost(self, exc)
 
         self._client_marker = None
+        if self.config.key and not Path(self.config.key).expanduser().is_file():
+            raise HostUnreachable(f"server {self.name} ({self.config.address}): key file {self.config.key} (servers[].key) "
+                                  "not found; fix the path or create it with ssh-keygen")
         known = self.ssh.known_hosts
         if known is not None and not known.exists():
             if self.ssh.host_key_policy == "accept-new" and await self._accept_new_host_key():
@@ -98,10 +113,15 @@ class SSHHost(Host):
         except asyncssh.HostKeyNotVerifiable as exc:
             if self.ssh.host_key_policy == "accept-new" and await self._accept_new_host_key():
                 return await self._open()
-            raise HostKeyError(
-                f"server {self.name} ({self.config.address}): host key not verified ({exc.reason}); "
-                f"check known_hosts {self.ssh.known_hosts or '~/.ssh/known_hosts'} (ssh.host_key_policy: strict)"
-            ) from None
+            known_file = self.ssh.known_hosts or "~/.ssh/known_hosts"
+            if self.ssh.host_key_policy == "accept-new":  # we get here only for a host known with another key
+                advice = (f"its key differs from the one in known_hosts {known_file}; accept-new never replaces a "
+                          "known key: if the server was reinstalled, remove its line (ssh-keygen -R) and connect again")
+            else:
+                advice = (f"check known_hosts {known_file} (ssh.host_key_policy: strict; accept-new records the "
+                          "key of a host seen for the first time)")
+            raise HostKeyError(f"server {self.name} ({self.config.address}): host key not verified "
+                               f"({exc.reason}); {advice}") from None
         except asyncssh.PermissionDenied as exc:
             raise HostUnreachable(
                 f"server {self.name} ({self.config.address}): authentication refused ({exc.reason}); "
@@ -291,7 +311,10 @@ class SSHHost(Host):
         try:
             async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
                 async with self._channels:
-                    completed = await self._retry_open(conn, lambda: conn.run(command, input=input, encoding=None, check=False))
+                    completed = await self._retry_open(conn, lambda: conn.run(
+                        command, input=input, encoding=None, check=False,
+                        # no input: the command sees end of file at once (a `sudo -S` prompt fails instead of hanging)
+                        **({} if input else {"stdin": asyncssh.DEVNULL})))
         except TimeoutError:
             if stop_on_timeout:
                 await self._stop_tagged(token)
@@ -374,7 +397,8 @@ class SSHHost(Host):
         handler = (lambda _s, _d, done, total: progress(done, total)) if progress else None
         try:
             await sftp.put(str(local_path), remote_path, max_requests=64, progress_handler=handler)
-        except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError) as exc:
+        except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError,
+                asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection) as exc:  # the last two: SFTP saw the link go
             raise self._lost(exc) from None
         except asyncssh.SFTPError as exc:
             raise RemoteError(f"server {self.name}: upload to {remote_path} failed: {exc.reason}") from None
@@ -386,7 +410,8 @@ class SSHHost(Host):
         handler = (lambda _s, _d, done, total: progress(done, total)) if progress else None
         try:
             await sftp.get(remote_path, str(local_path), max_requests=64, progress_handler=handler)
-        except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError) as exc:
+        except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError,
+                asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection) as exc:  # the last two: SFTP saw the link go
             raise self._lost(exc) from None
         except asyncssh.SFTPError as exc:
             raise RemoteError(f"server {self.name}: download of {remote_path} failed: {exc.reason}") from None

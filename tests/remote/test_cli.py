@@ -174,3 +174,15 @@ def test_job_records_from_a_host_are_checked_field_by_field() -> None:
     job = JobInfo.from_agent("evil", {"id": "j", "state": "exited", "exit_code": "0", "pid": True, "argv": "status",
                                       "log_size": -0.5, "stopped": "yes", "epoch": ["_E"]})
     assert (job.exit_code, job.pid, job.argv, job.log_size, job.stopped, job.epoch) == (None, None, (), 0, False, None)
+
+
+def test_logs_into_a_closed_pipe_stop_quietly(config_file: Path, sshd) -> None:
+    """`epoch-cluster logs -f JOB | head -1`: head leaves after one line; no BrokenPipeError traceback."""
+    out = cli(config_file, "--json", "run", "--server", "srv1", "--", "status", "--watch", "0.1", "--count", "40")
+    job_id = json.loads(out.stdout)["srv1"]["job_id"]
+    command = " ".join(f"'{a}'" for a in [*CLI, "--config", str(config_file), "logs", "--server", "srv1", "-f", job_id])
+    done = subprocess.run(["bash", "-c", f"set -o pipefail; {command} 2>err.txt | head -1; echo \"status $?\"; cat err.txt"],
+                          capture_output=True, text=True, timeout=60, cwd=config_file.parent)
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and lines[1] == "status 0", done.stdout
+    assert "Traceback" not in done.stdout and "BrokenPipe" not in done.stdout

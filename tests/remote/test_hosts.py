@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
+import os
 from pathlib import Path
 
 import pytest
 
 import sshd_cluster
 from remote.config import default_local_server
-from remote.errors import HostKeyError, RemoteError
+from remote.errors import HostKeyError, HostUnreachable, RemoteError
 from remote.hosts import HostState, LocalHost, make_host
 from remote.ssh_host import SSHHost
 
@@ -109,9 +111,18 @@ async def test_changed_host_key_is_refused_even_with_accept_new(sshd, tmp_path: 
     known = tmp_path / "known_hosts"
     known.write_text(f"[127.0.0.1]:{sshd.servers[0].port} {kind} {blob}\n")
     config = sshd.cluster_config(python=PYTHON, known_hosts=str(known), host_key_policy="accept-new")
-    with pytest.raises(HostKeyError):
+    with pytest.raises(HostKeyError, match=r"server srv1 .*its key differs from the one in known_hosts .*accept-new never "
+                                           r"replaces a known key") as refused:
         await SSHHost(config.servers[0], config.ssh).connect()
+    assert "strict" not in str(refused.value)  # the policy in force is not misreported
     assert known.read_text().count("\n") == 1  # nothing appended
+
+
+async def test_a_missing_key_file_is_named(sshd, tmp_path: Path) -> None:
+    config = sshd.cluster_config(python=PYTHON)
+    server = dataclasses.replace(config.servers[0], key=tmp_path / "no_such_key")
+    with pytest.raises(RemoteError, match=rf"server srv1 .*key file {tmp_path / 'no_such_key'} \(servers\[\]\.key\) not found"):
+        await SSHHost(server, config.ssh).connect()
 
 
 async def test_accept_new_records_the_key_of_a_new_host(sshd, tmp_path: Path) -> None:
@@ -155,3 +166,42 @@ async def test_local_host_runs_the_same_interface(tmp_path: Path) -> None:
         assert result.stdout.splitlines() == HOSTILE
         snapshot = await remote_status.status(host)
         assert snapshot["server"] == "localhost" and snapshot["workspace"] == str(tmp_path.resolve())
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+async def test_a_link_lost_mid_transfer_is_one_clear_error_without_asyncio_noise(
+        sshd, tmp_path: Path, direction: str, caplog: pytest.LogCaptureFixture) -> None:
+    config = sshd.cluster_config(python=PYTHON)
+    host = SSHHost(config.servers[0], config.ssh)
+    await host.connect()
+    unretrieved: list[dict] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: unretrieved.append(context))
+    big = (tmp_path if direction == "upload" else sshd.servers[0].root) / "big.bin"
+    block = os.urandom(1 << 20)
+    with open(big, "wb") as fh:
+        for _ in range(400):
+            fh.write(block)
+    remote, local = str(sshd.servers[0].root / "copy.bin"), tmp_path / "copy.bin"
+
+    async def cut_the_link() -> None:
+        await asyncio.sleep(0.4)
+        sshd.servers[0].kill()
+
+    cutter = asyncio.create_task(cut_the_link())
+    try:
+        with pytest.raises(HostUnreachable, match=r"server srv1 .*link lost"):
+            if direction == "upload":
+                await host.upload(big, remote)
+            else:
+                await host.download(str(big), local)
+        await cutter
+        await asyncio.sleep(0.5)
+        gc.collect()  # a task whose exception nobody read is reported when it is collected
+        await asyncio.sleep(0.1)
+    finally:
+        await host.close()
+        loop.set_exception_handler(None)
+        sshd.servers[0].restart()
+    assert not unretrieved, unretrieved[:3]
+    assert not [r for r in caplog.records if r.name == "asyncio"], [r.getMessage() for r in caplog.records][:3]

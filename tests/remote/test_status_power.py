@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 import json
 import os
 import subprocess
@@ -97,6 +98,21 @@ async def test_sudo_wanting_a_password_is_a_clear_error(sshd, tmp_path: Path) ->
     async with SSHHost(server, config.ssh) as host:
         with pytest.raises(SudoPasswordRequired, match=r"server srv1: .* needs a sudo password; .*servers\[\]\.reboot_command"):
             await power.reboot(host)
+
+
+async def test_a_sudo_password_prompt_is_a_clear_error_not_a_timeout(sshd, tmp_path: Path) -> None:
+    """`sudo -S` prompts on stderr and reads the password from stdin: the command gets end of file at once,
+    so the prompt ends in a clear error within seconds instead of a 30 s timeout."""
+    script = harmless_script(tmp_path, "sudo", 'printf "[sudo] password for user: " >&2\nread -r password || '
+                             '{ echo "sudo: no password was provided" >&2; exit 1; }\nexit 0\n')
+    config = sshd.cluster_config(python=PYTHON)
+    server = dataclasses.replace(config.servers[0], shutdown_command=(str(script), "-S", "poweroff"))
+    async with SSHHost(server, config.ssh) as host:
+        started = time.monotonic()
+        with pytest.raises(SudoPasswordRequired, match=r"server srv1: .* needs a sudo password; .*servers\[\]\.shutdown_command"):
+            await power.shutdown(host, timeout=20)
+        assert time.monotonic() - started < 10
+        assert (await host.run(["cat"], timeout=5)).stdout == ""  # any command reading stdin sees its end
 
 
 async def test_install_key_is_idempotent_and_the_key_then_logs_in(sshd, tmp_path: Path) -> None:
