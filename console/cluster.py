@@ -146,8 +146,9 @@ class Cluster:
                 wake.set()  # a job started or ended: fetch states and exit codes now
             for info in listed:
                 job = self.jobs.get(f"{view.name}/{info['id']}")
-                if job is not None and job.state == "running" and isinstance(info.get("last_event"), dict):
-                    job.apply_event(info["last_event"])
+                last_event = jobs.checked_event(info.get("last_event"))
+                if job is not None and job.state == "running" and last_event is not None:
+                    job.apply_event(last_event)
 
     async def _poll_jobs(self, name: str, host: Host, wake: asyncio.Event) -> None:
         """Job states and latency: at once, whenever the status stream sees the set of

@@ -57,14 +57,13 @@ class JobView:
         return f"{self.stage} {self.done}/{self.total} ({100 * self.done / self.total:.0f}%)"
 
     def apply_event(self, event: dict[str, Any]) -> None:
-        """Take stage / done / total / ETA from one progress event."""
+        """Take stage / done / total / ETA from one progress event (checked by remote.jobs.checked_event)."""
         self.stage = str(event.get("stage", self.stage))
-        self.done = int(event.get("done", self.done) or 0)
-        self.total = int(event.get("total", self.total) or 0)
-        eta = next((event[k] for k in ("eta_s", "eta_seconds", "eta") if k in event), None)
-        self.eta_s = float(eta) if isinstance(eta, (int, float)) else None
-        if isinstance(event.get("time"), (int, float)):
-            self.seen = float(event["time"])
+        self.done = event.get("done", self.done) or 0
+        self.total = event.get("total", self.total) or 0
+        self.eta_s = event.get("eta_s")
+        if event.get("time") is not None:
+            self.seen = event["time"]
 
 
 @dataclass

@@ -433,13 +433,11 @@ async def build_board(root: Path, hosts: Sequence["Host"], state: BoardStateFile
 async def _progress(host: "Host", job: "JobInfo", row: BatchRow) -> None:
     for line in reversed(await _tail(host, job, "events.jsonl", job.events_size)):
         try:
-            event = json.loads(line)
+            event = remote_jobs.checked_event(json.loads(line))
         except ValueError:
             continue
-        if isinstance(event, dict) and "done" in event:
-            row.done, row.total = event.get("done"), event.get("total")
-            eta = event.get("eta_s", event.get("eta"))
-            row.eta_s = float(eta) if isinstance(eta, (int, float)) else None
+        if event is not None and "done" in event:
+            row.done, row.total, row.eta_s = event["done"], event.get("total"), event.get("eta_s")
             return
 
 

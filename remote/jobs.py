@@ -163,14 +163,43 @@ def follow_log(host: "Host", job_id: str, offset: int = 0, *, follow: bool = Tru
     return follow_file(host, job_id, "log", offset, follow=follow)
 
 
+# A progress event's fields as the controller uses them, each with its type; a host's event is untrusted.
+EVENT_TEXT_MAX = 200
+
+
+def checked_event(raw: object) -> dict[str, Any] | None:
+    """A progress event from a host with only well-formed fields: ``stage`` and ``job`` short printable
+    text, ``done``/``total`` integers >= 0, ``eta_s`` and ``time`` finite numbers >= 0; other keys are
+    kept when they hold JSON scalars. None for anything that is not an object."""
+    if not isinstance(raw, dict):
+        return None
+    event: dict[str, Any] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or len(key) > 64:
+            continue
+        if key in ("stage", "job"):
+            if isinstance(value, str):
+                event[key] = "".join(c if c.isprintable() else " " for c in value[:EVENT_TEXT_MAX])
+        elif key in ("done", "total"):
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                event[key] = value
+        elif key in ("eta_s", "eta", "eta_seconds", "time"):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf"):
+                event["eta_s" if key != "time" else "time"] = float(value)
+        elif isinstance(value, (str, int, float, bool)) or value is None:
+            event[key] = value[:EVENT_TEXT_MAX] if isinstance(value, str) else value
+    return event
+
+
 async def follow_events(
     host: "Host", job_id: str, offset: int = 0, *, follow: bool = True
 ) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-    """Parsed ``events.jsonl`` lines as ``(next_offset, event)``; malformed lines are skipped."""
+    """Checked ``events.jsonl`` lines as ``(next_offset, event)`` (:func:`checked_event`); lines that are not
+    JSON objects are skipped."""
     async for position, line in follow_file(host, job_id, "events.jsonl", offset, follow=follow):
         try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
+            event = checked_event(json.loads(line))
+        except ValueError:
             continue
-        if isinstance(event, dict):
+        if event is not None:
             yield position, event

@@ -2,8 +2,8 @@
 
 A snapshot is what the host says about itself (CPU, memory, disk, GPU, its
 workspace's epoch and jobs); like every answer from a host it is untrusted:
-a line that is not a JSON object is skipped in a stream and an error naming
-the server for a single call.  ``server`` and ``state`` are always set here,
+one that is not a JSON object of :data:`SNAPSHOT_SHAPE` is skipped in a
+stream and an error naming the server and the key for a single call.  ``server`` and ``state`` are always set here,
 never taken from the host.
 """
 
@@ -24,13 +24,58 @@ def epoch_builder_argv(host: "Host", argv: Sequence[str]) -> list[str]:
     return [host.python, "-m", "epoch_builder.cli", *argv]
 
 
-def _snapshot(host: "Host", raw: bytes | str) -> dict[str, Any] | None:
+_NUMBER = (int, float)
+# What the controller reads of a snapshot (epoch_builder.status.snapshot), with its types.
+SNAPSHOT_SHAPE: dict[str, Any] = {
+    "hostname": str,
+    "cpu": {"percent": _NUMBER, "count": int},
+    "memory": {"total": _NUMBER, "used": _NUMBER, "percent": _NUMBER},
+    "disk": {"total": _NUMBER, "used": _NUMBER, "free": _NUMBER, "percent": _NUMBER},
+    "load": list,
+    "uptime_s": _NUMBER,
+    "jobs": list,
+}
+
+
+def shape_error(snapshot: dict[str, Any], shape: dict[str, Any] = SNAPSHOT_SHAPE, where: str = "") -> str | None:
+    """The first key of ``snapshot`` that is missing or of the wrong type, as ``cpu.percent``; None if all fit."""
+    for key, kind in shape.items():
+        value = snapshot.get(key)
+        if isinstance(kind, dict):
+            if not isinstance(value, dict):
+                return f"{where}{key}"
+            inner = shape_error(value, kind, f"{where}{key}.")
+            if inner:
+                return inner
+        elif not isinstance(value, kind) or isinstance(value, bool):
+            return f"{where}{key}"
+    return None
+
+
+def _refusal(snapshot: dict[str, Any]) -> str | None:
+    bad = shape_error(snapshot)
+    if bad is None and not all(isinstance(x, _NUMBER) for x in snapshot["load"]):
+        bad = "load"
+    gpu = snapshot.get("gpu")
+    if bad is None and gpu is not None and not (isinstance(gpu, list) and all(
+            isinstance(g, dict) and isinstance(g.get("name"), str)
+            and (g.get("utilization_percent") is None or isinstance(g["utilization_percent"], _NUMBER)) for g in gpu)):
+        bad = "gpu"
+    return None if bad is None else f"key {bad} missing or of the wrong type"
+
+
+def _snapshot(host: "Host", raw: bytes | str) -> dict[str, Any] | str:
+    """The checked snapshot, or why it was refused."""
     try:
         snapshot = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
+        return "not JSON"
     if not isinstance(snapshot, dict):
-        return None
+        return "not a JSON object"
+    refusal = _refusal(snapshot)
+    if refusal:
+        return refusal
+    snapshot["jobs"] = [job for job in snapshot["jobs"] if isinstance(job, dict) and isinstance(job.get("id"), str)]
     snapshot["server"] = host.name
     snapshot["state"] = HostState.ONLINE.value
     return snapshot
@@ -40,9 +85,9 @@ async def status(host: "Host", timeout: float | None = None) -> dict[str, Any]:
     """One status snapshot of ``host``."""
     result = await host.check_run(epoch_builder_argv(host, ["status", "--json", "--workspace", host.root]), timeout=timeout)
     lines = result.stdout.strip().splitlines()
-    snapshot = _snapshot(host, lines[-1]) if lines else None
-    if snapshot is None:
-        raise RemoteError(f"server {host.name}: `epoch-builder status --json` did not answer a JSON object")
+    snapshot = _snapshot(host, lines[-1]) if lines else "empty"
+    if isinstance(snapshot, str):
+        raise RemoteError(f"server {host.name}: its status snapshot was refused ({snapshot})")
     return snapshot
 
 
@@ -64,7 +109,7 @@ async def status_stream(host: "Host", interval_s: float = 2.0) -> AsyncIterator[
                 *lines, buffer = buffer.split(b"\n")
                 for raw in lines:
                     snapshot = _snapshot(host, raw) if raw.strip() else None
-                    if snapshot is not None:
+                    if isinstance(snapshot, dict):  # a refused line is skipped: the next one may be fine
                         announced_gap = False
                         yield snapshot
             return

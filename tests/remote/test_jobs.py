@@ -175,5 +175,12 @@ async def test_follow_events_yields_parsed_events(cluster, sshd) -> None:
             fh.write(json.dumps({"job": job.job_id, "stage": "train", "done": i, "total": 3}) + "\n")
             fh.flush()
         fh.write("{not json\n")
+        # What a lying host could put there: every field with the wrong type, a list, a terminal escape.
+        fh.write(json.dumps({"stage": "x\x1b[2J" * 100, "done": "7", "total": -1, "eta_s": "soon",
+                             "time": float("inf"), "nested": {"a": 1}, "note": "ok"}) + "\n")
+        fh.write("[1, 2]\n")
     events = [event async for _o, event in remote_jobs.follow_events(host, job.job_id)]
-    assert [e["done"] for e in events] == [0, 1, 2]
+    assert [e.get("done") for e in events] == [0, 1, 2, None]
+    hostile = events[-1]
+    assert set(hostile) == {"stage", "note"} and hostile["note"] == "ok"
+    assert len(hostile["stage"]) == remote_jobs.EVENT_TEXT_MAX and "\x1b" not in hostile["stage"]

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from epoch_builder import status as eb_status
-from remote import power
-from remote.errors import SudoPasswordRequired
+from remote import agent_client, power
+from remote import jobs as remote_jobs
+from remote import status as remote_status
+from remote.errors import RemoteError, SudoPasswordRequired
 from remote.ssh_host import SSHHost
 
 from conftest import PYTHON
-from remote import jobs as remote_jobs
-from remote import status as remote_status
-from remote import agent_client
 
 
 async def test_status_stream_over_one_channel_survives_reconnect(cluster, sshd) -> None:
@@ -151,3 +150,37 @@ async def test_unit_tests_run_on_the_host(sshd, tmp_path: Path) -> None:
         (project / "tests" / "test_small.py").write_text("def test_bad():\n    assert False\n")
         assert await power.unit_tests(host, ["-p", "no:cacheprovider", "tests"], on_output=lines.append) == 1
     assert any("1 passed" in line for line in lines) and any("1 failed" in line for line in lines)
+
+
+LYING_STATUS = [
+    "not json",
+    "[1, 2]",
+    json.dumps({"hostname": "h", "cpu": {"percent": "high", "count": 2}}),
+    json.dumps({"hostname": "h", "cpu": {"percent": 1, "count": 2}, "memory": {"total": 1, "used": 1, "percent": 1},
+                "disk": {"total": 1, "used": 1, "free": 1, "percent": 1}, "load": ["x"], "uptime_s": 1, "jobs": []}),
+]
+
+
+async def test_status_snapshots_from_a_lying_host_are_refused_by_key(sshd, tmp_path: Path) -> None:
+    """A host whose `epoch-builder status` answers garbage: one call is an error naming the bad key, a stream
+    skips the bad lines and yields the good one; nothing crashes the controller."""
+    good = eb_status.snapshot(tmp_path)
+    lines = LYING_STATUS + [json.dumps(good)]
+    liar = harmless_script(tmp_path, "python", "case \"$*\" in *--watch*) cat <<'EOF'\n" + "\n".join(lines)
+                           + "\nEOF\n;; *) echo '" + LYING_STATUS[2] + "';; esac\n")
+    config = sshd.cluster_config(python=str(liar))
+    async with SSHHost(config.servers[0], config.ssh) as host:
+        with pytest.raises(RemoteError, match=r"server srv1: its status snapshot was refused \(key cpu.percent missing"):
+            await remote_status.status(host)
+        seen = [snap async for snap in remote_status.status_stream(host, interval_s=0.1)]
+    assert [snap["hostname"] for snap in seen] == [good["hostname"]]
+    out = subprocess.run([sys.executable, "-m", "remote.cli", "--config", str(_cluster_file(sshd, liar, tmp_path)),
+                          "status", "--server", "srv1"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "server srv1: its status snapshot was refused (key cpu.percent" in out.stderr
+
+
+def _cluster_file(sshd, python: Path, directory: Path) -> Path:
+    path = directory / "cluster.json"
+    path.write_text(json.dumps(sshd.config_dict(python=str(python))))
+    return path
