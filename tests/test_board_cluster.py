@@ -96,6 +96,13 @@ def test_dispatch_survives_dispatcher_crash_sshd_kill_and_kill_9(small_epoch: Wo
         wait_until(lambda: sum(j["state"] == "running" for _, j in all_jobs(three_hosts.servers)) == 3, 120,
                    "three running jobs")
         assert all(sum(j["state"] == "running" for j in jobs_on(s.root)) == 1 for s in three_hosts.servers)
+        # A second dispatcher on the same epoch, even for other servers, is refused naming the first.
+        second = subprocess.run(
+            [sys.executable, "-m", "remote.cli", "--config", str(config), "--workspace", str(small_epoch.root),
+             "dispatch", "--stage", "regressions", "--server", "srv1", "--interval", "0.5"],
+            capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+        assert second.returncode == 1 and "another dispatcher is running" in second.stderr, second.stderr
+        assert f"pid {dispatcher.pid}" in second.stderr and "Traceback" not in second.stderr
 
         running_before = {(n, j["id"]) for n, j in all_jobs(three_hosts.servers) if j["state"] == "running"}
         # srv3's sshd dies under the running dispatcher (its job keeps running), then srv1's job is killed -9:
@@ -111,7 +118,8 @@ def test_dispatch_survives_dispatcher_crash_sshd_kill_and_kill_9(small_epoch: Wo
             time.sleep(2)
             raise AssertionError(log.read_text()[-6000:])
 
-        # The dispatcher crashes and restarts while srv3 is down: it adopts, never restarting a batch elsewhere.
+        # The dispatcher is killed -9 and restarts while srv3 is down: the new one takes the lock and adopts,
+        # never restarting a batch elsewhere.
         dispatcher.kill()
         dispatcher.wait(10)
         dispatcher = start_dispatcher(config, small_epoch, log)
