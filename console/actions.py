@@ -19,18 +19,24 @@ class ActionSpec:
     help: str
     key: str | None = None  # global key binding, where one makes sense
     destructive: bool = False  # asks for confirmation, Cancel focused
+    footer: bool = False  # its key is shown in the footer (the few a newcomer must find)
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
     # Server
     ActionSpec("connect", "Server", "Connect", "open an interactive SSH session on the selected server", "c"),
     ActionSpec("view_status", "Server", "View status", "show the selected server's full status", "s"),
-    ActionSpec("subscribe_logs", "Server", "Subscribe to logs", "follow the selected job's log in the log pane", "l"),
+    ActionSpec("subscribe_logs", "Server", "Subscribe to logs",
+               "follow a job's log: the jobs table's row when it has focus, else the server's newest running job", "l"),
     ActionSpec("reboot", "Server", "Reboot", "reboot the selected server", destructive=True),
     ActionSpec("shutdown", "Server", "Shutdown", "power off the selected server", destructive=True),
-    ActionSpec("kill_process", "Server", "Kill process", "stop the selected job (its process group only)", "k", destructive=True),
+    ActionSpec("kill_process", "Server", "Kill process",
+               "stop the job in the log pane, else the selected server's newest running job (its process group only)",
+               "k", destructive=True),
     ActionSpec("install_key", "Server", "Install SSH key", "append your public key to the server's authorized_keys"),
     # Epoch Builder
+    ActionSpec("board", "Epoch Builder", "Board", "every batch of the epoch, its state, and auto-dispatch of a stage", "o",
+               footer=True),
     ActionSpec("create_epoch", "Epoch Builder", "Create epoch", "cut the candles, SMA + normalise, write config/epoch.json", "e"),
     ActionSpec("generate_configs", "Epoch Builder", "Generate regression training configs", "write the hyperparameter grid as batches", "g"),
     ActionSpec("train_batch", "Epoch Builder", "Train regression batch", "train one batch of regressions on the selected server", "t"),

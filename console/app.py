@@ -86,9 +86,8 @@ class EpochConsole(App[None]):
     BINDINGS = [
         Binding("a", "menu", "Actions"),
         Binding("question_mark", "help", "Help"),
-        Binding("o", "board", "Board", show=False),
         Binding("q", "quit", "Quit"),
-        *(Binding(spec.key, spec.id, spec.title, show=False) for spec in ACTIONS if spec.key),
+        *(Binding(spec.key, spec.id, spec.title, show=spec.footer) for spec in ACTIONS if spec.key),
     ]
 
     def __init__(self, cluster: Cluster, workspace: Workspace, *, live: bool = True) -> None:
@@ -221,6 +220,16 @@ class EpochConsole(App[None]):
 
         return await boards.build_board(self.workspace.root, list(self.cluster.remote_hosts.values()))
 
+    @action_worker()
+    async def action_quit(self) -> None:
+        """Quit; while auto-dispatch runs, only after a confirmation (quitting ends it)."""
+        auto = getattr(self, "_auto_dispatch", None)
+        if auto is not None and auto.running and not await self.confirm(
+                f"Auto-dispatch of {auto.stage} is running. Quitting stops it: running jobs go on on their "
+                "servers and the next dispatch adopts them. Quit?", "Quit"):
+            return
+        self.exit()
+
     def action_help(self) -> None:
         from console.screens.help import HelpScreen
 
@@ -266,11 +275,24 @@ class EpochConsole(App[None]):
 
     def action_subscribe_logs(self) -> None:
         try:
-            job = self.selected_job
+            job = self.selected_job if self.jobs_table.has_focus else self.newest_running_job(self.selected_server)
         except EpochBuilderError as exc:
             self.report_error(exc)
             return
         self.follow_log(job)
+
+    def newest_running_job(self, server: str) -> JobView:
+        running = [job for job in self.cluster.jobs.values() if job.server == server and job.state == "running"]
+        if not running:
+            raise EpochBuilderError(f"no job is running on {server}: pick one in the jobs table (tab) and press enter")
+        return max(running, key=lambda job: job.started or 0)
+
+    def target_job(self) -> JobView:
+        """The job an action on "the job" means: the one in the log pane, else the selected server's newest
+        running job (the jobs table's cursor may sit on an old row of another server)."""
+        if self.following in self.cluster.jobs:
+            return self.cluster.jobs[self.following]
+        return self.newest_running_job(self.selected_server)
 
     def follow_log(self, job: JobView) -> None:
         self.following = job.key
@@ -302,18 +324,21 @@ class EpochConsole(App[None]):
 
     @action_worker()
     async def action_kill_process(self) -> None:
-        try:
-            job = self.selected_job
-        except EpochBuilderError as exc:
-            self.report_error(exc)
-            return
+        job = self.target_job()
+        job = await self.cluster.refresh_job(job.server, job.id)  # the state the server reports now
         if job.state != "running":
-            self.report_error(f"job {job.id} on {job.server} is not running ({job.state})")
+            self.report_error(f"job {job.id} on {job.server} is not running: {job.state_label}; nothing to stop")
             return
-        if not await self.confirm(f"Stop job {job.id} ({job.command}) on {job.server}? Only its process group is signalled.", "Stop job"):
+        if not await self.confirm(f"Stop job {job.id} ({job.command}) on {job.server}, running now? Only its "
+                                  "process group is signalled.", "Stop job"):
             return
-        if await self.guarded(f"stop {job.id} on {job.server}", self.cluster.stop_job(job.server, job.id)) is not None:
-            self.notify(f"stopped {job.id} on {job.server}")
+        ended = await self.guarded(f"stop {job.id} on {job.server}", self.cluster.stop_job(job.server, job.id))
+        if ended is None:
+            return
+        if ended.state == "stopped":
+            self.notify(f"stopped {job.id} on {job.server} ({ended.state_label})")
+        else:  # it ended on its own between the question and the answer
+            self.notify(f"job {job.id} on {job.server} had already ended: {ended.state_label}; nothing was stopped")
 
     @action_worker()
     async def action_install_key(self) -> None:

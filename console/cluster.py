@@ -226,6 +226,11 @@ class Cluster:
         info = await jobs.start_job(host, list(args), force=force)
         return self._merge_job(server, job_view(server, info), host)
 
+    async def refresh_job(self, server: str, job_id: str) -> JobView:
+        """The job as its server reports it now (the table may be a poll behind)."""
+        host = self.host(server)
+        return self._merge_job(server, job_view(server, await jobs.job_info(host, job_id)), host)
+
     async def stop_job(self, server: str, job_id: str) -> JobView:
         host = self.host(server)
         return self._merge_job(server, job_view(server, await jobs.stop_job(host, job_id)), host)

@@ -51,6 +51,11 @@ class JobView:
         return (self.ended or self.seen or time.time()) - self.started
 
     @property
+    def state_label(self) -> str:
+        """``running``, ``finished, exit 0``, ``failed, exit 1``, ``stopped, exit -15``, ``lost``."""
+        return self.state if self.exit_code is None else f"{self.state}, exit {self.exit_code}"
+
+    @property
     def progress(self) -> str:
         if not self.total:
             return self.stage

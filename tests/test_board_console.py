@@ -56,6 +56,12 @@ async def test_board_dispatches_survives_a_console_restart_and_offers_the_next_s
         await wait_for(pilot, lambda: not isinstance(app.screen, BoardScreen) and app.following == f"localhost/{job_id}",
                        what="the job's log in the log pane")
         await wait_for(pilot, lambda: any("KR_DNN_1_1" in line for line in app.log_pane.view.buffer.lines()), 60, "log lines of the job")
+        await pilot.press("q")  # auto-dispatch runs: quitting asks first (Cancel focused)
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="the quit question")
+        assert "Auto-dispatch of regressions is running" in str(app.screen.query_one("#confirm-question").render())
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert app.is_running and AutoDispatch.of(app).running
         await pilot.press("o")
     # The console is gone (its dispatcher with it); the job keeps running.
     jobs = agent.cmd_list({"root": str(small_epoch.root)})

@@ -22,10 +22,14 @@ GENERAL = """\
 | `f` (log pane) | follow / pause; while paused a counter shows lines that arrived |
 | `/` (log pane) | filter lines (Enter applies, Esc clears) |
 | `end` (log pane) | jump to the end and follow |
+| `o` | the Board: every batch of the epoch, auto-dispatch |
 | `q` | quit (jobs keep running on their servers) |
 
-Select a server in the servers table and a job in the jobs table: actions
-apply to them. Jobs are detached, so closing the console never stops them.
+Actions on a server apply to the one selected in the servers table. Actions
+on a job (`k`) apply to the job in the log pane, else to the selected server's
+newest running job; `enter` on a row of the jobs table (`home`/`end`: first /
+newest job) puts that job in the log pane. Jobs are detached, so closing the
+console never stops them; `q` asks first while auto-dispatch runs.
 """
 
 

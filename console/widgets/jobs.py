@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import DataTable
 
 from console.state import JobView
@@ -24,6 +25,17 @@ def _duration(seconds: float | None) -> str:
 
 
 class JobsTable(DataTable):
+    # Rows are what matters here (DataTable's own home/end scroll sideways): the first and the newest job.
+    BINDINGS = [Binding("home", "first_job", "First job", show=False), Binding("end", "newest_job", "Newest job", show=False)]
+
+    def action_first_job(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_newest_job(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
+
     def on_mount(self) -> None:
         self.cursor_type = "row"
         for column in COLUMNS:

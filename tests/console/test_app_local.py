@@ -44,9 +44,9 @@ async def test_localhost_alone_palette_and_error_messages(tmp_path: Path) -> Non
         await wait_for(pilot, lambda: any("no active epoch" in m for m in app.messages), what="error message")
         assert app.is_running
 
-        # An action needing a job selection says so.
+        # An action on a job, with no job to act on, says so and how to pick one.
         await pilot.press("k")
-        await wait_for(pilot, lambda: any("no job selected" in m for m in app.messages), what="no-job message")
+        await wait_for(pilot, lambda: any("no job is running on localhost" in m for m in app.messages), what="no-job message")
         await pilot.press("question_mark")
         assert type(app.screen).__name__ == "HelpScreen"
 

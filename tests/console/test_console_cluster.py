@@ -86,12 +86,13 @@ async def test_server_actions(console_app: EpochConsole, sshd_pair, fresh_public
         assert json.loads(view.buffer[0])["workspace"] == str(srv1.root)
 
         # Kill process: Enter on the dialog is Cancel; the job keeps running.
-        await pilot.press("k")
-        assert type(app.screen).__name__ == "ConfirmDialog"
+        await pilot.press("k")  # asks the server for the job's state first
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="the confirmation")
         await pilot.press("enter")
         await pilot.pause(0.5)
         assert app.cluster.jobs[job.key].state == "running"
         await pilot.press("k")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="the confirmation")
         await pilot.press("tab", "enter")
         await wait_for(pilot, lambda: app.cluster.jobs[job.key].state == "stopped", what="job stopped")
 
@@ -230,3 +231,36 @@ async def test_host_down_and_back_resumes_status_and_log(console_app: EpochConso
         await pilot.pause(1.0)
         shown = [line for line in view.buffer.lines() if not line.startswith("---")]
         assert shown == log_file.read_text().splitlines()
+
+
+async def test_k_stops_the_followed_job_and_says_what_really_happened(console_app: EpochConsole, sshd_pair) -> None:
+    """`k` acts on the job in the log pane, not on the jobs table's cursor; a job that already ended is
+    reported as such (with its exit code), never as "stopped"."""
+    app = console_app
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: all_online(app), what="both servers online with status")
+        done = await app.cluster.start_job("srv2", ["status", "--json"])
+        await wait_for(pilot, lambda: app.cluster.jobs[done.key].state == "finished", what="the short job's end")
+        running = await app.cluster.start_job("srv1", ["status", "--watch", "0.2", "--json"])
+        app.follow_log(running)
+        select_job(app, done.key)  # the cursor on the other, finished job
+        await pilot.press("k")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="the confirmation")
+        question = str(app.screen.query_one("#confirm-question").render())
+        assert running.id in question and "srv1" in question and "running now" in question, question
+        await pilot.press("tab", "enter")
+        await wait_for(pilot, lambda: any(m.startswith(f"stopped {running.id} on srv1") for m in notifications(app)),
+                       what="the stop")
+        assert app.cluster.jobs[done.key].state == "finished"
+        app.jobs_table.focus()
+        await pilot.press("home")
+        assert app.jobs_table.cursor_row == 0
+        await pilot.press("end")  # the newest job
+        assert app.jobs_table.selected_job == running.key
+
+        app.follow_log(app.cluster.jobs[done.key])
+        await pilot.press("k")
+        await wait_for(pilot, lambda: any(f"job {done.id} on srv2 is not running: finished, exit 0; nothing to stop" in m
+                                          for m in notifications(app)), what="the already-finished message")
+        assert type(app.screen).__name__ != "ConfirmDialog"
+        assert not any(m.startswith(f"stopped {done.id}") for m in notifications(app))

@@ -219,3 +219,15 @@ async def test_help_lists_every_binding() -> None:
     async with app.run_test() as pilot:
         await pilot.press("escape")
     assert app.results == [None]
+
+
+def test_the_board_is_in_the_footer_help_palette_and_menu() -> None:
+    from console.actions import ACTIONS_BY_ID, actions_in
+    from console.app import EpochConsole
+    from console.screens.help import help_markdown
+
+    board = ACTIONS_BY_ID["board"]
+    assert board.key == "o" and board.footer
+    assert any(b.key == "o" and b.show and b.action == "board" for b in EpochConsole.BINDINGS)
+    assert "| `o` | Board |" in help_markdown()
+    assert board in actions_in(board.group)  # the `a` menu and the palette list every ACTIONS entry
