@@ -325,7 +325,8 @@ class EpochConsole(App[None]):
     @action_worker()
     async def action_kill_process(self) -> None:
         job = self.target_job()
-        job = await self.cluster.refresh_job(job.server, job.id)  # the state the server reports now
+        if self.live:  # the state the server reports now (a recorded showcase has no server to ask)
+            job = await self.cluster.refresh_job(job.server, job.id)
         if job.state != "running":
             self.report_error(f"job {job.id} on {job.server} is not running: {job.state_label}; nothing to stop")
             return

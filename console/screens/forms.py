@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Input, Label, OptionList, Select, SelectionList, Static
+from textual.widgets import Button, DataTable, Footer, Input, Label, OptionList, Select, SelectionList, Static
 from textual.widgets.option_list import Option
 
 from epoch_builder.epoch import PARAMS, PROFILES, param_bounds, param_default, validate_epoch_id, validate_param
@@ -26,7 +26,11 @@ from console.workspace_files import BatchFile, ModelSummary, RegressionSummary
 
 
 class FormScreen(ModalScreen[Any]):
-    """Shared frame: title, body, error line, Cancel / OK; Esc cancels."""
+    """Shared frame: title, scrolling fields, error line, Cancel / OK, and a footer with the keys.
+
+    The fields scroll inside a box that leaves the error line and the buttons on screen down to 80x24.
+    ``Enter`` in a field moves to the next one and submits from the last; ``ctrl+s`` submits from anywhere.
+    """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Submit")]
     TITLE_TEXT = ""
@@ -38,8 +42,19 @@ class FormScreen(ModalScreen[Any]):
             yield from self.compose_body()
             yield Static("", classes="form-error")
             with Horizontal(classes="dialog-buttons"):
+                yield Label("enter: next field · ctrl+s: submit · esc: cancel", classes="form-keys")
                 yield Button("Cancel", id="cancel")
                 yield Button(self.OK_LABEL, id="ok", variant="primary")
+        yield Footer()
+
+    @on(Input.Submitted)
+    def _next_field_or_submit(self, event: Input.Submitted) -> None:
+        inputs = [box for box in self.query(Input) if box.display and not box.disabled]
+        if inputs and event.input is inputs[-1]:
+            self.action_submit()
+        else:
+            self.focus_next()
+        event.stop()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
@@ -347,7 +362,7 @@ class ModelPicker(TablePicker):
 
 
 class OneFieldForm(FormScreen):
-    """One labelled input, focused on mount; Enter in it submits."""
+    """One labelled input, focused on mount; Enter in it submits (it is the last field)."""
 
     def __init__(self, title: str, label: str) -> None:
         super().__init__()
@@ -356,10 +371,6 @@ class OneFieldForm(FormScreen):
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
-
-    @on(Input.Submitted)
-    def _enter(self) -> None:
-        self.action_submit()
 
 
 class NumberForm(OneFieldForm):

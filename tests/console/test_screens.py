@@ -231,3 +231,42 @@ def test_the_board_is_in_the_footer_help_palette_and_menu() -> None:
     assert any(b.key == "o" and b.show and b.action == "board" for b in EpochConsole.BINDINGS)
     assert "| `o` | Board |" in help_markdown()
     assert board in actions_in(board.group)  # the `a` menu and the palette list every ACTIONS entry
+
+
+def _fully_visible(widget, screen) -> bool:
+    """Drawn whole: inside its dialog's box (a clipped child lies partly outside it) and on the screen."""
+    region, dialog = widget.region, screen.query_one(".dialog").region
+    return region.height > 0 and dialog.contains_region(region) and screen.region.contains_region(dialog)
+
+
+class StyledHost(Host):
+    """Host with the console's own style sheets, so sizes are those the user sees."""
+
+    from console.app import EpochConsole
+
+    CSS_PATH = EpochConsole.CSS_PATH
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (200, 50)])
+async def test_a_form_keeps_its_error_line_buttons_and_keys_on_screen(size: tuple[int, int]) -> None:
+    """At 80x24 the Create-epoch form's fields scroll; its error line, buttons and key hints stay in view,
+    ``Enter`` walks the fields and submits from the last one."""
+    app = StyledHost(CreateEpochForm())
+    async with app.run_test(size=size) as pilot:
+        screen = app.screen
+        await pilot.press(*"../x", "ctrl+s")
+        await pilot.pause()
+        error = screen.query_one(".form-error", Static)
+        assert "is invalid" in str(error.render()) and not app.results
+        for widget in (error, screen.query_one("#ok"), screen.query_one("#cancel"), screen.query_one(".form-keys")):
+            assert _fully_visible(widget, screen), (widget, widget.region, screen.region)
+        assert "submit" in str(screen.query_one(".form-keys").render())
+
+        screen.query_one("#f-id", Input).value = "_TEST"
+        await pilot.press("enter")  # from the id field: to the next field, not a submit
+        assert not app.results and screen.focused is not screen.query_one("#f-id", Input)
+        inputs = list(screen.query(Input))
+        inputs[-1].focus()
+        await pilot.press("enter")  # the last field submits
+        await pilot.pause()
+        assert app.results and app.results[0][:3] == ["create-epoch", "--id", "_TEST"]
