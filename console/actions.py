@@ -6,6 +6,7 @@ help screen are all generated from ``ACTIONS`` so they never disagree.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 GROUPS = ("Server", "Epoch Builder", "Push", "Pull", "Charts")
@@ -20,6 +21,7 @@ class ActionSpec:
     key: str | None = None  # global key binding, where one makes sense
     destructive: bool = False  # asks for confirmation, Cancel focused
     footer: bool = False  # its key is shown in the footer (the few a newcomer must find)
+    command: str | None = None  # the epoch-builder subcommand it runs: messages naming it name the key too
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
@@ -37,13 +39,23 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # Epoch Builder
     ActionSpec("board", "Epoch Builder", "Board", "every batch of the epoch, its state, and auto-dispatch of a stage", "o",
                footer=True),
-    ActionSpec("create_epoch", "Epoch Builder", "Create epoch", "cut the candles, SMA + normalise, write config/epoch.json", "e"),
-    ActionSpec("generate_configs", "Epoch Builder", "Generate regression training configs", "write the hyperparameter grid as batches", "g"),
-    ActionSpec("train_batch", "Epoch Builder", "Train regression batch", "train one batch of regressions on the selected server", "t"),
-    ActionSpec("initialize_models", "Epoch Builder", "Initialize prediction models", "assets + config batches from the chosen regressions", "i"),
-    ActionSpec("find_profitable", "Epoch Builder", "Find profitable configs", "backtest one config batch on the selected server", "p"),
-    ActionSpec("build_models", "Epoch Builder", "Build prediction models", "rank profitable configs into build.json", "b"),
-    ActionSpec("export_epoch", "Epoch Builder", "Export epoch", "write the Epoch File for one model of the build", "x"),
+    ActionSpec("import_candlesticks", "Epoch Builder", "Import candlesticks",
+               "candle files on the selected server, or the bundled sample, into candlesticks/", "I",
+               command="candlesticks import"),
+    ActionSpec("create_epoch", "Epoch Builder", "Create epoch", "cut the candles, SMA + normalise, write config/epoch.json", "e",
+               command="create-epoch"),
+    ActionSpec("generate_configs", "Epoch Builder", "Generate regression training configs", "write the hyperparameter grid as batches", "g",
+               command="generate-regression-training-configs"),
+    ActionSpec("train_batch", "Epoch Builder", "Train regression batch", "train one batch of regressions on the selected server", "t",
+               command="train-regression-batch"),
+    ActionSpec("initialize_models", "Epoch Builder", "Initialize prediction models", "assets + config batches from the chosen regressions", "i",
+               command="initialize-prediction-models"),
+    ActionSpec("find_profitable", "Epoch Builder", "Find profitable configs", "backtest one config batch on the selected server", "p",
+               command="find-profitable-configs"),
+    ActionSpec("build_models", "Epoch Builder", "Build prediction models", "rank profitable configs into build.json", "b",
+               command="build-prediction-models"),
+    ActionSpec("export_epoch", "Epoch Builder", "Export epoch", "write the Epoch File for one model of the build", "x",
+               command="export-epoch"),
     ActionSpec("unit_tests", "Epoch Builder", "Unit tests", "run the project's test suite on the selected server", "u"),
     # Push (local workspace -> servers)
     ActionSpec("push_root", "Push", "Push root files", "project root files (pyproject, README, Makefile)"),
@@ -62,6 +74,26 @@ ACTIONS: tuple[ActionSpec, ...] = (
 )
 
 ACTIONS_BY_ID = {action.id: action for action in ACTIONS}
+# `epoch-builder <command> ...` in a message (the pipeline's hints are written for the shell).
+_COMMAND_HINT = re.compile(r"`epoch-builder ([a-z-]+(?: [a-z-]+)?)[^`]*`")
+
+
+def with_console_keys(message: str) -> str:
+    """A pipeline message as the console's user needs it: each `epoch-builder X` it names also names the
+    console action that runs X and its key, e.g. "run `epoch-builder create-epoch` first" ->
+    "run `epoch-builder create-epoch` (console: Create epoch, key e) first"."""
+
+    by_command = {a.command: a for a in ACTIONS if a.command}
+
+    def annotate(match: re.Match[str]) -> str:
+        words = match.group(1)  # "create-epoch", or "candlesticks import": one word or two
+        spec = by_command.get(words) or by_command.get(words.split()[0])
+        if spec is None:
+            return match.group(0)
+        key = f", key {spec.key}" if spec.key else ""
+        return f"{match.group(0)} (console: {spec.title}{key})"
+
+    return _COMMAND_HINT.sub(annotate, message)
 
 
 def actions_in(group: str) -> list[ActionSpec]:

@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Footer, Header, Pretty
 from epoch_builder.errors import EpochBuilderError
 from epoch_builder.workspace import Workspace
 
-from console.actions import ACTIONS
+from console.actions import ACTIONS, with_console_keys
 from console.cluster import Cluster
 from console.commands import ActionsProvider
 from console.state import JobView
@@ -181,7 +181,7 @@ class EpochConsole(App[None]):
         else:
             message = f"{type(error).__name__}: {error}"
         prefix = f"{context}: " if context else ""
-        self.notify(escape(prefix + message), title="Error", severity="error", timeout=10)
+        self.notify(escape(with_console_keys(prefix + message)), title="Error", severity="error", timeout=10)
 
     async def guarded(self, context: str, step: Awaitable[Any]) -> Any:
         try:
@@ -366,6 +366,15 @@ class EpochConsole(App[None]):
             if follow:
                 self.follow_log(job)
         return job
+
+    @action_worker()
+    async def action_import_candlesticks(self) -> None:
+        from console.screens.forms import ImportCandlesForm
+
+        server = self.selected_server
+        args = await self.push_screen_wait(ImportCandlesForm(server))
+        if args:
+            await self.launch(args, server=server)  # its log ends with the import's report
 
     @action_worker()
     async def action_create_epoch(self) -> None:

@@ -34,6 +34,16 @@ NEW_PREFIX = f"{CANDLESTICKS_DIR}.new-"
 OLD_PREFIX = f"{CANDLESTICKS_DIR}.old-"
 
 
+def validate_interval(interval_minutes: int) -> int:
+    """The prediction candle interval: 2..1440 minutes, dividing a day (the CLI and the console check it here)."""
+    low, high = INTERVAL_RANGE
+    if not (low <= interval_minutes <= high) or 1440 % interval_minutes and interval_minutes % 60:
+        raise UsageError(
+            f"parameter interval={interval_minutes} is invalid: allowed {low}..{high} minutes dividing a day"
+        )
+    return interval_minutes
+
+
 def import_candlesticks(
     ws: Workspace,
     sources: list[Path],
@@ -43,11 +53,7 @@ def import_candlesticks(
     export_csv: bool = False,
     log: Callable[[str], None] = output.info,
 ) -> dict[str, Any]:
-    low, high = INTERVAL_RANGE
-    if not (low <= interval_minutes <= high) or 1440 % interval_minutes and interval_minutes % 60:
-        raise UsageError(
-            f"parameter interval={interval_minutes} is invalid: allowed {low}..{high} minutes dividing a day"
-        )
+    validate_interval(interval_minutes)
     if ws.epoch_config_file.exists():
         raise EpochBuilderError(
             f"{ws.epoch_config_file}: an epoch is active; importing would replace its candlesticks "

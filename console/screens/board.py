@@ -26,6 +26,7 @@ from epoch_builder.errors import EpochBuilderError
 from remote import board as boards
 from remote.dispatch import DispatchOptions, Dispatcher
 
+from console.actions import with_console_keys
 from console.screens.dispatch_form import DispatchForm
 
 REFRESH_S = 3.0
@@ -155,7 +156,7 @@ class BoardScreen(Screen[None]):
         try:
             self.board = await self.app.read_board()
         except Exception as exc:  # noqa: BLE001 - e.g. no epoch yet: one line
-            self.query_one("#board-summary", Static).update(escape(f"board: {exc}"))
+            self.query_one("#board-summary", Static).update(escape(with_console_keys(f"board: {exc}")))
             return
         self.draw()
 

@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Footer, Input, Label, OptionList, Select, SelectionList, Static
+from textual.widgets import Button, Checkbox, DataTable, Footer, Input, Label, OptionList, Select, SelectionList, Static
 from textual.widgets.option_list import Option
 
 from epoch_builder.epoch import PARAMS, PROFILES, param_bounds, param_default, validate_epoch_id, validate_param
@@ -139,6 +139,60 @@ class CreateEpochForm(FormScreen):
                 continue
             value = validate_param(param.name, raw, profile)
             args += [f"--{param.name.replace('_', '-')}", str(value)]
+        return args
+
+
+class ImportCandlesForm(FormScreen):
+    """``candlesticks import``: files or folders on the server, or the bundled sample; interval; gap filling."""
+
+    OK_LABEL = "Import"
+
+    def __init__(self, server: str) -> None:
+        super().__init__()
+        self.TITLE_TEXT = f"Import candlesticks on {server}"
+        self.server = server
+
+    def compose_body(self) -> ComposeResult:
+        from epoch_builder.importer import INTERVAL_RANGE
+
+        with VerticalScroll(classes="form-fields"):
+            with Horizontal(classes="field"):
+                yield Label(f"files on {self.server}", classes="field-label")
+                yield Input(placeholder="paths, space-separated (.csv .zip .csv.gz)", id="f-sources")
+            with Horizontal(classes="field"):
+                yield Label("bundled sample", classes="field-label")
+                yield Checkbox("21 days of BTCUSDT (try the pipeline)", id="f-sample")
+            with Horizontal(classes="field"):
+                yield Label("interval (minutes)", classes="field-label")
+                yield Input("30", id="f-interval", type="integer")
+                yield Label(f"{INTERVAL_RANGE[0]} to {INTERVAL_RANGE[1]}", classes="field-range")
+            with Horizontal(classes="field"):
+                yield Label("missing minutes", classes="field-label")
+                yield Checkbox("fill at the previous close (else refused)", id="f-fill-gaps")
+
+    def on_mount(self) -> None:
+        self.query_one("#f-sources", Input).focus()
+
+    def collect(self) -> list[str]:
+        import shlex
+
+        from epoch_builder.importer import validate_interval
+
+        try:
+            sources = shlex.split(self.query_one("#f-sources", Input).value)
+        except ValueError as exc:
+            raise EpochBuilderError(f"files: {exc} (quote paths with spaces)") from None
+        sample = self.query_one("#f-sample", Checkbox).value
+        if not sources and not sample:
+            raise EpochBuilderError("give the candle files on the server, or tick the bundled sample")
+        raw = self.query_one("#f-interval", Input).value.strip()
+        try:
+            interval = validate_interval(int(raw))
+        except ValueError:
+            raise EpochBuilderError(f"interval {raw!r} must be a whole number of minutes") from None
+        args = ["candlesticks", "import", *sources, "--interval", str(interval)]
+        args += ["--sample"] if sample else []
+        args += ["--fill-gaps"] if self.query_one("#f-fill-gaps", Checkbox).value else []
         return args
 
 

@@ -61,3 +61,31 @@ async def test_auto_dispatch_without_batches_says_so_before_asking_for_options(s
         await pilot.press("d")
         await wait_for(pilot, lambda: any("no batches in epoch" in m for m in app.messages), what="the error line")
         assert isinstance(app.screen, BoardScreen) and not AutoDispatch.of(app).running  # no options form opened
+
+
+async def test_a_newcomer_starts_from_an_empty_directory_with_console_keys(tmp_path: Path) -> None:
+    """An empty workspace at 80x24: the Board and a failed Create epoch name the console key that fixes
+    them; `I` imports the bundled sample and its report shows in the log pane."""
+    from textual.widgets import Checkbox, Static
+
+    from console.screens.board import BoardScreen
+
+    app = make_app(None, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.cluster.hosts["localhost"].cpu is not None, what="localhost status")
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, BoardScreen)
+                       and "(console: Create epoch, key e)" in str(app.screen.query_one("#board-summary", Static).render()),
+                       what="the empty board naming the key")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, BoardScreen), what="the main screen")
+
+        await pilot.press("I")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ImportCandlesForm", what="the import form")
+        await pilot.press("ctrl+s")  # nothing chosen: the form says what it needs
+        assert "bundled sample" in str(app.screen.query_one(".form-error", Static).render())
+        app.screen.query_one("#f-sample", Checkbox).value = True
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any("imported 30,240 1m candles" in line for line in app.log_pane.view.buffer.lines()),
+                       timeout=90, what="the import's report in the log pane")
+        assert (tmp_path / "candlesticks" / "bundle.json").is_file()
