@@ -21,7 +21,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Header, Pretty
+from textual.widgets import DataTable, Footer, Header, Static
 
 from epoch_builder.errors import EpochBuilderError
 from epoch_builder.workspace import Workspace
@@ -59,8 +59,45 @@ def action_worker(group: str = "action") -> Callable[[Callable[..., Awaitable[No
     return decorate
 
 
+def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
+    """A status snapshot as labelled, human-readable lines (sizes in GiB, times as local time)."""
+    import time as clock
+
+    gib = 1024 ** 3
+
+    def part(value: Any, key: str, scale: float = 1.0, unit: str = "") -> str:
+        number = value.get(key) if isinstance(value, dict) else None
+        return f"{number / scale:,.1f}{unit}" if isinstance(number, (int, float)) else "?"
+
+    rows: list[tuple[str, str]] = []
+    if isinstance(status.get("time"), (int, float)):
+        rows.append(("as of", clock.strftime("%Y-%m-%d %H:%M:%S", clock.localtime(status["time"]))))
+    rows.append(("host", str(status.get("hostname", "?"))))
+    rows.append(("workspace", str(status.get("workspace", "?"))))
+    cpu = status.get("cpu")
+    rows.append(("cpu", f"{part(cpu, 'percent', unit='%')} of {part(cpu, 'count')} cores".replace(".0 cores", " cores")))
+    memory, disk = status.get("memory"), status.get("disk")
+    rows.append(("memory", f"{part(memory, 'used', gib)} of {part(memory, 'total', gib)} GiB used ({part(memory, 'percent', unit='%')})"))
+    rows.append(("disk", f"{part(disk, 'free', gib)} GiB free of {part(disk, 'total', gib)} GiB ({disk.get('path', '?') if isinstance(disk, dict) else '?'})"))
+    load = status.get("load")
+    rows.append(("load", " ".join(str(x) for x in load) if isinstance(load, list) else "?"))
+    if isinstance(status.get("uptime_s"), (int, float)):
+        rows.append(("up", f"{status['uptime_s'] / 3600:,.1f} h"))
+    gpus = status.get("gpu")
+    if gpus is None:
+        rows.append(("gpu", "none (no nvidia-smi)"))
+    for index, gpu in enumerate(gpus or []):
+        if isinstance(gpu, dict):
+            rows.append((f"gpu {index}", f"{gpu.get('name', '?')}: {part(gpu, 'utilization_percent', unit='%')} busy, "
+                                        f"{part(gpu, 'memory_used_mb', 1024)} of {part(gpu, 'memory_total_mb', 1024)} GiB, "
+                                        f"{part(gpu, 'temperature_c', unit=' °C')}"))
+    jobs = [job for job in status.get("jobs") or [] if isinstance(job, dict)]
+    rows.append(("jobs", ", ".join(str(job.get("id")) for job in jobs) if jobs else "none running"))
+    return rows
+
+
 class StatusScreen(ModalScreen[None]):
-    """The selected server's full status snapshot."""
+    """The selected server's full status snapshot, in words and units."""
 
     BINDINGS = [Binding("escape,q", "close", "Close")]
 
@@ -69,8 +106,15 @@ class StatusScreen(ModalScreen[None]):
         self.server_name, self.status = name, status
 
     def compose(self) -> ComposeResult:
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        for label, value in status_rows(self.status) if self.status else [("status", "no status received yet")]:
+            table.add_row(label, escape(value))
         with VerticalScroll(classes="dialog", id="status-json"):
-            yield Pretty(self.status or {"status": "no status received yet"})
+            yield Static(table)
 
     def on_mount(self) -> None:
         self.query_one(VerticalScroll).border_title = f"Status of {self.server_name}"
@@ -240,14 +284,17 @@ class EpochConsole(App[None]):
 
         return bool(await self.push_screen_wait(ConfirmDialog(question, label)))
 
-    async def choose_servers(self, title: str, *, allow_all: bool) -> list[str] | None:
+    async def choose_servers(self, title: str, *, allow_all: bool, all_but_this_machine: bool = False) -> list[str] | None:
+        """``all_but_this_machine``: "all servers" leaves out the console's own machine (power actions)."""
         from console.screens.forms import ServerPicker
 
         names = list(self.cluster.hosts)
         if len(names) == 1:
             return names
         default = self.servers_table.selected_server
-        return await self.push_screen_wait(ServerPicker(names, allow_all=allow_all, title=title, default=default))
+        all_means = [s.name for s in self.cluster.config.servers if not s.local] if all_but_this_machine else names
+        return await self.push_screen_wait(ServerPicker(names, allow_all=allow_all, title=title, default=default,
+                                                        all_means=all_means))
 
     # --- Server actions -------------------------------------------------------
     def action_connect(self) -> None:
@@ -313,7 +360,7 @@ class EpochConsole(App[None]):
         await self._power("shutdown")
 
     async def _power(self, what: str) -> None:
-        servers = await self.choose_servers(f"{what.capitalize()} which server?", allow_all=True)
+        servers = await self.choose_servers(f"{what.capitalize()} which server?", allow_all=True, all_but_this_machine=True)
         if not servers:
             return
         if not await self.confirm(f"{what.capitalize()} {', '.join(servers)}? Running jobs stop.", what.capitalize()):

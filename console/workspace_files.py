@@ -7,6 +7,7 @@ never import the pipeline's heavy modules.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,18 @@ class BatchFile:
     models: int
 
 
+def natural_key(text: str) -> tuple:
+    """Sort key that orders the numbers inside names as numbers: KR_CDNN_1_14 before KR_CDNN_10_14."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
 def list_batches(ws: Workspace, subdir: str = "regression_training_configs") -> list[BatchFile]:
     """Training-config batches (``subdir='regression_training_configs'``) or
     prediction-model config batches (``subdir='configs'``) of the active epoch."""
     epoch = ws.epoch()
     base = epoch.regression_training_configs_dir if subdir == "regression_training_configs" else epoch.configs_dir
     batches: list[BatchFile] = []
-    for path in sorted(base.rglob("*.json")) if base.exists() else []:
+    for path in sorted(base.rglob("*.json"), key=lambda p: natural_key(str(p.relative_to(base)))) if base.exists() else []:
         try:
             data = _load(path)
             count = len(data) if isinstance(data, list) else len(data.get("models", data.get("configs", []))) if isinstance(data, dict) else 0

@@ -25,6 +25,11 @@ from epoch_builder.errors import EpochBuilderError
 from console.workspace_files import BatchFile, ModelSummary, RegressionSummary
 
 
+def plain_number(value: float) -> str:
+    """100000000 -> '100,000,000', 0.5 -> '0.5': no exponent notation in a range a person reads."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,.6f}".rstrip("0")
+
+
 class FormScreen(ModalScreen[Any]):
     """Shared frame: title, scrolling fields, error line, Cancel / OK, and a footer with the keys.
 
@@ -110,7 +115,7 @@ class CreateEpochForm(FormScreen):
     def _show_ranges(self, profile: str) -> None:
         for param in PARAMS:
             low, high = param_bounds(param, profile)
-            self.query_one(f"#r-{param.name}", Label).update(f"{low:g}..{high:g}")
+            self.query_one(f"#r-{param.name}", Label).update(f"{plain_number(low)} to {plain_number(high)}")
 
     @on(Select.Changed, "#f-profile")
     def _profile_changed(self, event: Select.Changed) -> None:
@@ -202,17 +207,22 @@ class ServerPicker(FormScreen):
     TITLE_TEXT = "Choose server"
     OK_LABEL = "Choose"
 
-    def __init__(self, servers: Sequence[str], *, allow_all: bool, title: str = "", default: str | None = None) -> None:
+    def __init__(self, servers: Sequence[str], *, allow_all: bool, title: str = "", default: str | None = None,
+                 all_means: Sequence[str] | None = None) -> None:
+        """``all_means``: the servers "all servers" stands for (default: every one listed)."""
         super().__init__()
         self.servers = list(servers)
         self.allow_all = allow_all
+        self.all_means = list(all_means) if all_means is not None else list(servers)
         self.title_text = title or self.TITLE_TEXT
         self.default = default
 
     def compose_body(self) -> ComposeResult:
         options = [Option(name, id=name) for name in self.servers]
         if self.allow_all:
-            options.append(Option("all servers", id="__all__"))
+            left_out = [name for name in self.servers if name not in self.all_means]
+            label = "all servers" + (f" (not {', '.join(left_out)}: choose it by name)" if left_out else "")
+            options.append(Option(label, id="__all__"))
         yield Label(self.title_text)
         yield OptionList(*options, id="server-list")
 
@@ -231,7 +241,7 @@ class ServerPicker(FormScreen):
         if option_list.highlighted is None:
             raise EpochBuilderError("choose a server")
         option_id = option_list.get_option_at_index(option_list.highlighted).id
-        return list(self.servers) if option_id == "__all__" else [str(option_id)]
+        return list(self.all_means) if option_id == "__all__" else [str(option_id)]
 
 
 def _or_dash(value: float | None, spec: str) -> str:

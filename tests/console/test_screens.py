@@ -270,3 +270,32 @@ async def test_a_form_keeps_its_error_line_buttons_and_keys_on_screen(size: tupl
         await pilot.press("enter")  # the last field submits
         await pilot.pause()
         assert app.results and app.results[0][:3] == ["create-epoch", "--id", "_TEST"]
+
+
+async def test_all_servers_for_power_leaves_out_this_machine_unless_chosen_by_name() -> None:
+    app = StyledHost(ServerPicker(["localhost", "srv1", "srv2"], allow_all=True, all_means=["srv1", "srv2"]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        option_list = app.screen.query_one("#server-list")
+        assert "not localhost" in str(option_list.get_option_at_index(3).prompt)
+        option_list.highlighted = 3
+        await pilot.press("enter")
+        assert app.results == [["srv1", "srv2"]]
+
+
+def test_status_reads_in_words_and_units(tmp_path: Path) -> None:
+    from console.app import status_rows
+    from epoch_builder.status import snapshot
+
+    rows = dict(status_rows(snapshot(tmp_path)))
+    assert rows["memory"].endswith("%)") and "GiB used" in rows["memory"] and "GiB free" in rows["disk"]
+    assert "'" not in " ".join(rows.values()) and "total" not in " ".join(rows.values())  # not a raw dict
+    assert rows["jobs"] == "none running" and rows["as of"].startswith("20")
+
+
+def test_ranges_and_batch_names_read_as_people_write_them() -> None:
+    from console.screens.forms import plain_number
+    from console.workspace_files import natural_key
+
+    assert [plain_number(v) for v in (1, 1e8, 0.5)] == ["1", "100,000,000", "0.5"]
+    assert sorted(["KR_CDNN_10_14", "KR_CDNN_1_14", "KR_CDNN_2_14"], key=natural_key) == [
+        "KR_CDNN_1_14", "KR_CDNN_2_14", "KR_CDNN_10_14"]
