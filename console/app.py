@@ -29,7 +29,7 @@ from epoch_builder.workspace import Workspace
 from console.actions import ACTIONS, with_console_keys
 from console.cluster import Cluster
 from console.commands import ActionsProvider
-from console.state import JobView
+from console.state import ONLINE, JobView
 from console.widgets.detail import HostDetail
 from console.widgets.jobs import JobsTable
 from console.widgets.logs import LogPane
@@ -186,6 +186,9 @@ class EpochConsole(App[None]):
         servers.show(self.cluster.hosts.values(), running)
         self.jobs_table.show(self.cluster.jobs.values())
         self.detail.show(self.cluster.hosts.get(servers.selected_server or ""))
+        followed = self.cluster.jobs.get(self.following or "")
+        host = self.cluster.hosts.get(followed.server) if followed else None
+        self.log_pane.set_link_lost(host is not None and host.state != ONLINE)
 
     # --- selection ------------------------------------------------------------
     @property
@@ -343,7 +346,7 @@ class EpochConsole(App[None]):
 
     def follow_log(self, job: JobView) -> None:
         self.following = job.key
-        self.log_pane.show_source(f"{job.server} · {job.id} · {job.command}")
+        self.log_pane.show_source(f"{job.server} · {job.id} · {job.command}", job.key)
         self._follow_worker(job)
 
     @work(group="log", exclusive=True, exit_on_error=False)

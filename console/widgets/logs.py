@@ -147,6 +147,9 @@ class LogPane(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.source = "no log selected"
+        self.source_key: str | None = None
+        self.link_lost = False  # the shown job's server is unreachable: the log resumes when it is back
+        self._filters: dict[str | None, str] = {}  # each job keeps its own filter
 
     def compose(self) -> ComposeResult:
         yield Static(id="log-title")
@@ -161,12 +164,21 @@ class LogPane(Vertical):
     def view(self) -> LogView:
         return self.query_one(LogView)
 
-    def show_source(self, source: str) -> None:
-        """Start showing a new log (the caller then feeds its lines)."""
-        self.source = source
+    def show_source(self, source: str, key: str | None = None) -> None:
+        """Start showing a new log (the caller then feeds its lines); ``key`` names it, so the filter set
+        for one job comes back with that job and never carries over to another."""
+        self._filters[self.source_key] = self.view.buffer.filter
+        self.source, self.source_key = source, key
         self.view.clear()
+        self.view.set_filter(self._filters.get(key, "") if key is not None else "")
         self.view.follow = True
+        self.link_lost = False
         self.update_title()
+
+    def set_link_lost(self, lost: bool) -> None:
+        if lost != self.link_lost:
+            self.link_lost = lost
+            self.update_title()
 
     def open_filter(self) -> None:
         box = self.query_one("#log-filter", Input)
@@ -192,7 +204,12 @@ class LogPane(Vertical):
     @on(LogView.StateChanged)
     def update_title(self) -> None:
         view = self.view
-        state = ("FOLLOW", "bold green") if view.follow else (f"PAUSED (+{view.new_while_paused} new)", "bold yellow")
+        if self.link_lost:
+            state = ("LINK LOST — reconnecting", "bold red")
+        elif view.follow:
+            state = ("FOLLOW", "bold green")
+        else:
+            state = (f"PAUSED (+{view.new_while_paused} new)", "bold yellow")
         parts: list[str | tuple[str, str]] = [state]
         if view.buffer.filter:
             parts += ["  filter: ", (view.buffer.filter, "bold")]

@@ -218,9 +218,13 @@ async def test_host_down_and_back_resumes_status_and_log(console_app: EpochConso
         await wait_for(pilot, lambda: app.cluster.hosts["srv1"].state in ("offline", "reconnecting"), timeout=15,
                        what="srv1 seen down")
         assert app.cluster.hosts["srv2"].state == "online"
+        title = lambda: str(app.log_pane.query_one("#log-title").render())  # noqa: E731
+        await wait_for(pilot, lambda: "LINK LOST — reconnecting" in title(), what="the log header saying so")
+        assert "FOLLOW" not in title()
         await pilot.pause(1.0)
         srv1.start()
         await wait_for(pilot, lambda: app.cluster.hosts["srv1"].state == "online", timeout=30, what="srv1 back online")
+        await wait_for(pilot, lambda: "FOLLOW" in title(), what="the header back to FOLLOW")
         seen = len(view.buffer)
         await wait_for(pilot, lambda: len(view.buffer) >= seen + 5, timeout=20, what="log follow resumed")
 

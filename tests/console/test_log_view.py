@@ -101,3 +101,20 @@ async def test_scrolling_up_pauses_and_end_follows() -> None:
         await pilot.press("end")
         await pilot.pause(0.1)
         assert view.follow and view.is_vertical_scroll_end
+
+
+async def test_each_job_keeps_its_own_filter() -> None:
+    class PaneApp(App[None]):
+        def compose(self):
+            yield LogPane(id="pane")
+
+    app = PaneApp()
+    async with app.run_test(size=(80, 20)) as pilot:
+        pane = app.query_one(LogPane)
+        pane.show_source("job a", "srv1/a")
+        pane.view.set_filter("loss")
+        pane.show_source("job b", "srv1/b")  # another job: no filter carried over
+        assert pane.view.buffer.filter == ""
+        pane.show_source("job a", "srv1/a")  # back to the first: its filter again
+        assert pane.view.buffer.filter == "loss"
+        await pilot.pause()
