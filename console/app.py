@@ -436,20 +436,42 @@ class EpochConsole(App[None]):
 
     @action_worker()
     async def action_generate_configs(self) -> None:
-        await self.launch(["generate-regression-training-configs"])
+        from console.screens.forms import FormField, OptionsForm
+
+        server = self.selected_server
+        options = await self.push_screen_wait(OptionsForm(f"Generate regression training configs on {server}", [
+            FormField("grid", "grid file", hint=f"path on {server}; empty: the bundled 1,220-model grid"),
+            FormField("force", "existing batches", "flag", hint="replace them (--force)"),
+        ]))
+        if options is None:
+            return
+        if options["force"] and not await self.confirm(
+                f"Replace the epoch's existing training-config batches on {server}? Trained results stay, but the "
+                "batches they came from are written again.", "Replace"):
+            return
+        await self.launch(["generate-regression-training-configs", *(["--grid", options["grid"]] if options["grid"] else []),
+                           *(["--force"] if options["force"] else [])], server=server)
 
     @action_worker()
     async def action_train_batch(self) -> None:
-        from console.screens.forms import BatchPicker
+        from console.screens.forms import BatchPicker, FormField, OptionsForm
         from console.workspace_files import list_batches
 
         batches = self._read(list_batches, self.workspace)
         if batches is None:
             return
-        batch = await self.push_screen_wait(BatchPicker(batches, "Train regression batch: choose a batch"))
-        if batch:
-            # The batch's name: the command finds it under regression_training_configs/<category>/ on any host.
-            await self.launch(["train-regression-batch", "--category", batch.category, "--batch", batch.path.name])
+        server = self.selected_server
+        batch = await self.push_screen_wait(BatchPicker(batches, f"Train regression batch on {server}: choose a batch"))
+        if not batch:
+            return
+        options = await self.push_screen_wait(OptionsForm(f"Train {batch.path.stem} on {server}", [
+            FormField("max_epochs", "max epochs per model", "int", hint="empty: each config's own (else 500)",
+                      low=1, high=100_000)]))
+        if options is None:
+            return
+        # The batch's name: the command finds it under regression_training_configs/<category>/ on any host.
+        await self.launch(["train-regression-batch", "--category", batch.category, "--batch", batch.path.name,
+                           *(["--max-epochs", str(options["max_epochs"])] if options["max_epochs"] else [])], server=server)
 
     @action_worker()
     async def action_initialize_models(self) -> None:

@@ -8,6 +8,7 @@ accepts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from rich.markup import escape
@@ -145,6 +146,61 @@ class CreateEpochForm(FormScreen):
             value = validate_param(param.name, raw, profile)
             args += [f"--{param.name.replace('_', '-')}", str(value)]
         return args
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One option of a command's form: ``kind`` text (a path on the server), int (``low``..``high``, empty
+    for the command's default) or flag (a checkbox)."""
+
+    name: str
+    label: str
+    kind: str = "text"
+    hint: str = ""
+    low: int = 0
+    high: int = 0
+
+
+class OptionsForm(FormScreen):
+    """A command's options as fields; dismisses with ``{name: value}`` (None for an empty field)."""
+
+    def __init__(self, title: str, fields: Sequence[FormField], ok_label: str = "Run") -> None:
+        super().__init__()
+        self.TITLE_TEXT, self.OK_LABEL, self.fields = title, ok_label, list(fields)
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(classes="form-fields"):
+            for spec in self.fields:
+                with Horizontal(classes="field"):
+                    yield Label(spec.label, classes="field-label")
+                    if spec.kind == "flag":
+                        yield Checkbox(spec.hint, id=f"f-{spec.name}")
+                    else:
+                        yield Input(placeholder=spec.hint, id=f"f-{spec.name}",
+                                    type="integer" if spec.kind == "int" else "text")
+                    if spec.kind == "int":
+                        yield Label(f"{plain_number(spec.low)} to {plain_number(spec.high)}", classes="field-range")
+
+    def on_mount(self) -> None:
+        first = next(iter(self.query(Input)), None) or next(iter(self.query(Checkbox)), None)
+        if first is not None:
+            first.focus()
+
+    def collect(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for spec in self.fields:
+            if spec.kind == "flag":
+                values[spec.name] = self.query_one(f"#f-{spec.name}", Checkbox).value
+                continue
+            raw = self.query_one(f"#f-{spec.name}", Input).value.strip()
+            if spec.kind == "int" and raw:
+                if not raw.lstrip("-").isdigit() or not spec.low <= int(raw) <= spec.high:
+                    raise EpochBuilderError(f"{spec.label} {raw!r}: allowed {plain_number(spec.low)} to "
+                                            f"{plain_number(spec.high)}, or empty for the default")
+                values[spec.name] = int(raw)
+            else:
+                values[spec.name] = raw or None
+        return values
 
 
 class ImportCandlesForm(FormScreen):

@@ -80,8 +80,11 @@ async def test_create_train_unit_test_remotely_and_pull(sshd_pair, imported_work
         await _wait_job(pilot, app, "localhost", "create-epoch", 90)
         assert app.workspace.load_epoch_config().id == "_E2E"
 
-        # Generate regression training configs on localhost.
+        # Generate regression training configs on localhost: its form names the server and offers --grid/--force.
         await pilot.press("g")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "OptionsForm", what="the generate form")
+        assert "on localhost" in str(app.screen.query_one(".dialog-title").render())
+        await pilot.press("ctrl+s")
         await _wait_job(pilot, app, "localhost", "generate-regression-training-configs", 120)
 
         # Push everything to srv1 (confirm the overwrite).
@@ -101,7 +104,15 @@ async def test_create_train_unit_test_remotely_and_pull(sshd_pair, imported_work
         row = next(i for i, b in enumerate(app.screen.batches) if b.category == "UNIT_TEST")
         app.screen.query_one("#batch-table").move_cursor(row=row)
         await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "OptionsForm", what="the training options")
+        app.screen.query_one("#f-max_epochs").value = "0"  # out of range: said in the form
+        await pilot.press("ctrl+s")
+        assert "allowed 1 to 100,000" in str(app.screen.query_one(".form-error").render())
+        app.screen.query_one("#f-max_epochs").value = "3"
+        await pilot.press("ctrl+s")
         await _wait_job(pilot, app, "srv1", "train-regression-batch", 240)
+        trained = next(job for job in app.cluster.jobs.values() if job.command.startswith("train-regression-batch"))
+        assert trained.command.endswith("--max-epochs 3")
         assert any("epoch" in line.lower() for line in app.log_pane.view.buffer.lines())
 
         # Pull the trained regressions and chart the loss.
