@@ -56,7 +56,7 @@ class JobsTable(DataTable):
                 continue
             for column, value in zip(COLUMNS, cells):
                 if str(self.get_cell(job.key, column)) != str(value):
-                    self.update_cell(job.key, column, value)
+                    self.update_cell(job.key, column, value, update_width=True)  # grow to fit, never clip
 
     @property
     def selected_job(self) -> str | None:

@@ -55,7 +55,7 @@ class ServersTable(DataTable):
                 continue
             for column, value in zip(COLUMNS, cells):
                 if str(self.get_cell(host.name, column)) != str(value):
-                    self.update_cell(host.name, column, value)
+                    self.update_cell(host.name, column, value, update_width=True)  # grow to fit, never clip
 
     @property
     def selected_server(self) -> str | None:

@@ -299,3 +299,31 @@ def test_ranges_and_batch_names_read_as_people_write_them() -> None:
     assert [plain_number(v) for v in (1, 1e8, 0.5)] == ["1", "100,000,000", "0.5"]
     assert sorted(["KR_CDNN_10_14", "KR_CDNN_1_14", "KR_CDNN_2_14"], key=natural_key) == [
         "KR_CDNN_1_14", "KR_CDNN_2_14", "KR_CDNN_10_14"]
+
+
+async def test_table_columns_grow_with_their_content_instead_of_clipping() -> None:
+    from console.state import HostView, JobView
+    from console.widgets.jobs import JobsTable
+    from console.widgets.servers import ServersTable
+
+    class Tables(App[None]):
+        def compose(self):
+            yield ServersTable(id="servers")
+            yield JobsTable(id="jobs")
+
+    app = Tables()
+    async with app.run_test(size=(200, 50)) as pilot:
+        servers, jobs = app.query_one(ServersTable), app.query_one(JobsTable)
+        host = HostView("srv1", "127.0.0.1", state="online")
+        job = JobView("srv1", "20260101T000000-train-regression-batch-abc123", "train-regression-batch --batch X",
+                      "running", started=0.0, eta_s=5.0)
+        servers.show([host], {})
+        jobs.show([job])
+        await pilot.pause()
+        host.state, job.state, job.exit_code = "reconnecting", "finished", 0
+        servers.show([host], {"srv1": job})
+        jobs.show([job])
+        await pilot.pause()
+        assert servers.columns["state"].content_width >= len("reconnecting")
+        assert servers.columns["job"].content_width >= len("train-regression-batch")
+        assert jobs.columns["state"].content_width >= len("finished")
