@@ -166,6 +166,7 @@ class EpochConsole(App[None]):
         self.servers_table.border_title = "Servers"
         self.detail.border_title = "Detail"
         self.jobs_table.border_title = "Jobs"
+        self.log_pane.border_title = "Log"
         self.redraw()
         self.set_interval(REDRAW_INTERVAL_S, self.redraw)
         if self.live:

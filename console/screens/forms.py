@@ -132,7 +132,20 @@ class CreateEpochForm(FormScreen):
             unit.value, width.value = "days", "20"  # the CLI's small default
         self._show_ranges(new)
 
+    # The command's hints name its options; in this form they are fields.
+    CLI_WORDING = (("use --profile small for small data", "choose profile small for small data"),
+                   ("or use --profile small --width-days N", "or choose profile small with width unit days"))
+
     def collect(self) -> list[str]:
+        try:
+            return self._collect()
+        except EpochBuilderError as exc:
+            message = str(exc)
+            for cli, form in self.CLI_WORDING:
+                message = message.replace(cli, form)
+            raise EpochBuilderError(message) from None
+
+    def _collect(self) -> list[str]:
         epoch_id = validate_epoch_id(self.query_one("#f-id", Input).value.strip())
         profile = str(self.query_one("#f-profile", Select).value)
         unit = str(self.query_one("#f-unit", Select).value)

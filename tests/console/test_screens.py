@@ -61,6 +61,7 @@ async def test_create_epoch_form_validates_like_the_command() -> None:
         await pilot.press("ctrl+s")
         error = str(app.screen.query_one(".form-error", Static).render())
         assert "regression_lookback=16 is out of range: allowed 32..512" in error and not app.results
+        assert "choose profile small for small data" in error and "--profile" not in error  # the form's words
 
         app.screen.query_one("#f-profile", Select).value = "small"  # widens the range, moves defaults
         await pilot.pause()
