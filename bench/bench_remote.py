@@ -1,9 +1,12 @@
 """Remote layer on loopback: push vs `rsync -a -e ssh`, no-change re-sync, status round trip to 20 hosts.
 
-    .venv/bin/python bench/bench_remote.py [--mb 100] [--files 500] [--hosts 20]
+    .venv/bin/python bench/bench_remote.py [--mb 100] [--files 500] [--small-files 20000] [--hosts 20]
 
 Prints ratios measured in this one run (targets: push <= 1.5x rsync,
-no-change re-sync <= 1 s, status of 20 hosts <= 1 s).
+no-change re-sync <= 1 s, status of 20 hosts <= 1 s). ``--small-files``:
+push and pull of that many small files (a few hundred bytes to 100 KB, laid
+out like trained regressions) against rsync push and pull, and the
+no-change re-syncs (targets: <= 1.5x rsync, re-sync <= 2 s; 0 skips it).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,22 +39,101 @@ def make_workspace(root: Path, total_mb: int, files: int) -> None:
         path.write_bytes(os.urandom(size))
 
 
+# A trained regression's files: (name, smallest, largest size in bytes).
+REGRESSION_FILES = (("certificate.json", 300, 3_000), ("model.keras", 10_000, 100_000),
+                    ("training_history.json", 500, 8_000))
+
+
+def make_regressions(root: Path, files: int, seed: int = 60184) -> int:
+    """``files`` small files under ``_EPOCH/regressions/<id>/`` (three per regression) and one batched
+    certificate per 50 regressions; their total size."""
+    rng = random.Random(seed)
+    total = 0
+    for i in range(files):
+        regression, kind = divmod(i, len(REGRESSION_FILES))
+        name, smallest, largest = REGRESSION_FILES[kind]
+        if kind == 0 and regression % 50 == 0:
+            name, directory = f"KR_DNN_{regression // 50 + 1}.json", root / "_EPOCH" / "regression_batched_certificates"
+        else:
+            directory = root / "_EPOCH" / "regressions" / f"KR_DNN_S{2 + regression % 4}_{regression:05d}"
+        directory.mkdir(parents=True, exist_ok=True)
+        size = rng.randint(smallest, largest)
+        (directory / name).write_bytes(rng.randbytes(size))
+        total += size
+    return total
+
+
+def rsync_ssh(server, known_hosts: Path, key: Path) -> str:
+    return (f"ssh -p {server.port} -i {key} -o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes "
+            "-o BatchMode=yes")
+
+
 def rsync_push(local: Path, dest: Path, server, known_hosts: Path, key: Path) -> float:
-    ssh = (f"ssh -p {server.port} -i {key} -o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes "
-           "-o BatchMode=yes")
+    os.sync()  # each timed step starts with no dirty data of an earlier one to write out
     started = time.perf_counter()
-    subprocess.run(["rsync", "-a", "-e", ssh, f"{local}/", f"127.0.0.1:{dest}/"], check=True)
+    subprocess.run(["rsync", "-a", "-e", rsync_ssh(server, known_hosts, key), f"{local}/", f"127.0.0.1:{dest}/"], check=True)
     return time.perf_counter() - started
+
+
+def rsync_pull(source: str, local: Path, server, known_hosts: Path, key: Path) -> float:
+    local.parent.mkdir(parents=True, exist_ok=True)  # rsync makes the last directory only
+    os.sync()
+    started = time.perf_counter()
+    subprocess.run(["rsync", "-a", "-e", rsync_ssh(server, known_hosts, key), f"127.0.0.1:{source}/", f"{local}/"], check=True)
+    return time.perf_counter() - started
+
+
+async def timed(call) -> tuple[float, object]:
+    os.sync()
+    started = time.perf_counter()
+    result = await call
+    return time.perf_counter() - started, result
+
+
+async def small_files(tmp_path: Path, count: int) -> None:
+    """Push, pull and re-sync of ``count`` small files against rsync push and pull, in this one run."""
+    servers = sshd_cluster.SSHDCluster.start(tmp_path / "sshd-small", count=1)
+    try:
+        server, key = servers.servers[0], servers.user_key.private
+        local = tmp_path / "small-local"
+        total = make_regressions(local, count)
+        rsync_push_s = rsync_push(local, server.root / "rsync-copy", server, servers.known_hosts, key)
+        cluster = Cluster(servers.cluster_config(python=sys.executable))
+        await cluster.connect_all()
+        host = cluster.hosts["srv1"]
+        try:
+            push_s, pushed = await timed(sync.push(host, ["_EPOCH"], local_root=local))
+            repush_s, repushed = await timed(sync.push(host, ["_EPOCH"], local_root=local))
+            rsync_pull_s = rsync_pull(f"{server.root}/_EPOCH", tmp_path / "rsync-pulled" / "_EPOCH", server,
+                                      servers.known_hosts, key)
+            back = tmp_path / "small-pulled"
+            pull_s, pulled = await timed(sync.pull(host, ["_EPOCH"], local_root=back))
+            repull_s, repulled = await timed(sync.pull(host, ["_EPOCH"], local_root=back))
+        finally:
+            await cluster.close()
+        print(f"{count} small files, {total / 1e6:.0f} MB: push {pushed.files_sent} files {push_s:.2f} s; "
+              f"rsync -a -e ssh push {rsync_push_s:.2f} s; ratio {push_s / rsync_push_s:.2f}x (target <= 1.5x)")
+        print(f"{count} small files: pull {pulled.files_sent} files {pull_s:.2f} s; rsync -a -e ssh pull "
+              f"{rsync_pull_s:.2f} s; ratio {pull_s / rsync_pull_s:.2f}x (target <= 1.5x)")
+        print(f"{count} small files, no-change re-sync: push {repush_s:.2f} s ({repushed.files_sent} sent), "
+              f"pull {repull_s:.2f} s ({repulled.files_sent} fetched) (target <= 2 s)")
+    finally:
+        servers.stop()
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=int, default=100)
     parser.add_argument("--files", type=int, default=500)
+    parser.add_argument("--small-files", type=int, default=20000)
     parser.add_argument("--hosts", type=int, default=20)
     args = parser.parse_args()
+    if shutil.which("rsync") is None:  # the baseline every ratio is measured against
+        sys.exit("bench_remote: rsync is not installed (Debian: apt-get install rsync)")
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
+        if args.small_files:
+            await small_files(tmp_path, args.small_files)
         servers = sshd_cluster.SSHDCluster.start(tmp_path / "sshd", count=1)
         try:
             local = tmp_path / "local"

@@ -306,4 +306,6 @@ class Cluster:
         return (f"{report.files_sent} of {report.files_checked} files {'sent' if direction == 'push' else 'fetched'} "
                 f"({report.bytes_sent / 1e6:.1f} MB) in {report.seconds:.1f} s"
                 + (f"; refused {len(report.refused)} path(s) outside {group}: {', '.join(report.refused[:3])}"
-                   if report.refused else ""))
+                   if report.refused else "")
+                + (f"; not sent, names with control characters: {', '.join(repr(p) for p in report.unsendable[:3])}"
+                   if report.unsendable else ""))

@@ -4,6 +4,9 @@
 the host's own Python).  Its source travels on the host's stdin with the
 request inside it (:func:`agent_program`), so the command line is a few bytes
 whatever the request's size and the helper always matches this client.
+A command that also reads data from stdin (a push's files, :func:`session`)
+is started by a one-line loader instead (:data:`BOOTSTRAP`), which reads
+the program length-prefixed and leaves the rest of stdin to it.
 
 An answer is untrusted like every byte from a host: it must be one JSON
 object ``{"ok": ...}`` or ``{"error": {"kind", "message"}}`` on the last line
@@ -13,9 +16,10 @@ and the helper command.  Callers check the shape of what ``ok`` holds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator
 
 from remote.errors import JobConflict, JobNotFound, RemoteCommandFailed, RemoteError, UnsafePath
 
@@ -40,6 +44,18 @@ def agent_program(request: dict[str, Any]) -> bytes:
     line stays a few bytes whatever the request's size (a commit of 20,000 paths is megabytes)."""
     literal = repr(json.dumps(request, separators=(",", ":")))
     return AGENT_SOURCE.replace(_REQUEST_PLACEHOLDER, f"STDIN_REQUEST = {literal}\n").encode()
+
+
+# ``python -c BOOTSTRAP command``: reads a line with the program's length, then the program (the request
+# inside it), and runs it as ``__main__``; the rest of stdin stays in the same buffer for the command's
+# data (a push's files). ``python -`` would take all of stdin as the program.
+BOOTSTRAP = 'import sys;i=sys.stdin.buffer;exec(compile(i.read(int(i.readline())),"remote/agent.py","exec"))'
+
+
+def framed_program(request: dict[str, Any]) -> bytes:
+    """The helper's program for :data:`BOOTSTRAP`: its length on a line, then the program."""
+    program = agent_program(request)
+    return b"%d\n" % len(program) + program
 
 
 def agent_argv(host: "Host", command: str) -> list[str]:
@@ -81,3 +97,32 @@ async def call(host: "Host", command: str, request: dict[str, Any], *, timeout: 
 def stream(host: "Host", command: str, request: dict[str, Any], *, idle_timeout: float | None = None) -> AsyncIterator[bytes]:
     """The raw stdout of a long-running agent command (``follow``)."""
     return host.stream(agent_argv(host, command), input=agent_program(request), idle_timeout=idle_timeout)
+
+
+async def session(
+    host: "Host", command: str, request: dict[str, Any], data: AsyncIterable[bytes], *, idle_timeout: float | None = None,
+) -> AsyncIterator[Any]:
+    """Run a helper command that reads ``data`` from stdin after its program and answers as it goes
+    (``receive``): yields the ``ok`` value of each JSON line it prints, while ``data`` is still being sent.
+    An error line raises its RemoteError; a line that is not an answer, RemoteCommandFailed."""
+
+    async def stdin() -> AsyncIterator[bytes]:
+        yield framed_program(request)
+        async for chunk in data:
+            yield chunk
+
+    argv = [host.python, "-c", BOOTSTRAP, command]
+    pending = b""
+    async with contextlib.aclosing(host.stream_with_stdin(argv, stdin(), idle_timeout=idle_timeout)) as output:
+        async for chunk in output:
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                yield _answer_line(host, command, line)
+    if pending.strip():
+        yield _answer_line(host, command, pending)
+
+
+def _answer_line(host: "Host", command: str, line: bytes) -> Any:
+    from remote.hosts import Result
+
+    return read_answer(host, command, Result(0, line.decode("utf-8", "replace"), ""))

@@ -292,7 +292,9 @@ async def _cmd_push(args, hosts, failures) -> int:
     root = _local_root(args)
     reports = await _each(hosts, failures, lambda h: sync.push(h, args.group, local_root=root, progress=_progress_printer(args)))
     _emit(args, {n: r.to_dict() for n, r in reports.items()},
-          "\n".join(f"{n}: sent {r.files_sent} of {r.files_checked} files, {r.bytes_sent} bytes in {r.seconds:.2f} s" for n, r in reports.items()))
+          "\n".join(f"{n}: sent {r.files_sent} of {r.files_checked} files, {r.bytes_sent} bytes in {r.seconds:.2f} s"
+                    + (f"; not sent, names with control characters: {', '.join(repr(p) for p in r.unsendable[:5])}"
+                       if r.unsendable else "") for n, r in reports.items()))
     return EXIT_OK
 
 

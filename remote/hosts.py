@@ -194,13 +194,22 @@ class Host(abc.ABC):
     ) -> Result:
         """Run ``argv`` to completion (default timeout: ``ssh.command_timeout_s``)."""
 
-    @abc.abstractmethod
     def stream(self, argv: Sequence[str], *, input: bytes | None = None, idle_timeout: float | None = None) -> AsyncIterator[bytes]:
         """Run ``argv`` and yield its stdout in chunks as they arrive.
 
         Ends when the command exits 0; raises RemoteCommandFailed for a non-zero
         exit, HostUnreachable when the link drops, RemoteError when nothing
         arrives for ``idle_timeout`` seconds.  Closing the iterator ends the command.
+        """
+        return self.stream_with_stdin(argv, _chunks_of(input), idle_timeout=idle_timeout)
+
+    @abc.abstractmethod
+    def stream_with_stdin(self, argv: Sequence[str], chunks: AsyncIterator[bytes], *,
+                          idle_timeout: float | None = None) -> AsyncIterator[bytes]:
+        """:meth:`stream`, with stdin fed from ``chunks`` while stdout is read, and closed after the last.
+
+        A command that stops reading ends the feeding quietly (its output and exit status tell why);
+        an exception from ``chunks`` closes stdin and is raised once stdout has ended.
         """
 
     @abc.abstractmethod
@@ -263,19 +272,30 @@ class LocalHost(Host):
                               "(stopped)") from None
         return Result(proc.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
-    async def stream(self, argv: Sequence[str], *, input: bytes | None = None, idle_timeout: float | None = None) -> AsyncIterator[bytes]:
+    async def stream_with_stdin(self, argv: Sequence[str], chunks: AsyncIterator[bytes], *,
+                                idle_timeout: float | None = None) -> AsyncIterator[bytes]:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
         )
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        stdin = proc.stdin
+
+        async def feed() -> None:
+            try:
+                async for chunk in chunks:
+                    stdin.write(chunk)
+                    await stdin.drain()  # at most a pipe's worth ahead of the command
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the command stopped reading: its output and exit status say why
+            finally:
+                stdin.close()
+                if hasattr(chunks, "aclose"):
+                    await chunks.aclose()  # its own clean-up now, not at garbage collection
+
         stderr_task = asyncio.ensure_future(proc.stderr.read())
+        feeder = asyncio.ensure_future(feed())
         try:
-            if input is not None:
-                assert proc.stdin is not None
-                proc.stdin.write(input)
-                await proc.stdin.drain()
-                proc.stdin.close()
             while True:
                 try:
                     async with asyncio.timeout(idle_timeout):
@@ -287,6 +307,7 @@ class LocalHost(Host):
                 if not chunk:
                     break
                 yield chunk
+            await feeder
             async with asyncio.timeout(self.ssh.command_timeout_s):
                 code = await proc.wait()
                 err = await stderr_task
@@ -296,8 +317,10 @@ class LocalHost(Host):
                     f"server {self.name}: `{quote_argv(argv)[:120]}` exited {code}" + (f": {last[-1][:300]}" if last else "")
                 )
         finally:
+            feeder.cancel()
             if proc.returncode is None:
                 await _kill_group(proc)
+            await asyncio.gather(feeder, return_exceptions=True)
             stderr_task.cancel()
 
     async def upload(self, local_path: Path, remote_path: str, progress: TransferProgress | None = None) -> None:
@@ -305,6 +328,12 @@ class LocalHost(Host):
 
     async def download(self, remote_path: str, local_path: Path, progress: TransferProgress | None = None) -> None:
         await asyncio.to_thread(_copy_file, Path(remote_path), Path(local_path), progress)
+
+
+async def _chunks_of(data: bytes | None) -> AsyncIterator[bytes]:
+    """``data`` as a stream of one chunk (none: stdin ends at once)."""
+    if data:
+        yield data
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:

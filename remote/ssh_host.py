@@ -329,7 +329,8 @@ class SSHHost(Host):
         err = completed.stderr or b""
         return Result(status, _text(out), _text(err))
 
-    async def stream(self, argv: Sequence[str], *, input: bytes | None = None, idle_timeout: float | None = None) -> AsyncIterator[bytes]:
+    async def stream_with_stdin(self, argv: Sequence[str], chunks: AsyncIterator[bytes], *,
+                                idle_timeout: float | None = None) -> AsyncIterator[bytes]:
         import asyncssh
 
         token = secrets.token_hex(8)
@@ -337,14 +338,27 @@ class SSHHost(Host):
         conn = await self._connection()
         async with self._channels:
             try:
-                process = await self._retry_open(conn, lambda: conn.create_process(
-                    command, encoding=None, stdin=asyncssh.PIPE if input is not None else asyncssh.DEVNULL))
+                process = await self._retry_open(conn, lambda: conn.create_process(command, encoding=None, stdin=asyncssh.PIPE))
             except (asyncssh.ConnectionLost, asyncssh.DisconnectError, asyncssh.ChannelOpenError, ConnectionError) as exc:
                 raise self._lost(exc) from None
+
+            async def feed() -> None:
+                try:
+                    async for chunk in chunks:
+                        process.stdin.write(chunk)
+                        await process.stdin.drain()  # at most the channel's window ahead of the command
+                except (asyncssh.Error, BrokenPipeError, ConnectionError):
+                    return  # the command stopped reading, or the link is gone: output and exit status tell
+                finally:
+                    try:
+                        process.stdin.write_eof()
+                    except (asyncssh.Error, BrokenPipeError, ConnectionError, OSError):
+                        pass
+                    if hasattr(chunks, "aclose"):
+                        await chunks.aclose()  # its own clean-up now, not at garbage collection
+
+            feeder = asyncio.ensure_future(feed())
             try:
-                if input is not None:
-                    process.stdin.write(input)
-                    process.stdin.write_eof()
                 while True:
                     try:
                         async with asyncio.timeout(idle_timeout):
@@ -356,6 +370,7 @@ class SSHHost(Host):
                     if not chunk:
                         break
                     yield chunk
+                await feeder
                 if self._conn is not conn or conn.is_closed():
                     raise self._lost(ConnectionError("connection closed"))
                 async with asyncio.timeout(self.ssh.command_timeout_s):
@@ -364,13 +379,17 @@ class SSHHost(Host):
                     raise self._lost(ConnectionError("channel closed without exit status"))
                 if completed.exit_status != 0:
                     err = _text(completed.stderr or b"").strip().splitlines()
+                    ended = (f"exited {completed.exit_status}" if completed.exit_status is not None
+                             else f"was killed (SIG{completed.exit_signal[0]})")
                     raise RemoteCommandFailed(
-                        f"server {self.name}: `{quote_argv(argv)[:120]}` exited {completed.exit_status}" + (f": {err[-1][:300]}" if err else "")
+                        f"server {self.name}: `{quote_argv(argv)[:120]}` {ended}" + (f": {err[-1][:300]}" if err else "")
                     )
             except (asyncssh.ConnectionLost, asyncssh.DisconnectError, BrokenPipeError, ConnectionError) as exc:
                 raise self._lost(exc) from None
             finally:
+                feeder.cancel()
                 process.close()
+                await asyncio.gather(feeder, return_exceptions=True)
 
     # ------------------------------------------------------------------ files (SFTP)
     async def sftp(self) -> Any:

@@ -33,43 +33,76 @@ How one sync runs:
    sides decides; equal content only gets its mtime fixed.  Otherwise the
    file is sent.
 3. Changed files go into a fresh staging directory under the destination
-   root (several files at once, large blocks, many SFTP requests in flight),
-   then one commit call checks size + sha256 of each, sets its mtime, fsyncs
-   and renames it into place.  A destination path therefore only ever holds
-   a complete, verified file; an interrupted sync leaves the old version and
-   a stale staging directory that a later sync removes.
+   root, made by the helper ``receive`` there (on the host for a push, a
+   local process for a pull).  Files under 1 MiB travel many to a tar stream
+   over one channel (a push: from this process into the host's ``receive``;
+   a pull: from the host's ``send``, relayed to the local ``receive``), each
+   member named by its index (``17.part``), never by its path, with the
+   sha256 of each after the archive; larger files travel alone over SFTP, 8
+   at a time, meanwhile.  Then ``receive`` commits: it checks size + sha256
+   of each, sets its mtime and mode, flushes the staged files to disk (one
+   syncfs for many files), renames them into place and flushes the
+   renames.  A destination path therefore only ever holds a complete,
+   verified file, and a committed sync survives a crash; an interrupted
+   sync leaves the old versions.
+4. A staging directory belongs to the ``receive`` process writing into it,
+   which holds the flock of its ``.lock`` while it lives.  Step 1 of every sync removes, on
+   both ends, the staging directories whose lock is free (a killed sync's);
+   a live sync's are never touched, so syncs to one host can run side by side.
+
+A host's tar stream is untrusted like its manifest: only regular-file
+members with exactly the names and sizes asked for are written, and only
+into the staging directory; another name, ``..``, an absolute name, a link,
+a directory, a wrong size, a repeat or a file without its sha256 refuses that
+file (``SyncReport.refused``; a member that is no file of the request is
+named there as the host gave it), and a block that is no tar header ends
+the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import hashlib
+import itertools
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
+from epoch_builder.workspace import CANDLESTICKS_DIR, CONFIG_DIR, EpochPaths
 from remote import agent, agent_client
+from remote.config import ServerConfig
 from remote.errors import RemoteError, UnsafePath
+from remote.hosts import LocalHost
 
 if TYPE_CHECKING:  # pragma: no cover
     from remote.hosts import Host
 
+# The layout comes from epoch_builder.workspace: an epoch laid out under the placeholder id gives each
+# group's workspace-relative paths, the placeholder replaced by the active epoch's id when a group is used.
+EPOCH_PLACEHOLDER = "{epoch}"
+_EPOCH = EpochPaths(Path(EPOCH_PLACEHOLDER))
+
 PUSH_GROUPS: dict[str, tuple[str, ...]] = {
     "root-files": ("<root files>",),
-    "config": ("config",),
-    "candlesticks": ("candlesticks",),
-    "regression-training-configs": ("{epoch}/regression_training_configs",),
-    "prediction-models": ("{epoch}/prediction_models",),
+    "config": (CONFIG_DIR,),
+    "candlesticks": (CANDLESTICKS_DIR,),
+    "regression-training-configs": (_EPOCH.relative(_EPOCH.regression_training_configs_dir),),
+    "prediction-models": (_EPOCH.relative(_EPOCH.prediction_models_dir),),
     "workspace": ("<everything>",),
 }
 PULL_GROUPS: dict[str, tuple[str, ...]] = {
-    "trained-regressions": ("{epoch}/regressions", "{epoch}/regression_batched_certificates"),
-    "prediction-models": ("{epoch}/prediction_models/profitable_configs",),
+    "trained-regressions": (_EPOCH.relative(_EPOCH.regressions_dir),
+                            _EPOCH.relative(_EPOCH.regression_batched_certificates_dir)),
+    "prediction-models": (_EPOCH.relative(_EPOCH.profitable_configs_dir),),
 }
-PARALLEL_FILES = 8  # files in flight at once per host
+PARALLEL_FILES = 8  # large files in flight at once per host (SFTP)
+SMALL_FILE_BYTES = 1 << 20  # smaller files travel many to a tar stream, larger ones alone over SFTP
 HASH_CHUNK = 1 << 20
 
 
@@ -100,12 +133,13 @@ class SyncReport:
     seconds: float = 0.0
     sent: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # paths a host offered outside what was asked (pull)
+    unsendable: list[str] = field(default_factory=list)  # local names with control characters, left out (push)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "server": self.server, "direction": self.direction, "files_checked": self.files_checked,
             "files_sent": self.files_sent, "bytes_sent": self.bytes_sent, "files_touched": self.files_touched,
-            "seconds": round(self.seconds, 3), "refused": self.refused,
+            "seconds": round(self.seconds, 3), "refused": self.refused, "unsendable": self.unsendable,
         }
 
 
@@ -118,14 +152,10 @@ def safe_relpath(rel: str) -> str:
 
 
 def active_epoch_id(local_root: Path) -> str:
-    path = Path(local_root) / "config" / "epoch.json"
-    try:
-        epoch_id = json.loads(path.read_text(encoding="utf-8"))["id"]
-    except FileNotFoundError:
-        raise RemoteError(f"{path}: no active epoch (run `epoch-builder create-epoch` first)") from None
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise RemoteError(f"{path}: invalid epoch config (key 'id' missing)") from None
-    return safe_relpath(str(epoch_id))
+    """The local workspace's active epoch (config/epoch.json, checked: its id names paths on every server)."""
+    from epoch_builder.workspace import Workspace
+
+    return Workspace(Path(local_root)).active_epoch_id()
 
 
 def _top_level(local_root: Path, files_only: bool) -> list[str]:
@@ -155,8 +185,8 @@ def resolve_paths(what: str | Sequence[str], direction: str, local_root: Path) -
             paths.extend(_top_level(local_root, files_only=True))
         elif pattern == "<everything>":
             paths.extend(_top_level(local_root, files_only=False))
-        elif "{epoch}" in pattern:
-            paths.append(safe_relpath(pattern.replace("{epoch}", active_epoch_id(local_root))))
+        elif EPOCH_PLACEHOLDER in pattern:
+            paths.append(safe_relpath(pattern.replace(EPOCH_PLACEHOLDER, active_epoch_id(local_root))))
         else:
             paths.append(safe_relpath(pattern))
     return paths
@@ -170,18 +200,21 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _local_manifest(root: Path, paths: list[str]) -> dict[str, list[int]]:
+def _local_manifest(root: Path, paths: list[str], unsendable: list[str]) -> dict[str, list[int]]:
+    """The local files under ``paths``; names that cannot travel are appended to ``unsendable``."""
+    agent.remove_stale_staging(str(root))  # a killed pull's copies (as the host's manifest does for a push)
     try:
         listing = agent.manifest(str(root), paths)
     except agent.AgentError as exc:
         raise UnsafePath(str(exc)) from None
     if listing["refused"]:
         raise UnsafePath(f"{root}: refused paths that leave the workspace (symlinks out): {', '.join(listing['refused'][:5])}")
+    unsendable.extend(listing["unsendable"])
     return listing["files"]
 
 
 async def _remote_manifest(host: "Host", root: str, paths: list[str]) -> dict[str, list[int]]:
-    listing = await agent_client.call(host, "manifest", {"root": root, "paths": paths})
+    listing = await agent_client.call(host, "manifest", {"root": root, "paths": paths, "remove_stale_staging": True})
     if not isinstance(listing, dict) or not isinstance(listing.get("refused", []), list):
         raise RemoteError(f"server {host.name}: its file listing is not the helper's answer; nothing was synced")
     if listing.get("refused"):
@@ -242,25 +275,36 @@ async def _changed(
 
 
 class _Meter:
+    """Sums a sync's progress as files move and reports it (totals kept as running sums: a callback for
+    each of 20,000 files must not add up 20,000 entries each time)."""
+
     def __init__(self, host: "Host", direction: str, sizes: dict[str, int], callback: ProgressCallback | None) -> None:
         self.host, self.direction, self.callback = host, direction, callback
         self.sizes = sizes
         self.total = sum(sizes.values())
         self.file_done: dict[str, int] = {}
+        self.bytes_done = 0
         self.files_done = 0
 
     def update(self, rel: str, done: int) -> None:
-        self.file_done[rel] = done
+        self._count(rel, done)
         self._report(rel)
 
-    def finished(self, rel: str) -> None:
-        self.file_done[rel] = self.sizes[rel]
-        self.files_done += 1
-        self._report(rel)
+    def finished(self, *rels: str) -> None:
+        """Files sent whole (one report for a batch of them)."""
+        for rel in rels:
+            self._count(rel, self.sizes[rel])
+            self.files_done += 1
+        if rels:
+            self._report(rels[-1])
+
+    def _count(self, rel: str, done: int) -> None:
+        self.bytes_done += done - self.file_done.get(rel, 0)
+        self.file_done[rel] = done
 
     def _report(self, rel: str) -> None:
         if self.callback is not None:
-            self.callback(SyncProgress(self.host.name, self.direction, rel, sum(self.file_done.values()), self.total,
+            self.callback(SyncProgress(self.host.name, self.direction, rel, self.bytes_done, self.total,
                                        self.files_done, len(self.sizes)))
 
 
@@ -280,19 +324,15 @@ async def pull(
     return await _sync(host, "pull", what, local_root, remote_root, progress)
 
 
-# Sends one changed file into the destination's staging directory and returns its commit item:
-# (index, rel, staging dir, meter) -> {"tmp", "path", "size", "sha256", "mtime_ns"[, "mode"]}.
-_SendOne = Callable[[int, str, str, _Meter], Awaitable[dict[str, object]]]
-
-
 class _LocalSide:
     """This machine's workspace as one end of a sync (agent functions called in a thread)."""
 
     def __init__(self, host: "Host", root: Path) -> None:
         self.host, self.root = host, root
+        self.unsendable: list[str] = []  # what the last manifest left out (names with control characters)
 
     async def manifest(self, paths: list[str]) -> dict[str, list[int]]:
-        return await asyncio.to_thread(_local_manifest, self.root, paths)
+        return await asyncio.to_thread(_local_manifest, self.root, paths, self.unsendable)
 
     async def hash(self, rels: list[str]) -> dict[str, str | None]:
         root = self.root
@@ -300,24 +340,6 @@ class _LocalSide:
 
     async def touch(self, items: dict[str, int]) -> None:
         await asyncio.to_thread(agent.cmd_touch, {"root": str(self.root), "items": items})
-
-    async def stage(self) -> str:
-        return await asyncio.to_thread(agent.stage, str(self.root))
-
-    async def commit(self, staging: str, items: list[dict[str, object]]) -> dict:
-        return await asyncio.to_thread(agent.commit, str(self.root), staging, items)
-
-    async def sender(self, source: dict[str, list[int]], send: list[str], refused: list[str]) -> _SendOne:
-        """Upload: the sha256 is taken locally while the file travels."""
-
-        async def send_one(index: int, rel: str, staging: str, meter: _Meter) -> dict[str, object]:
-            path = self.root / rel
-            digest_task = asyncio.create_task(asyncio.to_thread(_sha256, path))
-            await self.host.upload(path, f"{staging}/{index}.part", lambda done, _total: meter.update(rel, done))
-            return {"tmp": f"{index}.part", "path": rel, "size": source[rel][0], "sha256": await digest_task,
-                    "mtime_ns": source[rel][1], "mode": path.stat().st_mode & 0o777}
-
-        return send_one
 
 
 class _RemoteSide:
@@ -335,26 +357,183 @@ class _RemoteSide:
     async def touch(self, items: dict[str, int]) -> None:
         await agent_client.call(self.host, "touch", {"root": self.root, "items": items})
 
-    async def stage(self) -> str:
-        return (await agent_client.call(self.host, "stage", {"root": self.root}))["dir"]
 
-    async def commit(self, staging: str, items: list[dict[str, object]]) -> dict:
-        return await agent_client.call(self.host, "commit", {"root": self.root, "staging": staging, "items": items}, timeout=600)
+def _split_by_size(send: list[str], source: dict[str, list[int]]) -> tuple[list[list], list[tuple[int, str]]]:
+    """``send`` numbered (the staging name of file i is ``i.part``) and split into the files that travel in
+    tar streams, as ``[index, rel]``, and the large ones that travel alone over SFTP."""
+    small: list[list] = []
+    large: list[tuple[int, str]] = []
+    for index, rel in enumerate(send):
+        if source[rel][0] < SMALL_FILE_BYTES:
+            small.append([index, rel])
+        else:
+            large.append((index, rel))
+    return small, large
 
-    async def sender(self, source: dict[str, list[int]], send: list[str], refused: list[str]) -> _SendOne:
-        """Download: the host hashes all files to send in one call before any moves; a file without a
-        well-formed sha256 in its answer is refused (the commit checks each download against it)."""
-        answer = await self.hash(send)
-        expected = answer if isinstance(answer, dict) else {}
-        refused.extend(rel for rel in send if not _is_sha256(expected.get(rel)))
 
-        async def send_one(index: int, rel: str, staging: str, meter: _Meter) -> dict[str, object]:
-            await self.host.download(f"{self.root}/{rel}", Path(staging) / f"{index}.part",
-                                     lambda done, _t: meter.update(rel, done))
-            return {"tmp": f"{index}.part", "path": rel, "size": source[rel][0], "sha256": expected[rel],
-                    "mtime_ns": source[rel][1]}
+async def _tar_chunks(root: Path, members: list[list]) -> AsyncIterator[tuple[bytes, dict[str, list]]]:
+    """:func:`remote.agent.pack_files` of local files, read in a thread one chunk ahead of the sending."""
+    chunks = agent.pack_files(str(root), members)
+    ahead = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
+    try:
+        while (chunk := await ahead) is not None:
+            ahead = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
+            yield chunk
+    finally:
+        await asyncio.gather(ahead, return_exceptions=True)  # the thread cannot be stopped: let it finish
 
-        return send_one
+
+async def _push_files(
+    host: "Host", local_root: Path, remote_root: str, source: dict[str, list[int]], send: list[str], meter: _Meter,
+) -> dict:
+    """Send ``send`` into the staging directory of the host's helper ``receive``, which commits them there.
+
+    The commit items (path, size, mtime, mode) go in its request; small files follow in one tar stream
+    on its stdin (read, hashed and packed here a chunk at a time), large ones over SFTP into its staging
+    directory, 8 at a time, meanwhile; last the sha256 of each file.
+    """
+    small, large = _split_by_size(send, source)
+    by_name = {agent.part_name(index): rel for index, rel in small}
+    modes = await asyncio.to_thread(lambda: {rel: (local_root / rel).stat().st_mode & 0o777 for rel in send})
+    items = [{"tmp": agent.part_name(index), "path": rel, "size": source[rel][0], "mtime_ns": source[rel][1],
+              "mode": modes[rel]} for index, rel in [*small, *large]]
+    digests: dict[str, str] = {}
+
+    async def upload_large(staging: str) -> None:
+        async def upload_one(index: int, rel: str) -> None:
+            async with limit:
+                path = local_root / rel
+                digest_task = asyncio.ensure_future(asyncio.to_thread(_sha256, path))
+                await host.upload(path, f"{staging}/{agent.part_name(index)}", lambda done, _total: meter.update(rel, done))
+                digests[agent.part_name(index)] = await digest_task
+                meter.finished(rel)
+
+        limit = asyncio.Semaphore(PARALLEL_FILES)
+        await _gather_all([upload_one(index, rel) for index, rel in large])
+
+    async def stream(copies: asyncio.Future) -> AsyncIterator[bytes]:
+        async for data, packed in _tar_chunks(local_root, small):
+            yield data
+            digests.update((name, sha256) for name, (_size, sha256, _mode) in packed.items())
+            meter.finished(*(by_name[name] for name in packed))
+        yield agent.TAR_END
+        await copies
+        yield json.dumps(digests).encode()
+
+    return await _receive(host, remote_root, items, stream, upload_large, untrusted=False)
+
+
+async def _pull_files(
+    host: "Host", local_root: Path, remote_root: str, source: dict[str, list[int]], send: list[str],
+    progress: ProgressCallback | None, refused: list[str],
+) -> dict:
+    """Fetch ``send`` into the staging directory of a ``receive`` helper on this machine, which commits them here.
+
+    Small files come in one tar stream from the host's helper ``send``, with the sha256 the host took of
+    each file's bytes after it; this process relays it to the local helper (two processes: unpacking
+    here does not wait on decrypting). Large files come over SFTP meanwhile, checked against the sha256
+    the host's ``hash`` gives first. The stream is untrusted: the local helper writes only the members
+    asked for, with the expected sizes; every file that does not come so is refused.
+    """
+    small, large = _split_by_size(send, source)
+    expected = await _RemoteSide(host, remote_root).hash([rel for _index, rel in large]) if large else {}
+    expected = expected if isinstance(expected, dict) else {}
+    refused.extend(rel for _index, rel in large if not _is_sha256(expected.get(rel)))
+    large = [(index, rel) for index, rel in large if rel not in refused]
+    meter = _Meter(host, "pull", {rel: source[rel][0] for rel in send if rel not in refused}, progress)
+    items = ([{"tmp": agent.part_name(index), "path": rel, "size": source[rel][0], "mtime_ns": source[rel][1]}
+              for index, rel in small]
+             + [{"tmp": agent.part_name(index), "path": rel, "size": source[rel][0], "mtime_ns": source[rel][1],
+                 "sha256": expected[rel]} for index, rel in large])
+
+    async def download_large(staging: str) -> None:
+        async def download_one(index: int, rel: str) -> None:
+            async with limit:
+                await host.download(f"{remote_root}/{rel}", Path(staging) / agent.part_name(index),
+                                    lambda done, _t: meter.update(rel, done))
+                meter.finished(rel)
+
+        limit = asyncio.Semaphore(PARALLEL_FILES)
+        await _gather_all([download_one(index, rel) for index, rel in large])
+
+    async def stream(copies: asyncio.Future) -> AsyncIterator[bytes]:
+        if small:
+            # Where each member ends in an honest stream: progress as the bytes pass by.
+            ends = list(itertools.accumulate(agent.TAR_BLOCK + size + -size % agent.TAR_BLOCK
+                                             for size in (source[rel][0] for _index, rel in small)))
+            relayed = done = 0
+            request = {"root": remote_root, "files": small}
+            async with contextlib.aclosing(agent_client.stream(host, "send", request, idle_timeout=600)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+                    relayed += len(chunk)
+                    passed = bisect.bisect_right(ends, relayed, lo=done)
+                    meter.finished(*(rel for _index, rel in small[done:passed]))
+                    done = passed
+        else:
+            yield agent.TAR_END + b"{}"
+        await copies
+
+    here = LocalHost(ServerConfig(name="local", root=str(local_root), python=sys.executable, local=True))
+    result = await _receive(here, str(local_root), items, stream, download_large, untrusted=True)
+    asked_names, streamed = {agent.part_name(index) for index, _rel in small}, {rel for _index, rel in small}
+    offered = result.get("refused")
+    refused.extend(repr(name) for name, _why in (offered if isinstance(offered, list) else []) if name not in asked_names)
+    failed: list[dict] = []
+    for failure in result["failed"]:
+        if failure.get("path") in streamed and failure.get("reason") in agent.STAGING_FAILURES:
+            refused.append(failure["path"])  # not sent as asked, whole and with the sha256 of what came
+        else:
+            failed.append(failure)
+    return {"committed": result["committed"], "failed": failed}
+
+
+async def _receive(
+    helper_host: "Host", root: str, items: list[dict[str, object]],
+    stream: Callable[[asyncio.Future], AsyncIterator[bytes]], copy_large: Callable[[str], Awaitable[None]],
+    *, untrusted: bool,
+) -> dict:
+    """Run the helper ``receive`` on ``helper_host`` (the host for a push, this machine for a pull) into
+    ``root``: its stdin is ``stream(copies)`` while ``copy_large(staging)`` copies the large files into
+    the staging directory it names (``copies`` is that task). Returns the commit's answer."""
+    staging_named: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    copies = asyncio.ensure_future(_after(staging_named, copy_large))
+    local_failure: list[BaseException] = []
+
+    async def helper_stdin() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in stream(copies):
+                yield chunk
+        except Exception as exc:  # noqa: BLE001 - raised below: the helper only sees its stream cut short
+            local_failure.append(exc)
+
+    result: object = None
+    request = {"root": root, "items": items, "untrusted": untrusted}
+    try:
+        async for answer in agent_client.session(helper_host, "receive", request, helper_stdin()):
+            if not staging_named.done():
+                if not isinstance(answer, dict) or not isinstance(answer.get("staging"), str):
+                    raise RemoteError(f"server {helper_host.name}: its helper named no staging directory; nothing was sent")
+                staging_named.set_result(answer["staging"])
+            else:
+                result = answer
+    except RemoteError:
+        if local_failure:  # the cause, not the helper's complaint about the stream it did not get whole
+            raise local_failure[0] from None
+        raise
+    finally:
+        copies.cancel()
+        await asyncio.gather(copies, return_exceptions=True)
+    if local_failure:
+        raise local_failure[0]
+    if (not isinstance(result, dict) or not isinstance(result.get("committed"), list)
+            or not isinstance(result.get("failed"), list)):
+        raise RemoteError(f"server {helper_host.name}: its helper did not answer the commit")
+    return result
+
+
+async def _after(value: asyncio.Future, then: Callable[[str], Awaitable[None]]) -> None:
+    await then(await value)
 
 
 async def _sync(
@@ -377,25 +556,18 @@ async def _sync(
     else:  # the destination is the host: a lie there can only make us send our own files again
         dest = _trusted_listing(host, dest, paths, [])
     report.files_checked = len(source)
+    if direction == "push":
+        report.unsendable = sorted(local.unsendable)
     send, touch = await _changed(host, source, dest, source_side.hash, dest_side.hash)
     if touch:
         await dest_side.touch(touch)
         report.files_touched = len(touch)
     if send:
-        send_one = await source_side.sender(source, send, report.refused)
-        send = [rel for rel in send if rel not in report.refused]
-        staging = await dest_side.stage()
-        meter = _Meter(host, direction, {rel: source[rel][0] for rel in send}, progress)
-        limit = asyncio.Semaphore(PARALLEL_FILES)
-        items: list[dict[str, object]] = []
-
-        async def transfer(index: int, rel: str) -> None:
-            async with limit:
-                items.append(await send_one(index, rel, staging, meter))
-                meter.finished(rel)
-
-        await _gather_all([transfer(i, rel) for i, rel in enumerate(send)])
-        result = await dest_side.commit(staging, items)
+        if direction == "push":
+            meter = _Meter(host, direction, {rel: source[rel][0] for rel in send}, progress)
+            result = await _push_files(host, local.root, remote.root, source, send, meter)
+        else:
+            result = await _pull_files(host, local.root, remote.root, source, send, progress, report.refused)
         _raise_failed(host, direction, result)
         report.files_sent = len(result["committed"])
         report.bytes_sent = sum(source[rel][0] for rel in result["committed"])

@@ -257,8 +257,10 @@ def test_a_batch_moves_off_a_server_that_stays_unreachable(small_epoch: Workspac
         lost_name, first = next((n, j) for n, j in all_jobs(servers) if j["state"] == "running")
         lost = next(s for s in servers if s.name == lost_name)
         other = next(s for s in servers if s is not lost)
+        os.killpg(first["pid"], signal.SIGSTOP)  # first: the job there stays alive but makes no progress
         lost.kill()
-        os.killpg(first["pid"], signal.SIGSTOP)  # the job there stays alive but makes no progress
+        frozen = agent.cmd_info({"root": str(lost.root), "job_id": first["id"]})
+        assert frozen["state"] == "running", frozen  # it did not end before it was frozen
         assert dispatcher.wait(240) == 0, log.read_text()[-3000:]
     finally:
         if dispatcher.poll() is None:
@@ -279,7 +281,8 @@ def test_a_batch_moves_off_a_server_that_stays_unreachable(small_epoch: Workspac
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-        assert f"stopped job {first['id']} on {lost_name}" in done.stdout, done.stdout
+        assert f"stopped job {first['id']} on {lost_name}" in done.stdout, (
+            done.stdout, agent.cmd_info({"root": str(lost.root), "job_id": first["id"]}), text[-3000:])
         stopped = agent.cmd_info({"root": str(lost.root), "job_id": first["id"]})
         assert stopped["state"] == "exited" and stopped["stopped"], stopped
     finally:
