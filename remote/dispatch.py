@@ -46,6 +46,8 @@ UNREACHABLE_JOB = "unreachable-"
 # With every batch done, how long to keep ticking for a silent server that may still run a moved
 # batch's old job (a server just restarted answers within it).
 MOVED_JOB_GRACE_S = 30.0
+# How long a moved batch's old job gets to stop (SIGTERM, then SIGKILL) before it is killed.
+STOP_GRACE_S = 10.0
 
 
 @dataclass
@@ -199,8 +201,10 @@ class Dispatcher:
         finally:
             self.state.set_dispatch(None)
             pending = [t for t in self._inflight.values() if not t.done()]
-            if pending:
-                await asyncio.wait(pending, timeout=self.options.interval_s + 10)
+            if pending:  # e.g. the stop of a moved batch's old job: let it finish and say so (each is bounded)
+                bound = max(self.options.interval_s, STOP_GRACE_S + max((h.ssh.command_timeout_s for h in self.hosts),
+                                                                        default=30.0)) + 10
+                await asyncio.wait(pending, timeout=bound)
 
     async def tick(self) -> boards.Board:
         board = await self.board()
@@ -297,7 +301,7 @@ class Dispatcher:
 
     async def _stop_moved(self, row: boards.BatchRow, host_name: str, job_id: str) -> None:
         host = next(h for h in self.hosts if h.name == host_name)
-        await jobs.stop_job(host, job_id, grace_s=10)
+        await jobs.stop_job(host, job_id, grace_s=STOP_GRACE_S)
         self.log(f"{row.spec.name}: stopped job {job_id} on {host_name} (the batch had moved to another server)")
 
     def _choose(self, candidates: list[boards.BatchRow], host: str) -> boards.BatchRow | None:
