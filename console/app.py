@@ -13,7 +13,7 @@ import functools
 import gc
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from rich.markup import escape
 from textual import on, work
@@ -24,7 +24,8 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from epoch_builder.errors import EpochBuilderError
-from epoch_builder.workspace import Workspace
+from epoch_builder.workspace import CANDLESTICKS_DIR, CONFIG_DIR, Workspace
+from remote.board import PROFITABLE_CONFIGS, REGRESSIONS, BatchSpec
 
 from console.actions import ACTIONS, with_console_keys
 from console.cluster import Cluster
@@ -408,15 +409,38 @@ class EpochConsole(App[None]):
                 self.notify(f"public key {'installed' if added else 'was already installed'} on {server}")
 
     # --- Epoch Builder actions --------------------------------------------------
-    async def launch(self, args: list[str], *, server: str | None = None, follow: bool = True) -> JobView | None:
-        """Start ``epoch-builder <args>`` as a detached job and follow its log."""
+    async def launch(self, args: list[str], *, server: str | None = None, follow: bool = True,
+                     inputs: Sequence[str] = ()) -> JobView | None:
+        """Start ``epoch-builder <args>`` as a detached job and follow its log. ``inputs``: the workspace paths
+        it reads, offered as a push first where the server lacks them or holds older versions."""
         server = server or self.selected_server
+        if inputs and not await self._preflight(args[0], server, inputs):
+            return None
         job = await self.guarded(f"{args[0]} on {server}", self.cluster.start_job(server, args))
         if job is not None:
             self.notify(f"started {args[0]} on {server} (job {job.id})")
             if follow:
                 self.follow_log(job)
         return job
+
+    async def _preflight(self, command: str, server: str, inputs: Sequence[str]) -> bool:
+        """What dispatch does before a job, for a job started by hand: push the inputs the server lacks."""
+        if self.cluster.is_local(server):
+            return True
+        missing = await self.guarded(f"check what {command} needs on {server}", self.cluster.plan_push(server, inputs))
+        if missing is None:
+            return False
+        if not missing:
+            return True
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        if not await self.confirm(f"{server} lacks what {command} reads, or holds older versions: {shown} "
+                                  f"({len(missing)} file(s)). Push them first, then run?", "Push and run"):
+            return False
+        pushed = await self.guarded(f"push to {server}", self.cluster.push_paths(server, inputs))
+        if pushed is None:
+            return False
+        self.notify(f"pushed {pushed.files_sent} file(s) to {server} for {command}")
+        return True
 
     @action_worker()
     async def action_import_candlesticks(self) -> None:
@@ -433,7 +457,7 @@ class EpochConsole(App[None]):
 
         args = await self.push_screen_wait(CreateEpochForm())
         if args:
-            await self.launch(args)
+            await self.launch(args, inputs=[CANDLESTICKS_DIR])
 
     @action_worker()
     async def action_generate_configs(self) -> None:
@@ -451,7 +475,7 @@ class EpochConsole(App[None]):
                 "batches they came from are written again.", "Replace"):
             return
         await self.launch(["generate-regression-training-configs", *(["--grid", options["grid"]] if options["grid"] else []),
-                           *(["--force"] if options["force"] else [])], server=server)
+                           *(["--force"] if options["force"] else [])], server=server, inputs=[CONFIG_DIR])
 
     @action_worker()
     async def action_train_batch(self) -> None:
@@ -472,7 +496,8 @@ class EpochConsole(App[None]):
             return
         # The batch's name: the command finds it under regression_training_configs/<category>/ on any host.
         await self.launch(["train-regression-batch", "--category", batch.category, "--batch", batch.path.name,
-                           *(["--max-epochs", str(options["max_epochs"])] if options["max_epochs"] else [])], server=server)
+                           *(["--max-epochs", str(options["max_epochs"])] if options["max_epochs"] else [])], server=server,
+                          inputs=self._batch_inputs(REGRESSIONS, batch))
 
     @action_worker()
     async def action_initialize_models(self) -> None:
@@ -499,7 +524,8 @@ class EpochConsole(App[None]):
             return
         batch = await self.push_screen_wait(BatchPicker(batches, "Find profitable configs: choose a config batch"))
         if batch:
-            await self.launch(["find-profitable-configs", "--batch", batch.path.name])
+            await self.launch(["find-profitable-configs", "--batch", batch.path.name],
+                              inputs=self._batch_inputs(PROFITABLE_CONFIGS, batch))
 
     @action_worker()
     async def action_build_models(self) -> None:
@@ -532,6 +558,11 @@ class EpochConsole(App[None]):
             self.notify(f"unit tests passed on {server}")
         elif code is not None:
             self.report_error(f"unit tests failed with exit code {code} (see the log pane)", server)
+
+    def _batch_inputs(self, stage: str, batch: Any) -> list[str]:
+        """The paths a batch's job reads: the rule dispatch pushes by (remote.board.BatchSpec)."""
+        spec = BatchSpec(stage, batch.path.stem, batch.category or None)
+        return spec.push_paths(self.workspace.active_epoch_id())
 
     def _read(self, reader: Callable[..., Any], *args: Any) -> Any:
         try:

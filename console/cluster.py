@@ -14,7 +14,7 @@ import os
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from remote import jobs, status
 from remote.config import ClusterConfig, load_cluster_config
@@ -22,6 +22,9 @@ from remote.errors import HostKeyError, HostUnreachable, RemoteError
 from remote.hosts import Host, HostState, backoff_delay, make_host
 
 from console.state import CONNECTING, OFFLINE, ONLINE, RECONNECTING, HostView, JobView
+
+if TYPE_CHECKING:  # pragma: no cover
+    from remote.sync import SyncReport
 
 STATUS_INTERVAL_S = 1.0
 JOBS_POLL_S = 15.0
@@ -281,6 +284,21 @@ class Cluster:
         return await power.unit_tests(self.host(server), on_output=lambda line: sink([line]))
 
     # --- sync -----------------------------------------------------------------
+    def is_local(self, server: str) -> bool:
+        """Whether ``server`` is this machine's own workspace (nothing to push there)."""
+        return any(s.name == server and s.local for s in self.config.servers)
+
+    async def plan_push(self, server: str, paths: Sequence[str]) -> list[str]:
+        """What a push of ``paths`` to ``server`` would send (nothing is sent)."""
+        from remote import sync
+
+        return await sync.plan_push(self.host(server), list(paths), local_root=self.local_root)
+
+    async def push_paths(self, server: str, paths: Sequence[str]) -> "SyncReport":
+        from remote import sync
+
+        return await sync.push(self.host(server), list(paths), local_root=self.local_root)
+
     async def sync(self, server: str, direction: str, group: str) -> str:
         """Push/pull a group of the local workspace (``dist`` bootstraps the project);
         progress shows in the server's row while it runs."""

@@ -536,6 +536,22 @@ async def _after(value: asyncio.Future, then: Callable[[str], Awaitable[None]]) 
     await then(await value)
 
 
+async def plan_push(
+    host: "Host", what: str | Sequence[str], *, local_root: str | os.PathLike, remote_root: str | None = None,
+) -> list[str]:
+    """The files a push of ``what`` would send (missing on the host or different there), sending nothing:
+    the preflight of a job started by hand, which needs the same inputs a dispatch pushes."""
+    local = _LocalSide(host, Path(local_root).resolve())
+    remote = _RemoteSide(host, remote_root or host.root)
+    paths = resolve_paths(what, "push", local.root)
+    if not paths:
+        return []
+    source = await local.manifest(paths)
+    dest = _trusted_listing(host, await remote.manifest(paths), paths, [])
+    send, _touch = await _changed(host, source, dest, local.hash, remote.hash)
+    return send
+
+
 async def _sync(
     host: "Host", direction: str, what: str | Sequence[str], local_root: str | os.PathLike,
     remote_root: str | None, progress: ProgressCallback | None,

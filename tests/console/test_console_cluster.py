@@ -268,3 +268,35 @@ async def test_k_stops_the_followed_job_and_says_what_really_happened(console_ap
                                           for m in notifications(app)), what="the already-finished message")
         assert type(app.screen).__name__ != "ConfirmDialog"
         assert not any(m.startswith(f"stopped {done.id}") for m in notifications(app))
+
+
+async def test_a_run_on_a_fresh_server_offers_to_push_what_the_job_reads(console_app: EpochConsole, sshd_pair) -> None:
+    """`t` on a server that has nothing yet: before starting, the console names what the job reads and the
+    server lacks (the rule dispatch pushes by), pushes it on confirmation, then runs."""
+    from tests.test_board import write_regression_batch
+
+    app = console_app
+    write_regression_batch(app.workspace, "DNN", "KR_DNN_1_1", ["PF1"])
+    srv1 = sshd_pair.servers[0]
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: all_online(app), what="servers online")
+        select_server(app, "srv1")
+        await pilot.press("t")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "BatchPicker", what="the batch picker")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "OptionsForm", what="the training options")
+        app.screen.query_one("#f-max_epochs").value = "1"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", timeout=30, what="the push offer")
+        question = str(app.screen.query_one("#confirm-question").render())
+        assert "srv1 lacks what train-regression-batch reads" in question and "KR_DNN_1_1.json" in question, question
+        assert not (srv1.root / "config" / "epoch.json").exists()
+        await pilot.press("tab", "enter")
+        await wait_for(pilot, lambda: any(j.command.startswith("train-regression-batch") and j.server == "srv1"
+                                          for j in app.cluster.jobs.values()), timeout=60, what="the job on srv1")
+        assert any(m.startswith("pushed ") and "to srv1 for train-regression-batch" in m for m in notifications(app))
+        epoch = app.workspace.epoch()
+        assert (srv1.root / epoch.relative(epoch.regression_batch_file("DNN", "KR_DNN_1_1"))).is_file()
+        assert (srv1.root / "candlesticks" / "bundle.json").is_file()
+        job = next(j for j in app.cluster.jobs.values() if j.server == "srv1")
+        await app.cluster.stop_job("srv1", job.id)
