@@ -76,7 +76,8 @@ def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("host", str(status.get("hostname", "?"))))
     rows.append(("workspace", str(status.get("workspace", "?"))))
     cpu = status.get("cpu")
-    rows.append(("cpu", f"{part(cpu, 'percent', unit='%')} of {part(cpu, 'count')} cores".replace(".0 cores", " cores")))
+    cores = cpu.get("count") if isinstance(cpu, dict) else None
+    rows.append(("cpu", f"{part(cpu, 'percent', unit='%')} of {cores if isinstance(cores, int) else '?'} cores"))
     memory, disk = status.get("memory"), status.get("disk")
     rows.append(("memory", f"{part(memory, 'used', gib)} of {part(memory, 'total', gib)} GiB used ({part(memory, 'percent', unit='%')})"))
     rows.append(("disk", f"{part(disk, 'free', gib)} GiB free of {part(disk, 'total', gib)} GiB ({disk.get('path', '?') if isinstance(disk, dict) else '?'})"))

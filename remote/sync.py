@@ -542,14 +542,29 @@ async def plan_push(
     """The files a push of ``what`` would send (missing on the host or different there), sending nothing:
     the preflight of a job started by hand, which needs the same inputs a dispatch pushes."""
     local = _LocalSide(host, Path(local_root).resolve())
-    remote = _RemoteSide(host, remote_root or host.root)
     paths = resolve_paths(what, "push", local.root)
     if not paths:
         return []
-    source = await local.manifest(paths)
-    dest = _trusted_listing(host, await remote.manifest(paths), paths, [])
-    send, _touch = await _changed(host, source, dest, local.hash, remote.hash)
+    _source, send, _touch = await _compare(host, "push", local, _RemoteSide(host, remote_root or host.root), paths,
+                                           SyncReport(host.name, "push"))
     return send
+
+
+async def _compare(
+    host: "Host", direction: str, local: _LocalSide, remote: _RemoteSide, paths: list[str], report: SyncReport,
+) -> tuple[dict[str, list[int]], list[str], dict[str, int]]:
+    """Steps 1-2 of the module docstring: the source's files, those to send and those to touch."""
+    source_side, dest_side = (local, remote) if direction == "push" else (remote, local)
+    source = await source_side.manifest(paths)
+    dest = await dest_side.manifest(paths)
+    if direction == "pull":  # the source is the host: only what was asked for, well-formed
+        source = _trusted_listing(host, source, paths, report.refused)
+    else:  # the destination is the host: a lie there can only make us send our own files again
+        dest = _trusted_listing(host, dest, paths, [])
+        report.unsendable = sorted(local.unsendable)
+    report.files_checked = len(source)
+    send, touch = await _changed(host, source, dest, source_side.hash, dest_side.hash)
+    return source, send, touch
 
 
 async def _sync(
@@ -560,23 +575,13 @@ async def _sync(
     started = time.perf_counter()
     local = _LocalSide(host, Path(local_root).resolve())
     remote = _RemoteSide(host, remote_root or host.root)
-    source_side, dest_side = (local, remote) if direction == "push" else (remote, local)
     paths = resolve_paths(what, direction, local.root)
     report = SyncReport(host.name, direction)
     if not paths and direction == "push":  # an empty push group (e.g. no root files) contacts nobody
         return report
-    source = await source_side.manifest(paths)
-    dest = await dest_side.manifest(paths)
-    if direction == "pull":  # the source is the host: only what was asked for, well-formed
-        source = _trusted_listing(host, source, paths, report.refused)
-    else:  # the destination is the host: a lie there can only make us send our own files again
-        dest = _trusted_listing(host, dest, paths, [])
-    report.files_checked = len(source)
-    if direction == "push":
-        report.unsendable = sorted(local.unsendable)
-    send, touch = await _changed(host, source, dest, source_side.hash, dest_side.hash)
+    source, send, touch = await _compare(host, direction, local, remote, paths, report)
     if touch:
-        await dest_side.touch(touch)
+        await (remote if direction == "push" else local).touch(touch)
         report.files_touched = len(touch)
     if send:
         if direction == "push":
