@@ -107,6 +107,8 @@ def test_dispatch_survives_dispatcher_crash_sshd_kill_and_kill_9(small_epoch: Wo
         running_before = {(n, j["id"]) for n, j in all_jobs(three_hosts.servers) if j["state"] == "running"}
         # srv3's sshd dies under the running dispatcher (its job keeps running), then srv1's job is killed -9:
         # the dispatcher retries that batch on srv1 while srv3 is still down.
+        srv3_jobs = [j["pid"] for j in jobs_on(srv3.root) if j["state"] == "running"]
+        wait_until(lambda: not set(srv3_jobs) & set(srv3.session_pids()), 60, "srv3's job detached from its start call")
         srv3.kill()
         victim = next(j for j in jobs_on(srv1.root) if j["state"] == "running")
         child = json.loads((srv1.root / ".jobs" / victim["id"] / "job.json").read_text())["child_pid"]
@@ -257,6 +259,9 @@ def test_a_batch_moves_off_a_server_that_stays_unreachable(small_epoch: Workspac
         lost_name, first = next((n, j) for n, j in all_jobs(servers) if j["state"] == "running")
         lost = next(s for s in servers if s.name == lost_name)
         other = next(s for s in servers if s is not lost)
+        # Until the helper that started it has exited, the job is still a descendant of sshd, and killing
+        # the server (sshd and everything forked from it) would kill the job too: wait for it to be detached.
+        wait_until(lambda: first["pid"] not in lost.session_pids(), 60, "the job detached from its start call")
         os.killpg(first["pid"], signal.SIGSTOP)  # first: the job there stays alive but makes no progress
         lost.kill()
         frozen = agent.cmd_info({"root": str(lost.root), "job_id": first["id"]})
