@@ -9,25 +9,22 @@ press. Every failure ends in ``report_error``: one line, no traceback.
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable
 
 from rich.markup import escape
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Header
 
 from epoch_builder.errors import EpochBuilderError
-from epoch_builder.workspace import CANDLESTICKS_DIR, CONFIG_DIR, Workspace
-from remote.board import PROFITABLE_CONFIGS, REGRESSIONS, BatchSpec
+from epoch_builder.workspace import Workspace
 
-from console.actions import ACTIONS, with_console_keys
+from console.actions import ACTIONS, ACTIONS_BY_ID, ActionSpec, with_console_keys
 from console.cluster import Cluster
 from console.commands import ActionsProvider
 from console.state import ONLINE, JobView
@@ -42,89 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
 REDRAW_INTERVAL_S = 0.25
 
 
-def action_worker(group: str = "action") -> Callable[[Callable[..., Awaitable[None]]], Any]:
-    """Run an action as a worker whose failures become a message, not a crash."""
-
-    def decorate(method: Callable[..., Awaitable[None]]) -> Any:
-        @functools.wraps(method)
-        async def guarded_method(self: "EpochConsole", *args: Any, **kwargs: Any) -> None:
-            try:
-                await method(self, *args, **kwargs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - shown to the user instead of a traceback
-                self.report_error(exc, method.__name__.removeprefix("action_").replace("_", " "))
-
-        return work(group=group, exit_on_error=False)(guarded_method)
-
-    return decorate
-
-
-def status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
-    """A status snapshot as labelled, human-readable lines (sizes in GiB, times as local time)."""
-    import time as clock
-
-    gib = 1024 ** 3
-
-    def part(value: Any, key: str, scale: float = 1.0, unit: str = "") -> str:
-        number = value.get(key) if isinstance(value, dict) else None
-        return f"{number / scale:,.1f}{unit}" if isinstance(number, (int, float)) else "?"
-
-    rows: list[tuple[str, str]] = []
-    if isinstance(status.get("time"), (int, float)):
-        rows.append(("as of", clock.strftime("%Y-%m-%d %H:%M:%S", clock.localtime(status["time"]))))
-    rows.append(("host", str(status.get("hostname", "?"))))
-    rows.append(("workspace", str(status.get("workspace", "?"))))
-    cpu = status.get("cpu")
-    cores = cpu.get("count") if isinstance(cpu, dict) else None
-    rows.append(("cpu", f"{part(cpu, 'percent', unit='%')} of {cores if isinstance(cores, int) else '?'} cores"))
-    memory, disk = status.get("memory"), status.get("disk")
-    rows.append(("memory", f"{part(memory, 'used', gib)} of {part(memory, 'total', gib)} GiB used ({part(memory, 'percent', unit='%')})"))
-    rows.append(("disk", f"{part(disk, 'free', gib)} GiB free of {part(disk, 'total', gib)} GiB ({disk.get('path', '?') if isinstance(disk, dict) else '?'})"))
-    load = status.get("load")
-    rows.append(("load", " ".join(str(x) for x in load) if isinstance(load, list) else "?"))
-    if isinstance(status.get("uptime_s"), (int, float)):
-        rows.append(("up", f"{status['uptime_s'] / 3600:,.1f} h"))
-    gpus = status.get("gpu")
-    if gpus is None:
-        rows.append(("gpu", "none (no nvidia-smi)"))
-    for index, gpu in enumerate(gpus or []):
-        if isinstance(gpu, dict):
-            rows.append((f"gpu {index}", f"{gpu.get('name', '?')}: {part(gpu, 'utilization_percent', unit='%')} busy, "
-                                        f"{part(gpu, 'memory_used_mb', 1024)} of {part(gpu, 'memory_total_mb', 1024)} GiB, "
-                                        f"{part(gpu, 'temperature_c', unit=' °C')}"))
-    jobs = [job for job in status.get("jobs") or [] if isinstance(job, dict)]
-    rows.append(("jobs", ", ".join(str(job.get("id")) for job in jobs) if jobs else "none running"))
-    return rows
-
-
-class StatusScreen(ModalScreen[None]):
-    """The selected server's full status snapshot, in words and units."""
-
-    BINDINGS = [Binding("escape,q", "close", "Close")]
-
-    def __init__(self, name: str, status: dict[str, Any]) -> None:
-        super().__init__()
-        self.server_name, self.status = name, status
-
-    def compose(self) -> ComposeResult:
-        from rich.table import Table
-
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold")
-        table.add_column()
-        for label, value in status_rows(self.status) if self.status else [("status", "no status received yet")]:
-            table.add_row(label, escape(value))
-        with VerticalScroll(classes="dialog", id="status-json"):
-            yield Static(table)
-
-    def on_mount(self) -> None:
-        self.query_one(VerticalScroll).border_title = f"Status of {self.server_name}"
-
-    def action_close(self) -> None:
-        self.dismiss(None)
-
-
 class EpochConsole(App[None]):
     TITLE = "Epoch Console"
     CSS_PATH = [Path(__file__).with_name("global.tcss"), Path(__file__).with_name("app.tcss")]  # absolute: subclasses live elsewhere
@@ -133,7 +47,7 @@ class EpochConsole(App[None]):
         Binding("a", "menu", "Actions"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
-        *(Binding(spec.key, spec.id, spec.title, show=spec.footer) for spec in ACTIONS if spec.key),
+        *(Binding(spec.key, f"perform('{spec.id}')", spec.title, show=spec.footer) for spec in ACTIONS if spec.key),
     ]
 
     def __init__(self, cluster: Cluster, workspace: Workspace, *, live: bool = True) -> None:
@@ -214,7 +128,7 @@ class EpochConsole(App[None]):
 
     @on(DataTable.RowSelected, "#jobs")
     def _job_chosen(self) -> None:
-        self.action_subscribe_logs()
+        self.run_action_id("subscribe_logs")
 
     # --- errors ---------------------------------------------------------------
     def notify(self, message: str, **kwargs: Any) -> None:  # type: ignore[override]
@@ -256,13 +170,26 @@ class EpochConsole(App[None]):
         server = self.servers_table.selected_server
         return f"(server {server})" if server else ""
 
+    # --- running actions: one path, one error handler -------------------------
+    def action_perform(self, action_id: str) -> None:
+        """What every action key is bound to (``perform('<id>')``)."""
+        self.run_action_id(action_id)
+
     def run_action_id(self, action_id: str) -> None:
-        getattr(self, f"action_{action_id}")()
+        """Run a console action (menu, palette, key, Board) as a worker; what it raises is reported."""
+        spec = ACTIONS_BY_ID.get(action_id)
+        if spec is None:
+            self.report_error(f"unknown action {action_id!r}; known: {', '.join(sorted(ACTIONS_BY_ID))}")
+            return
+        self.run_worker(self._perform(spec), group="action", name=spec.id, exit_on_error=False)
 
-    def action_board(self) -> None:
-        from console.screens.board import BoardScreen  # batch board + auto-dispatch
-
-        self.push_screen(BoardScreen())
+    async def _perform(self, spec: ActionSpec) -> None:
+        try:
+            await spec.run(self)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one handler: a message, never a traceback
+            self.report_error(exc, spec.context)
 
     async def read_board(self) -> "Board":
         """The Board screen's source: the workspace plus every server's job directories."""
@@ -270,8 +197,10 @@ class EpochConsole(App[None]):
 
         return await boards.build_board(self.workspace.root, list(self.cluster.remote_hosts.values()))
 
-    @action_worker()
-    async def action_quit(self) -> None:
+    def action_quit(self) -> None:  # type: ignore[override]
+        self.run_worker(self._quit(), group="action", name="quit", exit_on_error=False)
+
+    async def _quit(self) -> None:
         """Quit; while auto-dispatch runs, only after a confirmation (quitting ends it)."""
         auto = getattr(self, "_auto_dispatch", None)
         if auto is not None and auto.running and not await self.confirm(
@@ -302,38 +231,7 @@ class EpochConsole(App[None]):
         return await self.push_screen_wait(ServerPicker(names, allow_all=allow_all, title=title, default=default,
                                                         all_means=all_means))
 
-    # --- Server actions -------------------------------------------------------
-    def action_connect(self) -> None:
-        """Hand the terminal to an interactive ssh in the server's workspace."""
-        import subprocess
-
-        try:
-            server = self.selected_server
-            argv = self.cluster.interactive_command(server)
-        except EpochBuilderError as exc:
-            self.report_error(exc, "connect")
-            return
-        with self.suspend():
-            completed = subprocess.run(argv, check=False)
-        if completed.returncode not in (0, 130):
-            self.report_error(f"{argv[0]} exited with code {completed.returncode}", f"connect {server}")
-
-    def action_view_status(self) -> None:
-        try:
-            server = self.selected_server
-        except EpochBuilderError as exc:
-            self.report_error(exc)
-            return
-        self.push_screen(StatusScreen(server, self.cluster.hosts[server].status))
-
-    def action_subscribe_logs(self) -> None:
-        try:
-            job = self.selected_job if self.jobs_table.has_focus else self.newest_running_job(self.selected_server)
-        except EpochBuilderError as exc:
-            self.report_error(exc)
-            return
-        self.follow_log(job)
-
+    # --- the job an action means -------------------------------------------------
     def newest_running_job(self, server: str) -> JobView:
         running = [job for job in self.cluster.jobs.values() if job.server == server and job.state == "running"]
         if not running:
@@ -356,297 +254,6 @@ class EpochConsole(App[None]):
     async def _follow_worker(self, job: JobView) -> None:
         view = self.log_pane.view
         await self.guarded(f"log of {job.id} on {job.server}", self.cluster.follow_log(job.server, job.id, view.append_lines))
-
-    @action_worker()
-    async def action_reboot(self) -> None:
-        await self._power("reboot")
-
-    @action_worker()
-    async def action_shutdown(self) -> None:
-        await self._power("shutdown")
-
-    async def _power(self, what: str) -> None:
-        servers = await self.choose_servers(f"{what.capitalize()} which server?", allow_all=True, all_but_this_machine=True)
-        if not servers:
-            return
-        if not await self.confirm(f"{what.capitalize()} {', '.join(servers)}? Running jobs stop.", what.capitalize()):
-            return
-        for server in servers:
-            if await self.guarded(f"{what} {server}", self.cluster.power(server, what)) is not None:
-                self.notify(f"{what} sent to {server}")
-
-    @action_worker()
-    async def action_kill_process(self) -> None:
-        job = self.target_job()
-        if self.live:  # the state the server reports now (a recorded showcase has no server to ask)
-            job = await self.cluster.refresh_job(job.server, job.id)
-        if job.state != "running":
-            self.report_error(f"job {job.id} on {job.server} is not running: {job.state_label}; nothing to stop")
-            return
-        if not await self.confirm(f"Stop job {job.id} ({job.command}) on {job.server}, running now? Only its "
-                                  "process group is signalled.", "Stop job"):
-            return
-        ended = await self.guarded(f"stop {job.id} on {job.server}", self.cluster.stop_job(job.server, job.id))
-        if ended is None:
-            return
-        if ended.state == "stopped":
-            self.notify(f"stopped {job.id} on {job.server} ({ended.state_label})")
-        else:  # it ended on its own between the question and the answer
-            self.notify(f"job {job.id} on {job.server} had already ended: {ended.state_label}; nothing was stopped")
-
-    @action_worker()
-    async def action_install_key(self) -> None:
-        from console.screens.forms import TextForm
-
-        servers = await self.choose_servers("Install your SSH public key on which server?", allow_all=True)
-        if not servers:
-            return
-        key = await self.push_screen_wait(TextForm("Install SSH key", "public key file", default_public_key()))
-        if not key:
-            return
-        for server in servers:
-            added = await self.guarded(f"install key on {server}", self.cluster.install_key(server, key))
-            if added is not None:
-                self.notify(f"public key {'installed' if added else 'was already installed'} on {server}")
-
-    # --- Epoch Builder actions --------------------------------------------------
-    async def launch(self, args: list[str], *, server: str | None = None, follow: bool = True,
-                     inputs: Sequence[str] = ()) -> JobView | None:
-        """Start ``epoch-builder <args>`` as a detached job and follow its log. ``inputs``: the workspace paths
-        it reads, offered as a push first where the server lacks them or holds older versions."""
-        server = server or self.selected_server
-        if inputs and not await self._preflight(args[0], server, inputs):
-            return None
-        job = await self.guarded(f"{args[0]} on {server}", self.cluster.start_job(server, args))
-        if job is not None:
-            self.notify(f"started {args[0]} on {server} (job {job.id})")
-            if follow:
-                self.follow_log(job)
-        return job
-
-    async def _preflight(self, command: str, server: str, inputs: Sequence[str]) -> bool:
-        """What dispatch does before a job, for a job started by hand: push the inputs the server lacks."""
-        if self.cluster.is_local(server):
-            return True
-        missing = await self.guarded(f"check what {command} needs on {server}", self.cluster.plan_push(server, inputs))
-        if missing is None:
-            return False
-        if not missing:
-            return True
-        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-        if not await self.confirm(f"{server} lacks what {command} reads, or holds older versions: {shown} "
-                                  f"({len(missing)} file(s)). Push them first, then run?", "Push and run"):
-            return False
-        pushed = await self.guarded(f"push to {server}", self.cluster.push_paths(server, inputs))
-        if pushed is None:
-            return False
-        self.notify(f"pushed {pushed.files_sent} file(s) to {server} for {command}")
-        return True
-
-    @action_worker()
-    async def action_import_candlesticks(self) -> None:
-        from console.screens.forms import ImportCandlesForm
-
-        server = self.selected_server
-        args = await self.push_screen_wait(ImportCandlesForm(server))
-        if args:
-            await self.launch(args, server=server)  # its log ends with the import's report
-
-    @action_worker()
-    async def action_create_epoch(self) -> None:
-        from console.screens.forms import CreateEpochForm
-
-        args = await self.push_screen_wait(CreateEpochForm())
-        if args:
-            await self.launch(args, inputs=[CANDLESTICKS_DIR])
-
-    @action_worker()
-    async def action_generate_configs(self) -> None:
-        from console.screens.forms import FormField, OptionsForm
-
-        server = self.selected_server
-        options = await self.push_screen_wait(OptionsForm(f"Generate regression training configs on {server}", [
-            FormField("grid", "grid file", hint=f"path on {server}; empty: the bundled 1,220-model grid"),
-            FormField("force", "existing batches", "flag", hint="replace them (--force)"),
-        ]))
-        if options is None:
-            return
-        if options["force"] and not await self.confirm(
-                f"Replace the epoch's existing training-config batches on {server}? Trained results stay, but the "
-                "batches they came from are written again.", "Replace"):
-            return
-        await self.launch(["generate-regression-training-configs", *(["--grid", options["grid"]] if options["grid"] else []),
-                           *(["--force"] if options["force"] else [])], server=server, inputs=[CONFIG_DIR])
-
-    @action_worker()
-    async def action_train_batch(self) -> None:
-        from console.screens.forms import BatchPicker, FormField, OptionsForm
-        from console.workspace_files import list_batches
-
-        batches = self._read(list_batches, self.workspace)
-        if batches is None:
-            return
-        server = self.selected_server
-        batch = await self.push_screen_wait(BatchPicker(batches, f"Train regression batch on {server}: choose a batch"))
-        if not batch:
-            return
-        options = await self.push_screen_wait(OptionsForm(f"Train {batch.path.stem} on {server}", [
-            FormField("max_epochs", "max epochs per model", "int", hint="empty: each config's own (else 500)",
-                      low=1, high=100_000)]))
-        if options is None:
-            return
-        # The batch's name: the command finds it under regression_training_configs/<category>/ on any host.
-        await self.launch(["train-regression-batch", "--category", batch.category, "--batch", batch.path.name,
-                           *(["--max-epochs", str(options["max_epochs"])] if options["max_epochs"] else [])], server=server,
-                          inputs=self._batch_inputs(REGRESSIONS, batch))
-
-    @action_worker()
-    async def action_initialize_models(self) -> None:
-        from console.screens.forms import RegressionPicker
-        from console.workspace_files import list_regressions
-
-        regressions = self._read(list_regressions, self.workspace)
-        if regressions is None:
-            return
-        if not regressions:
-            self.report_error("no trained regressions in the local workspace: pull trained regressions first")
-            return
-        args = await self.push_screen_wait(RegressionPicker(regressions))
-        if args:
-            await self.launch(args)
-
-    @action_worker()
-    async def action_find_profitable(self) -> None:
-        from console.screens.forms import BatchPicker
-        from console.workspace_files import list_batches
-
-        batches = self._read(list_batches, self.workspace, "configs")
-        if batches is None:
-            return
-        batch = await self.push_screen_wait(BatchPicker(batches, "Find profitable configs: choose a config batch"))
-        if batch:
-            await self.launch(["find-profitable-configs", "--batch", batch.path.name],
-                              inputs=self._batch_inputs(PROFITABLE_CONFIGS, batch))
-
-    @action_worker()
-    async def action_build_models(self) -> None:
-        from console.screens.forms import NumberForm
-
-        limit = await self.push_screen_wait(NumberForm("Build prediction models", "limit (models kept)", 100, 1, 10_000_000))
-        if limit:
-            await self.launch(["build-prediction-models", "--top", str(limit)])
-
-    @action_worker()
-    async def action_export_epoch(self) -> None:
-        from console.screens.forms import ModelPicker
-        from console.workspace_files import list_build_models
-
-        models = self._read(list_build_models, self.workspace)
-        if models is None:
-            return
-        model_id = await self.push_screen_wait(ModelPicker(models))
-        if model_id:
-            await self.launch(["export-epoch", "--model-id", model_id])
-
-    @action_worker()
-    async def action_unit_tests(self) -> None:
-        server = self.selected_server
-        self.following = None
-        pane = self.log_pane
-        pane.show_source(f"{server} · unit tests")
-        code = await self.guarded(f"unit tests on {server}", self.cluster.unit_tests(server, pane.view.append_lines))
-        if code == 0:
-            self.notify(f"unit tests passed on {server}")
-        elif code is not None:
-            self.report_error(f"unit tests failed with exit code {code} (see the log pane)", server)
-
-    def _batch_inputs(self, stage: str, batch: Any) -> list[str]:
-        """The paths a batch's job reads: the rule dispatch pushes by (remote.board.BatchSpec)."""
-        spec = BatchSpec(stage, batch.path.stem, batch.category or None)
-        return spec.push_paths(self.workspace.active_epoch_id())
-
-    def _read(self, reader: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return reader(*args)
-        except EpochBuilderError as exc:
-            self.report_error(exc)
-            return None
-
-    # --- Push / Pull ----------------------------------------------------------
-    async def _sync(self, direction: str, what: str, title: str) -> None:
-        servers = await self.choose_servers(f"{title}: which server?", allow_all=True)
-        if not servers:
-            return
-        if direction == "push" and not await self.confirm(
-            f"{title} to {', '.join(servers)}? Changed files on the server are overwritten.", "Push"
-        ):
-            return
-        results = await asyncio.gather(
-            *(self.guarded(f"{title} {server}", self.cluster.sync(server, direction, what)) for server in servers)
-        )
-        for server, summary in zip(servers, results):
-            if summary is not None:
-                self.notify(f"{title} {server}: {summary}")
-
-    def _sync_action(direction: str, what: str, title: str):  # noqa: N805 - builds methods below
-        @action_worker("sync")
-        async def action(self: "EpochConsole") -> None:
-            await self._sync(direction, what, title)
-
-        return action
-
-    # Group names are remote.sync's (``dist`` is remote.bootstrap: push + install the project).
-    action_push_root = _sync_action("push", "root-files", "Push root files")
-    action_push_config = _sync_action("push", "config", "Push configuration")
-    action_push_candlesticks = _sync_action("push", "candlesticks", "Push candlesticks")
-    action_push_dist = _sync_action("push", "dist", "Push dist/project")
-    action_push_training_configs = _sync_action("push", "regression-training-configs", "Push regression training configs")
-    action_push_prediction_models = _sync_action("push", "prediction-models", "Push prediction models")
-    action_push_everything = _sync_action("push", "workspace", "Push everything")
-    action_pull_regressions = _sync_action("pull", "trained-regressions", "Pull trained regressions")
-    action_pull_prediction_models = _sync_action("pull", "prediction-models", "Pull prediction models")
-    del _sync_action
-
-    # --- Charts ---------------------------------------------------------------
-    @action_worker()
-    async def action_chart_regression(self) -> None:
-        from console.screens.charts import loss_chart_for
-        from console.screens.forms import RegressionChooser
-        from console.workspace_files import list_regressions
-
-        regressions = self._read(list_regressions, self.workspace)
-        if not regressions:
-            if regressions is not None:
-                self.report_error("no trained regressions in the local workspace: pull trained regressions first")
-            return
-        chosen = await self.push_screen_wait(RegressionChooser(regressions))
-        if chosen is None:
-            return
-        screen = self._read(loss_chart_for, chosen.path)
-        if screen is not None:
-            self.push_screen(screen)
-
-    @action_worker()
-    async def action_chart_model(self) -> None:
-        from console.screens.charts import BalanceChartScreen
-        from console.screens.forms import ModelPicker
-        from console.workspace_files import list_build_models
-
-        models = self._read(list_build_models, self.workspace)
-        if models is None:
-            return
-        model_id = await self.push_screen_wait(ModelPicker(models))
-        if model_id:
-            self.push_screen(BalanceChartScreen(next(m for m in models if m.id == model_id)))
-
-
-def default_public_key() -> str:
-    """The first of the usual public key files that exists (else the ed25519 one)."""
-    for name in ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"):
-        path = Path.home() / ".ssh" / name
-        if path.exists():
-            return str(path)
-    return str(Path.home() / ".ssh" / "id_ed25519.pub")
 
 
 def make_app(config_path: str | Path | None = None, workspace: str | Path | None = None) -> EpochConsole:

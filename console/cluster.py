@@ -3,8 +3,16 @@
 One supervisor task per host connects (retrying with backoff while the host
 is down), streams ``status --watch`` snapshots, polls the job list and follows
 the events of running jobs. Everything lands in plain ``HostView`` /
-``JobView`` objects that the app redraws on a timer. This module is the only
-place the console touches ``remote``.
+``JobView`` objects that the app redraws on a timer.
+
+The hosts themselves are one ``remote.cluster.Cluster`` (the object
+``epoch-cluster`` uses too). This module is where the console drives hosts for
+its own actions: jobs, logs, power, keys, sync. Other console modules import
+``remote`` too: the Board screen runs ``remote.dispatch``'s ``Dispatcher``
+(auto-dispatch) on these same hosts and reads ``remote.board``; the app's
+``read_board``, ``console.actions.pipeline`` (which paths a batch's job reads)
+and the dispatch form use ``remote.board``'s rules and names; the showcase
+builds recorded boards and configs.
 """
 
 from __future__ import annotations
@@ -17,9 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from remote import jobs, status
+from remote.cluster import Cluster as RemoteCluster
 from remote.config import ClusterConfig, load_cluster_config
 from remote.errors import HostKeyError, HostUnreachable, RemoteError
-from remote.hosts import Host, HostState, backoff_delay, make_host
+from remote.hosts import Host, HostState, backoff_delay
 
 from console.state import CONNECTING, OFFLINE, ONLINE, RECONNECTING, HostView, JobView
 
@@ -59,7 +68,7 @@ class Cluster:
     def __init__(self, config: ClusterConfig, local_root: str | os.PathLike) -> None:
         self.config = config
         self.local_root = Path(local_root)
-        self.remote_hosts: dict[str, Host] = {s.name: make_host(s, config.ssh) for s in config.servers}
+        self.remote = RemoteCluster(config)  # the connections, one Host per server
         self.hosts: dict[str, HostView] = {
             s.name: HostView(s.name, "local" if s.local else s.address) for s in config.servers
         }
@@ -75,6 +84,10 @@ class Cluster:
         when there is no cluster file."""
         return cls(load_cluster_config(path, local_root=local_root), local_root)
 
+    @property
+    def remote_hosts(self) -> dict[str, Host]:
+        return self.remote.hosts
+
     # --- lifecycle ------------------------------------------------------------
     def start(self, report: ErrorSink) -> None:
         """Start one supervisor per host (call from the running event loop)."""
@@ -89,7 +102,7 @@ class Cluster:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*(h.close() for h in self.remote_hosts.values()), return_exceptions=True)
+        await self.remote.close()
 
     def _host_state_changed(self, host: Host) -> None:
         view = self.hosts[host.name]

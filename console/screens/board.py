@@ -223,7 +223,7 @@ class BoardScreen(Screen[None]):
             self.app.notify(f"next: {step['step']}: {escape(step['command'])}" if step else "nothing to do")
             return
         self.dismiss(None)
-        self.app.call_later(self.app.run_action, action)
+        self.app.call_later(self.app.run_action_id, action)
 
     @on(DataTable.RowSelected, "#board-table")
     def _show_log(self, event: DataTable.RowSelected) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import wait_for, write_cluster_file
 
+from console.actions import pipeline
 from console.app import EpochConsole, make_app
 from console.screens.charts import LossChartScreen
 
@@ -167,7 +168,7 @@ async def test_push_and_epoch_builder_actions(console_app: EpochConsole, sshd_pa
         assert app.log_pane.source.startswith("srv1")
 
         # A command that fails: the message carries the exit code and the last log lines.
-        job = await app.launch(["create-epoch", "--id", "BAD"], server="srv1")
+        job = await pipeline.launch(app, ["create-epoch", "--id", "BAD"], server="srv1")
         await wait_for(pilot, lambda: app.cluster.jobs[job.key].state == "failed", timeout=60, what="failing job")
         await wait_for(pilot, lambda: any("failed with exit code 2" in m for m in notifications(app)), what="failure message")
         assert any("is invalid" in m for m in notifications(app) if "failed with exit code 2" in m)

@@ -229,9 +229,48 @@ def test_the_board_is_in_the_footer_help_palette_and_menu() -> None:
 
     board = ACTIONS_BY_ID["board"]
     assert board.key == "o" and board.footer
-    assert any(b.key == "o" and b.show and b.action == "board" for b in EpochConsole.BINDINGS)
+    assert any(b.key == "o" and b.show and b.action == "perform('board')" for b in EpochConsole.BINDINGS)
     assert "| `o` | Board |" in help_markdown()
     assert board in actions_in(board.group)  # the `a` menu and the palette list every ACTIONS entry
+
+
+def test_every_action_is_a_coroutine_its_key_performs() -> None:
+    """Actions as data: each spec holds the coroutine that runs it, and its key binding performs that spec."""
+    import inspect
+
+    from console.actions import ACTIONS, ACTIONS_BY_ID
+    from console.app import EpochConsole
+
+    assert len(ACTIONS_BY_ID) == len(ACTIONS)  # ids are unique
+    for spec in ACTIONS:
+        assert inspect.iscoroutinefunction(spec.run), spec.id
+    bound = {b.key: b.action for b in EpochConsole.BINDINGS}
+    for spec in ACTIONS:
+        if spec.key:
+            assert bound[spec.key] == f"perform('{spec.id}')", spec.id
+    assert not [name for name in dir(EpochConsole) if name.startswith("action_") and name.removeprefix("action_") in ACTIONS_BY_ID]
+
+
+async def test_a_failing_action_is_reported_once_by_the_one_handler() -> None:
+    """Whatever an action raises becomes one error toast prefixed with the action, never a crash."""
+    from console.actions import ACTIONS_BY_ID
+    from console.app import EpochConsole
+    from console.cluster import Cluster
+    from epoch_builder.workspace import Workspace
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:  # no cluster file: this machine alone, not connected
+        app = EpochConsole(Cluster.from_config(None, root), Workspace(Path(root)), live=False)
+        async with app.run_test() as pilot:
+            app.run_action_id("initialize_models")  # an empty workspace has no epoch
+            await pilot.pause(0.2)
+            app.run_action_id("no_such_action")
+            await pilot.pause(0.1)
+        errors = [m for m in app.messages if "no active epoch" in m]
+        assert len(errors) == 1 and errors[0].startswith(ACTIONS_BY_ID["initialize_models"].context + ": ")
+        assert "(console: Create epoch, key e)" in errors[0]  # the empty state names the key that fixes it
+        assert any("unknown action 'no_such_action'" in m for m in app.messages)
 
 
 def _fully_visible(widget, screen) -> bool:
@@ -284,7 +323,7 @@ async def test_all_servers_for_power_leaves_out_this_machine_unless_chosen_by_na
 
 
 def test_status_reads_in_words_and_units(tmp_path: Path) -> None:
-    from console.app import status_rows
+    from console.screens.status import status_rows
     from epoch_builder.status import snapshot
 
     rows = dict(status_rows(snapshot(tmp_path)))

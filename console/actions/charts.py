@@ -1,0 +1,47 @@
+"""Chart actions, drawn from the local workspace: a regression's loss curves, a model's balance."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from epoch_builder.errors import EpochBuilderError
+
+from console.actions.pipeline import NO_REGRESSIONS
+from console.actions.spec import ActionSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from console.app import EpochConsole
+
+GROUP = "Charts"
+
+
+async def chart_regression(app: "EpochConsole") -> None:
+    from console.screens.charts import loss_chart_for
+    from console.screens.forms import RegressionChooser
+    from console.workspace_files import list_regressions
+
+    regressions = list_regressions(app.workspace)
+    if not regressions:
+        raise EpochBuilderError(NO_REGRESSIONS)
+    chosen = await app.push_screen_wait(RegressionChooser(regressions))
+    if chosen is not None:
+        app.push_screen(loss_chart_for(chosen.path))
+
+
+async def chart_model(app: "EpochConsole") -> None:
+    from console.screens.charts import BalanceChartScreen
+    from console.screens.forms import ModelPicker
+    from console.workspace_files import list_build_models
+
+    models = list_build_models(app.workspace)
+    model_id = await app.push_screen_wait(ModelPicker(models))
+    if model_id:
+        app.push_screen(BalanceChartScreen(next(m for m in models if m.id == model_id)))
+
+
+ACTIONS = (
+    ActionSpec("chart_regression", GROUP, "Regression training chart", "loss / val_loss per epoch of a trained regression",
+               "L", run=chart_regression),
+    ActionSpec("chart_model", GROUP, "Model balance chart", "balance curve and positions of a model in build.json", "B",
+               run=chart_model),
+)

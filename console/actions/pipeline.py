@@ -1,0 +1,197 @@
+"""Epoch Builder actions: the pipeline's commands as detached jobs on a server, and the Board.
+
+Each form offers the options of its ``epoch-builder`` command and names the
+server it runs on; ``launch`` starts the job (after the same preflight push
+dispatch does) and follows its log.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+from epoch_builder.errors import EpochBuilderError
+from epoch_builder.workspace import CANDLESTICKS_DIR, CONFIG_DIR
+from remote.board import PROFITABLE_CONFIGS, REGRESSIONS, BatchSpec
+
+from console.actions.spec import ActionSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from console.app import EpochConsole
+    from console.state import JobView
+
+GROUP = "Epoch Builder"
+NO_REGRESSIONS = "no trained regressions in the local workspace: pull trained regressions first (key R)"
+
+
+async def launch(app: "EpochConsole", args: list[str], *, server: str | None = None, follow: bool = True,
+                 inputs: Sequence[str] = ()) -> "JobView | None":
+    """Start ``epoch-builder <args>`` as a detached job and follow its log. ``inputs``: the workspace paths
+    it reads, offered as a push first where the server lacks them or holds older versions.
+    None: the user declined the push."""
+    server = server or app.selected_server
+    if inputs and not await preflight(app, args[0], server, inputs):
+        return None
+    job = await app.cluster.start_job(server, args)
+    app.notify(f"started {args[0]} on {server} (job {job.id})")
+    if follow:
+        app.follow_log(job)
+    return job
+
+
+async def preflight(app: "EpochConsole", command: str, server: str, inputs: Sequence[str]) -> bool:
+    """What dispatch does before a job, for a job started by hand: push the inputs the server lacks."""
+    if app.cluster.is_local(server):
+        return True
+    missing = await app.cluster.plan_push(server, inputs)
+    if not missing:
+        return True
+    shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+    if not await app.confirm(f"{server} lacks what {command} reads, or holds older versions: {shown} "
+                             f"({len(missing)} file(s)). Push them first, then run?", "Push and run"):
+        return False
+    pushed = await app.cluster.push_paths(server, inputs)
+    app.notify(f"pushed {pushed.files_sent} file(s) to {server} for {command}")
+    return True
+
+
+def batch_inputs(app: "EpochConsole", stage: str, batch: Any) -> list[str]:
+    """The paths a batch's job reads: the rule dispatch pushes by (remote.board.BatchSpec)."""
+    spec = BatchSpec(stage, batch.path.stem, batch.category or None)
+    return spec.push_paths(app.workspace.active_epoch_id())
+
+
+async def board(app: "EpochConsole") -> None:
+    from console.screens.board import BoardScreen  # batch board + auto-dispatch
+
+    app.push_screen(BoardScreen())
+
+
+async def import_candlesticks(app: "EpochConsole") -> None:
+    from console.screens.forms import ImportCandlesForm
+
+    server = app.selected_server
+    args = await app.push_screen_wait(ImportCandlesForm(server))
+    if args:
+        await launch(app, args, server=server)  # its log ends with the import's report
+
+
+async def create_epoch(app: "EpochConsole") -> None:
+    from console.screens.forms import CreateEpochForm
+
+    args = await app.push_screen_wait(CreateEpochForm())
+    if args:
+        await launch(app, args, inputs=[CANDLESTICKS_DIR])
+
+
+async def generate_configs(app: "EpochConsole") -> None:
+    from console.screens.forms import FormField, OptionsForm
+
+    server = app.selected_server
+    options = await app.push_screen_wait(OptionsForm(f"Generate regression training configs on {server}", [
+        FormField("grid", "grid file", hint=f"path on {server}; empty: the bundled 1,220-model grid"),
+        FormField("force", "existing batches", "flag", hint="replace them (--force)"),
+    ]))
+    if options is None:
+        return
+    if options["force"] and not await app.confirm(
+            f"Replace the epoch's existing training-config batches on {server}? Trained results stay, but the "
+            "batches they came from are written again.", "Replace"):
+        return
+    await launch(app, ["generate-regression-training-configs", *(["--grid", options["grid"]] if options["grid"] else []),
+                       *(["--force"] if options["force"] else [])], server=server, inputs=[CONFIG_DIR])
+
+
+async def train_batch(app: "EpochConsole") -> None:
+    from console.screens.forms import BatchPicker, FormField, OptionsForm
+    from console.workspace_files import list_batches
+
+    batches = list_batches(app.workspace)
+    server = app.selected_server
+    batch = await app.push_screen_wait(BatchPicker(batches, f"Train regression batch on {server}: choose a batch"))
+    if not batch:
+        return
+    options = await app.push_screen_wait(OptionsForm(f"Train {batch.path.stem} on {server}", [
+        FormField("max_epochs", "max epochs per model", "int", hint="empty: each config's own (else 500)",
+                  low=1, high=100_000)]))
+    if options is None:
+        return
+    # The batch's name: the command finds it under regression_training_configs/<category>/ on any host.
+    await launch(app, ["train-regression-batch", "--category", batch.category, "--batch", batch.path.name,
+                       *(["--max-epochs", str(options["max_epochs"])] if options["max_epochs"] else [])],
+                 server=server, inputs=batch_inputs(app, REGRESSIONS, batch))
+
+
+async def initialize_models(app: "EpochConsole") -> None:
+    from console.screens.forms import RegressionPicker
+    from console.workspace_files import list_regressions
+
+    regressions = list_regressions(app.workspace)
+    if not regressions:
+        raise EpochBuilderError(NO_REGRESSIONS)
+    args = await app.push_screen_wait(RegressionPicker(regressions))
+    if args:
+        await launch(app, args)
+
+
+async def find_profitable(app: "EpochConsole") -> None:
+    from console.screens.forms import BatchPicker
+    from console.workspace_files import list_batches
+
+    batches = list_batches(app.workspace, "configs")
+    batch = await app.push_screen_wait(BatchPicker(batches, "Find profitable configs: choose a config batch"))
+    if batch:
+        await launch(app, ["find-profitable-configs", "--batch", batch.path.name],
+                     inputs=batch_inputs(app, PROFITABLE_CONFIGS, batch))
+
+
+async def build_models(app: "EpochConsole") -> None:
+    from console.screens.forms import NumberForm
+
+    limit = await app.push_screen_wait(NumberForm("Build prediction models", "limit (models kept)", 100, 1, 10_000_000))
+    if limit:
+        await launch(app, ["build-prediction-models", "--top", str(limit)])
+
+
+async def export_epoch(app: "EpochConsole") -> None:
+    from console.screens.forms import ModelPicker
+    from console.workspace_files import list_build_models
+
+    model_id = await app.push_screen_wait(ModelPicker(list_build_models(app.workspace)))
+    if model_id:
+        await launch(app, ["export-epoch", "--model-id", model_id])
+
+
+async def unit_tests(app: "EpochConsole") -> None:
+    server = app.selected_server
+    app.following = None
+    pane = app.log_pane
+    pane.show_source(f"{server} · unit tests")
+    code = await app.cluster.unit_tests(server, pane.view.append_lines)
+    if code == 0:
+        app.notify(f"unit tests passed on {server}")
+    else:
+        raise EpochBuilderError(f"unit tests on {server} failed with exit code {code} (see the log pane)")
+
+
+ACTIONS = (
+    ActionSpec("board", GROUP, "Board", "every batch of the epoch, its state, and auto-dispatch of a stage", "o",
+               footer=True, run=board),
+    ActionSpec("import_candlesticks", GROUP, "Import candlesticks",
+               "candle files on the selected server, or the bundled sample, into candlesticks/", "I",
+               command="candlesticks import", run=import_candlesticks),
+    ActionSpec("create_epoch", GROUP, "Create epoch", "cut the candles, SMA + normalise, write config/epoch.json", "e",
+               command="create-epoch", run=create_epoch),
+    ActionSpec("generate_configs", GROUP, "Generate regression training configs", "write the hyperparameter grid as batches",
+               "g", command="generate-regression-training-configs", run=generate_configs),
+    ActionSpec("train_batch", GROUP, "Train regression batch", "train one batch of regressions on the selected server", "t",
+               command="train-regression-batch", run=train_batch),
+    ActionSpec("initialize_models", GROUP, "Initialize prediction models", "assets + config batches from the chosen regressions",
+               "i", command="initialize-prediction-models", run=initialize_models),
+    ActionSpec("find_profitable", GROUP, "Find profitable configs", "backtest one config batch on the selected server", "p",
+               command="find-profitable-configs", run=find_profitable),
+    ActionSpec("build_models", GROUP, "Build prediction models", "rank profitable configs into build.json", "b",
+               command="build-prediction-models", run=build_models),
+    ActionSpec("export_epoch", GROUP, "Export epoch", "write the Epoch File for one model of the build", "x",
+               command="export-epoch", run=export_epoch),
+    ActionSpec("unit_tests", GROUP, "Unit tests", "run the project's test suite on the selected server", "u", run=unit_tests),
+)
