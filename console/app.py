@@ -18,7 +18,7 @@ from rich.markup import escape
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Grid
 from textual.widgets import DataTable, Footer, Header
 
 from epoch_builder.errors import EpochBuilderError
@@ -37,12 +37,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from remote.board import Board
 
 REDRAW_INTERVAL_S = 0.25
+NARROW_BELOW_COLUMNS = 120
+SHORT_BELOW_ROWS = 32
 
 
 class EpochConsole(App[None]):
     TITLE = "Epoch Console"
     CSS_PATH = [Path(__file__).with_name("global.tcss"), Path(__file__).with_name("app.tcss")]  # absolute: subclasses live elsewhere
     COMMANDS = App.COMMANDS | {ActionsProvider}
+    # Below 120 columns the log gets the whole width (its lines are long) and the detail pane, which `s`
+    # shows in full, gives way: see app.tcss.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW_COLUMNS, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_BELOW_ROWS, "-tall")]  # the Board's log gives way to its table
     BINDINGS = [
         Binding("a", "menu", "Actions"),
         Binding("question_mark", "help", "Help"),
@@ -69,10 +75,9 @@ class EpochConsole(App[None]):
         self.log_pane = LogPane(id="log-pane")
         self.jobs_table = JobsTable(id="jobs")
         yield Header()
-        with Horizontal(id="top"):
+        with Grid(id="main"):  # wide: servers | detail over log | jobs; narrow: servers, log, jobs stacked
             yield self.servers_table
             yield self.detail
-        with Horizontal(id="bottom"):
             yield self.log_pane
             yield self.jobs_table
         yield Footer()

@@ -4,7 +4,7 @@ The console opens with ``live=False`` (no connections) over three servers
 whose status snapshots have the exact shape ``epoch-builder status --json``
 prints; nothing here is used by the live console.
 
-    python -m console.showcase docs/     # writes console-main.svg, console-form.svg
+    python -m console.showcase docs/     # console-main, console-form, console-board, console-main-80x24 (.svg)
 """
 
 from __future__ import annotations
@@ -138,6 +138,12 @@ async def save_screenshots(directory: Path, size: tuple[int, int] = (150, 42)) -
         await pilot.press("escape", "o")
         await pilot.pause(0.5)
         written.append(Path(app.save_screenshot("console-board.svg", str(directory))))
+    small = showcase_app()  # the narrow layout: servers, the log at full width, jobs
+    async with small.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        small.servers_table.move_cursor(row=1)
+        await pilot.pause(0.3)
+        written.append(Path(small.save_screenshot("console-main-80x24.svg", str(directory))))
     return written
 
 

@@ -13,6 +13,11 @@ from console.widgets.servers import format_eta
 
 STATE_STYLE = {"running": "bold cyan", "finished": "green", "failed": "bold red", "stopped": "yellow", "lost": "yellow"}
 COLUMNS = ("server", "job", "state", "exit", "duration", "progress", "command")
+MIN_COMMAND_WIDTH = 10  # below this the command scrolls sideways instead of shrinking further
+
+
+def ellipsize(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 def short_id(job_id: str) -> str:
@@ -41,7 +46,17 @@ class JobsTable(DataTable):
         for column in COLUMNS:
             self.add_column(column, key=column)
 
+    def _command_width(self) -> int:
+        """The command column gets the width the other columns leave (the table is redrawn on a timer, so
+        a resized terminal re-cuts the commands): no sideways scrolling while there is room to show them."""
+        others = sum(column.get_render_width(self) for key, column in self.columns.items() if key.value != "command")
+        return max(MIN_COMMAND_WIDTH, self.scrollable_content_region.width - others - 2 * self.cell_padding)
+
     def show(self, jobs: Iterable[JobView]) -> None:
+        budget = self._command_width()
+        if self.columns["command"].content_width > budget:  # the terminal got narrower: columns only grow
+            self.remove_column("command")
+            self.add_column("command", key="command", default="")
         for job in jobs:
             cells = [
                 job.server, short_id(job.id),
@@ -49,7 +64,7 @@ class JobsTable(DataTable):
                 "" if job.exit_code is None else str(job.exit_code),
                 _duration(job.duration_s),
                 job.progress,
-                job.command if len(job.command) <= 40 else job.command[:39] + "…",
+                ellipsize(job.command, budget),
             ]
             if job.key not in self.rows:
                 self.add_row(*cells, key=job.key)

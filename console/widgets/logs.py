@@ -81,6 +81,8 @@ class LogView(ScrollView, can_focus=True):
 
     def _flush(self) -> None:
         if not self._pending:
+            if self.follow and not self.is_vertical_scroll_end:  # the view's height changed under us
+                self._scroll_end_if_following()
             return
         lines = [line.rstrip("\n").replace("\t", "    ") for line in self._pending]
         self._pending = []
@@ -92,11 +94,26 @@ class LogView(ScrollView, can_focus=True):
         self._width = max(self._width, max(cell_len(line) for line in lines[-200:]))
         self.virtual_size = Size(self._width, len(self.buffer))
         if self.follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+            self._stick_to_end()
         else:
             self.new_while_paused += shown
         self.refresh()
         self.post_message(self.StateChanged())
+
+    def _stick_to_end(self) -> None:
+        """Show the last line now, and again after the next layout: a line wider than the view brings in the
+        horizontal scrollbar, which takes a row after this scroll was computed and would hide the last line
+        (the flush timer also re-checks, for layouts that come later still)."""
+        self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+        self.call_after_refresh(self._scroll_end_if_following)
+
+    def _scroll_end_if_following(self) -> None:
+        if self.follow and self.is_attached:
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+
+    def on_resize(self) -> None:
+        if self.follow:
+            self._stick_to_end()
 
     # --- rendering ------------------------------------------------------------
     def render_line(self, y: int) -> Strip:
@@ -125,7 +142,7 @@ class LogView(ScrollView, can_focus=True):
     def watch_follow(self, follow: bool) -> None:
         if follow:
             self.new_while_paused = 0
-            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+            self._stick_to_end()
         self.post_message(self.StateChanged())
 
     def set_filter(self, text: str) -> None:
@@ -136,7 +153,7 @@ class LogView(ScrollView, can_focus=True):
         finally:
             self._resizing = False
         if self.follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+            self._stick_to_end()
         self.refresh()
         self.post_message(self.StateChanged())
 

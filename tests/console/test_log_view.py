@@ -118,3 +118,21 @@ async def test_each_job_keeps_its_own_filter() -> None:
         pane.show_source("job a", "srv1/a")  # back to the first: its filter again
         assert pane.view.buffer.filter == "loss"
         await pilot.pause()
+
+
+async def test_following_shows_the_last_line_when_lines_are_wider_than_the_view() -> None:
+    """A line wider than the view brings in the horizontal scrollbar, which takes a row: the last line must
+    still be on screen (it once hid under the scrollbar at 80x24)."""
+    app = LogApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        pane = app.query_one(LogPane)
+        view = pane.view
+        pane.show_source("test")
+        view.append_lines([f"KR_DNN_S3_{i:04d} epoch 8/500 loss 0.010000 val_loss 0.011250" for i in range(30)]
+                          + ["the last line"])
+        await pilot.pause(0.3)
+        assert view.show_horizontal_scrollbar
+        assert view.is_vertical_scroll_end
+        last_row = view.scroll_offset.y + view.scrollable_content_region.height - 1
+        assert view.buffer[last_row] == "the last line"
+        assert "the last line" in "".join(segment.text for segment in view.render_line(view.scrollable_content_region.height - 1))

@@ -6,9 +6,13 @@ Update after an intended change: ``pytest tests/console/test_snapshots.py --snap
 
 from __future__ import annotations
 
+import pytest
+
 from console.showcase import showcase_app
 
 SIZE = (150, 42)
+# The smallest terminal a user works in (the narrow, short layout) and a large one (the wide layout).
+SIZES = pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=["80x24", "200x50"])
 
 
 async def _select_running_job(pilot) -> None:
@@ -33,3 +37,18 @@ def test_confirm_dialog_for_kill(snap_compare) -> None:
 
 def test_board_screen(snap_compare) -> None:
     assert snap_compare(showcase_app(), terminal_size=SIZE, press=["o"])
+
+
+@SIZES
+def test_main_screen_at(snap_compare, size) -> None:
+    assert snap_compare(showcase_app(), terminal_size=size, run_before=_select_running_job)
+
+
+@SIZES
+def test_create_epoch_form_at(snap_compare, size) -> None:
+    assert snap_compare(showcase_app(), terminal_size=size, press=["e"])
+
+
+@SIZES
+def test_board_screen_at(snap_compare, size) -> None:
+    assert snap_compare(showcase_app(), terminal_size=size, press=["o"])
