@@ -74,9 +74,6 @@ class DispatchForm(FormScreen):
     def on_mount(self) -> None:
         self.query_one("#f-stage", Select).focus()
 
-    def on_input_submitted(self) -> None:
-        self.action_submit()
-
     def collect(self) -> DispatchOptions:
         values = {f.attr: _number(f, self.query_one(f"#f-{f.name}", Input).value.strip()) for f in FIELDS}
         return DispatchOptions(stage=str(self.query_one("#f-stage", Select).value),

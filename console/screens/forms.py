@@ -517,16 +517,20 @@ class NumberForm(OneFieldForm):
         with Horizontal(classes="field"):
             yield Label(self.label, classes="field-label")
             yield Input(str(self.default), id="f-number", type="integer")
-            yield Label(f"{self.low}..{self.high}", classes="field-range")
+            yield Label(f"{plain_number(self.low)} to {plain_number(self.high)}", classes="field-range")
+
+    @property
+    def _range(self) -> str:
+        return f"{plain_number(self.low)} to {plain_number(self.high)}"
 
     def collect(self) -> int:
         raw = self.query_one(Input).value.strip()
         try:
             value = int(raw)
         except ValueError:
-            raise EpochBuilderError(f"{self.label}={raw!r} must be an integer in {self.low}..{self.high}") from None
+            raise EpochBuilderError(f"{self.label} {raw!r} must be a whole number from {self._range}") from None
         if not self.low <= value <= self.high:
-            raise EpochBuilderError(f"{self.label}={value} is out of range: allowed {self.low}..{self.high}")
+            raise EpochBuilderError(f"{self.label} {plain_number(value)} is out of range: allowed {self._range}")
         return value
 
 

@@ -15,7 +15,8 @@ from console.actions import ACTIONS
 from console.screens.action_menu import ActionMenu
 from console.screens.confirm import ConfirmDialog
 from console.screens.dispatch_form import DispatchForm
-from console.screens.forms import BatchPicker, CreateEpochForm, ModelPicker, NumberForm, RegressionPicker, ServerPicker
+from console.screens.forms import (BatchPicker, CreateEpochForm, FormField, ImportCandlesForm, ModelPicker, NumberForm,
+                                   OptionsForm, RegressionPicker, ServerPicker, TextForm)
 from console.screens.help import HelpScreen, help_markdown
 from console.workspace_files import list_batches, list_build_models, list_regressions
 from remote.dispatch import DispatchOptions
@@ -95,7 +96,7 @@ async def test_number_form_range() -> None:
     async with app.run_test() as pilot:
         app.screen.query_one(Input).value = "5000"
         await pilot.press("enter")
-        assert "out of range: allowed 1..1000" in str(app.screen.query_one(".form-error", Static).render())
+        assert "limit 5,000 is out of range: allowed 1 to 1,000" in str(app.screen.query_one(".form-error", Static).render())
         app.screen.query_one(Input).value = "250"
         await pilot.press("enter")
     assert app.results == [250]
@@ -310,6 +311,59 @@ async def test_a_form_keeps_its_error_line_buttons_and_keys_on_screen(size: tupl
         await pilot.press("enter")  # the last field submits
         await pilot.pause()
         assert app.results and app.results[0][:3] == ["create-epoch", "--id", "_TEST"]
+
+
+def _train_options() -> OptionsForm:
+    return OptionsForm("Train KR_DNN_1_10 on srv2", [
+        FormField("max_epochs", "max epochs per model", "int", hint="empty: each config's own", low=1, high=100_000)])
+
+
+# Every form the console opens: (make it, put a bad value in, put a good value in, what it returns).
+FORMS = {
+    "import candlesticks": (lambda: ImportCandlesForm("srv1"), {"#f-interval": "0"},
+                            {"#f-sources": "/data/BTCUSDT-1m-2024-01.zip", "#f-interval": "30"},
+                            ["candlesticks", "import", "/data/BTCUSDT-1m-2024-01.zip", "--interval", "30"]),
+    "train options": (_train_options, {"#f-max_epochs": "0"}, {"#f-max_epochs": "5"}, {"max_epochs": 5}),
+    "build limit": (lambda: NumberForm("Build prediction models", "limit (models kept)", 100, 1, 10_000_000),
+                    {"#f-number": "0"}, {"#f-number": "250"}, 250),
+    "ssh key": (lambda: TextForm("Install SSH key", "public key file"), {"#f-text": ""}, {"#f-text": "~/.ssh/k.pub"},
+                "~/.ssh/k.pub"),
+    "auto-dispatch": (lambda: DispatchForm(DispatchOptions(stage="regressions", interval_s=3.0)),
+                      {"#f-max-failures": "0"}, {"#f-max-failures": "3"}, None),
+}
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=["80x24", "200x50"])
+@pytest.mark.parametrize("form", list(FORMS))
+async def test_every_form_shows_its_error_and_buttons_and_enter_submits_from_the_last_field(form: str, size) -> None:
+    make, bad, good, expected = FORMS[form]
+    app = StyledHost(make())
+    async with app.run_test(size=size) as pilot:
+        screen = app.screen
+        for selector, value in bad.items():
+            screen.query_one(selector, Input).value = value
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        error = screen.query_one(".form-error", Static)
+        assert str(error.render()).strip() and not app.results, form
+        for widget in (error, screen.query_one("#ok"), screen.query_one("#cancel"), screen.query_one(".form-keys")):
+            assert _fully_visible(widget, screen), (form, widget, widget.region, screen.region)
+        for selector, value in good.items():
+            screen.query_one(selector, Input).value = value
+        inputs = [box for box in screen.query(Input) if box.display]
+        if len(inputs) > 1:
+            inputs[0].focus()
+            await pilot.press("enter")  # not the last field: moves on
+            await pilot.pause()
+            assert not app.results and screen.focused is not inputs[0], form
+        inputs[-1].focus()
+        await pilot.press("enter")  # the last field submits
+        await pilot.pause()
+        assert len(app.results) == 1, form
+        if form == "auto-dispatch":
+            assert app.results[0].max_failures == 3 and app.results[0].stage == "regressions"
+        else:
+            assert app.results[0] == expected, form
 
 
 async def test_all_servers_for_power_leaves_out_this_machine_unless_chosen_by_name() -> None:
