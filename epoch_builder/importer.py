@@ -16,6 +16,7 @@ calls ``recover_bundle`` from a property.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -30,6 +31,8 @@ from epoch_builder.storage import atomic_write_json, fsync_dir
 from epoch_builder.workspace import BUNDLE_FILE, CANDLESTICKS_DIR, Workspace
 
 INTERVAL_RANGE = (2, 1440)
+CANDLE_SUFFIXES = (".csv", ".csv.gz", ".zip")  # what a directory given as a source contributes
+CHECKSUM_SUFFIX = ".checksum"  # Binance's <zip>.CHECKSUM beside a zip: checked, never read as candles
 NEW_PREFIX = f"{CANDLESTICKS_DIR}.new-"
 OLD_PREFIX = f"{CANDLESTICKS_DIR}.old-"
 
@@ -61,6 +64,10 @@ def import_candlesticks(
         )
     from epoch_builder import candles  # heavy (numpy, pandas): only when importing
 
+    sources = expand_sources(sources)
+    verified = verify_checksums(sources)
+    if verified:
+        log(f"{verified} file(s) match the SHA-256 of the .CHECKSUM beside them")
     with output.progress_bars() as bars:
         bar = bars.add("reading candles", len(sources) + 1)
         started = time.perf_counter()
@@ -106,6 +113,42 @@ def import_candlesticks(
         bar.advance()
     log(f"bundle written in {time.perf_counter() - started:.2f}s; {gaps.describe()}")
     return summary
+
+
+def expand_sources(sources: list[Path]) -> list[Path]:
+    """The files to read: a directory stands for the candle files below it (.csv, .csv.gz, .zip, in
+    time order, hidden ones and ``.part`` downloads left out); ``.CHECKSUM`` files are dropped."""
+    files: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found = sorted((path for path in source.rglob("*") if _is_candle_file(path, source)), key=_time_order)
+            if not found:
+                raise UsageError(f"{source}: no candle files ({', '.join(CANDLE_SUFFIXES)}) in the directory")
+            files.extend(found)
+        elif not source.name.lower().endswith(CHECKSUM_SUFFIX):
+            files.append(source)
+    return files
+
+
+def _is_candle_file(path: Path, top: Path) -> bool:
+    return (path.name.lower().endswith(CANDLE_SUFFIXES) and path.is_file()
+            and not any(part.startswith(".") for part in path.relative_to(top).parts))
+
+
+def _time_order(path: Path) -> tuple:
+    """Binance names end in the period (``-2024-01.zip``, ``-2024-01-31.zip``): a month before its days."""
+    periods = re.findall(r"(\d{4})-(\d{2})(?:-(\d{2}))?", path.name)
+    if not periods:
+        return (1, 0, 0, 0, str(path))
+    year, month, day = periods[-1]
+    return (0, int(year), int(month), int(day or 0), str(path))
+
+
+def verify_checksums(files: list[Path]) -> int:
+    """Check every file that has a ``.CHECKSUM`` beside it (a mismatch names the file); how many had one."""
+    from epoch_builder.download import verify_beside
+
+    return sum(verify_beside(Path(path)) for path in files)
 
 
 def bundled_sample() -> Path:

@@ -30,6 +30,7 @@ EPOCH_CONFIG_FILE = "epoch.json"
 JOBS_DIR = ".jobs"  # detached jobs of the remote layer (layout in remote/agent.py)
 CERTIFICATE_FILE = "certificate.json"  # one per trained regression, in its own directory
 BUNDLE_FILE = "bundle.json"  # the import's report; written last into a new bundle, so it marks one complete
+DOWNLOADS_DIR = "downloads"  # `candlesticks download`: <root>/downloads/<market>/<SYMBOL>/
 
 
 @dataclass(frozen=True)

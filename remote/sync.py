@@ -74,7 +74,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
-from epoch_builder.workspace import CANDLESTICKS_DIR, CONFIG_DIR, EpochPaths
+from epoch_builder.workspace import CANDLESTICKS_DIR, CONFIG_DIR, DOWNLOADS_DIR, EpochPaths
 from remote import agent, agent_client
 from remote.config import ServerConfig
 from remote.errors import RemoteError, UnsafePath
@@ -159,7 +159,8 @@ def active_epoch_id(local_root: Path) -> str:
 
 
 def _top_level(local_root: Path, files_only: bool) -> list[str]:
-    skip = {".jobs", agent.STAGING_DIR}
+    # Raw downloads stay on the controller: servers read the imported candlesticks/ bundle.
+    skip = {".jobs", agent.STAGING_DIR, DOWNLOADS_DIR}
     names = []
     for entry in sorted(Path(local_root).iterdir()):
         if entry.name in skip:

@@ -402,3 +402,12 @@ async def test_push_and_pull_through_a_local_host(tmp_path: Path, local: Path) -
     assert pulled.sent == [f"{EPOCH}/regressions/A1/model.keras"] and not pulled.refused
     assert tree(back, f"{EPOCH}/regressions") == tree(tmp_path / "host", f"{EPOCH}/regressions")
     assert staging_dirs(tmp_path / "host") == staging_dirs(back) == []
+
+
+def test_push_everything_leaves_the_raw_downloads_on_the_controller(tmp_path: Path) -> None:
+    from epoch_builder.workspace import DOWNLOADS_DIR
+
+    for name in (DOWNLOADS_DIR, "candlesticks", "config", ".jobs"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "pyproject.toml").write_text("")
+    assert sync.resolve_paths("workspace", "push", tmp_path) == ["candlesticks", "config", "pyproject.toml"]
