@@ -31,6 +31,11 @@ JOBS_DIR = ".jobs"  # detached jobs of the remote layer (layout in remote/agent.
 CERTIFICATE_FILE = "certificate.json"  # one per trained regression, in its own directory
 BUNDLE_FILE = "bundle.json"  # the import's report; written last into a new bundle, so it marks one complete
 DOWNLOADS_DIR = "downloads"  # `candlesticks download`: <root>/downloads/<market>/<SYMBOL>/
+TENSORBOARD_DIR = "tensorboard"  # <epoch>/tensorboard/<regression id>/: one TensorBoard run per regression
+HISTORY_FILE = "history.csv"  # a trained regression's per-epoch history, beside its certificate
+# One fixed name, not TensorFlow's time/host/pid one: rewriting a history (a resume, a retrain, a second pull)
+# replaces the file instead of adding a second run with the same steps. TensorBoard reads any "*tfevents*" name.
+TENSORBOARD_EVENTS_FILE = "events.out.tfevents.training_history.v2"
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,11 @@ class EpochPaths:
     def epoch_file(self) -> Path:
         return self.dir / f"{self.id}.zip"
 
+    @property
+    def tensorboard_dir(self) -> Path:
+        """``tensorboard --logdir`` this: every regression of the epoch is one run."""
+        return self.dir / TENSORBOARD_DIR
+
     # --- one batch's or one model's files (what a server reads and hands back) ---
     def regression_batch_file(self, category: str, batch_name: str) -> Path:
         return self.regression_training_configs_dir / category / f"{batch_name}.json"
@@ -177,6 +187,15 @@ class EpochPaths:
 
     def regression_certificate_file(self, regression_id: str) -> Path:
         return self.regression_dir(regression_id) / CERTIFICATE_FILE
+
+    def regression_history_file(self, regression_id: str) -> Path:
+        return self.regression_dir(regression_id) / HISTORY_FILE
+
+    def regression_tensorboard_dir(self, regression_id: str) -> Path:
+        return self.tensorboard_dir / regression_id
+
+    def regression_events_file(self, regression_id: str) -> Path:
+        return self.regression_tensorboard_dir(regression_id) / TENSORBOARD_EVENTS_FILE
 
     def batched_certificates_file(self, batch_name: str) -> Path:
         return self.regression_batched_certificates_dir / f"{batch_name}.json"
@@ -198,3 +217,8 @@ class EpochPaths:
             self.regression_batched_certificates_dir,
             self.prediction_models_dir,
         ]
+
+    # --- reports ---
+    def report_file(self, name: str) -> Path:
+        """`epoch-builder report`'s default page, ``<epoch>/reports/<name>.html`` (its PNG beside it)."""
+        return self.dir / "reports" / f"{name}.html"

@@ -80,7 +80,8 @@ class BatchSpec:
         """Only this batch's results, so a host's leftovers of other batches never come back."""
         epoch = _epoch_paths(epoch_id)
         if self.stage == REGRESSIONS:
-            return [epoch.relative(epoch.regression_dir(model_id)) for model_id in self.model_ids] + [
+            return [epoch.relative(path) for model_id in self.model_ids
+                    for path in (epoch.regression_dir(model_id), epoch.regression_tensorboard_dir(model_id))] + [
                 epoch.relative(epoch.batched_certificates_file(self.name))]
         return [epoch.relative(epoch.profitable_configs_file(self.name))]
 

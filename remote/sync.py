@@ -10,14 +10,15 @@ active epoch id from the local ``config/epoch.json``):
           prediction-models            {epoch}/prediction_models/ (assets + configs)
           workspace                    everything (the original's push_epoch_builder)
     pull  trained-regressions          {epoch}/regressions/ + {epoch}/regression_batched_certificates/
+                                       + {epoch}/tensorboard/ (training histories)
           prediction-models            {epoch}/prediction_models/profitable_configs/
 
 Trust boundary: every byte a host sends is untrusted. A host's manifest
 (what it says it has) is filtered before anything is hashed or moved: an
 entry is kept only if its path is a clean workspace-relative path *under one
 of the paths that were asked for* (a regression pull: that epoch's
-``regressions/`` and ``regression_batched_certificates/``; a dispatch pull:
-that batch's model directories and its certificate) and its size and mtime
+``regressions/``, ``regression_batched_certificates/`` and ``tensorboard/``; a
+dispatch pull: that batch's model and TensorBoard directories and its certificate) and its size and mtime
 are integers. Everything else -- ``config/cluster.json``, ``.board/``, batch
 files, ``..``, absolute paths, control characters, malformed entries -- is
 refused and reported (``SyncReport.refused``), never written. A hash answer
@@ -98,7 +99,8 @@ PUSH_GROUPS: dict[str, tuple[str, ...]] = {
 }
 PULL_GROUPS: dict[str, tuple[str, ...]] = {
     "trained-regressions": (_EPOCH.relative(_EPOCH.regressions_dir),
-                            _EPOCH.relative(_EPOCH.regression_batched_certificates_dir)),
+                            _EPOCH.relative(_EPOCH.regression_batched_certificates_dir),
+                            _EPOCH.relative(_EPOCH.tensorboard_dir)),  # training histories, one run per regression
     "prediction-models": (_EPOCH.relative(_EPOCH.profitable_configs_dir),),
 }
 PARALLEL_FILES = 8  # large files in flight at once per host (SFTP)

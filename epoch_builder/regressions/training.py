@@ -14,16 +14,20 @@ Per config (skipped when ``regressions/<id>/certificate.json`` exists):
   (epoch, history, early-stopping state) written last and atomically. After a
   kill -9 the next run resumes from the last completed epoch;
 * then: ``regressions/<id>/model.keras`` (Keras native format; id, description,
-  lookback and predictions are in ``certificate.json`` beside it) and the
-  certificate, written last (it marks the model done), and the checkpoint is
-  removed.
+  lookback and predictions are in ``certificate.json`` beside it), the history
+  as ``regressions/<id>/history.csv`` and as a TensorBoard event file under
+  ``tensorboard/<id>/`` (one scalar per history key, step = the 1-based epoch),
+  and the certificate, written last (it marks the model done), and the
+  checkpoint is removed.
 
 The batch's certificates are combined in ``regression_batched_certificates/<batch>.json``.
 """
 
 from __future__ import annotations
 
+import csv
 import fcntl
+import io
 import math
 import os
 import shutil
@@ -43,8 +47,8 @@ from epoch_builder.regressions.configs import (
 )
 from epoch_builder.regressions.datasets import RegressionDatasets, load_datasets
 from epoch_builder.regressions.signals import pct_changes
-from epoch_builder.storage import atomic_write_json, atomic_write_with, read_json
-from epoch_builder.workspace import CERTIFICATE_FILE, Workspace
+from epoch_builder.storage import atomic_write_json, atomic_write_text, atomic_write_with, read_json
+from epoch_builder.workspace import CERTIFICATE_FILE, EpochPaths, Workspace
 
 STAGE = "train-regression-batch"
 BATCH_SIZE = 512
@@ -53,6 +57,7 @@ INVERSE_TIME_DECAY = {"initial_learning_rate": 0.005, "decay_steps": 10, "decay_
 MODEL_FILE = "model.keras"
 CHECKPOINTS_DIR = ".regression_checkpoints"
 STATE_FILE = "state.json"
+EVENTS_SCRATCH_DIR = ".tensorboard"  # in the model's checkpoint directory: never pulled, removed with it
 
 
 # --- batch files ----------------------------------------------------------------------
@@ -350,6 +355,7 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
             model.set_weights(stopping.best_weights)
         cert = _certificate(cfg, data, model, state, limit, seed, model_summary(model, cfg))
         _save_model(model, out_dir / MODEL_FILE)
+        write_history(ws.epoch(), model_id, cert["training_history"], checkpoint.dir / EVENTS_SCRATCH_DIR)
         atomic_write_json(out_dir / CERTIFICATE_FILE, cert, indent=2)  # last: the model is done
         checkpoint.remove()
         return cert
@@ -367,6 +373,74 @@ def _save_model(model: Any, target: Path) -> None:
         finally:
             staging.unlink(missing_ok=True)
     atomic_write_with(target, write)
+
+
+# --- history exports: CSV and TensorBoard -----------------------------------------------
+#
+# Both are written once, when the model is trained, from the final history (the checkpoint's, which a resume
+# carries over), not epoch by epoch: a per-epoch events file runs ahead of the checkpoint (a kill after an
+# epoch was logged but before it was checkpointed makes the resume log it again: a duplicate step), so it
+# would have to be rewritten on resume anyway. Written whole and moved into place atomically, a kill leaves
+# no file (the resume, which must still write the certificate, writes it) or the complete one, which the
+# resume rewrites the same. The events go to a fixed file name (workspace.TENSORBOARD_EVENTS_FILE), so a
+# rewrite replaces the old file rather than adding a second run of the same steps beside it.
+
+History = dict[str, list[float | None]]
+
+
+def _history_epochs(history: History) -> int:
+    return max((len(values) for values in history.values()), default=0)
+
+
+def history_csv(history: History) -> str:
+    """``epoch,<keys...>`` then one row per epoch (1-based); ``repr`` keeps every float exact and a
+    non-finite value (None in the certificate) is an empty cell."""
+    keys = list(history)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["epoch", *keys])
+    for epoch in range(_history_epochs(history)):
+        cells = [history[key][epoch] if epoch < len(history[key]) else None for key in keys]
+        writer.writerow([epoch + 1, *("" if value is None else repr(float(value)) for value in cells)])
+    return out.getvalue()
+
+
+def _scalar_metadata() -> Any:
+    """What ``tensorboard.summary.scalar`` attaches, built from TensorFlow's own protos: ``tf.summary.scalar``
+    needs the ``tensorboard`` package, which the project does not depend on; ``tf.summary.write`` does not."""
+    from tensorflow.core.framework import summary_pb2
+
+    plugin = summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars", content=b"")  # ScalarPluginData v0
+    return summary_pb2.SummaryMetadata(plugin_data=plugin, data_class=summary_pb2.DATA_CLASS_SCALAR)
+
+
+def write_history_events(target: Path, scratch: Path, history: History) -> None:
+    """One float32 scalar per key and epoch (step = the 1-based epoch; a non-finite value is NaN), written
+    with TensorFlow's summary writer into ``scratch`` and then moved atomically to ``target``."""
+    import tensorflow as tf
+
+    shutil.rmtree(scratch, ignore_errors=True)  # a killed run's leftovers (the model's lock is held)
+    scratch.mkdir(parents=True)
+    metadata = _scalar_metadata()
+    with tf.device("/CPU:0"):
+        writer = tf.summary.create_file_writer(str(scratch))
+        with writer.as_default():
+            for key, values in history.items():
+                for epoch, value in enumerate(values, 1):
+                    number = float("nan") if value is None else float(value)
+                    tf.summary.write(key, tf.constant(number, tf.float32), step=epoch, metadata=metadata)
+        writer.close()  # flushed and closed before the file moves
+    produced = [path for path in scratch.iterdir() if "tfevents" in path.name]
+    if len(produced) != 1:
+        raise EpochBuilderError(f"{scratch}: the summary writer left {len(produced)} event files, expected 1")
+    atomic_write_with(target, lambda tmp: shutil.move(produced[0], tmp))
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def write_history(paths: EpochPaths, model_id: str, history: History, scratch: Path) -> None:
+    """The CSV beside the certificate and the TensorBoard run of ``model_id``; before the certificate."""
+    atomic_write_text(paths.regression_history_file(model_id), history_csv(history))
+    write_history_events(paths.regression_events_file(model_id), scratch, history)
 
 
 def regression_discovery(data: RegressionDatasets, predictions: np.ndarray) -> dict[str, Any]:
