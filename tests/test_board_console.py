@@ -27,6 +27,11 @@ async def wait_for(pilot, predicate, timeout: float = 30.0, what: str = "conditi
         await asyncio.sleep(0.1)
 
 
+def shown(app, screen_name: str) -> bool:
+    """The named screen is on top and mounted (its widgets exist)."""
+    return type(app.screen).__name__ == screen_name and app.screen.is_mounted
+
+
 def row_states(app) -> dict[str, str]:
     screen = app.screen
     if not isinstance(screen, BoardScreen) or screen.board is None:
@@ -41,9 +46,10 @@ async def test_board_dispatches_survives_a_console_restart_and_offers_the_next_s
     app = make_app(missing_cluster, small_epoch.root)
     async with app.run_test(size=(150, 40)) as pilot:
         await pilot.press("o")
-        assert isinstance(app.screen, BoardScreen)
+        await wait_for(pilot, lambda: shown(app, "BoardScreen"), what="the Board")
         await wait_for(pilot, lambda: row_states(app) == {"KR_DNN_1_1": "pending"}, what="pending batch")
         await pilot.press("d")  # asks for the options (those of `epoch-cluster dispatch`)
+        await wait_for(pilot, lambda: shown(app, "DispatchForm"), what="the dispatch form")
         app.screen.query_one("#f-max-failures", Input).value = "3"
         app.screen.query_one("#f-max-epochs", Input).value = "40"  # a quick batch whatever the machine's load
         await pilot.press("ctrl+s")
@@ -57,7 +63,7 @@ async def test_board_dispatches_survives_a_console_restart_and_offers_the_next_s
                        what="the job's log in the log pane")
         await wait_for(pilot, lambda: any("KR_DNN_1_1" in line for line in app.log_pane.view.buffer.lines()), 60, "log lines of the job")
         await pilot.press("q")  # auto-dispatch runs: quitting asks first (Cancel focused)
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="the quit question")
+        await wait_for(pilot, lambda: shown(app, "ConfirmDialog"), what="the quit question")
         assert "Auto-dispatch of regressions is running" in str(app.screen.query_one("#confirm-question").render())
         await pilot.press("enter")
         await pilot.pause(0.2)

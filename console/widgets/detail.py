@@ -55,12 +55,21 @@ class HostDetail(Vertical):
                 yield Sparkline([], id=f"spark-{name}", summary_function=max)
 
     def show(self, host: HostView | None) -> None:
-        if host is None:
-            self.query_one("#detail-text", Static).update("no server selected")
+        # A redraw can land while the app shuts down and the panes' children are already gone:
+        # then there is nothing to show, not an error.
+        texts = self.query("#detail-text")
+        if not texts:
             return
-        self.query_one("#detail-text", Static).update(describe(host))
+        text = texts.first(Static)
+        if host is None:
+            text.update("no server selected")
+            return
+        text.update(describe(host))
         for name, history in (("cpu", host.cpu_history), ("memory", host.memory_history), ("gpu", host.gpu_history)):
-            spark = self.query_one(f"#spark-{name}", Sparkline)
+            sparks = self.query(f"#spark-{name}")
+            if not sparks:
+                return
+            spark = sparks.first(Sparkline)
             data = list(history)
             if spark.data != data:
                 spark.data = data

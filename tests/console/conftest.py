@@ -60,6 +60,11 @@ def write_cluster_file(servers: sshd_cluster.SSHDCluster, path: Path, **server_o
     return path
 
 
+def shown(app, screen_name: str) -> bool:
+    """The named screen is on top and mounted: its widgets exist (pushing it is not enough, it composes later)."""
+    return type(app.screen).__name__ == screen_name and app.screen.is_mounted
+
+
 async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
     """Let the app run until ``predicate()`` is true; fail with ``what`` (and the app's
     notifications, which carry any error) after ``timeout`` seconds."""

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import wait_for
+from conftest import shown, wait_for
 
 from console.app import make_app
 from console.cli import main as console_main
@@ -81,7 +81,7 @@ async def test_a_newcomer_starts_from_an_empty_directory_with_console_keys(tmp_p
         await wait_for(pilot, lambda: not isinstance(app.screen, BoardScreen), what="the main screen")
 
         await pilot.press("I")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "ImportCandlesForm", what="the import form")
+        await wait_for(pilot, lambda: shown(app, "ImportCandlesForm"), what="the import form")
         await pilot.press("ctrl+s")  # nothing chosen: the form says what it needs
         assert "bundled sample" in str(app.screen.query_one(".form-error", Static).render())
         app.screen.query_one("#f-sample", Checkbox).value = True

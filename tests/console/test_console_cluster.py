@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for, write_cluster_file
+from conftest import shown, wait_for, write_cluster_file
 
 from console.actions import pipeline
 from console.app import EpochConsole, make_app
@@ -88,12 +88,12 @@ async def test_server_actions(console_app: EpochConsole, sshd_pair, fresh_public
 
         # Kill process: Enter on the dialog is Cancel; the job keeps running.
         await pilot.press("k")  # asks the server for the job's state first
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="the confirmation")
+        await wait_for(pilot, lambda: shown(app, "ConfirmDialog"), what="the confirmation")
         await pilot.press("enter")
         await pilot.pause(0.5)
         assert app.cluster.jobs[job.key].state == "running"
         await pilot.press("k")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="the confirmation")
+        await wait_for(pilot, lambda: shown(app, "ConfirmDialog"), what="the confirmation")
         await pilot.press("tab", "enter")
         await wait_for(pilot, lambda: app.cluster.jobs[job.key].state == "stopped", what="job stopped")
 
@@ -250,7 +250,7 @@ async def test_k_stops_the_followed_job_and_says_what_really_happened(console_ap
         app.follow_log(running)
         select_job(app, done.key)  # the cursor on the other, finished job
         await pilot.press("k")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="the confirmation")
+        await wait_for(pilot, lambda: shown(app, "ConfirmDialog"), what="the confirmation")
         question = str(app.screen.query_one("#confirm-question").render())
         assert running.id in question and "srv1" in question and "running now" in question, question
         await pilot.press("tab", "enter")
@@ -283,12 +283,12 @@ async def test_a_run_on_a_fresh_server_offers_to_push_what_the_job_reads(console
         await wait_for(pilot, lambda: all_online(app), what="servers online")
         select_server(app, "srv1")
         await pilot.press("t")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "BatchPicker", what="the batch picker")
+        await wait_for(pilot, lambda: shown(app, "BatchPicker"), what="the batch picker")
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "OptionsForm", what="the training options")
+        await wait_for(pilot, lambda: shown(app, "OptionsForm"), what="the training options")
         app.screen.query_one("#f-max_epochs").value = "1"
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", timeout=30, what="the push offer")
+        await wait_for(pilot, lambda: shown(app, "ConfirmDialog"), timeout=30, what="the push offer")
         question = str(app.screen.query_one("#confirm-question").render())
         assert "srv1 lacks what train-regression-batch reads" in question and "KR_DNN_1_1.json" in question, question
         assert not (srv1.root / "config" / "epoch.json").exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, wait_for
+from conftest import PYTHON, shown, wait_for
 
 from console.app import EpochConsole, make_app
 from epoch_builder.workspace import Workspace
@@ -82,7 +82,7 @@ async def test_create_train_unit_test_remotely_and_pull(sshd_pair, imported_work
 
         # Generate regression training configs on localhost: its form names the server and offers --grid/--force.
         await pilot.press("g")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "OptionsForm", what="the generate form")
+        await wait_for(pilot, lambda: shown(app, "OptionsForm"), what="the generate form")
         assert "on localhost" in str(app.screen.query_one(".dialog-title").render())
         await pilot.press("ctrl+s")
         await _wait_job(pilot, app, "localhost", "generate-regression-training-configs", 120)
@@ -104,7 +104,7 @@ async def test_create_train_unit_test_remotely_and_pull(sshd_pair, imported_work
         row = next(i for i, b in enumerate(app.screen.batches) if b.category == "UNIT_TEST")
         app.screen.query_one("#batch-table").move_cursor(row=row)
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "OptionsForm", what="the training options")
+        await wait_for(pilot, lambda: shown(app, "OptionsForm"), what="the training options")
         app.screen.query_one("#f-max_epochs").value = "0"  # out of range: said in the form
         await pilot.press("ctrl+s")
         assert "allowed 1 to 100,000" in str(app.screen.query_one(".form-error").render())
