@@ -18,12 +18,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# openssh-server provides the real sshd the remote/console tests talk to.
+# openssh-server provides the real sshd the remote/console tests talk to. chromium draws the HTML report
+# in tests/test_report.py; when it cannot be installed that test is skipped, so a failure here is only a note.
 system-deps:
 	@command -v /usr/sbin/sshd >/dev/null 2>&1 || { \
 	  echo "installing openssh-server"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openssh-server >/dev/null; }
+	@command -v /usr/bin/chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; } \
+	    || echo "note: chromium could not be installed; the report's browser test will be skipped"; }
 
 # The platform's runtime (Python 3.10 + TensorFlow 2.10) for the Epoch File tests; created once, kept.
 platform-env:

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "epoch_builder.commands.regressions",
     "epoch_builder.commands.prediction_models",
     "epoch_builder.commands.export",
+    "epoch_builder.commands.report",
     "epoch_builder.commands.status",
 )
 

@@ -494,6 +494,13 @@ class ModelPicker(TablePicker):
         return self.current().id
 
 
+class ReportModelPicker(ModelPicker):
+    """Models of ``build.json`` for the HTML report; dismisses with the chosen model id."""
+
+    TITLE_TEXT = "HTML report: choose a model of the build"
+    OK_LABEL = "Write report"
+
+
 class OneFieldForm(FormScreen):
     """One labelled input, focused on mount; Enter in it submits (it is the last field)."""
 
