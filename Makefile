@@ -6,17 +6,26 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKSPACE ?= demo-workspace
 
-.PHONY: install test test-fast demo console bench clean system-deps platform-env
+.PHONY: install constraints test test-fast demo console bench clean system-deps platform-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+# The versions every host installs with (constraints.txt, written by `make constraints`). ACCELERATOR=cuda
+# installs the CUDA build of TensorFlow (extra `gpu`) instead of the CPU build (extra `cpu`), as a server's
+# "accelerator" does for bootstrap (remote/config.py ACCELERATOR_EXTRAS); never both in one venv.
+ACCELERATOR ?= cpu
+TF_EXTRA = $(if $(filter cuda,$(ACCELERATOR)),gpu,cpu)
+
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,$(TF_EXTRA)]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+constraints: $(STAMP)
+	$(BIN)/python scripts/write_constraints.py
 
 # openssh-server provides the real sshd the remote/console tests talk to. chromium draws the HTML report
 # in tests/test_report.py; when it cannot be installed that test is skipped, so a failure here is only a note.

@@ -4,7 +4,17 @@ The source goes to the server's ``project_dir`` (default ``<root>/.project``)
 with the same incremental sync as workspaces, so a second bootstrap only
 sends what changed.  When the server has a ``venv`` that does not exist yet,
 it is created with the server's ``python3`` (``--system-site-packages`` on
-request, to reuse packages already installed system-wide)."""
+request, to reuse packages already installed system-wide).
+
+What is installed there is what the host's own actions need: the project with
+its ``dev`` extra (``epoch-cluster test`` runs pytest on the host) and the
+TensorFlow build of the server's ``accelerator`` (extra ``cpu`` or ``gpu``),
+every dependency at the version of the project's ``constraints.txt``, so all
+hosts train with the same releases. Dependencies already at those versions
+are left alone (a CUDA build is never replaced by the CPU one); only the
+project itself is reinstalled. The other accelerator's TensorFlow, when
+present, is uninstalled first: the two builds write the same package
+directory."""
 
 from __future__ import annotations
 
@@ -14,13 +24,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from remote import sync
+from remote.config import ACCELERATOR_EXTRAS
 from remote.errors import RemoteError
 
 if TYPE_CHECKING:  # pragma: no cover
     from remote.hosts import Host
 
-PROJECT_PATHS = ("pyproject.toml", "README.md", "Makefile", "epoch_builder", "remote", "console", "tests", "bench", "config")
-REPORTED_PACKAGES = ("epoch-builder", "tensorflow", "tensorflow-cpu", "keras", "numpy", "pandas", "pyarrow", "numba", "psutil")
+CONSTRAINTS_FILE = "constraints.txt"
+PROJECT_PATHS = ("pyproject.toml", CONSTRAINTS_FILE, "README.md", "Makefile", "epoch_builder", "remote", "console", "tests",
+                 "bench", "config", "scripts")
+HOST_EXTRAS = ("dev",)  # pytest and the test tools: `epoch-cluster test` runs the suite on the host
+REPORTED_PACKAGES = ("epoch-builder", "tensorflow", "tensorflow-cpu", "keras", "numpy", "pandas", "pyarrow", "numba", "psutil",
+                     "pytest")
+# The TensorFlow distributions that must go before an accelerator's build is installed (same package dir).
+# On aarch64 the CPU build *is* ``tensorflow``, so a CPU host there keeps it.
+CONFLICTING_BUILDS = {"cuda": ("tensorflow-cpu",), "cpu": ("tensorflow",)}
 
 
 def project_root() -> Path:
@@ -57,7 +75,9 @@ async def installed_versions(host: "Host", packages: tuple[str, ...] = REPORTED_
         "def v(n):\n"
         "    try:\n        return m.version(n)\n"
         "    except m.PackageNotFoundError:\n        return None\n"
-        f"print(json.dumps({{'python': sys.version.split()[0], 'packages': {{n: v(n) for n in {list(packages)!r}}}}}))\n"
+        "import platform\n"
+        f"print(json.dumps({{'python': sys.version.split()[0], 'machine': platform.machine(), "
+        f"'packages': {{n: v(n) for n in {list(packages)!r}}}}}))\n"
     )
     result = await host.check_run([host.python, "-c", code], timeout=60)
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -80,10 +100,37 @@ async def bootstrap(
     await host.check_run(["mkdir", "-p", target], timeout=30)
     report = await sync.push(host, paths, local_root=source, remote_root=target, progress=progress)
     wheel = await _push_wheel(host, source, target)
-    pip = [host.python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--force-reinstall",
-           *(["--no-deps"] if no_deps else []), wheel]
-    result = await host.run(pip, timeout=pip_timeout)
-    if not result.ok:
-        tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
-        raise RemoteError(f"server {host.name}: `{' '.join(shlex.quote(a) for a in pip)}` failed: {' / '.join(tail)[:500]}")
-    return {"pushed": report.to_dict(), "versions": await installed_versions(host)}
+    commands = install_commands(host, wheel, f"{target}/{CONSTRAINTS_FILE}", await installed_versions(host),
+                                no_deps=no_deps)
+    for pip in commands:
+        result = await host.run(pip, timeout=pip_timeout)
+        if not result.ok:
+            tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
+            raise RemoteError(f"server {host.name}: `{' '.join(shlex.quote(a) for a in pip)}` failed: "
+                              f"{' / '.join(tail)[:500]}")
+    return {"pushed": report.to_dict(), "versions": await installed_versions(host), "commands": commands}
+
+
+def install_commands(host: "Host", wheel: str, constraints: str, installed: dict[str, Any], *,
+                     no_deps: bool = False) -> list[list[str]]:
+    """The pip commands that install ``wheel`` on the host, in order (each one argv).
+
+    ``installed`` is :func:`installed_versions` of the host before: the other accelerator's TensorFlow is
+    uninstalled only when present (and, for a CPU host, only where the CPU build is ``tensorflow-cpu``)."""
+    accelerator = host.config.accelerator
+    pip = [host.python, "-m", "pip"]
+    quiet = ["--quiet", "--disable-pip-version-check"]
+    commands: list[list[str]] = []
+    if not no_deps:
+        packages = installed.get("packages", {})
+        conflicting = [name for name in CONFLICTING_BUILDS[accelerator] if packages.get(name)]
+        if accelerator == "cpu" and installed.get("machine") not in ("x86_64", "AMD64"):
+            conflicting = []  # there the CPU build is `tensorflow` itself
+        if conflicting:
+            commands.append([*pip, "uninstall", "--yes", *quiet, *conflicting])
+        extras = ",".join((*HOST_EXTRAS, ACCELERATOR_EXTRAS[accelerator]))
+        # Dependencies at the pinned versions; ones already there at those versions are not touched.
+        commands.append([*pip, "install", *quiet, "--constraint", constraints, f"{wheel}[{extras}]"])
+    # The project itself, always: the wheel keeps its version number while its code changes.
+    commands.append([*pip, "install", *quiet, "--no-deps", "--force-reinstall", wheel])
+    return commands

@@ -48,6 +48,10 @@ from remote.errors import ConfigError
 DEFAULT_CONFIG_PATH = Path("config") / "cluster.json"  # under the workspace
 CONFIG_ENV = "EPOCH_CLUSTER_CONFIG"
 HOST_KEY_POLICIES = ("strict", "accept-new")
+# A server's ``accelerator`` -> the project extra bootstrap installs there (pyproject.toml): the CPU or the
+# CUDA build of TensorFlow, never both in one venv.
+ACCELERATOR_EXTRAS = {"cpu": "cpu", "cuda": "gpu"}
+DEFAULT_ACCELERATOR = "cpu"
 DEFAULT_REBOOT_COMMAND = ("sudo", "-n", "reboot")
 DEFAULT_SHUTDOWN_COMMAND = ("sudo", "-n", "poweroff")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -87,6 +91,7 @@ class ServerConfig:
     shutdown_command: tuple[str, ...] = DEFAULT_SHUTDOWN_COMMAND
     local: bool = False  # drive this machine directly (LocalHost) instead of over SSH
     authorized_keys: str | None = None  # install-key target on the host (None: ~/.ssh/authorized_keys)
+    accelerator: str = DEFAULT_ACCELERATOR  # one of ACCELERATOR_EXTRAS: which TensorFlow build bootstrap installs
 
     @property
     def project_path(self) -> str:
@@ -256,7 +261,7 @@ def _parse_ssh(reader: _Reader, raw: Any) -> SSHOptions:
 
 _SERVER_KEYS = {
     "name", "host", "port", "user", "key", "root", "python", "venv", "project_dir", "is_cluster",
-    "reboot_command", "shutdown_command", "local", "authorized_keys",
+    "reboot_command", "shutdown_command", "local", "authorized_keys", "accelerator",
 }
 
 
@@ -285,6 +290,9 @@ def _parse_server(reader: _Reader, raw: Any, where: str) -> ServerConfig:
     if venv:
         python = f"{venv.rstrip('/')}/bin/python"
     key = reader.string(doc, "key", where)
+    accelerator = reader.string(doc, "accelerator", where, DEFAULT_ACCELERATOR)
+    if accelerator not in ACCELERATOR_EXTRAS:
+        raise reader.error(f"{where}.accelerator", f"{accelerator!r} not allowed; allowed: {', '.join(ACCELERATOR_EXTRAS)}")
     return ServerConfig(
         name=name,
         host=host,
@@ -300,4 +308,5 @@ def _parse_server(reader: _Reader, raw: Any, where: str) -> ServerConfig:
         reboot_command=reader.command(doc, "reboot_command", where, DEFAULT_REBOOT_COMMAND),
         shutdown_command=reader.command(doc, "shutdown_command", where, DEFAULT_SHUTDOWN_COMMAND),
         local=local,
+        accelerator=accelerator,
     )

@@ -123,6 +123,20 @@ def exec_connect(server: ServerConfig, ssh: SSHOptions) -> None:
     os.execvp(argv[0], argv)
 
 
+async def _check_test_runner(host: "Host", project_dir: str) -> None:
+    """Why the suite cannot run, before running it: no project source, or a Python without pytest."""
+    probe = await host.run(["sh", "-c", f"test -d {shlex.quote(project_dir)}/tests || echo no-tests; "
+                            f"{quote_argv([host.python, '-c', 'import pytest'])} >/dev/null 2>&1 || echo no-pytest"],
+                           timeout=60)
+    missing = probe.stdout.split()
+    if "no-tests" in missing:
+        raise RemoteError(f"server {host.name}: no test suite at {project_dir}/tests; run `epoch-cluster bootstrap "
+                          f"--server {host.name}` (pushes the project source there)")
+    if "no-pytest" in missing:
+        raise RemoteError(f"server {host.name}: {host.python} has no pytest; run `epoch-cluster bootstrap --server "
+                          f"{host.name}` (installs the project with its test extras)")
+
+
 async def unit_tests(
     host: "Host", pytest_args: Sequence[str] = (), *, on_output: Callable[[str], None] | None = None,
     timeout: float = 3600.0,
@@ -135,7 +149,10 @@ async def unit_tests(
 
     argv = [host.python, "-m", "pytest", "-q", *pytest_args]
     cwd = host.config.project_path
-    script = ["sh", "-c", f"cd {shlex.quote(cwd)} && exec {quote_argv(argv)}"]
+    await _check_test_runner(host, cwd)
+    # pytest's own errors (a bad argument, a failed import of a test module) go to stderr: they are part
+    # of what the user must see, in order with the rest.
+    script = ["sh", "-c", f"cd {shlex.quote(cwd)} && exec {quote_argv(argv)} 2>&1"]
     pending = b""
     try:
         async with asyncio.timeout(timeout):
