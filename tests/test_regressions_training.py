@@ -202,8 +202,10 @@ def test_batch_errors_are_one_line_and_name_the_problem(small_epoch: Workspace) 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fast", [False, True], ids=["deterministic", "fast"])
 def test_kill_9_resumes_from_the_last_completed_epoch_and_matches_an_uninterrupted_run(
-        small_epoch: Workspace, tmp_path: Path) -> None:
+        small_epoch: Workspace, tmp_path: Path, fast: bool, restores_op_determinism) -> None:
+    """With --fast the resume must complete; matching the uninterrupted run is claimed only without it."""
     cfg = training_config(small_epoch, "RESUME", "KR_CNN_S2", keras_model={
         "name": "KR_CNN_S2", "filters": [16, 16], "kernel_sizes": [5, 3], "activations": ["relu", "relu"]})
     write_batch(small_epoch, "CNN", "KR_RESUME", [cfg])
@@ -212,7 +214,7 @@ def test_kill_9_resumes_from_the_last_completed_epoch_and_matches_an_uninterrupt
 
     command = [sys.executable, "-m", "epoch_builder.cli", "train-regression-batch", "--workspace",
                str(small_epoch.root), "--category", "CNN", "--batch", "KR_RESUME", "--max-epochs", "12",
-               "--events", str(tmp_path / "events.jsonl")]
+               "--events", str(tmp_path / "events.jsonl")] + (["--fast"] if fast else [])
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     seen = []
@@ -238,12 +240,15 @@ def test_kill_9_resumes_from_the_last_completed_epoch_and_matches_an_uninterrupt
                and e["loss"] > 0 and e["val_loss"] > 0 and "eta_s" in e for e in progress)
 
     lines: list[str] = []
-    resumed = train_batch(small_epoch, "CNN", "KR_RESUME", max_epochs=12, log=lines.append)[0]
+    resumed = train_batch(small_epoch, "CNN", "KR_RESUME", max_epochs=12, fast=fast, log=lines.append)[0]
     resumed_at = [line for line in lines if "resumed at epoch" in line]
     assert resumed_at and int(resumed_at[0].split("resumed at epoch ")[1].split()[0]) == state["epoch"] > 0
     assert resumed["resumed_from_epochs"] == [state["epoch"]]
     assert resumed["epochs"] == 12 == len(resumed["training_history"]["loss"])
     assert read_json(certificate) == resumed
+    assert resumed["training_mode"] == {"op_determinism": not fast, "deterministic_epochs": 0 if fast else 12}
+    if fast:
+        return
 
     uninterrupted = train_batch(reference, "CNN", "KR_RESUME", max_epochs=12, log=quiet)[0]
     assert resumed["training_history"] == uninterrupted["training_history"]
@@ -293,3 +298,107 @@ def test_the_category_comes_from_the_batch_file(small_epoch: Workspace, capsys) 
     assert main(["train-regression-batch", "--workspace", str(small_epoch.root), "--batch", str(undeclared),
                  "--max-epochs", "1"]) == 0  # no category in the file: its configs' family
     assert (small_epoch.epoch().regressions_dir / "CAT2" / "certificate.json").is_file()
+
+
+# --- --fast: op determinism off ------------------------------------------------------------
+
+class Interrupted(Exception):
+    """Stands in for a kill between two epochs: raised from the log line of epoch ``at``."""
+
+
+def interrupt_at(at: int):
+    def log(line: str) -> None:
+        if f" epoch {at}/" in line:
+            raise Interrupted(line)
+    return log
+
+
+@pytest.fixture
+def restores_op_determinism():
+    """A --fast run switches the whole process; the tests after it in this worker expect the default."""
+    yield
+    from epoch_builder.regressions.runtime import configure_tensorflow
+
+    configure_tensorflow(op_determinism=True)
+
+
+def test_the_certificate_records_the_training_mode_and_the_log_says_it(
+        small_epoch: Workspace, capsys, restores_op_determinism) -> None:
+    from epoch_builder.regressions.training import op_determinism_enabled
+
+    write_batch(small_epoch, "DNN", "KR_MODES", [training_config(small_epoch, "DETERMINISTIC", "KR_DNN_S2")])
+    lines: list[str] = []
+    normal = train_batch(small_epoch, "DNN", "KR_MODES", max_epochs=2, log=lines.append)[0]
+    assert normal["training_mode"] == {"op_determinism": True, "deterministic_epochs": 2}
+    assert "op determinism on (repeatable)" in lines[0]
+
+    write_batch(small_epoch, "DNN", "KR_FAST", [training_config(small_epoch, "FAST", "KR_DNN_S2")])
+    capsys.readouterr()
+    assert main(["train-regression-batch", "--workspace", str(small_epoch.root), "--batch", "KR_FAST",
+                 "--max-epochs", "2", "--fast", "--json"]) == 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)[0]["id"] == "FAST"
+    assert "batch KR_FAST (DNN): 1 model(s), device " in printed.err
+    assert "op determinism off (--fast: not repeatable)" in printed.err
+    fast = read_json(small_epoch.epoch().regressions_dir / "FAST" / "certificate.json")
+    assert fast["training_mode"] == {"op_determinism": False, "deterministic_epochs": 0}
+    assert not op_determinism_enabled()
+    # a plain run switches it back on for the process, and its certificates say true again
+    again = train_batch(small_epoch, "DNN", write_batch(small_epoch, "DNN", "KR_AGAIN", [
+        training_config(small_epoch, "AGAIN", "KR_DNN_S2")]), max_epochs=1, log=quiet)[0]
+    assert op_determinism_enabled() and again["training_mode"] == {"op_determinism": True, "deterministic_epochs": 1}
+
+
+def test_a_fast_checkpoint_resumes_only_with_fast(small_epoch: Workspace, restores_op_determinism) -> None:
+    write_batch(small_epoch, "DNN", "KR_RF", [training_config(small_epoch, "RF", "KR_DNN_S2")])
+    with pytest.raises(Interrupted):
+        train_batch(small_epoch, "DNN", "KR_RF", max_epochs=4, fast=True, log=interrupt_at(2))
+    state_file = small_epoch.epoch().dir / CHECKPOINTS_DIR / "RF" / "state.json"
+    assert read_json(state_file)["op_determinism"] is False and read_json(state_file)["epoch"] == 2
+
+    with pytest.raises(EpochBuilderError) as refused:
+        train_batch(small_epoch, "DNN", "KR_RF", max_epochs=4, log=quiet)
+    message = str(refused.value)
+    assert message == (f"{state_file}: checkpoint of RF was written with --fast (op determinism off); rerun with "
+                       f"--fast to resume it, or delete {state_file.parent} to retrain it deterministically")
+    assert read_json(state_file)["epoch"] == 2  # the refusal changed nothing
+
+    lines: list[str] = []
+    cert = train_batch(small_epoch, "DNN", "KR_RF", max_epochs=4, fast=True, log=lines.append)[0]
+    assert any("RF: resumed at epoch 2 from checkpoint" in line for line in lines)
+    assert cert["epochs"] == 4 and cert["resumed_from_epochs"] == [2]
+    assert cert["training_mode"] == {"op_determinism": False, "deterministic_epochs": 0}
+
+
+def test_a_deterministic_checkpoint_may_go_on_with_fast_and_is_then_certified_fast(
+        small_epoch: Workspace, restores_op_determinism) -> None:
+    write_batch(small_epoch, "DNN", "KR_DF", [training_config(small_epoch, "DF", "KR_DNN_S2")])
+    with pytest.raises(Interrupted):
+        train_batch(small_epoch, "DNN", "KR_DF", max_epochs=4, log=interrupt_at(2))
+    # A checkpoint from before --fast existed has no mode: it was deterministic.
+    state_file = small_epoch.epoch().dir / CHECKPOINTS_DIR / "DF" / "state.json"
+    state = read_json(state_file)
+    assert state.pop("op_determinism") is True
+    del state["deterministic_epochs"]
+    atomic_write_json(state_file, state)
+
+    lines: list[str] = []
+    with pytest.raises(Interrupted):  # resumed with --fast, interrupted again: the checkpoint is now a fast one
+        train_batch(small_epoch, "DNN", "KR_DF", max_epochs=4, fast=True,
+                    log=lambda line: (lines.append(line), interrupt_at(3)(line)))
+    assert any("DF: resumed at epoch 2 from checkpoint; its 2 epoch(s) so far were deterministic, --fast from here on"
+               in line for line in lines)
+    with pytest.raises(EpochBuilderError, match="checkpoint of DF was written with --fast"):
+        train_batch(small_epoch, "DNN", "KR_DF", max_epochs=4, log=quiet)
+    cert = train_batch(small_epoch, "DNN", "KR_DF", max_epochs=4, fast=True, log=quiet)[0]
+    assert cert["epochs"] == 4 and cert["resumed_from_epochs"] == [2, 3]
+    assert cert["training_mode"] == {"op_determinism": False, "deterministic_epochs": 2}
+
+
+def test_fast_is_in_the_help(capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["train-regression-batch", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--fast" in text and "op determinism off" in text
+    assert "a resumed model no longer equals an uninterrupted one" in text

@@ -37,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                        help="batch file (path, or name under regression_training_configs/<category>/)")
     train.add_argument("--max-epochs", type=int, metavar="N",
                        help="cap on epochs per model (default: the config's max_epochs, else 500)")
+    train.add_argument("--fast", action="store_true",
+                       help="TensorFlow op determinism off for this run: can be faster on GPUs (no deterministic "
+                       "kernels; on CPUs bench/bench_training.py measured no gain), but the same seed no longer gives "
+                       "the same model and a resumed model no longer equals an uninterrupted one (resuming still "
+                       "works); each certificate records it (training_mode.op_determinism false). A checkpoint "
+                       "written with --fast resumes only with --fast; a deterministic one may go on with --fast")
     add_json_option(train, "each model's id, epochs, test loss and accuracy")
     train.set_defaults(func=start_train)
 
@@ -72,7 +78,8 @@ def start_generate(args: argparse.Namespace) -> int:
 def start_train(args: argparse.Namespace) -> int:
     from epoch_builder.regressions.training import train_batch
 
-    certificates = train_batch(workspace_of(args), args.category, args.batch, max_epochs=args.max_epochs)
+    certificates = train_batch(workspace_of(args), args.category, args.batch, max_epochs=args.max_epochs,
+                               fast=args.fast)
     rows = [{"id": c["id"], "epochs": c["epochs"], "test_loss": c["test_evaluation"]["loss"],
              "accuracy": c["discovery"]["accuracy"]} for c in certificates]
     print_rows(rows, args.json, "the batch holds no model", ("#", "id", "epochs", "test_loss", "accuracy"),

@@ -53,8 +53,13 @@ def _expected_retracing(record: logging.LogRecord) -> bool:
     return "triggered tf.function retracing" not in record.getMessage()
 
 
-def configure_tensorflow() -> list[str]:
-    """Once per process; returns the GPU device names TensorFlow sees."""
+def configure_tensorflow(op_determinism: bool | None = None) -> list[str]:
+    """Once per process; returns the GPU device names TensorFlow sees.
+
+    Op determinism is on from the first call. ``op_determinism`` True or False switches it for the
+    whole process from here on (``train-regression-batch --fast`` passes False: faster, not
+    repeatable); None leaves it as it is, so a later plain call (``seed_everything``) does not
+    undo a ``--fast``."""
     global _configured
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" not in sys.modules:
@@ -74,6 +79,11 @@ def configure_tensorflow() -> list[str]:
         tf.config.experimental.enable_op_determinism()
         logging.getLogger("tensorflow").addFilter(_expected_retracing)
         _configured = True
+    if op_determinism is not None:
+        # tf.config.experimental exports only the switch on; the switch off lives beside it.
+        from tensorflow.python.framework import config as tf_config
+
+        (tf_config.enable_op_determinism if op_determinism else tf_config.disable_op_determinism)()
     return [gpu.name for gpu in gpus]
 
 

@@ -2,7 +2,9 @@
 
 Per config (skipped when ``regressions/<id>/certificate.json`` exists):
 
-* seeded from the epoch seed (Python, NumPy, TensorFlow) with TF op determinism;
+* seeded from the epoch seed (Python, NumPy, TensorFlow) with TF op determinism,
+  or without it under ``--fast`` (faster, not repeatable; the certificate's
+  ``training_mode`` says which, see ``_resume_mode`` for resuming across modes);
 * one ``model.fit`` over a tf.data pipeline whose epoch e is a stateless
   shuffle drawn from ``(seed, e)``, with Keras' validation split (the last
   ``validation_split`` of the train windows), batch 512. Drawing the order from
@@ -11,8 +13,10 @@ Per config (skipped when ``regressions/<id>/certificate.json`` exists):
   ``EarlyStopping`` but with its state in the checkpoint;
 * after every epoch a checkpoint under ``<epoch>/.regression_checkpoints/<id>/``:
   weights + optimizer variables (``.npz``), best weights, and ``state.json``
-  (epoch, history, early-stopping state) written last and atomically. After a
-  kill -9 the next run resumes from the last completed epoch;
+  (epoch, history, early-stopping state, op determinism) written last and
+  atomically. After a kill -9 the next run resumes from the last completed epoch
+  (the same result as an uninterrupted run with op determinism; under ``--fast``
+  it completes, but not necessarily with the same numbers);
 * then: ``regressions/<id>/model.keras`` (Keras native format; id, description,
   lookback and predictions are in ``certificate.json`` beside it), the history
   as ``regressions/<id>/history.csv`` and as a TensorBoard event file under
@@ -58,6 +62,7 @@ MODEL_FILE = "model.keras"
 CHECKPOINTS_DIR = ".regression_checkpoints"
 STATE_FILE = "state.json"
 EVENTS_SCRATCH_DIR = ".tensorboard"  # in the model's checkpoint directory: never pulled, removed with it
+FAST_FLAG = "--fast"  # train-regression-batch's switch for op determinism off; errors and log lines name it
 
 
 # --- batch files ----------------------------------------------------------------------
@@ -200,6 +205,44 @@ class Checkpoint:
                 pass
 
 
+# --- op determinism -------------------------------------------------------------------
+
+def op_determinism_enabled() -> bool:
+    """Whether TensorFlow op determinism is on in this process now: the certificate records what TensorFlow
+    says, not what a caller asked for (``runtime.configure_tensorflow`` switches it)."""
+    from tensorflow.python.framework import config as tf_config  # not exported under tf.config
+
+    return bool(tf_config.is_op_determinism_enabled())
+
+
+def _resume_mode(state: dict[str, Any], deterministic: bool, where: Path, model_id: str) -> str:
+    """Check a checkpoint's mode against this run's; returns a note for the resume log line.
+
+    A certificate's ``op_determinism: true`` claims every epoch was deterministic (so the model can be
+    reproduced), ``false`` claims nothing. So a checkpoint written with ``--fast`` is refused without
+    ``--fast`` (its weights would be certified deterministic), while a deterministic checkpoint may go on
+    under ``--fast``: the model becomes a fast one (``deterministic_epochs`` keeps how many came first),
+    and the epochs already trained are not thrown away.
+    """
+    written = bool(state.get("op_determinism", True))  # checkpoints from before --fast were all deterministic
+    if written == deterministic:
+        return ""
+    if deterministic:
+        raise EpochBuilderError(f"{where}: checkpoint of {model_id} was written with {FAST_FLAG} (op determinism off); "
+                                f"rerun with {FAST_FLAG} to resume it, or delete {where.parent} to retrain it deterministically")
+    state["op_determinism"], state["deterministic_epochs"] = False, state["epoch"]
+    return f"; its {state['epoch']} epoch(s) so far were deterministic, {FAST_FLAG} from here on"
+
+
+def training_mode(state: dict[str, Any]) -> dict[str, Any]:
+    """The certificate's ``training_mode``: ``op_determinism`` true only if every epoch ran with it;
+    ``deterministic_epochs`` how many of the first epochs did (all of them, none, or those before a
+    deterministic checkpoint was resumed with --fast)."""
+    deterministic = bool(state.get("op_determinism", True))
+    return {"op_determinism": deterministic,
+            "deterministic_epochs": state["epoch"] if deterministic else int(state.get("deterministic_epochs", 0))}
+
+
 # --- one model --------------------------------------------------------------------------
 
 def compile_model(model: Any, cfg: dict[str, Any]) -> None:
@@ -291,12 +334,15 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
         compile_model(model, cfg)
         state = checkpoint.load()
         best_weights: list[np.ndarray] | None = None
+        deterministic = op_determinism_enabled()
         if state is None:
             state = {"id": model_id, "epoch": 0, "history": {}, "wait": 0, "best": None, "best_epoch": 0,
-                     "stopped": False, "started": int(time.time() * 1000), "resumed_from": []}
+                     "stopped": False, "started": int(time.time() * 1000), "resumed_from": [],
+                     "op_determinism": deterministic, "deterministic_epochs": 0}
         else:
             if state.get("id") != model_id:
                 raise EpochBuilderError(f"{checkpoint.dir / STATE_FILE}: checkpoint of {state.get('id')!r}, not {model_id}")
+            mode_note = _resume_mode(state, deterministic, checkpoint.dir / STATE_FILE, model_id)
             saved = _read_npz(checkpoint.dir / state["weights_file"])
             weights, opt_values = _unpack("w", saved), _unpack("o", saved)
             if len(weights) != len(model.get_weights()) or len(opt_values) != len(model.optimizer.variables):
@@ -307,7 +353,7 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
             if state.get("best_file"):
                 best_weights = _unpack("w", _read_npz(checkpoint.dir / state["best_file"]))
             state["resumed_from"].append(state["epoch"])
-            log(f"[{number}/{total}] {model_id}: resumed at epoch {state['epoch']} from checkpoint")
+            log(f"[{number}/{total}] {model_id}: resumed at epoch {state['epoch']} from checkpoint{mode_note}")
         stopping = EarlyStoppingState(state, best_weights)
         if bar is not None:
             bar.reset(total=limit, description=f"  {model_id} epochs")
@@ -493,6 +539,7 @@ def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, stat
         "epochs": state["epoch"],
         "best_epoch": state["best_epoch"] + 1,
         "resumed_from_epochs": state.get("resumed_from", []),
+        "training_mode": training_mode(state),
         "training_history": history,
         # The platform's ITestDatasetEvaluation: both errors, whichever pair trained the model.
         "test_ds_evaluation": _test_errors(preds, data.test_y),
@@ -509,8 +556,9 @@ def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, stat
 # --- a batch ----------------------------------------------------------------------------
 
 def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLike, *, max_epochs: int | None = None,
-                log: Callable[[str], None] = output.info) -> list[dict[str, Any]]:
-    """Train every config of a batch that has no certificate yet; returns all the batch's certificates."""
+                fast: bool = False, log: Callable[[str], None] = output.info) -> list[dict[str, Any]]:
+    """Train every config of a batch that has no certificate yet; returns all the batch's certificates.
+    ``fast``: op determinism off for this process (``--fast``)."""
     from epoch_builder.events import Eta
     from epoch_builder.regressions.runtime import configure_tensorflow
 
@@ -522,10 +570,11 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
     batch = read_batch(path)
     category = category or batch_category(batch, path)  # the file says which; --category only checks it
     _check_batch(batch, path, category, config.regression_lookback, config.regression_predictions)
-    gpus = configure_tensorflow()
+    gpus = configure_tensorflow(op_determinism=not fast)
     configs = batch["configs"]
     total = len(configs)
-    log(f"batch {batch['name']} ({category}): {total} model(s), device {'GPU ' + ', '.join(gpus) if gpus else 'CPU'}")
+    mode = f"op determinism off ({FAST_FLAG}: not repeatable)" if fast else "op determinism on (repeatable)"
+    log(f"batch {batch['name']} ({category}): {total} model(s), device {'GPU ' + ', '.join(gpus) if gpus else 'CPU'}, {mode}")
     pending = [c for c in configs if not paths.regression_certificate_file(c["id"]).exists()]
     data = load_datasets(ws, config.regression_lookback, config.regression_predictions) if pending else None
     if data is not None:

@@ -1,0 +1,278 @@
+"""Regression training speed per family on a default-profile epoch, against baselines run in this process.
+
+The bench makes its own epoch: 4 years of synthetic 1-minute BTC-like candles (Binance CSV), imported and
+cut by the real pipeline with the ``default`` profile (48 months, 30-minute prediction candles, lookback 128,
+predictions 32, validation split 0.2: ~41,000 train windows, 81 batches of 512 an epoch). Then, for each
+family of the default grid (``--families`` to limit), one config drawn from that grid with a seeded choice
+(printed) is trained ``--epochs`` times three ways, one after the other in this process (these machines are
+noisy: only ratios against a run in the same process mean much):
+
+* bare: ``model.fit`` on the same arrays (``validation_data``, batch 512, ``shuffle=True``), op determinism on;
+* ours: ``train_model`` (the stateless per-epoch shuffle pipeline, early-stopping state, a checkpoint every
+  epoch, log line, event, model, history and certificate), op determinism on (the default);
+* fast: ``train_model`` with op determinism off (``train-regression-batch --fast``).
+
+Reported per family: seconds per warm epoch (the first epoch, which traces the functions, is left out;
+``--epochs 1`` reports the first), the overhead ratio ours / bare, the --fast factor ours / fast (> 1: --fast
+is faster), and the projection of hours for the family's whole default grid = models x s/epoch x epochs per
+model. The project records no observed early-stopping epochs, so the epochs per model is an assumption
+(``--epochs-per-model``) unless ``--observed WORKSPACE`` names a workspace whose active epoch holds trained
+regressions: then each family's median ``epochs`` of their certificates.
+
+    .venv/bin/python bench/bench_training.py [--families DNN,CDNN] [--epochs 2] [--epochs-per-model 30]
+        [--observed WORKSPACE] [--seed 60184] [--json]
+
+LSTM, CLSTM and GRU are expected to take minutes per epoch at default size on a 2-core CPU (not run there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the Keras array adapter's native NodeDef lines (bare runs)
+
+from bench_import import synthetic_binance_csv  # noqa: E402  (4 years of 1m candles, the import bench's)
+from epoch_builder.regressions.architectures import FAMILIES  # noqa: E402
+from epoch_builder.workspace import Workspace  # noqa: E402
+
+EPOCH_ID = "_BENCH_TRAINING"
+ASSUMED_EPOCHS_PER_MODEL = 30  # no observed figure in the project: patience 10 means at least 11, the cap is 500
+EPOCH_LINE = re.compile(r" epoch (\d+)/\d+ .*\((\d+\.\d+)s\)")
+
+
+# --- the epoch ------------------------------------------------------------------------------
+
+def default_epoch(root: Path, log: Callable[[str], None]) -> Workspace:
+    """Synthetic candles -> `candlesticks import` -> `create-epoch --profile default` (every default)."""
+    from epoch_builder.create_epoch import create_epoch
+    from epoch_builder.importer import import_candlesticks
+
+    started = time.perf_counter()
+    source = root / "BTCUSDT-1m-synthetic.csv"
+    synthetic_binance_csv(source)
+    ws = Workspace(root / "ws")
+    import_candlesticks(ws, [source], log=lambda *_: None)
+    source.unlink()
+    create_epoch(ws, EPOCH_ID, profile="default", log=lambda *_: None)
+    log(f"default-profile epoch made in {time.perf_counter() - started:.1f} s")
+    return ws
+
+
+def sampled_configs(ws: Workspace, families: list[str], seed: int) -> tuple[dict[str, dict], dict[str, int]]:
+    """One default-grid config per family (``random.Random(seed).choice`` of the family's configs, each
+    family drawn with its own generator so the pick does not depend on --families) and the grid's counts."""
+    from epoch_builder.regressions.grid import load_grid, plan
+
+    config = ws.load_epoch_config()
+    per_family = plan(load_grid(None), config.id, config.seed, config.regression_lookback, config.regression_predictions)
+    picks = {family: random.Random(f"{seed}:{family}").choice(per_family[family]) for family in families}
+    return picks, {family: len(configs) for family, configs in per_family.items()}
+
+
+def observed_epochs(root: Path) -> dict[str, float]:
+    """Median trained epochs per family of the certificates in ``root``'s active epoch."""
+    from epoch_builder.storage import read_json
+
+    ws = Workspace(root)
+    by_family: dict[str, list[int]] = {}
+    for path in sorted(ws.epoch().regressions_dir.glob("*/certificate.json")):
+        cert = read_json(path)
+        by_family.setdefault(cert.get("category"), []).append(int(cert["epochs"]))
+    return {family: float(statistics.median(epochs)) for family, epochs in by_family.items() if family in FAMILIES}
+
+
+# --- the three runs -------------------------------------------------------------------------
+
+def warm_seconds(per_epoch: list[float]) -> float:
+    """Mean of the epochs after the first (which traces the train and test functions)."""
+    warm = per_epoch[1:] or per_epoch
+    return sum(warm) / len(warm)
+
+
+def bare_fit(cfg: dict[str, Any], data: Any, validation_split: float, seed: int, epochs: int) -> list[float]:
+    """Keras alone on the same arrays and network; seconds of each epoch, end to end like train_model's."""
+    import keras
+
+    from epoch_builder.regressions.architectures import build_model
+    from epoch_builder.regressions.runtime import seed_everything
+    from epoch_builder.regressions.training import BATCH_SIZE, _validation_cut, compile_model
+
+    keras.backend.clear_session()
+    seed_everything(seed)
+    model = build_model(cfg["keras_model"], cfg["lookback"], cfg["predictions"])
+    compile_model(model, cfg)
+    cut = _validation_cut(len(data.train_x), validation_split)
+    times: list[float] = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.mark = time.monotonic()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            times.append(time.monotonic() - self.mark)
+            self.mark = time.monotonic()
+
+    model.fit(data.train_x[:cut], data.train_y[:cut], batch_size=BATCH_SIZE, epochs=epochs, shuffle=True,
+              validation_data=(data.train_x[cut:], data.train_y[cut:]), callbacks=[Timer()], verbose=0)
+    return times
+
+
+def ours(ws: Workspace, cfg: dict[str, Any], data: Any, epochs: int, *, deterministic: bool) -> list[float]:
+    """train_model as train-regression-batch runs it; seconds of each epoch from its epoch log lines."""
+    import shutil
+
+    from epoch_builder.regressions.runtime import configure_tensorflow
+    from epoch_builder.regressions.training import CHECKPOINTS_DIR, train_model
+
+    configure_tensorflow(op_determinism=deterministic)
+    config = ws.load_epoch_config()
+    times: list[float] = []
+
+    def log(line: str) -> None:
+        found = EPOCH_LINE.search(line)
+        if found:
+            times.append(float(found.group(2)))
+
+    train_model(ws, cfg, data, seed=config.seed, validation_split=config.validation_split, max_epochs=epochs,
+                position=(1, 1), eta=None, models_done=0, log=log)
+    # the next run must train again, not find a certificate
+    shutil.rmtree(ws.epoch().regressions_dir / cfg["id"])
+    shutil.rmtree(ws.epoch().dir / CHECKPOINTS_DIR / cfg["id"], ignore_errors=True)
+    return times
+
+
+def bench_family(ws: Workspace, family: str, cfg: dict[str, Any], data: Any, epochs: int) -> dict[str, Any]:
+    from epoch_builder.regressions.runtime import configure_tensorflow
+
+    config = ws.load_epoch_config()
+    configure_tensorflow(op_determinism=True)
+    bare = bare_fit(cfg, data, config.validation_split, config.seed, epochs)
+    deterministic = ours(ws, cfg, data, epochs, deterministic=True)
+    fast = ours(ws, cfg, data, epochs, deterministic=False)
+    configure_tensorflow(op_determinism=True)
+    s_bare, s_ours, s_fast = warm_seconds(bare), warm_seconds(deterministic), warm_seconds(fast)
+    return {"family": family, "config": cfg["id"], "keras_model": cfg["keras_model"],
+            "learning_rate": cfg["learning_rate"], "loss": cfg["loss"],
+            "epoch_seconds": {"bare": bare, "ours": deterministic, "fast": fast},
+            "s_per_epoch": s_ours, "s_per_epoch_bare": s_bare, "s_per_epoch_fast": s_fast,
+            "overhead_ratio": s_ours / s_bare, "fast_factor": s_ours / s_fast}
+
+
+# --- projection and output --------------------------------------------------------------------
+
+def projection(results: list[dict[str, Any]], models: dict[str, int], epochs_per_model: dict[str, float]) -> dict[str, Any]:
+    rows = {}
+    for r in results:
+        family = r["family"]
+        per_model = epochs_per_model[family]
+        rows[family] = {"models": models[family], "epochs_per_model": per_model,
+                        "hours": models[family] * r["s_per_epoch"] * per_model / 3600,
+                        "hours_fast": models[family] * r["s_per_epoch_fast"] * per_model / 3600}
+    return {"families": rows, "hours": sum(row["hours"] for row in rows.values()),
+            "hours_fast": sum(row["hours_fast"] for row in rows.values()),
+            "not_measured": [f for f in models if f not in rows]}
+
+
+def print_report(report: dict[str, Any]) -> None:
+    setup = report["setup"]
+    print(f"default profile: {setup['candles']:,} 1m candles -> {setup['train_windows']:,} train windows, "
+          f"{setup['validation_windows']:,} of them validate (lookback {setup['lookback']}, predictions "
+          f"{setup['predictions']}); {setup['epochs']} epoch(s) a run; config choice seed {setup['seed']}")
+    print(f"epochs per model: {setup['epochs_per_model_source']}")
+    print(f"{'family':7} {'config (seeded choice)':50} {'bare s/ep':>9} {'ours s/ep':>9} {'overhead':>8} "
+          f"{'fast s/ep':>9} {'fast x':>6} {'models':>6} {'hours':>7}")
+    for r in report["results"]:
+        row = report["projection"]["families"][r["family"]]
+        print(f"{r['family']:7} {r['config']:50} {r['s_per_epoch_bare']:9.2f} {r['s_per_epoch']:9.2f} "
+              f"{r['overhead_ratio']:8.3f} {r['s_per_epoch_fast']:9.2f} {r['fast_factor']:6.3f} {row['models']:6} "
+              f"{row['hours']:7.2f}")
+        print(f"        {json.dumps(r['keras_model'])}, learning_rate {r['learning_rate']}, loss {r['loss']}")
+    total = report["projection"]
+    print(f"projection for the measured families' whole default grid on this machine: {total['hours']:.1f} h "
+          f"({total['hours_fast']:.1f} h with --fast)"
+          + (f"; not measured: {', '.join(total['not_measured'])}" if total["not_measured"] else ""))
+    print("overhead = ours / bare model.fit; fast x = ours / --fast (> 1: --fast is faster); both measured in this "
+          "process, " + ("warm epochs only (the first left out)" if setup["epochs"] > 1
+                         else "from the first epoch (with tracing): --epochs 2 or more for warm figures"))
+
+
+def parse_families(text: str) -> list[str]:
+    families = [f.strip().upper() for f in text.split(",") if f.strip()]
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed {', '.join(FAMILIES)}, comma-separated")
+    return families
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", type=parse_families, default=list(FAMILIES), metavar="F,...",
+                        help=f"families to measure (default: all, {','.join(FAMILIES)})")
+    parser.add_argument("--epochs", type=int, default=2, metavar="N", help="epochs of each run (default 2)")
+    parser.add_argument("--epochs-per-model", type=float, metavar="N",
+                        help=f"epochs a model trains before early stopping, for the projection (default: the median "
+                        f"of --observed, else the assumption {ASSUMED_EPOCHS_PER_MODEL})")
+    parser.add_argument("--observed", type=Path, metavar="WORKSPACE",
+                        help="a workspace with trained regressions: each family's median epochs")
+    parser.add_argument("--seed", type=int, default=60184, help="seed of the config choice (default 60184)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args()
+    if args.epochs < 1:
+        parser.error(f"--epochs {args.epochs} must be a positive integer")
+    log = (lambda line: print(line, file=sys.stderr)) if args.json else print
+
+    from epoch_builder.regressions.datasets import load_datasets
+    from epoch_builder.regressions.runtime import configure_tensorflow
+    from epoch_builder.regressions.training import _validation_cut
+
+    configure_tensorflow()
+    observed = observed_epochs(args.observed) if args.observed else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = default_epoch(Path(tmp), log)
+        config = ws.load_epoch_config()
+        data = load_datasets(ws, config.regression_lookback, config.regression_predictions)
+        picks, models = sampled_configs(ws, args.families, args.seed)
+        results = []
+        for family in args.families:
+            log(f"{family}: {picks[family]['id']} ...")
+            results.append(bench_family(ws, family, picks[family], data, args.epochs))
+            log(f"{family}: ours {results[-1]['s_per_epoch']:.2f} s/epoch")
+        candles = int(json.loads(ws.bundle_file.read_text())["candles"])
+    if args.epochs_per_model is not None:
+        per_model = {f: args.epochs_per_model for f in args.families}
+        source = f"{args.epochs_per_model:g} (--epochs-per-model)"
+    elif observed:
+        per_model = {f: observed.get(f, ASSUMED_EPOCHS_PER_MODEL) for f in args.families}
+        source = (f"observed medians in {args.observed} "
+                  + ", ".join(f"{f} {v:g}" + ("" if f in observed else " (none observed: assumed)") for f, v in per_model.items()))
+    else:
+        per_model = {f: ASSUMED_EPOCHS_PER_MODEL for f in args.families}
+        source = (f"{ASSUMED_EPOCHS_PER_MODEL} ASSUMED (the project records no observed early-stopping epochs; patience "
+                  "10 means at least 11, the cap is 500; pass --epochs-per-model or --observed WORKSPACE)")
+    validation = len(data.train_x) - _validation_cut(len(data.train_x), config.validation_split)
+    report = {"setup": {"candles": candles, "train_windows": len(data.train_x), "validation_windows": validation,
+                        "lookback": config.regression_lookback,
+                        "predictions": config.regression_predictions, "epochs": args.epochs, "seed": args.seed,
+                        "epochs_per_model_source": source},
+              "results": results, "projection": projection(results, models, per_model)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+
+
+if __name__ == "__main__":
+    main()
