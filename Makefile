@@ -62,8 +62,13 @@ demo: install
 console: install
 	$(BIN)/epoch-console
 
+# bench_training.py's default covers every family at the default profile (hours on a small CPU for the
+# recurrent ones): BENCH_TRAINING_ARGS limits it; on a GPU machine `bash bench/gpu_check.sh` runs it all.
+BENCH_TRAINING_ARGS ?= --families DNN,CDNN,CNN
 bench: install
-	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
+	for f in bench/bench_*.py; do \
+	  case $$f in *bench_training.py) args="$(BENCH_TRAINING_ARGS)";; *) args="";; esac; \
+	  $(BIN)/python $$f $$args || exit 1; done
 
 clean:
 	rm -rf $(VENV) .venv-tf210 $(WORKSPACE) .pytest_cache

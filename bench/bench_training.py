@@ -171,6 +171,84 @@ def bench_family(ws: Workspace, family: str, cfg: dict[str, Any], data: Any, epo
             "overhead_ratio": s_ours / s_bare, "fast_factor": s_ours / s_fast}
 
 
+# --- packing: K models one at a time vs together ----------------------------------------------
+
+def packed_configs(ws: Workspace, family: str, count: int, seed: int) -> list[dict[str, Any]]:
+    """``count`` default-grid configs of ``family`` (a seeded sample, its own generator per family)."""
+    from epoch_builder.regressions.grid import load_grid, plan
+
+    config = ws.load_epoch_config()
+    configs = plan(load_grid(None), config.id, config.seed, config.regression_lookback,
+                   config.regression_predictions)[family]
+    return random.Random(f"{seed}:{family}:pack").sample(configs, min(count, len(configs)))
+
+
+def _forget(ws: Workspace, ids: list[str], batch: str) -> None:
+    """Remove what a run trained, so the next run trains the same models again."""
+    import shutil
+
+    from epoch_builder.regressions.training import CHECKPOINTS_DIR
+
+    paths = ws.epoch()
+    for model_id in ids:
+        shutil.rmtree(paths.regressions_dir / model_id, ignore_errors=True)
+        shutil.rmtree(paths.dir / CHECKPOINTS_DIR / model_id, ignore_errors=True)
+        shutil.rmtree(paths.regression_tensorboard_dir(model_id), ignore_errors=True)
+    paths.batched_certificates_file(batch).unlink(missing_ok=True)
+
+
+PACK_EPOCH_LINE = re.compile(r" epoch (\d+)/\d+ .*\((\d+\.\d+)s for the pack\)")
+
+
+def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epochs: int,
+                  epochs_per_model: float) -> dict[str, Any]:
+    """The same batch of K = len(configs) models trained with --pack 1 and with --pack K.
+
+    Reported: the whole batch's wall time each way (build, tracing, every epoch, evaluation, files) and its
+    models per hour; the warm-epoch factor (K x a model's warm epoch alone / the pack's warm epoch); and the
+    factor projected to ``epochs_per_model`` epochs: each way's time split into its warm epochs and the rest
+    (fixed: data, build, tracing, certificates), the rest kept and the warm epochs scaled."""
+    from epoch_builder.regressions.training import train_batch
+    from epoch_builder.storage import atomic_write_json
+
+    name = f"KR_BENCH_PACK_{family}"
+    path = ws.epoch().regression_training_configs_dir / family / f"{name}.json"
+    atomic_write_json(path, {"name": name, "category": family, "configs": configs}, indent=2)
+    ids = [c["id"] for c in configs]
+    count = len(configs)
+    seconds: dict[str, float] = {}
+    epoch_seconds: dict[str, list[tuple[int, float]]] = {"alone": [], "packed": []}
+    for mode, size in (("alone", 1), ("packed", count)):
+        _forget(ws, ids, name)
+        pattern = EPOCH_LINE if size == 1 else PACK_EPOCH_LINE
+
+        def log(line: str, mode: str = mode, pattern: re.Pattern[str] = pattern) -> None:
+            found = pattern.search(line)
+            if found:
+                epoch_seconds[mode].append((int(found.group(1)), float(found.group(2))))
+
+        started = time.monotonic()
+        train_batch(ws, family, path, max_epochs=epochs, pack=size, log=log)
+        seconds[mode] = time.monotonic() - started
+    _forget(ws, ids, name)
+    path.unlink()
+    # A pack logs one line per model and epoch with the pack's time: one figure per epoch.
+    pack_epochs = sorted(set(epoch_seconds["packed"]))
+    warm_alone = [s for e, s in epoch_seconds["alone"] if e > 1] or [s for _, s in epoch_seconds["alone"]]
+    warm_pack = [s for e, s in pack_epochs if e > 1] or [s for _, s in pack_epochs]
+    warm = {"alone": count * sum(warm_alone) / len(warm_alone), "packed": sum(warm_pack) / len(warm_pack)}
+    fixed = {mode: seconds[mode] - epochs * warm[mode] for mode in seconds}
+    projected = {mode: fixed[mode] + epochs_per_model * warm[mode] for mode in seconds}
+    hour = 3600.0
+    return {"family": family, "models": count, "configs": ids, "epochs": epochs, "seconds": seconds,
+            "models_per_hour": {mode: count * hour / s for mode, s in seconds.items()},
+            "factor": seconds["alone"] / seconds["packed"],
+            "warm_epoch_seconds_all_models": warm, "warm_factor": warm["alone"] / warm["packed"],
+            "fixed_seconds": fixed, "projected_epochs_per_model": epochs_per_model,
+            "projected_models_per_hour": {mode: count * hour / s for mode, s in projected.items()},
+            "projected_factor": projected["alone"] / projected["packed"]}
+
+
 # --- projection and output --------------------------------------------------------------------
 
 def projection(results: list[dict[str, Any]], models: dict[str, int], epochs_per_model: dict[str, float]) -> dict[str, Any]:
@@ -186,7 +264,24 @@ def projection(results: list[dict[str, Any]], models: dict[str, int], epochs_per
             "not_measured": [f for f in models if f not in rows]}
 
 
+def print_packing(packing: list[dict[str, Any]]) -> None:
+    if not packing:
+        return
+    print(f"{'family':7} {'models':>6} {'epochs':>6} {'alone s':>8} {'packed s':>8} {'factor':>6} {'warm x':>6} "
+          f"{'proj. models/h alone':>20} {'packed':>7} {'proj. x':>7}")
+    for p in packing:
+        print(f"{p['family']:7} {p['models']:6} {p['epochs']:6} {p['seconds']['alone']:8.1f} {p['seconds']['packed']:8.1f} "
+              f"{p['factor']:6.2f} {p['warm_factor']:6.2f} {p['projected_models_per_hour']['alone']:20.0f} "
+              f"{p['projected_models_per_hour']['packed']:7.0f} {p['projected_factor']:7.2f}")
+    print(f"factor = whole-batch wall time with --pack 1 / with --pack K (same models and epochs, this process); "
+          f"warm x = the same for a warm epoch of all K models; proj. = at "
+          f"{packing[0]['projected_epochs_per_model']:g} epochs per model (fixed costs kept, warm epochs scaled)")
+
+
 def print_report(report: dict[str, Any]) -> None:
+    print_packing(report["packing"])
+    if not report["results"]:
+        return
     setup = report["setup"]
     print(f"default profile: {setup['candles']:,} 1m candles -> {setup['train_windows']:,} train windows, "
           f"{setup['validation_windows']:,} of them validate (lookback {setup['lookback']}, predictions "
@@ -228,6 +323,11 @@ def main() -> None:
     parser.add_argument("--observed", type=Path, metavar="WORKSPACE",
                         help="a workspace with trained regressions: each family's median epochs")
     parser.add_argument("--seed", type=int, default=60184, help="seed of the config choice (default 60184)")
+    parser.add_argument("--pack", type=int, default=8, metavar="K",
+                        help="also train K seeded configs of each family one at a time and packed together "
+                        "(--pack 1 vs --pack K, whole-batch wall time); 0 skips it (default 8)")
+    parser.add_argument("--skip-single", action="store_true",
+                        help="only the packing measurement (no bare / ours / --fast runs)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     if args.epochs < 1:
@@ -245,11 +345,18 @@ def main() -> None:
         config = ws.load_epoch_config()
         data = load_datasets(ws, config.regression_lookback, config.regression_predictions)
         picks, models = sampled_configs(ws, args.families, args.seed)
-        results = []
+        results, packing = [], []
         for family in args.families:
-            log(f"{family}: {picks[family]['id']} ...")
-            results.append(bench_family(ws, family, picks[family], data, args.epochs))
-            log(f"{family}: ours {results[-1]['s_per_epoch']:.2f} s/epoch")
+            if not args.skip_single:
+                log(f"{family}: {picks[family]['id']} ...")
+                results.append(bench_family(ws, family, picks[family], data, args.epochs))
+                log(f"{family}: ours {results[-1]['s_per_epoch']:.2f} s/epoch")
+            if args.pack > 1:
+                configs = packed_configs(ws, family, args.pack, args.seed)
+                log(f"{family}: {len(configs)} models alone, then packed: {', '.join(c['id'] for c in configs)}")
+                packing.append(bench_packing(ws, family, configs, args.epochs,
+                                             args.epochs_per_model or observed.get(family, ASSUMED_EPOCHS_PER_MODEL)))
+                log(f"{family}: packing factor {packing[-1]['factor']:.2f}x")
         candles = int(json.loads(ws.bundle_file.read_text())["candles"])
     if args.epochs_per_model is not None:
         per_model = {f: args.epochs_per_model for f in args.families}
@@ -267,7 +374,7 @@ def main() -> None:
                         "lookback": config.regression_lookback,
                         "predictions": config.regression_predictions, "epochs": args.epochs, "seed": args.seed,
                         "epochs_per_model_source": source},
-              "results": results, "projection": projection(results, models, per_model)}
+              "results": results, "projection": projection(results, models, per_model), "packing": packing}
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
+from epoch_builder.regressions.configs import MAX_PACK_SIZE
 from remote import board as boards
 from remote import jobs
 from remote.errors import JobConflict, RemoteError
@@ -57,6 +58,8 @@ class DispatchOptions:
     max_failures: int = 2  # failures of a batch on one host before it moves to another host
     max_epochs: int | None = None  # train-regression-batch --max-epochs
     workers: int | None = None  # find-profitable-configs --workers
+    fast: bool = False  # train-regression-batch --fast
+    pack: int | None = None  # train-regression-batch --pack (None: its default per family)
     until_done: bool = True  # stop once every batch of the stage is done
     stall_s: float = 120.0  # a push / pull that moves no byte for this long is abandoned and retried
     # A batch whose server stays unreachable this long moves to another server (None: it waits for its
@@ -76,6 +79,8 @@ class DispatchOptions:
             raise RemoteError(f"--reassign-after {self.reassign_after_s} out of range; allowed 1..2592000 seconds")
         if self.max_epochs is not None and not 1 <= self.max_epochs <= 100_000:
             raise RemoteError(f"--max-epochs {self.max_epochs} out of range; allowed 1..100000")
+        if self.pack is not None and not 1 <= self.pack <= MAX_PACK_SIZE:
+            raise RemoteError(f"--pack {self.pack} out of range; allowed 1..{MAX_PACK_SIZE}")
         if self.workers is not None and not 1 <= self.workers <= 1024:
             raise RemoteError(f"--workers {self.workers} out of range; allowed 1..1024")
 
@@ -364,7 +369,8 @@ class Dispatcher:
             pushed = await self._transfer(host, "push", lambda progress: sync.push(
                 host, row.spec.push_paths(self.epoch_id), local_root=self.root, progress=progress))
             self.state.assign(key, host.name, pushed=True)
-            job = await jobs.start_job(host, row.spec.argv(max_epochs=self.options.max_epochs, workers=self.options.workers))
+            job = await jobs.start_job(host, row.spec.argv(max_epochs=self.options.max_epochs, workers=self.options.workers,
+                                                     fast=self.options.fast, pack=self.options.pack))
         except JobConflict as exc:
             self.state.release(key)  # someone else started a job there meanwhile: try again next tick
             raise RemoteError(str(exc)) from None

@@ -192,6 +192,7 @@ def test_unknown_stage_is_refused(small_epoch: Workspace) -> None:
     ("reassign_after_s", float("nan"), "--reassign-after nan out of range"),
     ("max_epochs", 0, "--max-epochs 0 out of range; allowed 1..100000"),
     ("workers", 2000, "--workers 2000 out of range; allowed 1..1024"),
+    ("pack", 0, "--pack 0 out of range; allowed 1..64"),
 ])
 def test_dispatch_options_name_the_option_and_its_allowed_values(option: str, value: object, message: str) -> None:
     from remote.dispatch import DispatchOptions
@@ -200,6 +201,18 @@ def test_dispatch_options_name_the_option_and_its_allowed_values(option: str, va
     with pytest.raises(RemoteError) as raised:
         DispatchOptions(**arguments)  # type: ignore[arg-type]
     assert message in str(raised.value)
+
+
+def test_a_batch_job_command_carries_the_training_options() -> None:
+    from remote.board import PROFITABLE_CONFIGS, REGRESSIONS, BatchSpec
+
+    spec = BatchSpec(REGRESSIONS, "KR_DNN_1_2", "DNN")
+    assert spec.argv() == ["train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_1_2"]
+    assert spec.argv(max_epochs=40, fast=True, pack=4, workers=3) == [
+        "train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_1_2", "--max-epochs", "40", "--fast",
+        "--pack", "4"]
+    assert BatchSpec(PROFITABLE_CONFIGS, "_E_1_8", None).argv(fast=True, pack=4, workers=3) == [
+        "find-profitable-configs", "--batch", "_E_1_8.json", "--workers", "3"]
 
 
 async def test_a_moved_batchs_job_is_stopped_even_when_its_id_was_never_known(small_epoch: Workspace,

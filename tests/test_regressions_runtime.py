@@ -23,3 +23,18 @@ def test_tensorflow_start_up_is_quiet_but_real_errors_remain() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "devices ok"
     assert done.stderr == "E0000 something real went wrong\n"
+
+
+def test_a_venv_without_tensorflow_says_which_extra_to_install() -> None:
+    """TensorFlow comes from the `cpu` or `gpu` extra: without it, one line that says so (a None entry in
+    sys.modules makes `import tensorflow` fail as in a venv that lacks it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['tensorflow'] = None\n"
+            "from epoch_builder.errors import EpochBuilderError\n"
+            "from epoch_builder.regressions.runtime import configure_tensorflow\n"
+            "try:\n    configure_tensorflow()\nexcept EpochBuilderError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()
+    assert out.startswith(f"TensorFlow cannot be imported by {sys.executable}")
+    assert "'epoch-builder[cpu]'" in out and "epoch-cluster bootstrap" in out

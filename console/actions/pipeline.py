@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from epoch_builder.errors import EpochBuilderError
+from epoch_builder.regressions.configs import MAX_PACK_SIZE
 from epoch_builder.workspace import CANDLESTICKS_DIR, CONFIG_DIR
 from remote.board import PROFITABLE_CONFIGS, REGRESSIONS, BatchSpec
 
@@ -112,12 +113,16 @@ async def train_batch(app: "EpochConsole") -> None:
         return
     options = await app.push_screen_wait(OptionsForm(f"Train {batch.path.stem} on {server}", [
         FormField("max_epochs", "max epochs per model", "int", hint="empty: each config's own (else 500)",
-                  low=1, high=100_000)]))
+                  low=1, high=100_000),
+        FormField("pack", "models trained together", "int", hint="empty: per family (--pack)", low=1,
+                  high=MAX_PACK_SIZE),
+        FormField("fast", "fast", "flag", hint="op determinism off (--fast): not repeatable")]))
     if options is None:
         return
-    # The batch's name: the command finds it under regression_training_configs/<category>/ on any host.
-    await launch(app, ["train-regression-batch", "--category", batch.category, "--batch", batch.path.name,
-                       *(["--max-epochs", str(options["max_epochs"])] if options["max_epochs"] else [])],
+    # The batch's name: the command finds it under regression_training_configs/<category>/ on any host;
+    # the command line is the one dispatch sends (BatchSpec.argv).
+    spec = BatchSpec(REGRESSIONS, batch.path.stem, batch.category or None)
+    await launch(app, spec.argv(max_epochs=options["max_epochs"], fast=bool(options["fast"]), pack=options["pack"]),
                  server=server, inputs=batch_inputs(app, REGRESSIONS, batch))
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Input, Label, Select
+from textual.widgets import Checkbox, Input, Label, Select
 
 from epoch_builder.errors import EpochBuilderError
 from remote.board import STAGES
@@ -34,6 +34,7 @@ FIELDS = (
     Field("stall", "stall_s", "stalled transfer (s)", "1..86400", float),
     Field("reassign-after", "reassign_after_s", "move off lost server (s)", "blank: never", float, True),
     Field("max-epochs", "max_epochs", "max epochs (regressions)", "blank: config", int, True),
+    Field("pack", "pack", "models together (regressions)", "blank: per family", int, True),
     Field("workers", "workers", "workers (configs)", "blank: all", int, True),
 )
 
@@ -70,6 +71,9 @@ class DispatchForm(FormScreen):
                     yield Label(field.label, classes="field-label")
                     yield Input("" if value is None else f"{value:.10g}", id=f"f-{field.name}")
                     yield Label(field.allowed, classes="field-range")
+            with Horizontal(classes="field"):
+                yield Label("fast (regressions)", classes="field-label")
+                yield Checkbox("op determinism off (--fast): not repeatable", self.defaults.fast, id="f-fast")
 
     def on_mount(self) -> None:
         self.query_one("#f-stage", Select).focus()
@@ -77,4 +81,5 @@ class DispatchForm(FormScreen):
     def collect(self) -> DispatchOptions:
         values = {f.attr: _number(f, self.query_one(f"#f-{f.name}", Input).value.strip()) for f in FIELDS}
         return DispatchOptions(stage=str(self.query_one("#f-stage", Select).value),
-                               interval_s=self.defaults.interval_s, **values)
+                               interval_s=self.defaults.interval_s, fast=self.query_one("#f-fast", Checkbox).value,
+                               **values)

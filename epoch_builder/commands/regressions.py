@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from epoch_builder.commands import add_group, add_json_option, print_rows, workspace_of
+from epoch_builder.regressions.configs import DEFAULT_PACK_SIZES, MAX_PACK_SIZE
 
 CATEGORIES = ("CNN", "DNN", "CDNN", "LSTM", "CLSTM", "GRU", "UNIT_TEST")
 RANK_KEYS = ("test_loss", "accuracy", "points")
@@ -43,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                        "the same model and a resumed model no longer equals an uninterrupted one (resuming still "
                        "works); each certificate records it (training_mode.op_determinism false). A checkpoint "
                        "written with --fast resumes only with --fast; a deterministic one may go on with --fast")
+    train.add_argument("--pack", type=int, metavar="K",
+                       help=f"train up to K models of the batch together, one compiled step updating all of them "
+                       f"(1 to {MAX_PACK_SIZE}; 1: one at a time). Each keeps its own optimizer, early stopping, "
+                       f"checkpoint and certificate (training_mode.pack_size). Default per family: "
+                       + ", ".join(f"{family} {size}" for family, size in DEFAULT_PACK_SIZES.items())
+                       + ", the others 1")
     add_json_option(train, "each model's id, epochs, test loss and accuracy")
     train.set_defaults(func=start_train)
 
@@ -79,7 +86,7 @@ def start_train(args: argparse.Namespace) -> int:
     from epoch_builder.regressions.training import train_batch
 
     certificates = train_batch(workspace_of(args), args.category, args.batch, max_epochs=args.max_epochs,
-                               fast=args.fast)
+                               fast=args.fast, pack=args.pack)
     rows = [{"id": c["id"], "epochs": c["epochs"], "test_loss": c["test_evaluation"]["loss"],
              "accuracy": c["discovery"]["accuracy"]} for c in certificates]
     print_rows(rows, args.json, "the batch holds no model", ("#", "id", "epochs", "test_loss", "accuracy"),

@@ -25,6 +25,11 @@ LOSSES = ("mean_absolute_error", "mean_squared_error")
 UNIT_TEST = "UNIT_TEST"
 BATCH_CATEGORIES = (*FAMILIES, UNIT_TEST)
 DEFAULT_MAX_EPOCHS = 500
+# Models trained together in one compiled step (train-regression-batch --pack) when --pack is not given,
+# by family: measured with bench/bench_training.py --pack (README "Training throughput"). Families left
+# out train one at a time: their models keep the arithmetic units busy on their own.
+DEFAULT_PACK_SIZES = {"DNN": 8, "CDNN": 8}
+MAX_PACK_SIZE = 64
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,120}$")  # ids name directories
 
 

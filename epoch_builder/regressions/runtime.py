@@ -17,6 +17,8 @@ import sys
 import tempfile
 from typing import Iterator
 
+from epoch_builder.errors import EpochBuilderError
+
 _configured = False
 
 
@@ -62,12 +64,18 @@ def configure_tensorflow(op_determinism: bool | None = None) -> list[str]:
     undo a ``--fast``."""
     global _configured
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" not in sys.modules:
-        with _without_startup_noise():
-            import tensorflow as tf
+    try:
+        if "tensorflow" not in sys.modules:
+            with _without_startup_noise():
+                import tensorflow as tf
 
-            tf.config.list_physical_devices("GPU")  # initialises the devices (prints the same lines again)
-    import tensorflow as tf
+                tf.config.list_physical_devices("GPU")  # initialises the devices (prints the same lines again)
+        import tensorflow as tf
+    except ImportError as exc:  # the project's TensorFlow comes from its `cpu` or `gpu` extra
+        raise EpochBuilderError(
+            f"TensorFlow cannot be imported by {sys.executable} ({exc}): install the project with its "
+            "TensorFlow build, `pip install -c constraints.txt 'epoch-builder[cpu]'` (or [gpu]; `make "
+            "install` does it), or on a server `epoch-cluster bootstrap`") from None
 
     gpus = tf.config.list_physical_devices("GPU")
     if not _configured:

@@ -47,7 +47,7 @@ from epoch_builder import events, output
 from epoch_builder.discovery import build_discovery
 from epoch_builder.errors import EpochBuilderError, UsageError
 from epoch_builder.regressions.configs import (
-    BATCH_CATEGORIES, DEFAULT_MAX_EPOCHS, UNIT_TEST, category_of, read_batch,
+    BATCH_CATEGORIES, DEFAULT_MAX_EPOCHS, MAX_PACK_SIZE, UNIT_TEST, category_of, read_batch,
 )
 from epoch_builder.regressions.datasets import RegressionDatasets, load_datasets
 from epoch_builder.regressions.signals import pct_changes
@@ -234,16 +234,42 @@ def _resume_mode(state: dict[str, Any], deterministic: bool, where: Path, model_
     return f"; its {state['epoch']} epoch(s) so far were deterministic, {FAST_FLAG} from here on"
 
 
-def training_mode(state: dict[str, Any]) -> dict[str, Any]:
+def training_mode(state: dict[str, Any], pack_size: int = 1) -> dict[str, Any]:
     """The certificate's ``training_mode``: ``op_determinism`` true only if every epoch ran with it;
     ``deterministic_epochs`` how many of the first epochs did (all of them, none, or those before a
     deterministic checkpoint was resumed with --fast)."""
     deterministic = bool(state.get("op_determinism", True))
     return {"op_determinism": deterministic,
-            "deterministic_epochs": state["epoch"] if deterministic else int(state.get("deterministic_epochs", 0))}
+            "deterministic_epochs": state["epoch"] if deterministic else int(state.get("deterministic_epochs", 0)),
+            "pack_size": pack_size}
 
 
 # --- one model --------------------------------------------------------------------------
+
+def start_or_resume(checkpoint: Checkpoint, model: Any, model_id: str, deterministic: bool,
+                    note: Callable[[str], None]) -> tuple[dict[str, Any], list[np.ndarray] | None]:
+    """A new training state, or the checkpoint's: the compiled ``model`` (and its optimizer) get the saved
+    weights and variables. Returns ``(state, best weights or None)``; ``note`` gets the resume line."""
+    state = checkpoint.load()
+    if state is None:
+        return {"id": model_id, "epoch": 0, "history": {}, "wait": 0, "best": None, "best_epoch": 0,
+                "stopped": False, "started": int(time.time() * 1000), "resumed_from": [],
+                "op_determinism": deterministic, "deterministic_epochs": 0}, None
+    if state.get("id") != model_id:
+        raise EpochBuilderError(f"{checkpoint.dir / STATE_FILE}: checkpoint of {state.get('id')!r}, not {model_id}")
+    mode_note = _resume_mode(state, deterministic, checkpoint.dir / STATE_FILE, model_id)
+    saved = _read_npz(checkpoint.dir / state["weights_file"])
+    weights, opt_values = _unpack("w", saved), _unpack("o", saved)
+    if len(weights) != len(model.get_weights()) or len(opt_values) != len(model.optimizer.variables):
+        raise EpochBuilderError(f"{checkpoint.dir}: checkpoint does not match config {model_id}; delete it to restart")
+    model.set_weights(weights)
+    for variable, value in zip(model.optimizer.variables, opt_values):
+        variable.assign(value)
+    best_weights = _unpack("w", _read_npz(checkpoint.dir / state["best_file"])) if state.get("best_file") else None
+    state["resumed_from"].append(state["epoch"])
+    note(f"resumed at epoch {state['epoch']} from checkpoint{mode_note}")
+    return state, best_weights
+
 
 def compile_model(model: Any, cfg: dict[str, Any]) -> None:
     import keras
@@ -332,28 +358,8 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
         seed_everything(seed)
         model = build_model(cfg["keras_model"], cfg["lookback"], cfg["predictions"], name=model_id)
         compile_model(model, cfg)
-        state = checkpoint.load()
-        best_weights: list[np.ndarray] | None = None
-        deterministic = op_determinism_enabled()
-        if state is None:
-            state = {"id": model_id, "epoch": 0, "history": {}, "wait": 0, "best": None, "best_epoch": 0,
-                     "stopped": False, "started": int(time.time() * 1000), "resumed_from": [],
-                     "op_determinism": deterministic, "deterministic_epochs": 0}
-        else:
-            if state.get("id") != model_id:
-                raise EpochBuilderError(f"{checkpoint.dir / STATE_FILE}: checkpoint of {state.get('id')!r}, not {model_id}")
-            mode_note = _resume_mode(state, deterministic, checkpoint.dir / STATE_FILE, model_id)
-            saved = _read_npz(checkpoint.dir / state["weights_file"])
-            weights, opt_values = _unpack("w", saved), _unpack("o", saved)
-            if len(weights) != len(model.get_weights()) or len(opt_values) != len(model.optimizer.variables):
-                raise EpochBuilderError(f"{checkpoint.dir}: checkpoint does not match config {model_id}; delete it to restart")
-            model.set_weights(weights)
-            for variable, value in zip(model.optimizer.variables, opt_values):
-                variable.assign(value)
-            if state.get("best_file"):
-                best_weights = _unpack("w", _read_npz(checkpoint.dir / state["best_file"]))
-            state["resumed_from"].append(state["epoch"])
-            log(f"[{number}/{total}] {model_id}: resumed at epoch {state['epoch']} from checkpoint{mode_note}")
+        state, best_weights = start_or_resume(checkpoint, model, model_id, op_determinism_enabled(),
+                                              lambda note: log(f"[{number}/{total}] {model_id}: {note}"))
         stopping = EarlyStoppingState(state, best_weights)
         if bar is not None:
             bar.reset(total=limit, description=f"  {model_id} epochs")
@@ -503,7 +509,7 @@ def _test_errors(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float
 
 
 def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, state: dict[str, Any], limit: int,
-                 seed: int, summary: dict[str, Any]) -> dict[str, Any]:
+                 seed: int, summary: dict[str, Any], pack_size: int = 1) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
@@ -539,7 +545,7 @@ def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, stat
         "epochs": state["epoch"],
         "best_epoch": state["best_epoch"] + 1,
         "resumed_from_epochs": state.get("resumed_from", []),
-        "training_mode": training_mode(state),
+        "training_mode": training_mode(state, pack_size),
         "training_history": history,
         # The platform's ITestDatasetEvaluation: both errors, whichever pair trained the model.
         "test_ds_evaluation": _test_errors(preds, data.test_y),
@@ -556,14 +562,19 @@ def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, stat
 # --- a batch ----------------------------------------------------------------------------
 
 def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLike, *, max_epochs: int | None = None,
-                fast: bool = False, log: Callable[[str], None] = output.info) -> list[dict[str, Any]]:
+                fast: bool = False, pack: int | None = None,
+                log: Callable[[str], None] = output.info) -> list[dict[str, Any]]:
     """Train every config of a batch that has no certificate yet; returns all the batch's certificates.
-    ``fast``: op determinism off for this process (``--fast``)."""
+    ``fast``: op determinism off for this process (``--fast``). ``pack``: models trained together in one
+    compiled step (``--pack``; default per family, ``packed.DEFAULT_PACK_SIZES``; 1: one at a time)."""
     from epoch_builder.events import Eta
+    from epoch_builder.regressions import packed
     from epoch_builder.regressions.runtime import configure_tensorflow
 
     if max_epochs is not None and max_epochs < 1:
         raise UsageError(f"--max-epochs {max_epochs} must be a positive integer")
+    if pack is not None and not 1 <= pack <= MAX_PACK_SIZE:
+        raise UsageError(f"--pack {pack} must be 1 to {MAX_PACK_SIZE} (models trained together)")
     config = ws.load_epoch_config()
     paths = ws.epoch()
     path = resolve_batch_file(ws, category, batch_file)
@@ -580,30 +591,46 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
     if data is not None:
         log(f"datasets: {data.sizes['train_size']} train / {data.sizes['test_size']} test windows")
     eta = Eta(len(pending))
-    certificates: list[dict[str, Any]] = []
+    pack_size = pack or packed.default_pack_size(category)
+    if pending and pack_size > 1:
+        log(f"{len(pending)} model(s) to train, up to {pack_size} together (--pack {pack_size})")
+    by_id: dict[str, dict[str, Any]] = {}
     trained = 0
     with output.progress_bars() as bars:
         models_bar = bars.add(f"batch {batch['name']} models", total)
         epochs_bar = bars.add("  epochs", None)
+        todo: list[tuple[int, dict[str, Any]]] = []
         for number, cfg in enumerate(configs, 1):
             cert_path = paths.regression_certificate_file(cfg["id"])
             if cert_path.exists():
                 log(f"[{number}/{total}] {cfg['id']}: certificate exists, skipped")
-                certificates.append(read_json(cert_path))
+                by_id[cfg["id"]] = read_json(cert_path)
                 events.emit(STAGE, done=number, total=total, model=cfg["id"], skipped=True)
                 models_bar.advance()
-                continue
+            else:
+                todo.append((number, cfg))
+        for first in range(0, len(todo), pack_size):
+            group = todo[first:first + pack_size]
             started = time.monotonic()
-            cert = train_model(ws, cfg, data, seed=config.seed, validation_split=config.validation_split,
-                               max_epochs=max_epochs, position=(number, total), eta=eta, models_done=trained, log=log,
-                               bar=epochs_bar)
-            trained += 1
-            certificates.append(cert)
-            test_loss = cert["test_evaluation"]["loss"]
-            log(f"[{number}/{total}] {cfg['id']}: done in {time.monotonic() - started:.1f}s, {cert['epochs']} epochs, "
-                f"test loss {'diverged' if test_loss is None else f'{test_loss:.6f}'}, "
-                f"accuracy {cert['discovery']['accuracy']}%")
-            models_bar.advance(info=f"last {cfg['id']}")
+            if pack_size == 1:
+                (number, cfg), = group
+                done = [train_model(ws, cfg, data, seed=config.seed, validation_split=config.validation_split,
+                                    max_epochs=max_epochs, position=(number, total), eta=eta, models_done=trained,
+                                    log=log, bar=epochs_bar)]
+            else:
+                done = packed.train_pack(ws, group, data, seed=config.seed, validation_split=config.validation_split,
+                                         max_epochs=max_epochs, total=total, eta=eta, models_done=trained, log=log,
+                                         bar=epochs_bar)
+            for (number, cfg), cert in zip(group, done):
+                trained += 1
+                by_id[cfg["id"]] = cert
+                test_loss = cert["test_evaluation"]["loss"]
+                log(f"[{number}/{total}] {cfg['id']}: done in {time.monotonic() - started:.1f}s"
+                    f"{f' (a pack of {len(group)})' if pack_size > 1 else ''}, {cert['epochs']} epochs, "
+                    f"test loss {'diverged' if test_loss is None else f'{test_loss:.6f}'}, "
+                    f"accuracy {cert['discovery']['accuracy']}%")
+                models_bar.advance(info=f"last {cfg['id']}")
+    certificates = [by_id[cfg["id"]] for cfg in configs]
     atomic_write_json(paths.batched_certificates_file(batch["name"]), certificates)
     log(f"batch {batch['name']}: {trained} trained, {total - trained} skipped")
     return certificates

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from textual.app import App
 from textual.screen import Screen
-from textual.widgets import Input, Select, Static
+from textual.widgets import Checkbox, Input, Select, Static
 
 from console.actions import ACTIONS
 from console.screens.action_menu import ActionMenu
@@ -125,12 +125,19 @@ async def test_dispatch_form_checks_like_the_command_and_returns_its_options() -
         assert "--reassign-after='soon' must be a number or blank" in error and not app.results
         screen.query_one("#f-reassign-after", Input).value = "600"
         screen.query_one("#f-workers", Input).value = "2"
+        screen.query_one("#f-pack", Input).value = "99"
+        await pilot.press("ctrl+s")
+        error = str(screen.query_one(".form-error", Static).render())
+        assert "--pack 99 out of range; allowed 1..64" in error and not app.results
+        screen.query_one("#f-pack", Input).value = "4"
+        screen.query_one("#f-fast", Checkbox).value = True
         screen.query_one("#f-stage", Select).value = "regressions"
         await pilot.pause()
         await pilot.press("ctrl+s")
     [options] = app.results
     assert (options.stage, options.max_failures, options.reassign_after_s, options.workers, options.max_epochs,
-            options.stall_s, options.interval_s) == ("regressions", 3, 600.0, 2, None, 120.0, 3.0)
+            options.stall_s, options.interval_s, options.pack, options.fast) == (
+        "regressions", 3, 600.0, 2, None, 120.0, 3.0, 4, True)
 
 
 async def test_batch_picker_lists_the_epochs_batch_files(small_epoch) -> None:

@@ -1,0 +1,241 @@
+"""Packed training: several models of a batch trained together, one compiled step updating all of them.
+
+Small models (the DNN and CDNN families) spend most of a ``model.fit`` step in TensorFlow's per-step
+dispatch, not in arithmetic. Here K models of one batch share each batch of windows: one ``tf.function``
+runs every model's forward pass, loss, gradients and optimizer update, so the dispatch is paid once for K
+models (``bench/bench_training.py`` measures the factor per family; README "Training throughput").
+
+Each model stays its own: its own optimizer and learning rate, loss and metric, early stopping (a model
+that stops leaves the pack while the others go on; the step is rebuilt for those left), best weights,
+checkpoint after every epoch and certificate, exactly as in one-at-a-time training
+(``training.train_model``). All models of a batch share the epoch's seed, so epoch ``e``'s batches are the
+same for every model of the pack (the stateless shuffle of ``(seed, e)``). A model's weights depend only
+on its own configuration and those batches, which makes a resumed pack equal an uninterrupted one: after
+a kill -9 each model resumes from its own last checkpoint, and a model that is ahead of the others waits
+(it is not stepped) until they reach its epoch.
+
+The losses and metrics of an epoch are sample-weighted means over its batches, as Keras reports them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from epoch_builder import events, output
+from epoch_builder.errors import EpochBuilderError
+from epoch_builder.regressions.configs import DEFAULT_MAX_EPOCHS, DEFAULT_PACK_SIZES
+from epoch_builder.regressions.datasets import RegressionDatasets
+from epoch_builder.regressions import training
+from epoch_builder.storage import atomic_write_json
+from epoch_builder.workspace import CERTIFICATE_FILE, Workspace
+
+def default_pack_size(category: str) -> int:
+    """``--pack`` when not given: configs.DEFAULT_PACK_SIZES, else one model at a time."""
+    return DEFAULT_PACK_SIZES.get(category, 1)
+
+
+@dataclass
+class Member:
+    """One model of a pack and what its training carries from epoch to epoch."""
+
+    cfg: dict[str, Any]
+    number: int  # 1-based place in the batch, for log lines
+    model: Any
+    checkpoint: training.Checkpoint
+    state: dict[str, Any]
+    stopping: training.EarlyStoppingState
+    loss: Any  # keras loss function of the config
+    metric: Any  # keras metric function (a loss-like function of y_true, y_pred)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def id(self) -> str:
+        return self.cfg["id"]
+
+    def wants(self, epoch: int, limit: int) -> bool:
+        """Whether epoch ``epoch`` (0-based) is this model's next one."""
+        return not self.state["stopped"] and self.state["epoch"] == epoch < limit
+
+
+def _loss_function(name: str) -> Any:
+    import keras
+
+    return keras.losses.get(name)
+
+
+def _open_member(ws: Workspace, cfg: dict[str, Any], number: int, seed: int, deterministic: bool,
+                 log: Callable[[str], None], total: int) -> Member:
+    from epoch_builder.regressions.architectures import build_model
+    from epoch_builder.regressions.runtime import seed_everything
+
+    model_id = cfg["id"]
+    checkpoint = training.Checkpoint(ws.epoch().dir / training.CHECKPOINTS_DIR / model_id)
+    checkpoint.lock()
+    seed_everything(seed)  # each model's initial weights from the seed alone, as when trained on its own
+    model = build_model(cfg["keras_model"], cfg["lookback"], cfg["predictions"], name=model_id)
+    training.compile_model(model, cfg)
+    state, best_weights = training.start_or_resume(checkpoint, model, model_id, deterministic,
+                                                   lambda note: log(f"[{number}/{total}] {model_id}: {note}"))
+    return Member(cfg, number, model, checkpoint, state, training.EarlyStoppingState(state, best_weights),
+                  _loss_function(cfg["loss"]), _loss_function(cfg["metric"]))
+
+
+def _train_step(members: Sequence[Member]) -> Any:
+    """One compiled step for ``members``: each model's loss and metric on the batch, its gradients applied
+    by its own optimizer. Returns a (models, 2) tensor of the batch's mean loss and metric."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def step(x: Any, y: Any) -> Any:
+        rows = []
+        for member in members:
+            model = member.model
+            with tf.GradientTape() as tape:
+                predicted = model(x, training=True)
+                # keras.losses.get(name) gives the per-window function; compile's loss is its batch mean
+                loss = tf.reduce_mean(member.loss(y, predicted))
+                if model.losses:
+                    loss = loss + tf.add_n(model.losses)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            model.optimizer.apply(gradients, model.trainable_variables)
+            metric = tf.reduce_mean(member.metric(y, predicted))
+            rows.append(tf.stack([tf.cast(loss, tf.float64), tf.cast(metric, tf.float64)]))
+        return tf.stack(rows)
+
+    return step
+
+
+def _eval_step(members: Sequence[Member]) -> Any:
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def step(x: Any, y: Any) -> Any:
+        rows = []
+        for member in members:
+            predicted = member.model(x, training=False)
+            loss = tf.reduce_mean(member.loss(y, predicted))
+            if member.model.losses:
+                loss = loss + tf.add_n(member.model.losses)
+            metric = tf.reduce_mean(member.metric(y, predicted))
+            rows.append(tf.stack([tf.cast(loss, tf.float64), tf.cast(metric, tf.float64)]))
+        return tf.stack(rows)
+
+    return step
+
+
+def _weighted_means(step: Any, batches: Any, count: int) -> np.ndarray:
+    """Sample-weighted mean over ``batches`` of ``step``'s per-model (loss, metric): Keras' epoch figures."""
+    totals = np.zeros((count, 2), dtype=np.float64)
+    rows = 0
+    for x, y in batches:
+        size = int(x.shape[0])
+        totals += step(x, y).numpy() * size
+        rows += size
+    return totals / max(rows, 1)
+
+
+def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], data: RegressionDatasets, *, seed: int,
+               validation_split: float, max_epochs: int | None, total: int, eta: Any, models_done: int,
+               log: Callable[[str], None] = output.info, bar: output.Bar | None = None) -> list[dict[str, Any]]:
+    """Train (or resume) the ``(number, config)`` pairs together; returns their certificates in that order."""
+    import keras
+    import tensorflow as tf
+
+    from epoch_builder.regressions.architectures import model_summary
+
+    limits = {int(max_epochs or cfg.get("max_epochs", DEFAULT_MAX_EPOCHS)) for _, cfg in configs}
+    if len(limits) != 1:
+        raise EpochBuilderError(f"a pack needs one epoch limit; {', '.join(c['id'] for _, c in configs)} differ")
+    limit = limits.pop()
+    deterministic = training.op_determinism_enabled()
+    keras.backend.clear_session()
+    members: list[Member] = []
+    try:
+        for number, cfg in configs:
+            members.append(_open_member(ws, cfg, number, seed, deterministic, log, total))
+        ids = ", ".join(m.id for m in members)
+        log(f"[{members[0].number}-{members[-1].number}/{total}] training {len(members)} models together: {ids}")
+        cut = training._validation_cut(len(data.train_x), validation_split)
+        validation = tf.data.Dataset.from_tensor_slices((data.train_x[cut:], data.train_y[cut:])).batch(
+            training.BATCH_SIZE)
+        first = min((m.state["epoch"] for m in members if m.wants(m.state["epoch"], limit)), default=limit)
+        if bar is not None:
+            bar.reset(total=limit, description=f"  {len(members)} models epochs")
+            bar.update(first)
+        if first < limit:
+            batches, steps = training.epoch_batches(data.train_x[:cut], data.train_y[:cut], seed, first, limit)
+            iterator = iter(batches)
+            steps_for: dict[tuple[str, ...], tuple[Any, Any]] = {}
+            for epoch in range(first, limit):
+                active = [m for m in members if m.wants(epoch, limit)]
+                key = tuple(m.id for m in active)
+                if active and key not in steps_for:  # a model left (or joined): a step for those left
+                    steps_for[key] = (_train_step(active), _eval_step(active))
+                started = time.monotonic()
+                epoch_batches = (next(iterator) for _ in range(steps))
+                if not active:
+                    for _ in epoch_batches:
+                        pass  # every model still training is ahead of this epoch (a resumed pack)
+                    continue
+                train_step, eval_step = steps_for[key]
+                trained = _weighted_means(train_step, epoch_batches, len(active))
+                validated = _weighted_means(eval_step, validation, len(active))
+                seconds = time.monotonic() - started
+                # progress in models: the pack's share of its epochs done so far
+                eta_s = eta.seconds(models_done + len(members) * (epoch + 1) / limit) if eta else None
+                for index, member in enumerate(active):
+                    _end_epoch(member, epoch, trained[index], validated[index], limit, seconds, total, eta_s, log)
+                if bar is not None:
+                    bar.update(epoch + 1, info=f"{len(active)} training")
+                if all(m.state["stopped"] or m.state["epoch"] >= limit for m in members):
+                    break  # every model stopped early
+        certificates = []
+        for member in members:
+            certificates.append(_finish(ws, member, data, limit, seed, len(members), model_summary(member.model, member.cfg)))
+        return certificates
+    finally:
+        for member in members:
+            member.checkpoint.unlock()
+
+
+def _end_epoch(member: Member, epoch: int, trained: np.ndarray, validated: np.ndarray, limit: int, seconds: float,
+               total: int, eta_s: float | None, log: Callable[[str], None]) -> None:
+    """What ``training.train_model``'s epoch callback does, for one model of the pack."""
+    state, metric = member.state, member.cfg["metric"]
+    logs = {"loss": float(trained[0]), metric: float(trained[1]), "val_loss": float(validated[0]),
+            f"val_{metric}": float(validated[1])}
+    for key, value in logs.items():
+        state["history"].setdefault(key, []).append(value)
+    state["epoch"] = epoch + 1
+    current = logs["val_loss"]
+    changed = member.stopping.update(epoch, current, member.model.get_weights)
+    if not math.isfinite(logs["loss"]):
+        state["stopped"] = True  # diverged: keep the best finite epoch
+    member.checkpoint.save(state, member.model.get_weights(),
+                           [v.numpy() for v in member.model.optimizer.variables], changed)
+    log(f"[{member.number}/{total}] {member.id} epoch {state['epoch']}/{limit} loss={logs['loss']:.6f} "
+        f"val_loss={current:.6f} ({seconds:.2f}s for the pack)" + (f" eta {eta_s:.0f}s" if eta_s is not None else ""))
+    events.emit(training.STAGE, done=member.number, total=total, model=member.id, epoch=state["epoch"],
+                max_epochs=limit, loss=logs["loss"], val_loss=current, eta_s=eta_s)
+
+
+def _finish(ws: Workspace, member: Member, data: RegressionDatasets, limit: int, seed: int, pack_size: int,
+            summary: dict[str, Any]) -> dict[str, Any]:
+    """Best weights back, certificate (with the pack size), model file, histories; the checkpoint goes."""
+    model = member.model
+    if member.stopping.best_weights is not None:
+        model.set_weights(member.stopping.best_weights)
+    cert = training._certificate(member.cfg, data, model, member.state, limit, seed, summary, pack_size)
+    out_dir = ws.epoch().regressions_dir / member.id
+    training._save_model(model, out_dir / training.MODEL_FILE)
+    training.write_history(ws.epoch(), member.id, cert["training_history"],
+                           member.checkpoint.dir / training.EVENTS_SCRATCH_DIR)
+    atomic_write_json(out_dir / CERTIFICATE_FILE, cert, indent=2)  # last: the model is done
+    member.checkpoint.remove()
+    return cert

@@ -1,0 +1,138 @@
+"""Packed training (several models of a batch in one compiled step) on the bundled sample: complete
+certificates, each model's own early stopping, the same seed giving the same models, and a kill -9 in the
+middle of a pack resumed to exactly what an uninterrupted packed run gives."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from epoch_builder.errors import UsageError
+from epoch_builder.regressions import training
+from epoch_builder.regressions.training import CHECKPOINTS_DIR, train_batch
+from epoch_builder.storage import read_json
+from epoch_builder.workspace import Workspace
+from tests.test_regressions_training import SECTION3_FIELDS, quiet, training_config, write_batch
+
+
+def dnn(ws: Workspace, model_id: str, **overrides) -> dict:
+    return training_config(ws, model_id, "KR_DNN_S2", **overrides)
+
+
+def pack_of_four(ws: Workspace) -> list[dict]:
+    """Four DNNs that differ in optimizer, learning rate, loss and metric: one step must serve them all."""
+    return [dnn(ws, "P1"), dnn(ws, "P2", optimizer="rmsprop", learning_rate=0.001),
+            dnn(ws, "P3", loss="mean_squared_error", metric="mean_absolute_error", learning_rate=0.01),
+            dnn(ws, "P4", optimizer="rmsprop", learning_rate=-1)]
+
+
+def comparable(cert: dict) -> dict:
+    """A certificate without its wall-clock fields."""
+    return {k: v for k, v in cert.items() if k not in ("training_start", "training_end")}
+
+
+@pytest.mark.slow
+def test_a_pack_trains_each_model_as_its_own_and_the_same_seed_gives_the_same_models(
+        small_epoch: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    configs = pack_of_four(small_epoch)
+    # P5's steps are far too large: its val_loss stops improving at once and, with a patience of 2, it
+    # leaves the pack early while the others go on.
+    configs.append(dnn(small_epoch, "P5", learning_rate=0.9, optimizer="rmsprop"))
+    monkeypatch.setattr(training, "PATIENCE", 2)
+    write_batch(small_epoch, "DNN", "KR_PACK", configs)
+    reference = Workspace(tmp_path / "again")
+    shutil.copytree(small_epoch.root, reference.root)
+
+    lines: list[str] = []
+    certificates = train_batch(small_epoch, "DNN", "KR_PACK", max_epochs=8, pack=5, log=lines.append)
+    assert any("training 5 models together: P1, P2, P3, P4, P5" in line for line in lines)
+    assert [c["id"] for c in certificates] == ["P1", "P2", "P3", "P4", "P5"]
+    paths = small_epoch.epoch()
+    for cert, cfg in zip(certificates, configs):
+        assert all(field in cert for field in SECTION3_FIELDS)
+        assert cert["training_mode"]["pack_size"] == 5 and cert["training_mode"]["op_determinism"] is True
+        assert (cert["learning_rate"], cert["optimizer"], cert["loss"]) == (
+            cfg["learning_rate"], cfg["optimizer"], cfg["loss"])
+        history = cert["training_history"]
+        assert set(history) == {"loss", "val_loss", cfg["metric"], f"val_{cfg['metric']}"}
+        assert all(len(values) == cert["epochs"] for values in history.values())
+        assert read_json(paths.regression_certificate_file(cert["id"])) == cert
+        assert (paths.regressions_dir / cert["id"] / "model.keras").is_file()
+        assert paths.regression_history_file(cert["id"]).is_file()
+    epochs = {c["id"]: c["epochs"] for c in certificates}
+    assert epochs["P5"] < 8 and max(epochs.values()) == 8, epochs  # it stopped while others trained on
+    assert all(c["best_epoch"] <= c["epochs"] for c in certificates)
+    # Different configurations train differently, even though they shared every batch.
+    assert len({json.dumps(c["training_history"]["loss"]) for c in certificates}) == 5
+    assert not (paths.dir / CHECKPOINTS_DIR).exists()
+
+    again = train_batch(reference, "DNN", "KR_PACK", max_epochs=8, pack=5, log=quiet)
+    assert [comparable(c) for c in again] == [comparable(c) for c in certificates]
+
+
+def test_pack_sizes_are_checked(small_epoch: Workspace) -> None:
+    write_batch(small_epoch, "DNN", "KR_PACK", [dnn(small_epoch, "Q1")])
+    for bad in (0, -2, 65):
+        with pytest.raises(UsageError, match=f"--pack {bad} must be 1 to 64"):
+            train_batch(small_epoch, "DNN", "KR_PACK", pack=bad, log=quiet)
+
+
+@pytest.mark.slow
+def test_kill_9_in_a_pack_resumes_to_the_uninterrupted_packed_result(small_epoch: Workspace, tmp_path: Path) -> None:
+    write_batch(small_epoch, "DNN", "KR_PACK", pack_of_four(small_epoch))
+    reference = Workspace(tmp_path / "reference")
+    shutil.copytree(small_epoch.root, reference.root)
+    command = [sys.executable, "-m", "epoch_builder.cli", "train-regression-batch", "--workspace", str(small_epoch.root),
+               "--category", "DNN", "--batch", "KR_PACK", "--max-epochs", "8", "--pack", "4"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = []
+    try:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            seen.append(line)
+            if "P2 epoch 4/8" in line:  # P1 and P2 have their epoch-4 checkpoints, P3 and P4 maybe not yet
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    paths = small_epoch.epoch()
+    states = {m: read_json(paths.dir / CHECKPOINTS_DIR / m / "state.json")["epoch"] for m in ("P1", "P2", "P3", "P4")}
+    assert states["P1"] == states["P2"] == 4 and all(3 <= e <= 4 for e in states.values()), states
+    assert not any(paths.regression_certificate_file(m).exists() for m in states)
+
+    lines: list[str] = []
+    resumed = train_batch(small_epoch, "DNN", "KR_PACK", max_epochs=8, pack=4, log=lines.append)
+    for model_id, epoch in states.items():
+        assert any(f"{model_id}: resumed at epoch {epoch}" in line for line in lines), lines
+    assert [c["resumed_from_epochs"] for c in resumed] == [[states[m]] for m in ("P1", "P2", "P3", "P4")]
+    uninterrupted = train_batch(reference, "DNN", "KR_PACK", max_epochs=8, pack=4, log=quiet)
+    for ours, theirs in zip(resumed, uninterrupted):
+        assert ours["training_history"] == theirs["training_history"], ours["id"]
+        assert ours["test_evaluation"] == theirs["test_evaluation"] and ours["discovery"] == theirs["discovery"]
+        assert ours["epochs"] == theirs["epochs"] == 8
+
+
+def test_a_packed_model_is_the_model_trained_alone(small_epoch: Workspace, tmp_path: Path) -> None:
+    """Packing changes the speed, not the model: same batches, same initial weights, same updates, so the
+    weights, val_loss per epoch, test evaluation and discovery equal one-at-a-time training's. (The training
+    loss is averaged in float64 here, in float32 by Keras, so it agrees to float32 precision only.)"""
+    configs = pack_of_four(small_epoch)[1:3]
+    write_batch(small_epoch, "DNN", "KR_PACK", configs)
+    alone = Workspace(tmp_path / "alone")
+    shutil.copytree(small_epoch.root, alone.root)
+    packed = train_batch(small_epoch, "DNN", "KR_PACK", max_epochs=3, pack=2, log=quiet)
+    single = train_batch(alone, "DNN", "KR_PACK", max_epochs=3, pack=1, log=quiet)
+    for ours, theirs in zip(packed, single):
+        assert ours["training_mode"]["pack_size"] == 2 and theirs["training_mode"]["pack_size"] == 1
+        assert ours["training_history"]["val_loss"] == theirs["training_history"]["val_loss"]
+        assert ours["training_history"]["loss"] == pytest.approx(theirs["training_history"]["loss"], rel=1e-6)
+        assert ours["test_evaluation"] == theirs["test_evaluation"] and ours["discovery"] == theirs["discovery"]
+        assert ours["test_ds_evaluation"] == theirs["test_ds_evaluation"]
