@@ -18,7 +18,7 @@ from tests.test_board import write_regression_batch
 pytestmark = pytest.mark.slow
 
 
-async def wait_for(pilot, predicate, timeout: float = 30.0, what: str = "condition") -> None:
+async def wait_for(pilot, predicate, timeout: float = 60.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

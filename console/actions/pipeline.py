@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from epoch_builder.errors import EpochBuilderError
-from epoch_builder.regressions.configs import MAX_PACK_SIZE
 from epoch_builder.workspace import CANDLESTICKS_DIR, CONFIG_DIR
 from remote.board import PROFITABLE_CONFIGS, REGRESSIONS, BatchSpec
+from remote.dispatch import MAX_PACK_SIZE  # the range the dispatcher checks (epoch_builder's)
 
 from console.actions.spec import ActionSpec
 

@@ -77,11 +77,15 @@ def _open_member(ws: Workspace, cfg: dict[str, Any], number: int, seed: int, det
     model_id = cfg["id"]
     checkpoint = training.Checkpoint(ws.epoch().dir / training.CHECKPOINTS_DIR / model_id)
     checkpoint.lock()
-    seed_everything(seed)  # each model's initial weights from the seed alone, as when trained on its own
-    model = build_model(cfg["keras_model"], cfg["lookback"], cfg["predictions"], name=model_id)
-    training.compile_model(model, cfg)
-    state, best_weights = training.start_or_resume(checkpoint, model, model_id, deterministic,
-                                                   lambda note: log(f"[{number}/{total}] {model_id}: {note}"))
+    try:
+        seed_everything(seed)  # each model's initial weights from the seed alone, as when trained on its own
+        model = build_model(cfg["keras_model"], cfg["lookback"], cfg["predictions"], name=model_id)
+        training.compile_model(model, cfg)
+        state, best_weights = training.start_or_resume(checkpoint, model, model_id, deterministic,
+                                                       lambda note: log(f"[{number}/{total}] {model_id}: {note}"))
+    except BaseException:
+        checkpoint.unlock()  # the pack's other members are unlocked by train_pack; this one is not one yet
+        raise
     return Member(cfg, number, model, checkpoint, state, training.EarlyStoppingState(state, best_weights),
                   _loss_function(cfg["loss"]), _loss_function(cfg["metric"]))
 

@@ -65,8 +65,10 @@ def shown(app, screen_name: str) -> bool:
     return type(app.screen).__name__ == screen_name and app.screen.is_mounted
 
 
-async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
-    """Let the app run until ``predicate()`` is true; fail with ``what`` (and the app's
+async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 45.0, what: str = "condition") -> None:
+    """(The timeout is generous: `make test` runs a worker per core, and a loaded CI machine is slower than
+    this one; a passing wait returns as soon as its condition holds.)
+    Let the app run until ``predicate()`` is true; fail with ``what`` (and the app's
     notifications, which carry any error) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
