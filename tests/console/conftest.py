@@ -66,10 +66,9 @@ def shown(app, screen_name: str) -> bool:
 
 
 async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 45.0, what: str = "condition") -> None:
-    """(The timeout is generous: `make test` runs a worker per core, and a loaded CI machine is slower than
-    this one; a passing wait returns as soon as its condition holds.)
-    Let the app run until ``predicate()`` is true; fail with ``what`` (and the app's
-    notifications, which carry any error) after ``timeout`` seconds."""
+    """Let the app run until ``predicate()`` is true; fail with ``what`` (and the app's
+    notifications, which carry any error) after ``timeout`` seconds. The timeout is generous: `make test`
+    runs a worker per core and a loaded CI machine is slower; a passing wait returns as soon as it holds."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
