@@ -34,6 +34,8 @@ def add_board_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--fast", action="store_true", help="regressions: train-regression-batch --fast (op determinism off)")
     p.add_argument("--pack", type=int, metavar="K",
                    help="regressions: train-regression-batch --pack (models trained together; default per family)")
+    p.add_argument("--mixed-precision", action="store_true",
+                   help="regressions: train-regression-batch --mixed-precision (float16 compute, for GPU servers)")
     p.add_argument("--workers", type=int, metavar="N", help="profitable-configs: find-profitable-configs --workers")
     p.add_argument("--forever", action="store_true", help="keep watching after every batch is done")
 
@@ -82,7 +84,7 @@ async def _dispatch(args: argparse.Namespace, hosts: Sequence["Host"], local_roo
     options = DispatchOptions(stage=args.stage, interval_s=args.interval, max_failures=args.max_failures, stall_s=args.stall,
                               reassign_after_s=args.reassign_after,
                               max_epochs=args.max_epochs, workers=args.workers, fast=args.fast, pack=args.pack,
-                              until_done=not args.forever)
+                              mixed_precision=args.mixed_precision, until_done=not args.forever)
     log: Callable[[Any], None] = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
     dispatcher = Dispatcher(hosts, local_root, options, log)
     loop = asyncio.get_running_loop()

@@ -60,6 +60,7 @@ class DispatchOptions:
     workers: int | None = None  # find-profitable-configs --workers
     fast: bool = False  # train-regression-batch --fast
     pack: int | None = None  # train-regression-batch --pack (None: its default per family)
+    mixed_precision: bool = False  # train-regression-batch --mixed-precision (GPU servers)
     until_done: bool = True  # stop once every batch of the stage is done
     stall_s: float = 120.0  # a push / pull that moves no byte for this long is abandoned and retried
     # A batch whose server stays unreachable this long moves to another server (None: it waits for its
@@ -370,7 +371,8 @@ class Dispatcher:
                 host, row.spec.push_paths(self.epoch_id), local_root=self.root, progress=progress))
             self.state.assign(key, host.name, pushed=True)
             job = await jobs.start_job(host, row.spec.argv(max_epochs=self.options.max_epochs, workers=self.options.workers,
-                                                     fast=self.options.fast, pack=self.options.pack))
+                                                     fast=self.options.fast, pack=self.options.pack,
+                                                     mixed_precision=self.options.mixed_precision))
         except JobConflict as exc:
             self.state.release(key)  # someone else started a job there meanwhile: try again next tick
             raise RemoteError(str(exc)) from None

@@ -208,9 +208,9 @@ def test_a_batch_job_command_carries_the_training_options() -> None:
 
     spec = BatchSpec(REGRESSIONS, "KR_DNN_1_2", "DNN")
     assert spec.argv() == ["train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_1_2"]
-    assert spec.argv(max_epochs=40, fast=True, pack=4, workers=3) == [
+    assert spec.argv(max_epochs=40, fast=True, pack=4, workers=3, mixed_precision=True) == [
         "train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_1_2", "--max-epochs", "40", "--fast",
-        "--pack", "4"]
+        "--pack", "4", "--mixed-precision"]
     assert BatchSpec(PROFITABLE_CONFIGS, "_E_1_8", None).argv(fast=True, pack=4, workers=3) == [
         "find-profitable-configs", "--batch", "_E_1_8.json", "--workers", "3"]
 

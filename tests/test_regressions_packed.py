@@ -136,3 +136,35 @@ def test_a_packed_model_is_the_model_trained_alone(small_epoch: Workspace, tmp_p
         assert ours["training_history"]["loss"] == pytest.approx(theirs["training_history"]["loss"], rel=1e-6)
         assert ours["test_evaluation"] == theirs["test_evaluation"] and ours["discovery"] == theirs["discovery"]
         assert ours["test_ds_evaluation"] == theirs["test_ds_evaluation"]
+
+
+def test_mixed_precision_trains_packed_and_alone_and_a_checkpoint_keeps_its_mode(small_epoch: Workspace) -> None:
+    """--mixed-precision (meant for GPUs; Keras runs it on a CPU too, slowly): float16 compute with loss
+    scaling, float32 predictions, certified; the process goes back to float32 for the next batch."""
+    import keras
+
+    from epoch_builder.errors import EpochBuilderError
+    from epoch_builder.regressions.training import Checkpoint
+
+    write_batch(small_epoch, "DNN", "KR_MIXED", pack_of_four(small_epoch)[:2])
+    lines: list[str] = []
+    packed = train_batch(small_epoch, "DNN", "KR_MIXED", max_epochs=2, pack=2, mixed_precision=True, log=lines.append)
+    assert any("mixed_float16 (--mixed-precision)" in line for line in lines)
+    write_batch(small_epoch, "DNN", "KR_MIXED_ALONE", [dnn(small_epoch, "M3")])
+    alone = train_batch(small_epoch, "DNN", "KR_MIXED_ALONE", max_epochs=2, pack=1, mixed_precision=True, log=quiet)
+    for cert in (*packed, *alone):
+        assert cert["training_mode"]["mixed_precision"] is True
+        assert cert["test_evaluation"]["loss"] is not None and all(
+            v is not None for v in cert["training_history"]["loss"])
+    write_batch(small_epoch, "DNN", "KR_FLOAT", [dnn(small_epoch, "M4")])
+    plain = train_batch(small_epoch, "DNN", "KR_FLOAT", max_epochs=1, log=quiet)[0]
+    assert plain["training_mode"]["mixed_precision"] is False and keras.mixed_precision.global_policy().name == "float32"
+
+    # A checkpoint written in one mode is not resumed in the other (its optimizer holds a loss scale or not).
+    state_dir = small_epoch.epoch().dir / CHECKPOINTS_DIR / "M5"
+    write_batch(small_epoch, "DNN", "KR_SWITCH", [dnn(small_epoch, "M5")])
+    Checkpoint(state_dir).dir.mkdir(parents=True)
+    (state_dir / "state.json").write_text(json.dumps({"id": "M5", "epoch": 1, "mixed_precision": True,
+                                                       "weights_file": "weights_e1.npz", "history": {}}))
+    with pytest.raises(EpochBuilderError, match="checkpoint of M5 was written with --mixed-precision; rerun with it"):
+        train_batch(small_epoch, "DNN", "KR_SWITCH", max_epochs=2, log=quiet)

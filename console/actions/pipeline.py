@@ -116,13 +116,15 @@ async def train_batch(app: "EpochConsole") -> None:
                   low=1, high=100_000),
         FormField("pack", "models trained together", "int", hint="empty: per family (--pack)", low=1,
                   high=MAX_PACK_SIZE),
-        FormField("fast", "fast", "flag", hint="op determinism off (--fast): not repeatable")]))
+        FormField("fast", "fast", "flag", hint="op determinism off (--fast): not repeatable"),
+        FormField("mixed_precision", "mixed precision", "flag", hint="float16 compute (GPU servers)")]))
     if options is None:
         return
     # The batch's name: the command finds it under regression_training_configs/<category>/ on any host;
     # the command line is the one dispatch sends (BatchSpec.argv).
     spec = BatchSpec(REGRESSIONS, batch.path.stem, batch.category or None)
-    await launch(app, spec.argv(max_epochs=options["max_epochs"], fast=bool(options["fast"]), pack=options["pack"]),
+    await launch(app, spec.argv(max_epochs=options["max_epochs"], fast=bool(options["fast"]), pack=options["pack"],
+                                mixed_precision=bool(options["mixed_precision"])),
                  server=server, inputs=batch_inputs(app, REGRESSIONS, batch))
 
 

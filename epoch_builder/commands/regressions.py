@@ -50,6 +50,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                        f"checkpoint and certificate (training_mode.pack_size). Default per family: "
                        + ", ".join(f"{family} {size}" for family, size in DEFAULT_PACK_SIZES.items())
                        + ", the others 1")
+    train.add_argument("--mixed-precision", action="store_true",
+                       help="compute in float16 with float32 weights and outputs (Keras mixed_float16, loss scaling): "
+                       "for GPUs with tensor cores; slower on a CPU. Recorded in the certificate "
+                       "(training_mode.mixed_precision); a checkpoint resumes only in the mode it was written in. "
+                       "The Epoch File's models compute in float32 on the platform")
     add_json_option(train, "each model's id, epochs, test loss and accuracy")
     train.set_defaults(func=start_train)
 
@@ -86,7 +91,7 @@ def start_train(args: argparse.Namespace) -> int:
     from epoch_builder.regressions.training import train_batch
 
     certificates = train_batch(workspace_of(args), args.category, args.batch, max_epochs=args.max_epochs,
-                               fast=args.fast, pack=args.pack)
+                               fast=args.fast, pack=args.pack, mixed_precision=args.mixed_precision)
     rows = [{"id": c["id"], "epochs": c["epochs"], "test_loss": c["test_evaluation"]["loss"],
              "accuracy": c["discovery"]["accuracy"]} for c in certificates]
     print_rows(rows, args.json, "the batch holds no model", ("#", "id", "epochs", "test_loss", "accuracy"),

@@ -170,7 +170,8 @@ def build_model(config: dict[str, Any], lookback: int, predictions: int, name: s
                 for i in range(n):
                     kwargs = {"activation": act[i]} if family in RECURRENT_FAMILIES and act else {}
                     x = recurrent(config["units"][i], return_sequences=i < n - 1, **kwargs)(x)
-        outputs = layers.Dense(predictions, name="predictions")(x)
+        # float32 whatever the global policy: under --mixed-precision the predictions and the loss stay exact
+        outputs = layers.Dense(predictions, name="predictions", dtype="float32")(x)
     except (ValueError, TypeError) as exc:
         raise EpochBuilderError(f"keras_model {template.name}: cannot be built ({str(exc).splitlines()[0]})") from None
     return keras.Model(inputs, outputs, name=name or template.name)

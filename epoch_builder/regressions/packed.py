@@ -106,7 +106,9 @@ def _train_step(members: Sequence[Member]) -> Any:
                 loss = tf.reduce_mean(member.loss(y, predicted))
                 if model.losses:
                     loss = loss + tf.add_n(model.losses)
-            gradients = tape.gradient(loss, model.trainable_variables)
+                # under --mixed-precision the optimizer is a LossScaleOptimizer: it scales here, unscales in apply
+                scaled = model.optimizer.scale_loss(loss)
+            gradients = tape.gradient(scaled, model.trainable_variables)
             model.optimizer.apply(gradients, model.trainable_variables)
             metric = tf.reduce_mean(member.metric(y, predicted))
             rows.append(tf.stack([tf.cast(loss, tf.float64), tf.cast(metric, tf.float64)]))
@@ -148,7 +150,6 @@ def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], dat
                validation_split: float, max_epochs: int | None, total: int, eta: Any, models_done: int,
                log: Callable[[str], None] = output.info, bar: output.Bar | None = None) -> list[dict[str, Any]]:
     """Train (or resume) the ``(number, config)`` pairs together; returns their certificates in that order."""
-    import keras
     import tensorflow as tf
 
     from epoch_builder.regressions.architectures import model_summary
@@ -158,7 +159,7 @@ def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], dat
         raise EpochBuilderError(f"a pack needs one epoch limit; {', '.join(c['id'] for _, c in configs)} differ")
     limit = limits.pop()
     deterministic = training.op_determinism_enabled()
-    keras.backend.clear_session()
+    training.fresh_session()
     members: list[Member] = []
     try:
         for number, cfg in configs:

@@ -63,6 +63,25 @@ CHECKPOINTS_DIR = ".regression_checkpoints"
 STATE_FILE = "state.json"
 EVENTS_SCRATCH_DIR = ".tensorboard"  # in the model's checkpoint directory: never pulled, removed with it
 FAST_FLAG = "--fast"  # train-regression-batch's switch for op determinism off; errors and log lines name it
+MIXED_PRECISION_FLAG = "--mixed-precision"  # float16 compute (float32 weights and outputs), for GPUs
+MIXED_POLICY = "mixed_float16"
+
+
+def fresh_session() -> None:
+    """``keras.backend.clear_session()`` (a model's graph does not pile onto the last one's), keeping the
+    dtype policy this batch runs with: clearing the session resets it to float32."""
+    import keras
+
+    policy = keras.mixed_precision.global_policy().name
+    keras.backend.clear_session()
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def mixed_precision_enabled() -> bool:
+    """Whether Keras' global dtype policy computes in float16 now (``train_batch`` sets it per batch)."""
+    import keras
+
+    return keras.mixed_precision.global_policy().name == MIXED_POLICY
 
 
 # --- batch files ----------------------------------------------------------------------
@@ -241,7 +260,7 @@ def training_mode(state: dict[str, Any], pack_size: int = 1) -> dict[str, Any]:
     deterministic = bool(state.get("op_determinism", True))
     return {"op_determinism": deterministic,
             "deterministic_epochs": state["epoch"] if deterministic else int(state.get("deterministic_epochs", 0)),
-            "pack_size": pack_size}
+            "pack_size": pack_size, "mixed_precision": bool(state.get("mixed_precision", False))}
 
 
 # --- one model --------------------------------------------------------------------------
@@ -254,9 +273,15 @@ def start_or_resume(checkpoint: Checkpoint, model: Any, model_id: str, determini
     if state is None:
         return {"id": model_id, "epoch": 0, "history": {}, "wait": 0, "best": None, "best_epoch": 0,
                 "stopped": False, "started": int(time.time() * 1000), "resumed_from": [],
-                "op_determinism": deterministic, "deterministic_epochs": 0}, None
+                "op_determinism": deterministic, "deterministic_epochs": 0,
+                "mixed_precision": mixed_precision_enabled()}, None
     if state.get("id") != model_id:
         raise EpochBuilderError(f"{checkpoint.dir / STATE_FILE}: checkpoint of {state.get('id')!r}, not {model_id}")
+    if bool(state.get("mixed_precision", False)) != mixed_precision_enabled():
+        written = "with" if state.get("mixed_precision") else "without"
+        raise EpochBuilderError(f"{checkpoint.dir / STATE_FILE}: checkpoint of {model_id} was written {written} "
+                                f"{MIXED_PRECISION_FLAG}; rerun {written} it to resume, or delete {checkpoint.dir} "
+                                "to restart this model")
     mode_note = _resume_mode(state, deterministic, checkpoint.dir / STATE_FILE, model_id)
     saved = _read_npz(checkpoint.dir / state["weights_file"])
     weights, opt_values = _unpack("w", saved), _unpack("o", saved)
@@ -279,7 +304,9 @@ def compile_model(model: Any, cfg: dict[str, Any]) -> None:
         lr = keras.optimizers.schedules.InverseTimeDecay(**INVERSE_TIME_DECAY)
     optimizer = keras.optimizers.Adam(learning_rate=lr) if cfg["optimizer"] == "adam" else keras.optimizers.RMSprop(learning_rate=lr)
     model.compile(optimizer=optimizer, loss=cfg["loss"], metrics=[cfg["metric"]])
-    optimizer.build(model.trainable_variables)  # variables exist before a checkpoint is restored
+    # variables exist before a checkpoint is restored; model.optimizer: compile wraps the optimizer in a
+    # LossScaleOptimizer under --mixed-precision
+    model.optimizer.build(model.trainable_variables)
 
 
 def _validation_cut(rows: int, validation_split: float) -> int:
@@ -354,7 +381,7 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
     checkpoint = Checkpoint(ws.epoch().dir / CHECKPOINTS_DIR / model_id)
     checkpoint.lock()
     try:
-        keras.backend.clear_session()
+        fresh_session()
         seed_everything(seed)
         model = build_model(cfg["keras_model"], cfg["lookback"], cfg["predictions"], name=model_id)
         compile_model(model, cfg)
@@ -562,7 +589,7 @@ def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, stat
 # --- a batch ----------------------------------------------------------------------------
 
 def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLike, *, max_epochs: int | None = None,
-                fast: bool = False, pack: int | None = None,
+                fast: bool = False, pack: int | None = None, mixed_precision: bool = False,
                 log: Callable[[str], None] = output.info) -> list[dict[str, Any]]:
     """Train every config of a batch that has no certificate yet; returns all the batch's certificates.
     ``fast``: op determinism off for this process (``--fast``). ``pack``: models trained together in one
@@ -582,9 +609,15 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
     category = category or batch_category(batch, path)  # the file says which; --category only checks it
     _check_batch(batch, path, category, config.regression_lookback, config.regression_predictions)
     gpus = configure_tensorflow(op_determinism=not fast)
+    import keras
+
+    # Set for every batch (a process may train several): float16 compute only when asked for.
+    keras.mixed_precision.set_global_policy(MIXED_POLICY if mixed_precision else "float32")
     configs = batch["configs"]
     total = len(configs)
     mode = f"op determinism off ({FAST_FLAG}: not repeatable)" if fast else "op determinism on (repeatable)"
+    if mixed_precision:
+        mode += f", {MIXED_POLICY} ({MIXED_PRECISION_FLAG})" + ("" if gpus else ": no GPU, float16 on a CPU is slower")
     log(f"batch {batch['name']} ({category}): {total} model(s), device {'GPU ' + ', '.join(gpus) if gpus else 'CPU'}, {mode}")
     pending = [c for c in configs if not paths.regression_certificate_file(c["id"]).exists()]
     data = load_datasets(ws, config.regression_lookback, config.regression_predictions) if pending else None
