@@ -208,6 +208,7 @@ def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epo
     models per hour; the warm-epoch factor (K x a model's warm epoch alone / the pack's warm epoch); and the
     factor projected to ``epochs_per_model`` epochs: each way's time split into its warm epochs and the rest
     (fixed: data, build, tracing, certificates), the rest kept and the warm epochs scaled."""
+    from epoch_builder.regressions.processes import available_cores
     from epoch_builder.regressions.training import train_batch
     from epoch_builder.storage import atomic_write_json
 
@@ -230,6 +231,13 @@ def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epo
         started = time.monotonic()
         train_batch(ws, family, path, max_epochs=epochs, pack=size, log=log)
         seconds[mode] = time.monotonic() - started
+    processes = min(2, available_cores())
+    if processes > 1:  # packs of K/2 in 2 processes, the cores split (their log lines are the children's own)
+        _forget(ws, ids, name)
+        started = time.monotonic()
+        train_batch(ws, family, path, max_epochs=epochs, pack=max(1, count // processes), processes=processes,
+                    log=lambda _line: None)
+        seconds["packed_processes"] = time.monotonic() - started
     _forget(ws, ids, name)
     path.unlink()
     # A pack logs one line per model and epoch with the pack's time: one figure per epoch.
@@ -237,12 +245,14 @@ def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epo
     warm_alone = [s for e, s in epoch_seconds["alone"] if e > 1] or [s for _, s in epoch_seconds["alone"]]
     warm_pack = [s for e, s in pack_epochs if e > 1] or [s for _, s in pack_epochs]
     warm = {"alone": count * sum(warm_alone) / len(warm_alone), "packed": sum(warm_pack) / len(warm_pack)}
-    fixed = {mode: seconds[mode] - epochs * warm[mode] for mode in seconds}
-    projected = {mode: fixed[mode] + epochs_per_model * warm[mode] for mode in seconds}
+    fixed = {mode: seconds[mode] - epochs * warm[mode] for mode in warm}
+    projected = {mode: fixed[mode] + epochs_per_model * warm[mode] for mode in warm}
     hour = 3600.0
     return {"family": family, "models": count, "configs": ids, "epochs": epochs, "seconds": seconds,
             "models_per_hour": {mode: count * hour / s for mode, s in seconds.items()},
             "factor": seconds["alone"] / seconds["packed"],
+            "factor_processes": (seconds["alone"] / seconds["packed_processes"] if "packed_processes" in seconds
+                                 else None),
             "warm_epoch_seconds_all_models": warm, "warm_factor": warm["alone"] / warm["packed"],
             "fixed_seconds": fixed, "projected_epochs_per_model": epochs_per_model,
             "projected_models_per_hour": {mode: count * hour / s for mode, s in projected.items()},
@@ -268,14 +278,17 @@ def print_packing(packing: list[dict[str, Any]]) -> None:
     if not packing:
         return
     print(f"{'family':7} {'models':>6} {'epochs':>6} {'alone s':>8} {'packed s':>8} {'factor':>6} {'warm x':>6} "
-          f"{'proj. models/h alone':>20} {'packed':>7} {'proj. x':>7}")
+          f"{'proj. models/h alone':>20} {'packed':>7} {'proj. x':>7} {'2 proc. s':>9} {'x':>5}")
     for p in packing:
+        both = p["seconds"].get("packed_processes")
         print(f"{p['family']:7} {p['models']:6} {p['epochs']:6} {p['seconds']['alone']:8.1f} {p['seconds']['packed']:8.1f} "
               f"{p['factor']:6.2f} {p['warm_factor']:6.2f} {p['projected_models_per_hour']['alone']:20.0f} "
-              f"{p['projected_models_per_hour']['packed']:7.0f} {p['projected_factor']:7.2f}")
+              f"{p['projected_models_per_hour']['packed']:7.0f} {p['projected_factor']:7.2f} "
+              + (f"{both:9.1f} {p['factor_processes']:5.2f}" if both else f"{'-':>9} {'-':>5}"))
     print(f"factor = whole-batch wall time with --pack 1 / with --pack K (same models and epochs, this process); "
           f"warm x = the same for a warm epoch of all K models; proj. = at "
-          f"{packing[0]['projected_epochs_per_model']:g} epochs per model (fixed costs kept, warm epochs scaled)")
+          f"{packing[0]['projected_epochs_per_model']:g} epochs per model (fixed costs kept, warm epochs scaled); "
+          f"2 proc. = packs of K/2 in 2 processes (--processes 2), the cores split, whole batch")
 
 
 def print_report(report: dict[str, Any]) -> None:

@@ -32,6 +32,11 @@ def configure(path: str | None) -> None:
         _sink = open(path, "a", encoding="utf-8", buffering=1)
 
 
+def destination() -> str | None:
+    """Where events go, as ``configure`` takes it ("-": stdout; None: nowhere): for child processes."""
+    return "-" if _sink is sys.stdout else getattr(_sink, "name", None)
+
+
 def on_stdout() -> bool:
     """Events share stdout: the command's results must go elsewhere (see ``output``)."""
     return _sink is sys.stdout

@@ -63,12 +63,13 @@ class BatchSpec:
         return f"{self.stage}:{self.name}"
 
     def argv(self, *, max_epochs: int | None = None, workers: int | None = None, fast: bool = False,
-             pack: int | None = None, mixed_precision: bool = False) -> list[str]:
+             pack: int | None = None, mixed_precision: bool = False, processes: int | None = None) -> list[str]:
         """The job's epoch-builder command line; the training options apply to the regressions stage."""
         if self.stage == REGRESSIONS:
             argv = ["train-regression-batch", "--category", str(self.category), "--batch", self.name]
             return (argv + (["--max-epochs", str(max_epochs)] if max_epochs else []) + (["--fast"] if fast else [])
-                    + (["--pack", str(pack)] if pack else []) + (["--mixed-precision"] if mixed_precision else []))
+                    + (["--pack", str(pack)] if pack else []) + (["--mixed-precision"] if mixed_precision else [])
+                    + (["--processes", str(processes)] if processes else []))
         return ["find-profitable-configs", "--batch", f"{self.name}.json"] + (["--workers", str(workers)] if workers else [])
 
     def push_paths(self, epoch_id: str) -> list[str]:

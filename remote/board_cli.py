@@ -34,6 +34,8 @@ def add_board_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--fast", action="store_true", help="regressions: train-regression-batch --fast (op determinism off)")
     p.add_argument("--pack", type=int, metavar="K",
                    help="regressions: train-regression-batch --pack (models trained together; default per family)")
+    p.add_argument("--processes", type=int, metavar="N",
+                   help="regressions: train-regression-batch --processes (training processes per server)")
     p.add_argument("--mixed-precision", action="store_true",
                    help="regressions: train-regression-batch --mixed-precision (float16 compute, for GPU servers)")
     p.add_argument("--workers", type=int, metavar="N", help="profitable-configs: find-profitable-configs --workers")
@@ -84,7 +86,8 @@ async def _dispatch(args: argparse.Namespace, hosts: Sequence["Host"], local_roo
     options = DispatchOptions(stage=args.stage, interval_s=args.interval, max_failures=args.max_failures, stall_s=args.stall,
                               reassign_after_s=args.reassign_after,
                               max_epochs=args.max_epochs, workers=args.workers, fast=args.fast, pack=args.pack,
-                              mixed_precision=args.mixed_precision, until_done=not args.forever)
+                              mixed_precision=args.mixed_precision, processes=args.processes,
+                              until_done=not args.forever)
     log: Callable[[Any], None] = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
     dispatcher = Dispatcher(hosts, local_root, options, log)
     loop = asyncio.get_running_loop()

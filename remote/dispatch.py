@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
-from epoch_builder.regressions.configs import MAX_PACK_SIZE
+from epoch_builder.regressions.configs import MAX_PACK_SIZE, MAX_PROCESSES
 from remote import board as boards
 from remote import jobs
 from remote.errors import JobConflict, RemoteError
@@ -61,6 +61,7 @@ class DispatchOptions:
     fast: bool = False  # train-regression-batch --fast
     pack: int | None = None  # train-regression-batch --pack (None: its default per family)
     mixed_precision: bool = False  # train-regression-batch --mixed-precision (GPU servers)
+    processes: int | None = None  # train-regression-batch --processes (None: one)
     until_done: bool = True  # stop once every batch of the stage is done
     stall_s: float = 120.0  # a push / pull that moves no byte for this long is abandoned and retried
     # A batch whose server stays unreachable this long moves to another server (None: it waits for its
@@ -82,6 +83,8 @@ class DispatchOptions:
             raise RemoteError(f"--max-epochs {self.max_epochs} out of range; allowed 1..100000")
         if self.pack is not None and not 1 <= self.pack <= MAX_PACK_SIZE:
             raise RemoteError(f"--pack {self.pack} out of range; allowed 1..{MAX_PACK_SIZE}")
+        if self.processes is not None and not 1 <= self.processes <= MAX_PROCESSES:
+            raise RemoteError(f"--processes {self.processes} out of range; allowed 1..{MAX_PROCESSES}")
         if self.workers is not None and not 1 <= self.workers <= 1024:
             raise RemoteError(f"--workers {self.workers} out of range; allowed 1..1024")
 
@@ -372,7 +375,8 @@ class Dispatcher:
             self.state.assign(key, host.name, pushed=True)
             job = await jobs.start_job(host, row.spec.argv(max_epochs=self.options.max_epochs, workers=self.options.workers,
                                                      fast=self.options.fast, pack=self.options.pack,
-                                                     mixed_precision=self.options.mixed_precision))
+                                                     mixed_precision=self.options.mixed_precision,
+                                                     processes=self.options.processes))
         except JobConflict as exc:
             self.state.release(key)  # someone else started a job there meanwhile: try again next tick
             raise RemoteError(str(exc)) from None

@@ -193,6 +193,7 @@ def test_unknown_stage_is_refused(small_epoch: Workspace) -> None:
     ("max_epochs", 0, "--max-epochs 0 out of range; allowed 1..100000"),
     ("workers", 2000, "--workers 2000 out of range; allowed 1..1024"),
     ("pack", 0, "--pack 0 out of range; allowed 1..64"),
+    ("processes", 65, "--processes 65 out of range; allowed 1..64"),
 ])
 def test_dispatch_options_name_the_option_and_its_allowed_values(option: str, value: object, message: str) -> None:
     from remote.dispatch import DispatchOptions
@@ -208,9 +209,9 @@ def test_a_batch_job_command_carries_the_training_options() -> None:
 
     spec = BatchSpec(REGRESSIONS, "KR_DNN_1_2", "DNN")
     assert spec.argv() == ["train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_1_2"]
-    assert spec.argv(max_epochs=40, fast=True, pack=4, workers=3, mixed_precision=True) == [
+    assert spec.argv(max_epochs=40, fast=True, pack=4, workers=3, mixed_precision=True, processes=2) == [
         "train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_1_2", "--max-epochs", "40", "--fast",
-        "--pack", "4", "--mixed-precision"]
+        "--pack", "4", "--mixed-precision", "--processes", "2"]
     assert BatchSpec(PROFITABLE_CONFIGS, "_E_1_8", None).argv(fast=True, pack=4, workers=3) == [
         "find-profitable-configs", "--batch", "_E_1_8.json", "--workers", "3"]
 

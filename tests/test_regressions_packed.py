@@ -168,3 +168,56 @@ def test_mixed_precision_trains_packed_and_alone_and_a_checkpoint_keeps_its_mode
                                                        "weights_file": "weights_e1.npz", "history": {}}))
     with pytest.raises(EpochBuilderError, match="checkpoint of M5 was written with --mixed-precision; rerun with it"):
         train_batch(small_epoch, "DNN", "KR_SWITCH", max_epochs=2, log=quiet)
+
+
+@pytest.mark.slow
+def test_processes_split_the_batch_and_die_with_a_killed_parent(small_epoch: Workspace, tmp_path: Path) -> None:
+    """--processes 2: two spawned training processes, each its share of the batch (in packs); the batch's
+    certificates file is written once both are done. A kill -9 of the parent takes the children with it,
+    and the rerun resumes every model."""
+    import time
+
+    import psutil
+
+    write_batch(small_epoch, "DNN", "KR_PROC", pack_of_four(small_epoch))
+    single = Workspace(tmp_path / "single")
+    shutil.copytree(small_epoch.root, single.root)
+    command = [sys.executable, "-m", "epoch_builder.cli", "train-regression-batch", "--workspace", str(small_epoch.root),
+               "--batch", "KR_PROC", "--max-epochs", "25", "--pack", "2", "--processes", "2"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen, children = [], []
+    try:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            seen.append(line)
+            if " epoch 2/25 " in line:  # the children are training (25 epochs: they are not done yet)
+                children = [(c, " ".join(c.cmdline())) for c in psutil.Process(proc.pid).children(recursive=True)]
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+    finally:
+        proc.wait(timeout=60)
+    assert any("4 model(s) in 2 training processes of 1 thread(s) each" in line for line in seen), "".join(seen)
+    trainers = [c for c, line in children if "multiprocessing.spawn" in line]  # not the resource tracker
+    assert len(trainers) == 2, children
+    deadline = time.monotonic() + 30
+    while any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in trainers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in trainers), "a trainer outlived its parent"
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resumed at epoch" in done.stderr
+    certificates = read_json(small_epoch.epoch().batched_certificates_file("KR_PROC"))
+    assert [c["id"] for c in certificates] == ["P1", "P2", "P3", "P4"]
+    assert all(c["training_mode"]["pack_size"] == 2 for c in certificates)
+    # One process with both cores trains the same models (its thread count may change the last bits).
+    alone = train_batch(single, "DNN", "KR_PROC", max_epochs=25, pack=2, log=quiet)
+    for ours, theirs in zip(certificates, alone):
+        assert ours["epochs"] == theirs["epochs"]
+        assert ours["training_history"]["val_loss"] == pytest.approx(theirs["training_history"]["val_loss"], rel=1e-4)
+
+
+def test_processes_are_checked(small_epoch: Workspace) -> None:
+    write_batch(small_epoch, "DNN", "KR_PROC", [dnn(small_epoch, "Q1")])
+    with pytest.raises(UsageError, match="--processes 0 must be 1 to 64"):
+        train_batch(small_epoch, "DNN", "KR_PROC", processes=0, log=quiet)

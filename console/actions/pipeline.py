@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from epoch_builder.errors import EpochBuilderError
 from epoch_builder.workspace import CANDLESTICKS_DIR, CONFIG_DIR
 from remote.board import PROFITABLE_CONFIGS, REGRESSIONS, BatchSpec
-from remote.dispatch import MAX_PACK_SIZE  # the range the dispatcher checks (epoch_builder's)
+from remote.dispatch import MAX_PACK_SIZE, MAX_PROCESSES  # the ranges the dispatcher checks (epoch_builder's)
 
 from console.actions.spec import ActionSpec
 
@@ -116,6 +116,8 @@ async def train_batch(app: "EpochConsole") -> None:
                   low=1, high=100_000),
         FormField("pack", "models trained together", "int", hint="empty: per family (--pack)", low=1,
                   high=MAX_PACK_SIZE),
+        FormField("processes", "training processes", "int", hint="empty: one (--processes)", low=1,
+                  high=MAX_PROCESSES),
         FormField("fast", "fast", "flag", hint="op determinism off (--fast): not repeatable"),
         FormField("mixed_precision", "mixed precision", "flag", hint="float16 compute (GPU servers)")]))
     if options is None:
@@ -124,7 +126,7 @@ async def train_batch(app: "EpochConsole") -> None:
     # the command line is the one dispatch sends (BatchSpec.argv).
     spec = BatchSpec(REGRESSIONS, batch.path.stem, batch.category or None)
     await launch(app, spec.argv(max_epochs=options["max_epochs"], fast=bool(options["fast"]), pack=options["pack"],
-                                mixed_precision=bool(options["mixed_precision"])),
+                                mixed_precision=bool(options["mixed_precision"]), processes=options["processes"]),
                  server=server, inputs=batch_inputs(app, REGRESSIONS, batch))
 
 

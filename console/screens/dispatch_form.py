@@ -35,6 +35,7 @@ FIELDS = (
     Field("reassign-after", "reassign_after_s", "move off lost server (s)", "blank: never", float, True),
     Field("max-epochs", "max_epochs", "max epochs (regressions)", "blank: config", int, True),
     Field("pack", "pack", "models together (regressions)", "blank: per family", int, True),
+    Field("processes", "processes", "processes (regressions)", "blank: one", int, True),
     Field("workers", "workers", "workers (configs)", "blank: all", int, True),
 )
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from epoch_builder.commands import add_group, add_json_option, print_rows, workspace_of
-from epoch_builder.regressions.configs import DEFAULT_PACK_SIZES, MAX_PACK_SIZE
+from epoch_builder.regressions.configs import DEFAULT_PACK_SIZES, MAX_PACK_SIZE, MAX_PROCESSES
 
 CATEGORIES = ("CNN", "DNN", "CDNN", "LSTM", "CLSTM", "GRU", "UNIT_TEST")
 RANK_KEYS = ("test_loss", "accuracy", "points")
@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                        f"checkpoint and certificate (training_mode.pack_size). Default per family: "
                        + ", ".join(f"{family} {size}" for family, size in DEFAULT_PACK_SIZES.items())
                        + ", the others 1")
+    train.add_argument("--processes", type=int, metavar="N",
+                       help=f"train the batch's models in N processes (1 to {MAX_PROCESSES}), the host's cores split "
+                       "between them; each trains its share in packs and resumes like one process (default 1)")
     train.add_argument("--mixed-precision", action="store_true",
                        help="compute in float16 with float32 weights and outputs (Keras mixed_float16, loss scaling): "
                        "for GPUs with tensor cores; slower on a CPU. Recorded in the certificate "
@@ -91,7 +94,8 @@ def start_train(args: argparse.Namespace) -> int:
     from epoch_builder.regressions.training import train_batch
 
     certificates = train_batch(workspace_of(args), args.category, args.batch, max_epochs=args.max_epochs,
-                               fast=args.fast, pack=args.pack, mixed_precision=args.mixed_precision)
+                               fast=args.fast, pack=args.pack, mixed_precision=args.mixed_precision,
+                               processes=args.processes)
     rows = [{"id": c["id"], "epochs": c["epochs"], "test_loss": c["test_evaluation"]["loss"],
              "accuracy": c["discovery"]["accuracy"]} for c in certificates]
     print_rows(rows, args.json, "the batch holds no model", ("#", "id", "epochs", "test_loss", "accuracy"),

@@ -30,6 +30,7 @@ DEFAULT_MAX_EPOCHS = 500
 # out train one at a time: their models keep the arithmetic units busy on their own.
 DEFAULT_PACK_SIZES = {"DNN": 8, "CDNN": 8}
 MAX_PACK_SIZE = 64
+MAX_PROCESSES = 64  # train-regression-batch --processes: training processes sharing the host's cores
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,120}$")  # ids name directories
 
 

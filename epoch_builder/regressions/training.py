@@ -37,7 +37,7 @@ import os
 import shutil
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from epoch_builder import events, output
 from epoch_builder.discovery import build_discovery
 from epoch_builder.errors import EpochBuilderError, UsageError
 from epoch_builder.regressions.configs import (
-    BATCH_CATEGORIES, DEFAULT_MAX_EPOCHS, MAX_PACK_SIZE, UNIT_TEST, category_of, read_batch,
+    BATCH_CATEGORIES, DEFAULT_MAX_EPOCHS, MAX_PACK_SIZE, MAX_PROCESSES, UNIT_TEST, category_of, read_batch,
 )
 from epoch_builder.regressions.datasets import RegressionDatasets, load_datasets
 from epoch_builder.regressions.signals import pct_changes
@@ -590,10 +590,14 @@ def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, stat
 
 def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLike, *, max_epochs: int | None = None,
                 fast: bool = False, pack: int | None = None, mixed_precision: bool = False,
+                processes: int | None = None, only: Sequence[str] | None = None,
                 log: Callable[[str], None] = output.info) -> list[dict[str, Any]]:
     """Train every config of a batch that has no certificate yet; returns all the batch's certificates.
     ``fast``: op determinism off for this process (``--fast``). ``pack``: models trained together in one
-    compiled step (``--pack``; default per family, ``packed.DEFAULT_PACK_SIZES``; 1: one at a time)."""
+    compiled step (``--pack``; default per family, ``packed.DEFAULT_PACK_SIZES``; 1: one at a time).
+    ``processes``: that many training processes with the cores split between them (``--processes``).
+    ``only``: train just these ids (a training process's share; no batch certificates file then)."""
+    from epoch_builder import events as event_sink
     from epoch_builder.events import Eta
     from epoch_builder.regressions import packed
     from epoch_builder.regressions.runtime import configure_tensorflow
@@ -602,12 +606,23 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
         raise UsageError(f"--max-epochs {max_epochs} must be a positive integer")
     if pack is not None and not 1 <= pack <= MAX_PACK_SIZE:
         raise UsageError(f"--pack {pack} must be 1 to {MAX_PACK_SIZE} (models trained together)")
+    if processes is not None and not 1 <= processes <= MAX_PROCESSES:
+        raise UsageError(f"--processes {processes} must be 1 to {MAX_PROCESSES} (training processes)")
     config = ws.load_epoch_config()
     paths = ws.epoch()
     path = resolve_batch_file(ws, category, batch_file)
     batch = read_batch(path)
     category = category or batch_category(batch, path)  # the file says which; --category only checks it
     _check_batch(batch, path, category, config.regression_lookback, config.regression_predictions)
+    waiting = [c["id"] for c in batch["configs"] if not paths.regression_certificate_file(c["id"]).exists()]
+    if processes and processes > 1 and only is None and len(waiting) > 1:
+        from epoch_builder.regressions.processes import available_cores, train_in_processes
+
+        shown = min(processes, len(waiting))
+        log(f"batch {batch['name']}: {len(waiting)} model(s) in {shown} training processes of "
+            f"{max(1, available_cores() // shown)} thread(s) each (--processes {processes})")
+        train_in_processes(ws.root, category, path, waiting, processes, max_epochs=max_epochs, fast=fast, pack=pack,
+                           mixed_precision=mixed_precision, events=event_sink.destination())
     gpus = configure_tensorflow(op_determinism=not fast)
     import keras
 
@@ -619,7 +634,8 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
     if mixed_precision:
         mode += f", {MIXED_POLICY} ({MIXED_PRECISION_FLAG})" + ("" if gpus else ": no GPU, float16 on a CPU is slower")
     log(f"batch {batch['name']} ({category}): {total} model(s), device {'GPU ' + ', '.join(gpus) if gpus else 'CPU'}, {mode}")
-    pending = [c for c in configs if not paths.regression_certificate_file(c["id"]).exists()]
+    pending = [c for c in configs if not paths.regression_certificate_file(c["id"]).exists()
+               and (only is None or c["id"] in only)]
     data = load_datasets(ws, config.regression_lookback, config.regression_predictions) if pending else None
     if data is not None:
         log(f"datasets: {data.sizes['train_size']} train / {data.sizes['test_size']} test windows")
@@ -635,6 +651,8 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
         todo: list[tuple[int, dict[str, Any]]] = []
         for number, cfg in enumerate(configs, 1):
             cert_path = paths.regression_certificate_file(cfg["id"])
+            if only is not None and cfg["id"] not in only:
+                continue  # another training process's model
             if cert_path.exists():
                 log(f"[{number}/{total}] {cfg['id']}: certificate exists, skipped")
                 by_id[cfg["id"]] = read_json(cert_path)
@@ -663,7 +681,9 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
                     f"test loss {'diverged' if test_loss is None else f'{test_loss:.6f}'}, "
                     f"accuracy {cert['discovery']['accuracy']}%")
                 models_bar.advance(info=f"last {cfg['id']}")
-    certificates = [by_id[cfg["id"]] for cfg in configs]
+    certificates = [by_id[cfg["id"]] for cfg in configs if cfg["id"] in by_id]
+    if only is not None:
+        return certificates  # the parent writes the batch's file once every process is done
     atomic_write_json(paths.batched_certificates_file(batch["name"]), certificates)
     log(f"batch {batch['name']}: {trained} trained, {total - trained} skipped")
     return certificates

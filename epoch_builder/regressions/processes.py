@@ -1,0 +1,125 @@
+"""Training a batch in several processes, the host's cores split between them (``--processes N``).
+
+On a few CPU cores TensorFlow spreads one small model's matmuls thinly over its threads; N processes of
+cores/N threads each keep the cores busier (bench/bench_training.py ``--processes`` measures it; README
+"Training throughput"). The batch's pending models are cut into N contiguous groups, each trained by one
+spawned process with ``train_batch`` (so each group still trains in packs, checkpoints every epoch and
+writes its own certificates); the parent waits for all, then writes the batch's certificates file from
+the certificates on disk. A child dies with its parent (``PR_SET_PDEATHSIG``): after a kill -9 nothing
+keeps training, and the rerun resumes every model from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from epoch_builder.errors import EpochBuilderError
+
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ChildJob:
+    """What one training process needs (picklable: the process is spawned, not forked)."""
+
+    root: str
+    category: str
+    batch_file: str
+    model_ids: tuple[str, ...]
+    threads: int
+    parent_pid: int
+    max_epochs: int | None
+    fast: bool
+    pack: int | None
+    mixed_precision: bool
+    events: str | None  # the parent's events destination ("-" for stdout)
+    verbosity: int  # the parent's log level, as output.configure takes it
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def split(ids: Sequence[str], parts: int) -> list[tuple[str, ...]]:
+    """``ids`` in ``parts`` contiguous groups whose sizes differ by at most one (no empty group)."""
+    parts = max(1, min(parts, len(ids)))
+    size, extra = divmod(len(ids), parts)
+    groups, start = [], 0
+    for index in range(parts):
+        stop = start + size + (1 if index < extra else 0)
+        groups.append(tuple(ids[start:stop]))
+        start = stop
+    return groups
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _train_group(job: ChildJob) -> None:
+    """A child's body: its share of the cores, then ``train_batch`` on its models only."""
+    _die_with_parent(job.parent_pid)
+    # Before TensorFlow starts: its thread pools are sized once, at start-up.
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(job.threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    from epoch_builder import events, output
+    from epoch_builder.regressions.training import train_batch
+    from epoch_builder.workspace import Workspace
+
+    events.configure(job.events)
+    # The parent's log lines, on the stderr they share; no progress bars (two would fight over the terminal).
+    output.configure(verbosity=job.verbosity, progress=False, events_on_stdout=events.on_stdout())
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(job.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        train_batch(Workspace(Path(job.root)), job.category, job.batch_file, max_epochs=job.max_epochs, fast=job.fast,
+                    pack=job.pack, mixed_precision=job.mixed_precision, only=job.model_ids, log=output.info)
+    except EpochBuilderError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+def train_in_processes(root: Path, category: str, batch_file: Path, model_ids: Sequence[str], processes: int, *,
+                       max_epochs: int | None, fast: bool, pack: int | None, mixed_precision: bool,
+                       events: str | None) -> None:
+    """Train ``model_ids`` of the batch in ``processes`` spawned processes; raises when any of them failed
+    (after all have ended: the others' models are done and certified)."""
+    import logging
+
+    from epoch_builder import output
+
+    level = output.log.getEffectiveLevel()
+    verbosity = -1 if level >= logging.WARNING else 1 if level <= logging.DEBUG else 0
+    groups = split(list(model_ids), processes)
+    threads = max(1, available_cores() // len(groups))
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no TensorFlow state copied
+    children = []
+    for group in groups:
+        job = ChildJob(str(root), category, str(batch_file), group, threads, os.getpid(), max_epochs, fast, pack,
+                       mixed_precision, events, verbosity)
+        child = context.Process(target=_train_group, args=(job,), name=f"train {group[0]}..{group[-1]}")
+        child.start()
+        children.append((group, child))
+    failed = []
+    for group, child in children:
+        child.join()
+        if child.exitcode != 0:
+            failed.append(f"{group[0]}..{group[-1]} ({len(group)} model(s)): exit code {child.exitcode}")
+    if failed:
+        raise EpochBuilderError(f"{batch_file}: {len(failed)} of {len(groups)} training process(es) failed: "
+                                + "; ".join(failed) + " (their errors are above; rerun to resume)")
