@@ -41,13 +41,11 @@ def quiet(*_: object) -> None:
     pass
 
 
-@pytest.fixture(scope="session")
-def _trained_template(_small_epoch_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def train_tiny_regressions(root: Path) -> Workspace:
+    """TINY_GRID's six DNNs generated and trained in ``root`` (a copy of the small epoch's workspace)."""
     from epoch_builder.regressions.grid import generate
     from epoch_builder.regressions.training import train_batch
 
-    root = tmp_path_factory.mktemp("trained-regressions") / "workspace"
-    shutil.copytree(_small_epoch_template, root)
     ws = Workspace(root)
     grid = root.parent / "tiny_grid.json"
     grid.write_text(json.dumps(TINY_GRID))
@@ -55,6 +53,14 @@ def _trained_template(_small_epoch_template: Path, tmp_path_factory: pytest.Temp
     batch = next((ws.epoch().regression_training_configs_dir / "DNN").glob("KR_DNN_*.json"))
     train_batch(ws, "DNN", batch, max_epochs=30, log=quiet)
     assert len(regression_ids(ws)) == 6
+    return ws
+
+
+@pytest.fixture(scope="session")
+def _trained_template(_small_epoch_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("trained-regressions") / "workspace"
+    shutil.copytree(_small_epoch_template, root)
+    train_tiny_regressions(root)
     return root
 
 

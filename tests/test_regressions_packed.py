@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,25 @@ from epoch_builder.regressions.training import CHECKPOINTS_DIR, train_batch
 from epoch_builder.storage import read_json
 from epoch_builder.workspace import Workspace
 from tests.test_regressions_training import SECTION3_FIELDS, quiet, training_config, write_batch
+
+
+def kill_at(command: list[str], marker: str, before: Callable[[int], None] | None = None) -> list[str]:
+    """Run ``command``, SIGKILL it at the first stderr line holding ``marker``; returns the lines seen."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = []
+    try:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            seen.append(line)
+            if marker in line:
+                if before is not None:
+                    before(proc.pid)
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    return seen
 
 
 def dnn(ws: Workspace, model_id: str, **overrides) -> dict:
@@ -91,18 +111,7 @@ def test_kill_9_in_a_pack_resumes_to_the_uninterrupted_packed_result(small_epoch
     shutil.copytree(small_epoch.root, reference.root)
     command = [sys.executable, "-m", "epoch_builder.cli", "train-regression-batch", "--workspace", str(small_epoch.root),
                "--category", "DNN", "--batch", "KR_PACK", "--max-epochs", "8", "--pack", "4"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    seen = []
-    try:
-        for line in proc.stderr:  # type: ignore[union-attr]
-            seen.append(line)
-            if "P2 epoch 4/8" in line:  # P1 and P2 have their epoch-4 checkpoints, P3 and P4 maybe not yet
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    kill_at(command, "P2 epoch 4/8")  # P1 and P2 have their epoch-4 checkpoints, P3 and P4 maybe not yet
     paths = small_epoch.epoch()
     states = {m: read_json(paths.dir / CHECKPOINTS_DIR / m / "state.json")["epoch"] for m in ("P1", "P2", "P3", "P4")}
     assert states["P1"] == states["P2"] == 4 and all(3 <= e <= 4 for e in states.values()), states
@@ -184,18 +193,12 @@ def test_processes_split_the_batch_and_die_with_a_killed_parent(small_epoch: Wor
     shutil.copytree(small_epoch.root, single.root)
     command = [sys.executable, "-m", "epoch_builder.cli", "train-regression-batch", "--workspace", str(small_epoch.root),
                "--batch", "KR_PROC", "--max-epochs", "25", "--pack", "2", "--processes", "2"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    seen, children = [], []
-    try:
-        for line in proc.stderr:  # type: ignore[union-attr]
-            seen.append(line)
-            if " epoch 2/25 " in line:  # the children are training (25 epochs: they are not done yet)
-                children = [(c, " ".join(c.cmdline())) for c in psutil.Process(proc.pid).children(recursive=True)]
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-    finally:
-        proc.wait(timeout=60)
+    children: list[tuple[psutil.Process, str]] = []
+
+    def note_children(pid: int) -> None:  # before the kill: a dead process has no command line
+        children.extend((c, " ".join(c.cmdline())) for c in psutil.Process(pid).children(recursive=True))
+
+    seen = kill_at(command, " epoch 2/25 ", before=note_children)  # the children are training: 25 epochs to go
     assert any("4 model(s) in 2 training processes of 1 thread(s) each" in line for line in seen), "".join(seen)
     trainers = [c for c, line in children if "multiprocessing.spawn" in line]  # not the resource tracker
     assert len(trainers) == 2, children

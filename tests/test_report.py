@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from epoch_builder.workspace import Workspace
-from tests.test_build_export import TINY_GRID, _sweep_all, cli, initialize, quiet, regression_ids
+from tests.test_build_export import _sweep_all, cli, initialize, train_tiny_regressions
 
 CHROMIUM = Path("/usr/bin/chromium")
 BUILT_MODELS = 3
@@ -27,18 +27,9 @@ BUILT_MODELS = 3
 
 @pytest.fixture(scope="module")
 def _built_template(_small_epoch_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from epoch_builder.regressions.grid import generate
-    from epoch_builder.regressions.training import train_batch
-
     root = tmp_path_factory.mktemp("report-build") / "workspace"
     shutil.copytree(_small_epoch_template, root)
-    ws = Workspace(root)
-    grid = root.parent / "tiny_grid.json"
-    grid.write_text(json.dumps(TINY_GRID))
-    generate(ws, grid, log=quiet)
-    batch = next((ws.epoch().regression_training_configs_dir / "DNN").glob("KR_DNN_*.json"))
-    train_batch(ws, "DNN", batch, max_epochs=30, log=quiet)
-    assert len(regression_ids(ws)) == 6
+    ws = train_tiny_regressions(root)
     assert initialize(ws) == 0
     assert _sweep_all(ws) >= BUILT_MODELS
     assert cli(ws, "build-prediction-models", "--top", str(BUILT_MODELS), "--no-progress") == 0
