@@ -208,7 +208,7 @@ def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epo
     models per hour; the warm-epoch factor (K x a model's warm epoch alone / the pack's warm epoch); and the
     factor projected to ``epochs_per_model`` epochs: each way's time split into its warm epochs and the rest
     (fixed: data, build, tracing, certificates), the rest kept and the warm epochs scaled."""
-    from epoch_builder.regressions.processes import available_cores
+    from epoch_builder.children import available_cores
     from epoch_builder.regressions.training import train_batch
     from epoch_builder.storage import atomic_write_json
 

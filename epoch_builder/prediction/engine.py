@@ -16,25 +16,22 @@ The work happens in ``kernel.py`` (Numba); see there why it is exact.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import multiprocessing
 import os
-import signal
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from epoch_builder.children import available_cores, die_with_parent
 from epoch_builder.discovery import build_discovery
 from epoch_builder.errors import EpochBuilderError
 from epoch_builder.numbers import alter, pct_change, round_to
 from epoch_builder.prediction import kernel as K
 
 MINUTE_MS = 60_000
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 MIN_SUM_FUNCTIONS = ("mean", "median")
 PROFITABLE_MIN_ACCURACY = 55.0
 
@@ -493,26 +490,13 @@ def evaluate_full(data: BacktestData, config: Mapping[str, Any]) -> dict[str, An
 _SHARED: dict[int, BacktestData] = {}
 
 
-def _worker_init(parent_pid: int) -> None:
-    """Die at once with the parent (a sweep killed with SIGKILL), rather than finishing
-    the current chunk and only then noticing the closed pipe."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _kernel_task(task: tuple[int, _EncodedConfigs]) -> np.ndarray:
     token, encoded = task
     return _run_kernel(_SHARED[token], encoded)
 
 
 def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return available_cores()
 
 
 def _slice(encoded: _EncodedConfigs, start: int, stop: int) -> _EncodedConfigs:
@@ -542,7 +526,7 @@ class Evaluator:
         if self.workers > 1 and "fork" in multiprocessing.get_all_start_methods():
             _SHARED[self._token] = data
             self._pool = multiprocessing.get_context("fork").Pool(
-                self.workers, initializer=_worker_init, initargs=(os.getpid(),))
+                self.workers, initializer=die_with_parent, initargs=(os.getpid(),))
 
     def evaluate(self, configs: Sequence[Mapping[str, Any]], chunk_size: int | None = None) -> Iterator[tuple[int, Evaluation]]:
         """Yield ``(index, Evaluation)`` for every configuration, in input order.

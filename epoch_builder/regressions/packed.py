@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,6 @@ class Member:
     stopping: training.EarlyStoppingState
     loss: Any  # keras loss function of the config
     metric: Any  # keras metric function (a loss-like function of y_true, y_pred)
-    started: float = field(default_factory=time.monotonic)
 
     @property
     def id(self) -> str:
@@ -90,6 +89,24 @@ def _open_member(ws: Workspace, cfg: dict[str, Any], number: int, seed: int, det
                   _loss_function(cfg["loss"]), _loss_function(cfg["metric"]))
 
 
+def _loss_and_metric(member: Member, x: Any, y: Any, training: bool) -> tuple[Any, Any]:
+    """The batch's mean loss (as compile's, regularisation included) and mean metric for one model."""
+    import tensorflow as tf
+
+    predicted = member.model(x, training=training)
+    # keras.losses.get(name) gives the per-window function; compile's loss is its batch mean
+    loss = tf.reduce_mean(member.loss(y, predicted))
+    if member.model.losses:
+        loss = loss + tf.add_n(member.model.losses)
+    return loss, tf.reduce_mean(member.metric(y, predicted))
+
+
+def _row(loss: Any, metric: Any) -> Any:
+    import tensorflow as tf
+
+    return tf.stack([tf.cast(loss, tf.float64), tf.cast(metric, tf.float64)])
+
+
 def _train_step(members: Sequence[Member]) -> Any:
     """One compiled step for ``members``: each model's loss and metric on the batch, its gradients applied
     by its own optimizer. Returns a (models, 2) tensor of the batch's mean loss and metric."""
@@ -101,36 +118,24 @@ def _train_step(members: Sequence[Member]) -> Any:
         for member in members:
             model = member.model
             with tf.GradientTape() as tape:
-                predicted = model(x, training=True)
-                # keras.losses.get(name) gives the per-window function; compile's loss is its batch mean
-                loss = tf.reduce_mean(member.loss(y, predicted))
-                if model.losses:
-                    loss = loss + tf.add_n(model.losses)
+                loss, metric = _loss_and_metric(member, x, y, training=True)
                 # under --mixed-precision the optimizer is a LossScaleOptimizer: it scales here, unscales in apply
                 scaled = model.optimizer.scale_loss(loss)
             gradients = tape.gradient(scaled, model.trainable_variables)
             model.optimizer.apply(gradients, model.trainable_variables)
-            metric = tf.reduce_mean(member.metric(y, predicted))
-            rows.append(tf.stack([tf.cast(loss, tf.float64), tf.cast(metric, tf.float64)]))
+            rows.append(_row(loss, metric))
         return tf.stack(rows)
 
     return step
 
 
 def _eval_step(members: Sequence[Member]) -> Any:
+    """The same figures without training (the validation windows)."""
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
     def step(x: Any, y: Any) -> Any:
-        rows = []
-        for member in members:
-            predicted = member.model(x, training=False)
-            loss = tf.reduce_mean(member.loss(y, predicted))
-            if member.model.losses:
-                loss = loss + tf.add_n(member.model.losses)
-            metric = tf.reduce_mean(member.metric(y, predicted))
-            rows.append(tf.stack([tf.cast(loss, tf.float64), tf.cast(metric, tf.float64)]))
-        return tf.stack(rows)
+        return tf.stack([_row(*_loss_and_metric(member, x, y, training=False)) for member in members])
 
     return step
 

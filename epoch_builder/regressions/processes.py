@@ -11,18 +11,15 @@ keeps training, and the rerun resumes every model from its checkpoint.
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
-import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from epoch_builder.children import available_cores, die_with_parent
 from epoch_builder.errors import EpochBuilderError
-
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -43,10 +40,6 @@ class ChildJob:
     verbosity: int  # the parent's log level, as output.configure takes it
 
 
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def split(ids: Sequence[str], parts: int) -> list[tuple[str, ...]]:
     """``ids`` in ``parts`` contiguous groups whose sizes differ by at most one (no empty group)."""
     parts = max(1, min(parts, len(ids)))
@@ -59,19 +52,9 @@ def split(ids: Sequence[str], parts: int) -> list[tuple[str, ...]]:
     return groups
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _train_group(job: ChildJob) -> None:
     """A child's body: its share of the cores, then ``train_batch`` on its models only."""
-    _die_with_parent(job.parent_pid)
+    die_with_parent(job.parent_pid)
     # Before TensorFlow starts: its thread pools are sized once, at start-up.
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(job.threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
@@ -96,7 +79,7 @@ def _train_group(job: ChildJob) -> None:
 
 def train_in_processes(root: Path, category: str, batch_file: Path, model_ids: Sequence[str], processes: int, *,
                        max_epochs: int | None, fast: bool, pack: int | None, mixed_precision: bool,
-                       events: str | None) -> None:
+                       events: str | None, log: Callable[[str], None]) -> None:
     """Train ``model_ids`` of the batch in ``processes`` spawned processes; raises when any of them failed
     (after all have ended: the others' models are done and certified)."""
     import logging
@@ -107,6 +90,8 @@ def train_in_processes(root: Path, category: str, batch_file: Path, model_ids: S
     verbosity = -1 if level >= logging.WARNING else 1 if level <= logging.DEBUG else 0
     groups = split(list(model_ids), processes)
     threads = max(1, available_cores() // len(groups))
+    log(f"{len(model_ids)} model(s) in {len(groups)} training processes of {threads} thread(s) each "
+        f"(--processes {processes})")
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no TensorFlow state copied
     children = []
     for group in groups:

@@ -614,28 +614,34 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
     batch = read_batch(path)
     category = category or batch_category(batch, path)  # the file says which; --category only checks it
     _check_batch(batch, path, category, config.regression_lookback, config.regression_predictions)
-    waiting = [c["id"] for c in batch["configs"] if not paths.regression_certificate_file(c["id"]).exists()]
-    if processes and processes > 1 and only is None and len(waiting) > 1:
-        from epoch_builder.regressions.processes import available_cores, train_in_processes
-
-        shown = min(processes, len(waiting))
-        log(f"batch {batch['name']}: {len(waiting)} model(s) in {shown} training processes of "
-            f"{max(1, available_cores() // shown)} thread(s) each (--processes {processes})")
-        train_in_processes(ws.root, category, path, waiting, processes, max_epochs=max_epochs, fast=fast, pack=pack,
-                           mixed_precision=mixed_precision, events=event_sink.destination())
-    gpus = configure_tensorflow(op_determinism=not fast)
-    import keras
-
-    # Set for every batch (a process may train several): float16 compute only when asked for.
-    keras.mixed_precision.set_global_policy(MIXED_POLICY if mixed_precision else "float32")
     configs = batch["configs"]
     total = len(configs)
-    mode = f"op determinism off ({FAST_FLAG}: not repeatable)" if fast else "op determinism on (repeatable)"
-    if mixed_precision:
-        mode += f", {MIXED_POLICY} ({MIXED_PRECISION_FLAG})" + ("" if gpus else ": no GPU, float16 on a CPU is slower")
-    log(f"batch {batch['name']} ({category}): {total} model(s), device {'GPU ' + ', '.join(gpus) if gpus else 'CPU'}, {mode}")
-    pending = [c for c in configs if not paths.regression_certificate_file(c["id"]).exists()
-               and (only is None or c["id"] in only)]
+
+    def still_pending() -> list[dict[str, Any]]:
+        return [c for c in configs if not paths.regression_certificate_file(c["id"]).exists()
+                and (only is None or c["id"] in only)]
+
+    pending = still_pending()
+    if processes and processes > 1 and only is None and len(pending) > 1:
+        from epoch_builder.regressions.processes import train_in_processes
+
+        train_in_processes(ws.root, category, path, [c["id"] for c in pending], processes, max_epochs=max_epochs,
+                           fast=fast, pack=pack, mixed_precision=mixed_precision, events=event_sink.destination(),
+                           log=lambda line: log(f"batch {batch['name']}: {line}"))
+        pending = still_pending()  # none, unless a process failed (it raised then)
+    if pending:  # TensorFlow only when there is something to train: a finished batch's rerun stays quick
+        gpus = configure_tensorflow(op_determinism=not fast)
+        import keras
+
+        # Set for every batch (a process may train several): float16 compute only when asked for.
+        keras.mixed_precision.set_global_policy(MIXED_POLICY if mixed_precision else "float32")
+        mode = f"op determinism off ({FAST_FLAG}: not repeatable)" if fast else "op determinism on (repeatable)"
+        if mixed_precision:
+            mode += f", {MIXED_POLICY} ({MIXED_PRECISION_FLAG})" + ("" if gpus else ": no GPU, float16 on a CPU is slower")
+        log(f"batch {batch['name']} ({category}): {total} model(s), device {'GPU ' + ', '.join(gpus) if gpus else 'CPU'}, "
+            f"{mode}")
+    else:
+        log(f"batch {batch['name']} ({category}): {total} model(s), nothing left to train")
     data = load_datasets(ws, config.regression_lookback, config.regression_predictions) if pending else None
     if data is not None:
         log(f"datasets: {data.sizes['train_size']} train / {data.sizes['test_size']} test windows")
