@@ -14,6 +14,7 @@ from epoch_builder.discovery import build_discovery
 from epoch_builder.errors import EpochBuilderError
 from epoch_builder.numbers import alter, round_to
 from epoch_builder.prediction import kernel as K
+from epoch_builder.prediction.touch import first_touches
 from epoch_builder.prediction.engine import (
     BacktestData,
     Evaluator,
@@ -256,6 +257,12 @@ def test_bad_data_is_named() -> None:
                                  labels={1: [1]}, position_size=100, leverage=1, exchange_fee=0.1, idle_minutes=0)
 
 
+def first_exits(high: np.ndarray, low: np.ndarray, upper: np.ndarray, lower: np.ndarray, end: int) -> np.ndarray:
+    """The backtest's exit query: per entry candle j < end, the first later candle before end
+    touching either price (as BacktestData.tables asks it)."""
+    return first_touches(high, low, np.arange(1, end + 1, dtype=np.int64), upper, lower, end)
+
+
 @pytest.mark.parametrize("end_cut", [0, 1, 37, 64])
 def test_first_exits_equal_a_plain_scan(end_cut: int) -> None:
     rng = np.random.default_rng(end_cut)
@@ -265,7 +272,7 @@ def test_first_exits_equal_a_plain_scan(end_cut: int) -> None:
     low = np.round(close * (1 - rng.exponential(0.002, n)), 2)
     upper, lower = np.round(close * 1.01, 2), np.round(close * 0.99, 2)
     end = n - end_cut
-    exits = K.first_exits(high, low, upper, lower, end)
+    exits = first_exits(high, low, upper, lower, end)
     for j in range(end):
         expected = next((t for t in range(j + 1, end) if high[t] >= upper[j] or low[t] <= lower[j]), end)
         assert exits[j] == expected, j
@@ -282,7 +289,7 @@ def test_first_exits_across_super_blocks() -> None:
     high, low = np.round(close + 0.05, 2), np.round(close - 0.05, 2)
     upper, lower = np.round(close * 1.02, 2), np.round(close * 0.98, 2)
     end = n - 17
-    exits = K.first_exits(high, low, upper, lower, end)
+    exits = first_exits(high, low, upper, lower, end)
     for j in range(0, end, 7):
         hits = np.flatnonzero((high[j + 1:end] >= upper[j]) | (low[j + 1:end] <= lower[j]))
         assert exits[j] == (j + 1 + hits[0] if hits.size else end), j

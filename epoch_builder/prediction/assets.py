@@ -15,8 +15,8 @@ Files under ``<EPOCH>/prediction_models/assets/``:
 * ``assets.json`` — metadata: a random ``assets_id`` (journals of the sweep
   refer to it), regression ids, pcr list, sizes, times.
 
-Everything is vectorised: labels come from a compiled first-touch search that
-skips whole 64-candle blocks by their max high / min low.
+Everything is vectorised: labels come from the compiled first-touch search of
+``touch.py`` (the same one the backtest's exits use).
 """
 
 from __future__ import annotations
@@ -28,17 +28,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numba import njit
 
 from epoch_builder import events, output
 from epoch_builder.errors import EpochBuilderError
+from epoch_builder.prediction.touch import first_touches
 from epoch_builder.storage import atomic_write_json, atomic_write_with, read_json
 from epoch_builder.workspace import Workspace
 
 if TYPE_CHECKING:  # pragma: no cover
     from epoch_builder.prediction.engine import BacktestData
 
-BLOCK = 64
 FEATURES_FILE = "features.json"
 LABELS_FILE = "labels.json"
 INDEXER_FILE = "lookback_indexer.parquet"
@@ -53,54 +52,6 @@ def pcr_key(pcr: float) -> str:
 # --- labels -------------------------------------------------------------------------
 
 
-@njit(cache=True)
-def _scan(high: np.ndarray, low: np.ndarray, t: int, end: int, up: float, down: float) -> tuple[int, int]:
-    """Candles t..end-1 in order: (1, index) at the first high >= up (tested first), (-1, index) at the
-    first low <= down, else (0, end)."""
-    while t < end:
-        if high[t] >= up:
-            return 1, t
-        if low[t] <= down:
-            return -1, t
-        t += 1
-    return 0, t
-
-
-@njit(cache=True)
-def _first_touch_labels(high: np.ndarray, low: np.ndarray, starts: np.ndarray,
-                        upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
-    """For each query q: scan candles from ``starts[q]`` on; the first with
-    high >= upper[q] (tested first) gives 1, low <= lower[q] gives -1. Stops at
-    the first query with no outcome; returns the labels found before it."""
-    n = high.size
-    n_blocks = (n + BLOCK - 1) // BLOCK
-    block_high = np.empty(n_blocks)
-    block_low = np.empty(n_blocks)
-    for b in range(n_blocks):
-        lo = b * BLOCK
-        hi = min(lo + BLOCK, n)
-        block_high[b] = high[lo:hi].max()
-        block_low[b] = low[lo:hi].min()
-    labels = np.empty(starts.size, dtype=np.int8)
-    count = 0
-    for q in range(starts.size):
-        up = upper[q]
-        down = lower[q]
-        t = starts[q]
-        # the rest of the first block, candle by candle
-        outcome, t = _scan(high, low, t, min((t // BLOCK + 1) * BLOCK, n), up, down)
-        if outcome == 0 and t < n:
-            b = t // BLOCK
-            while b < n_blocks and block_high[b] < up and block_low[b] > down:
-                b += 1  # whole blocks that touch neither price
-            outcome, t = _scan(high, low, b * BLOCK, n, up, down)
-        if outcome == 0:
-            break
-        labels[count] = outcome
-        count += 1
-    return labels[:count]
-
-
 def compute_labels(one_ot: np.ndarray, one_h: np.ndarray, one_l: np.ndarray,
                    pred_ot: np.ndarray, pred_o: np.ndarray, pcr: float) -> np.ndarray:
     """§5 labels for every given prediction candle (in order), int8 1 / -1.
@@ -112,8 +63,13 @@ def compute_labels(one_ot: np.ndarray, one_h: np.ndarray, one_l: np.ndarray,
     upper = np.round(pred_o * (1 + pcr / 100), 2)
     lower = np.round(pred_o * (1 + -pcr / 100), 2)
     starts = np.searchsorted(np.asarray(one_ot), np.asarray(pred_ot), side="right").astype(np.int64)
-    return _first_touch_labels(np.ascontiguousarray(one_h, dtype=np.float64),
-                               np.ascontiguousarray(one_l, dtype=np.float64), starts, upper, lower)
+    high = np.ascontiguousarray(one_h, dtype=np.float64)
+    low = np.ascontiguousarray(one_l, dtype=np.float64)
+    touches = first_touches(high, low, starts, upper, lower, high.size)
+    # labels stop at the first candle whose outcome the candles do not decide yet
+    decided = int(np.argmax(touches == high.size)) if np.any(touches == high.size) else touches.size
+    touched = touches[:decided]
+    return np.where(high[touched] >= upper[:decided], 1, -1).astype(np.int8)  # the high is tested first
 
 
 # --- the test range ------------------------------------------------------------------

@@ -4,10 +4,10 @@ Why it is fast yet exact:
 
 * Exits: a position's take-profit and stop-loss depend only on its entry
   candle (``alter(open, ±pcr)``), so for each pcr the first later candle whose
-  high/low touches either price is found once per entry candle (``first_exits``,
-  skipping 64-candle blocks and 4096-candle super-blocks by their max high /
-  min low) and the backtest jumps straight to it (``entry_tables``: the exit's
-  outcome and the first candle after the idle time). Long and short share that
+  high/low touches either price is found once per entry candle (``touch.py``,
+  the search the labels use too) and the backtest jumps straight to it
+  (``entry_tables``: the exit's outcome and the first candle after the idle
+  time). Long and short share that
   candle; the stop-loss-first rule only decides the outcome.
 * Entries: the signal depends only on the lookback index ``k`` of the candle,
   so the entry search moves window by window (first candle of each window),
@@ -24,32 +24,12 @@ Why it is fast yet exact:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
-BLOCK = 64  # candles per block of the exit search
-SUPER = 64  # blocks per super-block
 PAIRWISE_BLOCK = 128  # NumPy's PW_BLOCKSIZE
-
-# Columns of the per-configuration result row.
-R_FINAL_BALANCE = 0
-R_FEES = 1
-R_LONGS = 2
-R_LONGS_OK = 3
-R_SHORTS = 4
-R_SHORTS_OK = 5
-R_MIN_INC = 6
-R_MIN_DEC = 7
-R_DISC_INC = 8
-R_DISC_INC_OK = 9
-R_DISC_DEC = 10
-R_DISC_DEC_OK = 11
-R_DISC_NEUTRAL = 12
-R_ACCURACY = 13
-R_INC_ACCURACY = 14
-R_DEC_ACCURACY = 15
-R_DISC_ACCURACY = 16
-RESULT_WIDTH = 17
 FIRST_SIGNAL_WINDOW = 6  # §7.4: entries need k > 5 (six sums)
 
 
@@ -198,65 +178,6 @@ def numpy_median(values: np.ndarray, count: int) -> float:
     return (values[:middle].max() + upper_middle) / 2.0
 
 
-@njit(inline="always")
-def _first_touch(high: np.ndarray, low: np.ndarray, up: float, down: float, t: int, stop: int) -> int:
-    """The first candle in [t, stop) whose high >= up or low <= down; ``stop`` when none."""
-    while t < stop:
-        if high[t] >= up or low[t] <= down:
-            return t
-        t += 1
-    return stop
-
-
-@njit(cache=True)
-def first_exits(high: np.ndarray, low: np.ndarray, upper: np.ndarray, lower: np.ndarray, end: int) -> np.ndarray:
-    """For each entry candle j < end: the first t in (j, end) with high >= upper[j] or
-    low <= lower[j]; ``end`` when none (the position is still open when the backtest stops).
-
-    Two levels of skipping (blocks of 64 candles, super-blocks of 64 blocks, by their
-    max high / min low) bound the work per entry even when the exit is months away."""
-    n_blocks = (end + BLOCK - 1) // BLOCK
-    n_supers = (n_blocks + SUPER - 1) // SUPER
-    block_high = np.empty(n_blocks)
-    block_low = np.empty(n_blocks)
-    for b in range(n_blocks):
-        lo = b * BLOCK
-        hi = min(lo + BLOCK, end)
-        block_high[b] = high[lo:hi].max()
-        block_low[b] = low[lo:hi].min()
-    super_high = np.empty(n_supers)
-    super_low = np.empty(n_supers)
-    for g in range(n_supers):
-        lo = g * SUPER
-        hi = min(lo + SUPER, n_blocks)
-        super_high[g] = block_high[lo:hi].max()
-        super_low[g] = block_low[lo:hi].min()
-    exits = np.full(end, end, dtype=np.int64)
-    for j in range(end):
-        up = upper[j]
-        down = lower[j]
-        t = j + 1
-        # finish the entry's own block candle by candle
-        block_end = min((t // BLOCK + 1) * BLOCK, end)
-        t = _first_touch(high, low, up, down, t, block_end)
-        if t == block_end and t < end:
-            # t is at a block boundary: skip blocks up to the next super-block boundary,
-            b = t // BLOCK
-            while b < n_blocks and b % SUPER != 0 and block_high[b] < up and block_low[b] > down:
-                b += 1
-            if b < n_blocks and b % SUPER == 0 and block_high[b] < up and block_low[b] > down:
-                # then whole super-blocks, then blocks inside the one that is touched
-                g = b // SUPER
-                while g < n_supers and super_high[g] < up and super_low[g] > down:
-                    g += 1
-                b = g * SUPER
-                while b < n_blocks and block_high[b] < up and block_low[b] > down:
-                    b += 1
-            t = _first_touch(high, low, up, down, b * BLOCK, end)
-        exits[j] = t
-    return exits
-
-
 @njit(cache=True)
 def entry_tables(
     ot: np.ndarray, ct: np.ndarray, high: np.ndarray, low: np.ndarray, upper: np.ndarray, lower: np.ndarray,
@@ -381,53 +302,118 @@ def accuracy(successful: int, total: int) -> float:
     return round_scaled(successful * 100 / total, 100.0)
 
 
+# --- one configuration, in steps ------------------------------------------------------
+#
+# The inputs travel as named tuples (Numba compiles attribute access away), the
+# results as one structured row per configuration (RESULT_DTYPE).
+
+
+class Market(NamedTuple):
+    """The candles' window structure, the same for every configuration.
+
+    ``k[j]``: candle j's lookback index; ``window_start[w]``: the first candle
+    with k >= w; ``window_k[w]``: that candle's k (a window without candles
+    yields a later one's); ``end``: the first candle whose k reaches the number
+    of features (the backtest stops there)."""
+
+    k: np.ndarray
+    window_start: np.ndarray
+    window_k: np.ndarray
+    end: int
+
+
+class ExitTable(NamedTuple):
+    """Per entry candle j < end, for one pcr (see ``entry_tables``)."""
+
+    exits: np.ndarray  # the exit candle (end: still open when the backtest stops)
+    resume: np.ndarray  # the first candle free to open the next position (-1: never closes)
+    wins: np.ndarray  # bit 0 a long wins, bit 1 a short wins
+
+
+class Account(NamedTuple):
+    """§7.4 amounts of one pcr: every position has the same size, so the same profit or loss."""
+
+    initial_balance: float
+    position_size: float
+    net_profit: float
+    net_loss: float
+    fee_success: float
+    fee_failure: float
+
+
+class PcrStack(NamedTuple):
+    """Everything per pcr, stacked: row p belongs to pcr slot p."""
+
+    labels: np.ndarray  # int8 (slots, labels)
+    label_counts: np.ndarray
+    exits: np.ndarray  # (slots, end)
+    resume: np.ndarray
+    wins: np.ndarray
+    money: np.ndarray  # (slots, 4): net_profit, net_loss, fee_success, fee_failure
+
+
+class ConfigArrays(NamedTuple):
+    """Configuration c: its regressions' feature rows ``rows[c, :row_counts[c]]`` (in the
+    configuration's order), its pcr slot, ``use_median`` (msf) and msaf."""
+
+    rows: np.ndarray
+    row_counts: np.ndarray
+    pcr_slots: np.ndarray
+    use_median: np.ndarray
+    msaf: np.ndarray
+
+
+class MinSums(NamedTuple):
+    """§7.2-7.3: the discovery counts over the feature sums and the min sums derived from them."""
+
+    min_increase_sum: float
+    min_decrease_sum: float
+    increase: int
+    increase_ok: int
+    decrease: int
+    decrease_ok: int
+    neutral: int
+
+
+class Outcome(NamedTuple):
+    """§7.4: what the backtest of one configuration did."""
+
+    final_balance: float
+    fees: float
+    longs: int
+    longs_ok: int
+    shorts: int
+    shorts_ok: int
+    closed: int
+
+
+RESULT_DTYPE = np.dtype([
+    ("final_balance", np.float64), ("fees", np.float64),
+    ("longs", np.int64), ("longs_ok", np.int64), ("shorts", np.int64), ("shorts_ok", np.int64),
+    ("min_increase_sum", np.float64), ("min_decrease_sum", np.float64),
+    ("discovery_increase", np.int64), ("discovery_increase_ok", np.int64),
+    ("discovery_decrease", np.int64), ("discovery_decrease_ok", np.int64), ("discovery_neutral", np.int64),
+    ("accuracy", np.float64), ("increase_accuracy", np.float64), ("decrease_accuracy", np.float64),
+    ("discovery_accuracy", np.float64),
+])
+NO_BLOCKS = np.empty(0, dtype=np.int64)
+
+
 @njit(cache=True)
-def evaluate_one(
-    features: np.ndarray,
-    rows: np.ndarray,
-    labels: np.ndarray,
-    n_labels: int,
-    use_median: bool,
-    msaf: float,
-    k: np.ndarray,
-    window_start: np.ndarray,
-    window_k: np.ndarray,
-    end: int,
-    exits: np.ndarray,
-    resume: np.ndarray,
-    wins: np.ndarray,
-    position_size: float,
-    initial_balance: float,
-    net_profit: float,
-    net_loss: float,
-    fee_success: float,
-    fee_failure: float,
-    sums: np.ndarray,
-    scratch_inc: np.ndarray,
-    scratch_dec: np.ndarray,
-    result: np.ndarray,
-    record: np.ndarray,
-) -> int:
-    """One configuration: fills ``result`` (R_* columns) and ``sums`` (feature sums);
-    with a non-empty ``record`` (rows: entry index, exit index, type, success) also
-    lists the positions. Returns the number of closed positions.
+def account_of(pcrs: PcrStack, slot: int, initial_balance: float, position_size: float) -> Account:
+    money = pcrs.money[slot]
+    return Account(initial_balance, position_size, money[0], money[1], money[2], money[3])
 
-    Per entry candle j < end (see ``entry_tables``): ``exits[j]`` the exit candle,
-    ``resume[j]`` the first candle allowed to open the next position (-1: the
-    position is still open when the backtest stops), ``wins[j]`` bit 0 a long
-    wins, bit 1 a short wins. ``window_start[w]``: first candle with k >= w;
-    ``window_k[w]``: that candle's k.
-    """
-    n_features = sums.shape[0]
-    feature_sums(features, rows, sums)
 
-    # §7.2-7.3 discovery counts and min sums
-    m = min(n_features, n_labels)
+@njit(cache=True)
+def discover(sums: np.ndarray, labels: np.ndarray, n_labels: int, use_median: bool, msaf: float,
+             scratch_inc: np.ndarray, scratch_dec: np.ndarray) -> MinSums:
+    """§7.2-7.3 discovery counts and min sums over the first min(features, labels) sums."""
+    m = min(sums.shape[0], n_labels)
     n_inc = 0
     n_inc_ok = 0
     n_dec = 0
     n_dec_ok = 0
-    n_neutral = 0
     for i in range(m):
         # branch-free: always write, advance only on a match (signs are coin flips)
         s = sums[i]
@@ -439,7 +425,6 @@ def evaluate_one(
         n_inc_ok += positive & (labels[i] == 1)
         scratch_dec[n_dec_ok] = s
         n_dec_ok += negative & (labels[i] == -1)
-    n_neutral = m - n_inc - n_dec
     stat_inc = 0.0
     stat_dec = 0.0
     if use_median:
@@ -452,13 +437,61 @@ def evaluate_one(
             stat_inc = numpy_mean(scratch_inc, n_inc_ok)
         if n_dec_ok > 0:
             stat_dec = numpy_mean(scratch_dec, n_dec_ok)
-    min_inc = round_scaled(stat_inc * msaf, 1e6)
-    min_dec = round_scaled(stat_dec * msaf, 1e6)
+    return MinSums(round_scaled(stat_inc * msaf, 1e6), round_scaled(stat_dec * msaf, 1e6),
+                   n_inc, n_inc_ok, n_dec, n_dec_ok, m - n_inc - n_dec)
 
-    # §7.4 backtest. The signal depends only on the candle's window k, so the search
-    # moves window by window (evaluating each window's signal lazily, once per visit)
-    # and each position jumps straight to its precomputed exit and resume candles.
-    balance = initial_balance
+
+@njit(cache=True)
+def next_entry(sums: np.ndarray, market: Market, j: int, min_inc: float, min_dec: float) -> tuple[int, int]:
+    """§7.4 entry search from candle j: (the first candle at or after j whose window signals,
+    its side 1 long / -1 short), or (-, 0) when none does before the features run out.
+
+    The signal depends only on the candle's window k, so the search moves window by
+    window, evaluating each window's signal once per visit; the trend runs are extended
+    by one comparison per window rather than recounted."""
+    n_features = sums.shape[0]
+    index = market.k[j]
+    runs_valid = False  # up/down runs below belong to `index`
+    up_run = 0
+    down_run = 0
+    while True:
+        if index >= FIRST_SIGNAL_WINDOW:
+            if not runs_valid:
+                up_run, down_run = runs_at(sums, index)
+                runs_valid = True
+            if up_run >= 3 or down_run >= 3:
+                side = signal_from_runs(sums, index, up_run, down_run, min_inc, min_dec)
+                if side != 0:
+                    return j, side
+            index += 1
+        else:
+            index = FIRST_SIGNAL_WINDOW
+            runs_valid = False
+        if index >= n_features:
+            return j, 0
+        # index > k[j], so this moves forward; window_k avoids touching the big k array
+        j = market.window_start[index]
+        if j >= market.end:
+            return j, 0
+        if market.window_k[index] != index:  # windows without candles were skipped
+            index = market.window_k[index]
+            runs_valid = False
+        elif runs_valid:  # next window: extend or reset the runs by one comparison each
+            up_run = up_run + 1 if sums[index] > sums[index - 1] else 0
+            down_run = down_run + 1 if sums[index] < sums[index - 1] else 0
+
+
+@njit(cache=True)
+def backtest(sums: np.ndarray, market: Market, table: ExitTable, account: Account, min_inc: float, min_dec: float,
+             record: np.ndarray, block_of: np.ndarray, block_pnl: np.ndarray) -> Outcome:
+    """§7.4 backtest over the feature sums with the given min sums.
+
+    Each position jumps straight to its precomputed exit and resume candles. With a
+    non-empty ``record`` the closed positions are listed (entry, exit, side, success);
+    with a non-empty ``block_of`` (the block of each entry candle) each position's
+    profit or loss is added to ``block_pnl[block_of[entry]]`` (the per-block figures of
+    the overfitting statistics)."""
+    balance = account.initial_balance
     fees = 0.0
     longs = 0
     longs_ok = 0
@@ -466,126 +499,85 @@ def evaluate_one(
     shorts_ok = 0
     closed = 0
     recording = record.shape[0] > 0
+    blocking = block_of.shape[0] > 0
     j = 0
-    while j < end:
-        index = k[j]
-        side = 0
-        runs_valid = False  # up/down runs below belong to `index`
-        up_run = 0
-        down_run = 0
-        while True:
-            if index >= FIRST_SIGNAL_WINDOW:
-                if not runs_valid:
-                    up_run, down_run = runs_at(sums, index)
-                    runs_valid = True
-                if up_run >= 3 or down_run >= 3:
-                    side = signal_from_runs(sums, index, up_run, down_run, min_inc, min_dec)
-                    if side != 0:
-                        break
-                index += 1
-            else:
-                index = FIRST_SIGNAL_WINDOW
-                runs_valid = False
-            if index >= n_features:
-                break
-            # index > k[j], so this moves forward; window_k avoids touching the big k array
-            j = window_start[index]
-            if j >= end:
-                break
-            if window_k[index] != index:  # windows without candles were skipped
-                index = window_k[index]
-                runs_valid = False
-            elif runs_valid:  # next window: extend or reset the runs by one comparison each
-                up_run = up_run + 1 if sums[index] > sums[index - 1] else 0
-                down_run = down_run + 1 if sums[index] < sums[index - 1] else 0
+    while j < market.end:
+        j, side = next_entry(sums, market, j, min_inc, min_dec)
         if side == 0:
             break
-        next_j = resume[j]
+        next_j = table.resume[j]
         if next_j < 0:
             break  # still open when the features run out
         if side == 1:
-            success = (wins[j] & 1) != 0
+            success = (table.wins[j] & 1) != 0
             longs += 1
-            if success:
-                longs_ok += 1
+            longs_ok += success
         else:
-            success = (wins[j] & 2) != 0
+            success = (table.wins[j] & 2) != 0
             shorts += 1
-            if success:
-                shorts_ok += 1
-        if success:
-            balance += net_profit
-            fees += fee_success
-        else:
-            balance -= net_loss
-            fees += fee_failure
+            shorts_ok += success
+        pnl = account.net_profit if success else -account.net_loss
+        balance += pnl
+        fees += account.fee_success if success else account.fee_failure
         if recording:
             record[closed, 0] = j
-            record[closed, 1] = exits[j]
+            record[closed, 1] = table.exits[j]
             record[closed, 2] = side
             record[closed, 3] = 1 if success else 0
+        if blocking:
+            block_pnl[block_of[j]] += pnl
         closed += 1
-        if balance < position_size:
+        if balance < account.position_size:
             break
         j = next_j
-
-    result[R_FINAL_BALANCE] = balance
-    result[R_FEES] = fees
-    result[R_LONGS] = longs
-    result[R_LONGS_OK] = longs_ok
-    result[R_SHORTS] = shorts
-    result[R_SHORTS_OK] = shorts_ok
-    result[R_MIN_INC] = min_inc
-    result[R_MIN_DEC] = min_dec
-    result[R_DISC_INC] = n_inc
-    result[R_DISC_INC_OK] = n_inc_ok
-    result[R_DISC_DEC] = n_dec
-    result[R_DISC_DEC_OK] = n_dec_ok
-    result[R_DISC_NEUTRAL] = n_neutral
-    result[R_ACCURACY] = accuracy(longs_ok + shorts_ok, longs + shorts)
-    result[R_INC_ACCURACY] = accuracy(longs_ok, longs)
-    result[R_DEC_ACCURACY] = accuracy(shorts_ok, shorts)
-    result[R_DISC_ACCURACY] = accuracy(n_inc_ok + n_dec_ok, n_inc + n_dec)
-    return closed
+    return Outcome(balance, fees, longs, longs_ok, shorts, shorts_ok, closed)
 
 
 @njit(cache=True)
-def evaluate_batch(
-    features: np.ndarray,
-    rows: np.ndarray,
-    row_counts: np.ndarray,
-    pcr_slots: np.ndarray,
-    use_median: np.ndarray,
-    msaf: np.ndarray,
-    labels: np.ndarray,
-    label_counts: np.ndarray,
-    k: np.ndarray,
-    window_start: np.ndarray,
-    window_k: np.ndarray,
-    end: int,
-    exits: np.ndarray,
-    resume: np.ndarray,
-    wins: np.ndarray,
-    position_size: float,
-    initial_balance: float,
-    money: np.ndarray,
-) -> np.ndarray:
-    """Evaluate many configurations; per pcr slot p: ``labels[p]``, ``exits[p]``,
-    ``resume[p]``, ``wins[p]`` and ``money[p] = (net_profit, net_loss, fee_success,
-    fee_failure)``. Returns one R_* row per configuration."""
-    n_configs = rows.shape[0]
+def write_result(out: np.ndarray, c: int, found: MinSums, outcome: Outcome) -> None:
+    """Row c of a RESULT_DTYPE array from the two steps' figures."""
+    row = out[c]
+    row.final_balance = outcome.final_balance
+    row.fees = outcome.fees
+    row.longs = outcome.longs
+    row.longs_ok = outcome.longs_ok
+    row.shorts = outcome.shorts
+    row.shorts_ok = outcome.shorts_ok
+    row.min_increase_sum = found.min_increase_sum
+    row.min_decrease_sum = found.min_decrease_sum
+    row.discovery_increase = found.increase
+    row.discovery_increase_ok = found.increase_ok
+    row.discovery_decrease = found.decrease
+    row.discovery_decrease_ok = found.decrease_ok
+    row.discovery_neutral = found.neutral
+    row.accuracy = accuracy(outcome.longs_ok + outcome.shorts_ok, outcome.longs + outcome.shorts)
+    row.increase_accuracy = accuracy(outcome.longs_ok, outcome.longs)
+    row.decrease_accuracy = accuracy(outcome.shorts_ok, outcome.shorts)
+    row.discovery_accuracy = accuracy(found.increase_ok + found.decrease_ok, found.increase + found.decrease)
+
+
+@njit(cache=True)
+def evaluate_batch(features: np.ndarray, configs: ConfigArrays, market: Market, pcrs: PcrStack,
+                   initial_balance: float, position_size: float, block_of: np.ndarray,
+                   block_pnl: np.ndarray, results: np.ndarray) -> None:
+    """Evaluate many configurations into ``results`` (RESULT_DTYPE, one row each).
+
+    ``block_of`` empty: no per-block figures; else ``block_pnl[c]`` receives
+    configuration c's profit per block (see ``backtest``)."""
     n_features = features.shape[1]
-    results = np.empty((n_configs, RESULT_WIDTH))
     sums = np.empty(n_features)
     scratch_inc = np.empty(n_features)
     scratch_dec = np.empty(n_features)
-    no_record = np.empty((0, 4), dtype=np.int64)
-    for c in range(n_configs):
-        p = pcr_slots[c]
-        evaluate_one(
-            features, rows[c, : row_counts[c]], labels[p], label_counts[p], use_median[c], msaf[c],
-            k, window_start, window_k, end, exits[p], resume[p], wins[p],
-            position_size, initial_balance, money[p, 0], money[p, 1], money[p, 2], money[p, 3],
-            sums, scratch_inc, scratch_dec, results[c], no_record,
-        )
-    return results
+    blocking = block_of.shape[0] > 0
+    no_pnl = np.empty(0)
+    no_record = np.empty((0, 4), dtype=np.int64)  # a global array would be a read-only constant here
+    for c in range(configs.rows.shape[0]):
+        p = configs.pcr_slots[c]
+        feature_sums(features, configs.rows[c, : configs.row_counts[c]], sums)
+        found = discover(sums, pcrs.labels[p], pcrs.label_counts[p], configs.use_median[c], configs.msaf[c],
+                         scratch_inc, scratch_dec)
+        table = ExitTable(pcrs.exits[p], pcrs.resume[p], pcrs.wins[p])
+        outcome = backtest(sums, market, table, account_of(pcrs, p, initial_balance, position_size),
+                           found.min_increase_sum, found.min_decrease_sum, no_record, block_of,
+                           block_pnl[c] if blocking else no_pnl)
+        write_result(results, c, found, outcome)
