@@ -13,7 +13,7 @@ import numpy as np
 
 from epoch_builder import candles, output
 from epoch_builder.epoch import (
-    PARAMS, EpochConfig, param_default, validate_epoch_id, validate_param, width_days_bounds,
+    DAY_MS, PARAMS, EpochConfig, param_default, validate_epoch_id, validate_param, width_days_bounds,
 )
 from epoch_builder.errors import EpochBuilderError, UsageError
 from epoch_builder.importer import commit_bundle
@@ -83,6 +83,7 @@ def create_epoch(
     profile: str = "default",
     width_unit: str = "months",
     normalization: str = "global",
+    oos_days: int = 0,
     log: Callable[[str], None] = output.info,
     **raw_params: Any,
 ) -> EpochConfig:
@@ -164,6 +165,9 @@ def create_epoch(
     config.test_ds_start_index = test_start
     config.test_ds_start = int(prediction["ot"].iloc[test_start])
     config.test_ds_end = int(prediction["ct"].iloc[-1])
+    config.oos_days, config.oos_start = out_of_sample_window(
+        prediction["ot"].to_numpy(dtype=np.int64), test_start, config.test_ds_end, config.regression_lookback,
+        config.regression_predictions, oos_days)
     config.created = int(time.time() * 1000)
     set_seeds(config.seed)
 
@@ -185,6 +189,34 @@ def create_epoch(
     atomic_write_json(ws.bundle_file, bundle, indent=2)  # done: nothing left to finish
     log(f"epoch {config.id} created; receipt in {paths.receipt_file}")
     return config
+
+
+def out_of_sample_window(prediction_ot: np.ndarray, test_start: int, test_end_ms: int, lookback: int,
+                         predictions: int, days: int) -> tuple[int, int]:
+    """(oos_days, oos_start): the last ``days`` days of the test dataset, from the first prediction
+    candle that opens inside them; (0, 0) for none.
+
+    The in-sample part keeps more than lookback + predictions prediction candles (so it has
+    windows to sweep); the window holds at least one prediction candle with a feature (the
+    last ``predictions`` candles have none)."""
+    if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+        raise UsageError(f"parameter oos_days={days!r} must be an integer >= 0 (0: no out-of-sample window)")
+    if days == 0:
+        return 0, 0
+    rows = len(prediction_ot)
+    in_sample_rows = lookback + predictions + 1
+    last_with_feature = rows - predictions - 1
+    most = 0
+    if test_start + in_sample_rows <= last_with_feature:
+        most = (test_end_ms + 1 - int(prediction_ot[test_start + in_sample_rows])) // DAY_MS
+    first = int(np.searchsorted(prediction_ot, test_end_ms + 1 - days * DAY_MS, side="left"))
+    if days > most or first < test_start + in_sample_rows or first > last_with_feature:
+        test_days = (test_end_ms + 1 - int(prediction_ot[test_start])) / DAY_MS
+        allowed = f"allowed 1..{most} for this epoch" if most >= 1 else "this epoch's test dataset is too short for one"
+        raise UsageError(f"parameter oos_days={days}: the test dataset has {test_days:.1f} days and its in-sample part "
+                         f"needs more than lookback + predictions = {lookback + predictions} prediction candles; "
+                         f"{allowed}")
+    return days, int(prediction_ot[first])
 
 
 def _is_leftover(paths: EpochPaths) -> bool:
@@ -223,6 +255,8 @@ def render_receipt(config: EpochConfig, minute_rows: int) -> str:
         f"test dataset     {iso(config.test_ds_start)} .. {iso(config.test_ds_end)} (from row {config.test_ds_start_index})",
         f"price SMA        {config.lowest_price_sma:.2f} .. {config.highest_price_sma:.2f} (window {config.sma_window_size})",
         f"normalization    {config.normalization}",
+        "out-of-sample    " + (f"{iso(config.oos_start)} .. {iso(config.test_ds_end)} (last {config.oos_days} day(s) of the "
+                                "test dataset, never seen by find-profitable-configs)" if config.has_oos else "none"),
         "",
     ]
     for param in PARAMS:

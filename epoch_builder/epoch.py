@@ -128,6 +128,8 @@ class EpochConfig:
     test_ds_start_index: int = 0  # first prediction-candle row of the test dataset
     test_ds_start: int = 0
     test_ds_end: int = 0
+    oos_days: int = 0  # days at the end of the test range kept out of the sweep (0: none, the original)
+    oos_start: int = 0  # ot of the first prediction candle of that out-of-sample window (0: none)
     created: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -135,6 +137,10 @@ class EpochConfig:
     def width_ms(self) -> int:
         days = self.epoch_width * (MONTH_DAYS if self.epoch_width_unit == "months" else 1)
         return days * DAY_MS
+
+    @property
+    def has_oos(self) -> bool:
+        return self.oos_days > 0
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -185,7 +191,7 @@ class EpochConfig:
                 raise EpochBuilderError(f"parameter {param.name}={value!r} must be {param.kind.__name__} in {low}..{high}")
             setattr(self, param.name, validate_param(param.name, value, self.profile))
         for name in ("prediction_interval_minutes", "prediction_candles", "test_ds_start_index", "start", "end",
-                     "test_ds_start", "test_ds_end"):
+                     "test_ds_start", "test_ds_end", "oos_days", "oos_start"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise EpochBuilderError(f"{name}={value!r} must be a non-negative integer")
@@ -194,3 +200,7 @@ class EpochConfig:
                    for v in (low_sma, high_sma)) or (self.prediction_candles and not 0 < low_sma < high_sma):
             raise EpochBuilderError(f"lowest_price_sma={low_sma!r} and highest_price_sma={high_sma!r} must be "
                                     "finite with 0 < lowest < highest")
+        if (self.oos_days > 0) != (self.oos_start > 0) or (
+                self.oos_start and self.test_ds_end and not self.test_ds_start < self.oos_start <= self.test_ds_end):
+            raise EpochBuilderError(f"oos_days={self.oos_days!r} and oos_start={self.oos_start!r} must both be 0 or "
+                                    "name a window inside the test dataset")

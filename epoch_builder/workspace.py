@@ -170,6 +170,12 @@ class EpochPaths:
         return self.prediction_models_dir / "build.json"
 
     @property
+    def build_summary_file(self) -> Path:
+        """Beside build.json (which keeps the original's list of certificates): the build's
+        selection-bias figures (PBO, the trials behind the deflated Sharpe ratios)."""
+        return self.prediction_models_dir / "build_summary.json"
+
+    @property
     def epoch_file(self) -> Path:
         return self.dir / f"{self.id}.zip"
 

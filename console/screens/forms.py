@@ -102,6 +102,14 @@ class CreateEpochForm(FormScreen):
             with Horizontal(classes="field"):
                 yield Label("width unit", classes="field-label")
                 yield Select([("months", "months"), ("days", "days")], value="months", allow_blank=False, id="f-unit")
+            with Horizontal(classes="field"):
+                yield Label("normalization", classes="field-label")
+                yield Select([("global (as the original)", "global"), ("expanding (leak-free)", "expanding")],
+                             value="global", allow_blank=False, id="f-normalization")
+            with Horizontal(classes="field"):
+                yield Label("oos days", classes="field-label")
+                yield Input("0", id="f-oos-days")
+                yield Label("0: none; N: last N test days kept from the sweep", classes="field-range")
             for param in PARAMS:
                 with Horizontal(classes="field"):
                     yield Label(param.name, classes="field-label")
@@ -149,7 +157,13 @@ class CreateEpochForm(FormScreen):
         epoch_id = validate_epoch_id(self.query_one("#f-id", Input).value.strip())
         profile = str(self.query_one("#f-profile", Select).value)
         unit = str(self.query_one("#f-unit", Select).value)
-        args = ["create-epoch", "--id", epoch_id, "--profile", profile]
+        args = ["create-epoch", "--id", epoch_id, "--profile", profile,
+                "--normalization", str(self.query_one("#f-normalization", Select).value)]
+        oos = self.query_one("#f-oos-days", Input).value.strip() or "0"
+        if not oos.isdigit():
+            raise EpochBuilderError(f"parameter oos days={oos!r} must be a whole number of days >= 0 (0: none)")
+        if int(oos) > 0:
+            args += ["--oos-days", str(int(oos))]  # its upper bound depends on the data: the command checks it
         for param in PARAMS:
             raw = self.query_one(f"#f-{param.name}", Input).value.strip()
             if param.name == "epoch_width" and unit == "days":

@@ -20,6 +20,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--normalization", choices=("global", "expanding"), default="global",
                         help="global: min-max over the whole epoch, as the original (later candles shape earlier "
                         "values); expanding: leak-free, each row scaled by the min/max seen up to it")
+    parser.add_argument("--oos-days", type=int, default=0, metavar="DAYS",
+                        help="keep the last DAYS days of the test dataset out of find-profitable-configs; "
+                        "build-prediction-models then trades every built model on them too (default 0: none, as the "
+                        "original). See README, How much is luck?")
     parser.add_argument("--width-days", type=int, metavar="DAYS", help="epoch width in days instead of --epoch-width months")
     for param in PARAMS:
         low, high = param.low, param.high
@@ -44,7 +48,8 @@ def start_create_epoch(args: argparse.Namespace) -> int:
     elif raw["epoch_width"] is None and args.profile == "small":
         raw["epoch_width"], unit = 20, "days"
     ws = workspace_of(args)
-    config = create_epoch(ws, args.id, profile=args.profile, width_unit=unit, normalization=args.normalization, **raw)
+    config = create_epoch(ws, args.id, profile=args.profile, width_unit=unit, normalization=args.normalization,
+                          oos_days=args.oos_days, **raw)
     if args.json:
         output.result_json(config.to_json())
     else:

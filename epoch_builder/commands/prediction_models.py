@@ -6,6 +6,7 @@ import argparse
 
 from epoch_builder.commands import add_group, add_hidden_alias, add_json_option, print_rows, workspace_of
 from epoch_builder.errors import UsageError
+from epoch_builder.prediction import selection
 from epoch_builder.storage import read_json
 
 MIN_REGRESSIONS = 16  # as the original
@@ -30,9 +31,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         description="Features per regression, labels per pcr and the lookback indexer on the test dataset, then every "
         "configuration (pcr x msf x msaf x C(regressions, per model)) shuffled with the epoch seed, in batches.",
     )
-    selection = init.add_mutually_exclusive_group(required=True)
-    selection.add_argument("--regressions", type=_csv(str), metavar="ID,...", help="regression ids, comma-separated")
-    selection.add_argument("--top", type=int, metavar="N", help="the N best regressions by --by")
+    chosen = init.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--regressions", type=_csv(str), metavar="ID,...", help="regression ids, comma-separated")
+    chosen.add_argument("--top", type=int, metavar="N", help="the N best regressions by --by")
     init.add_argument("--by", metavar="METRIC", help="ranking metric for --top (see `epoch-builder regressions rank --help`)")
     init.add_argument("--allow-few-regressions", action="store_true",
                       help=f"accept fewer than {MIN_REGRESSIONS} regressions (small data and tests)")
@@ -70,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     build.add_argument("--top", type=int, default=100, metavar="N", help="models to keep, most profitable first (default 100)")
     add_hidden_alias(build, "--limit", "top", type=int)
     build.add_argument("--workers", type=int, metavar="N", help="processes for the re-evaluation (default: all cores)")
+    build.add_argument("--pbo-blocks", type=int, default=selection.DEFAULT_BLOCKS, metavar="S",
+                       help="blocks of the in-sample test range for the probability of backtest overfitting "
+                       f"(CSCV; even, >= 2; default {selection.DEFAULT_BLOCKS})")
+    build.add_argument("--pbo-sample", type=int, default=selection.DEFAULT_SAMPLE, metavar="N",
+                       help="configurations of the sweep sampled (seeded by the epoch seed) for the PBO and the "
+                       f"deflated Sharpe ratios' variance; 0: every one (default {selection.DEFAULT_SAMPLE:,})")
     add_json_option(build, "the built models (as `models list --json`)")
     build.set_defaults(func=start_build)
 
@@ -131,25 +138,58 @@ def start_find_profitable_configs(args: argparse.Namespace) -> int:
 
 
 def start_models_list(args: argparse.Namespace) -> int:
-    from epoch_builder.prediction.build import load_build, summary_rows
+    from epoch_builder.prediction.build import load_build, load_summary, summary_rows
 
     if args.top is not None and args.top < 1:
         raise UsageError(f"parameter --top={args.top} must be >= 1")
-    _print_models(summary_rows(load_build(workspace_of(args).epoch()))[: args.top], args.json)
+    paths = workspace_of(args).epoch()
+    certificates = load_build(paths)
+    _print_models(summary_rows(certificates)[: args.top], args.json)
+    if not args.json:
+        _print_luck(load_summary(paths, certificates))
     return 0
 
 
+def _print_luck(summary: dict | None) -> None:
+    """The sweep-wide selection-bias line under the table (README, How much is luck?)."""
+    from epoch_builder import output
+
+    if summary is None:
+        output.info("no build_summary.json for this build (built before it existed, or damaged): no PBO figure")
+        return
+    pbo = summary.get("pbo") or {}
+    value = pbo.get("pbo")
+    shown = "n/a" if value is None else f"{value:.2f}"
+    output.result(f"probability of backtest overfitting {shown} (CSCV, {pbo.get('blocks')} blocks, "
+                  f"{pbo.get('sampled_configurations', 0):,} of {summary.get('configurations', 0):,} configurations); "
+                  "near 0.5: the ranking is luck, near 0: it holds out of sample")
+
+
 def _print_models(rows: list[dict], as_json: bool) -> None:
-    header = ("#", "id", "profit", "accuracy", "positions", "drawdown", "pcr", "msf", "msaf", "families")
-    print_rows(rows, as_json, "the build holds no model", header, lambda i, r: (
-        str(i), r["id"], f"{r['profit']:.2f}", f"{r['accuracy']:.2f}%", str(r["positions"]),
-        f"{r['max_drawdown']:.2f}%", f"{r['pcr']:g}", r["msf"], f"{r['msaf']:g}", ",".join(r["families"]) or "-"),
-        left=(1, 7, 9))
+    with_oos = any(r["oos_profit"] is not None for r in rows)
+    oos_header = ("oos profit", "oos acc.") if with_oos else ()
+    header = ("#", "id", "profit", "accuracy", "positions", "drawdown", *oos_header, "dsr", "pcr", "msf", "msaf",
+              "families")
+
+    def cells(i: int, r: dict) -> tuple[str, ...]:
+        oos = ((f"{r['oos_profit']:.2f}" if r["oos_profit"] is not None else "-",
+                f"{r['oos_accuracy']:.2f}%" if r["oos_accuracy"] is not None else "-") if with_oos else ())
+        return (str(i), r["id"], f"{r['profit']:.2f}", f"{r['accuracy']:.2f}%", str(r["positions"]),
+                f"{r['max_drawdown']:.2f}%", *oos, f"{r['dsr']:.2f}" if r["dsr"] is not None else "-",
+                f"{r['pcr']:g}", r["msf"], f"{r['msaf']:g}", ",".join(r["families"]) or "-")
+
+    names = len(header)
+    print_rows(rows, as_json, "the build holds no model", header, cells, left=(1, names - 3, names - 1))
 
 
 def start_build(args: argparse.Namespace) -> int:
-    from epoch_builder.prediction.build import build_prediction_models, summary_rows
+    from epoch_builder.prediction.build import build_prediction_models, load_summary, summary_rows
 
-    rows = summary_rows(build_prediction_models(workspace_of(args), args.top, workers=args.workers))
+    ws = workspace_of(args)
+    certificates = build_prediction_models(ws, args.top, workers=args.workers, pbo_blocks=args.pbo_blocks,
+                                           pbo_sample=args.pbo_sample)
+    rows = summary_rows(certificates)
     _print_models(rows if args.json else rows[:10], args.json)
+    if not args.json:
+        _print_luck(load_summary(ws.epoch(), certificates))
     return 0

@@ -193,8 +193,25 @@ def read_meta(ws: Workspace) -> dict[str, Any]:
     return read_json(path)
 
 
-def load_backtest_data(ws: Workspace) -> tuple[BacktestData, dict[str, Any]]:
-    """The engine's inputs from the assets and the 1-minute candles; checks they still match."""
+IN_SAMPLE = "in-sample"
+OUT_OF_SAMPLE = "out-of-sample"
+
+
+def load_backtest_data(ws: Workspace, part: str = IN_SAMPLE) -> tuple[BacktestData, dict[str, Any]]:
+    """The engine's inputs from the assets and the 1-minute candles; checks they still match.
+
+    With an out-of-sample window (``create-epoch --oos-days``), ``part`` picks a side of it:
+
+    * ``IN_SAMPLE`` (what the sweep and the build rank on): the candles before the window,
+      the features of the windows whose prediction candle opens before it, and labels
+      recomputed from those candles alone (a label decided inside the window is not
+      known yet). Nothing at or after ``oos_start`` is read into it.
+    * ``OUT_OF_SAMPLE``: the candles of the window, every feature (the first windows'
+      signals look back at earlier sums, as they would live).
+
+    Without a window both are the whole test range."""
+    if part not in (IN_SAMPLE, OUT_OF_SAMPLE):
+        raise ValueError(f"part must be {IN_SAMPLE!r} or {OUT_OF_SAMPLE!r}, got {part!r}")
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -230,13 +247,35 @@ def load_backtest_data(ws: Workspace) -> tuple[BacktestData, dict[str, Any]]:
     if len(one) != ot.size or not np.array_equal(one["ot"].to_numpy(), ot):
         raise EpochBuilderError(
             f"{indexer_path}: does not match {ws.candlesticks_file} (the candles changed; rerun initialize-prediction-models)")
+    columns = {name: one[name].to_numpy() for name in ("ct", "o", "h", "l")}
+    columns["ot"], columns["k"] = ot, k.astype(np.int64)
+    if config.has_oos:
+        columns, features, labels = _one_side(ws, config, columns, features, labels, part)
     data = BacktestData.from_arrays(
-        ot=ot, ct=one["ct"].to_numpy(), o=one["o"].to_numpy(), h=one["h"].to_numpy(), l=one["l"].to_numpy(),
-        k=k.astype(np.int64), features=features, labels=labels,
+        ot=columns["ot"], ct=columns["ct"], o=columns["o"], h=columns["h"], l=columns["l"],
+        k=columns["k"], features=features, labels=labels,
         position_size=config.position_size, leverage=config.leverage, exchange_fee=config.exchange_fee,
         idle_minutes=config.idle_minutes_on_position_close,
     )
     return data, meta
+
+
+def _one_side(ws: Workspace, config: Any, columns: dict[str, np.ndarray], features: dict[str, list[float]],
+              labels: dict[float, Any], part: str) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[float, Any]]:
+    """The candles, features and labels of one side of the out-of-sample window (see load_backtest_data)."""
+    from epoch_builder.candles import read_candles
+
+    cut = int(np.searchsorted(columns["ot"], config.oos_start, side="left"))
+    if part == OUT_OF_SAMPLE:
+        return {name: values[cut:] for name, values in columns.items()}, features, labels
+    inside = {name: values[:cut] for name, values in columns.items()}
+    windows = int(inside["k"][-1]) + 1 if cut else 0  # k: the last prediction candle opened at or before each candle
+    pred = read_candles(ws.prediction_candlesticks_file)
+    first = config.test_ds_start_index + config.regression_lookback  # label w: test prediction candle lookback + w
+    pred_ot = pred["ot"].to_numpy(dtype=np.int64)[first:first + windows]
+    pred_o = pred["o"].to_numpy(dtype=np.float64)[first:first + windows]
+    in_labels = {pcr: compute_labels(inside["ot"], inside["h"], inside["l"], pred_ot, pred_o, pcr) for pcr in labels}
+    return inside, {rid: values[:windows] for rid, values in features.items()}, in_labels
 
 
 def _check_against_meta(assets_dir: Any, meta: dict[str, Any], features: dict[str, Any],

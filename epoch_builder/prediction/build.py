@@ -14,6 +14,20 @@ profit, high to low::
 
 Every profitable configuration is re-evaluated with the fast engine first (the
 same figures as the full payload), then only the kept ones get the full payload.
+
+Beyond the original, each certificate also holds (README, "How much is luck?"):
+
+* ``"deflated_sharpe"``: the deflated Sharpe ratio of its per-position returns
+  (``selection.py``), or ``"dsr": null`` with the reason;
+* with an out-of-sample window (``create-epoch --oos-days``), ``"out_of_sample"``:
+  ``{"start", "end", "days", "in_sample": {profit, accuracy, positions,
+  max_drawdown, fees, final_balance}, "out_of_sample": {the same}}`` -- the model,
+  min sums included, traded on the window the sweep never saw.
+
+``build_summary.json`` (beside build.json, written just before it) holds the
+sweep-wide figures: PBO by CSCV, the trials and variance behind the deflated
+Sharpe ratios, and the ids of the models it belongs to (a summary whose ids
+differ from build.json's is stale and ignored).
 """
 
 from __future__ import annotations
@@ -26,6 +40,7 @@ from typing import Any
 
 from epoch_builder import events, output
 from epoch_builder.errors import EpochBuilderError, UsageError
+from epoch_builder.prediction import selection
 from epoch_builder.regressions.architectures import family_of_id
 from epoch_builder.storage import atomic_write_json, read_json
 from epoch_builder.workspace import EpochPaths, Workspace
@@ -50,13 +65,15 @@ def regression_config(paths: EpochPaths, regression_id: str) -> dict[str, Any]:
 
 
 def build_prediction_models(ws: Workspace, limit: int, workers: int | None = None,
+                            pbo_blocks: int = selection.DEFAULT_BLOCKS, pbo_sample: int = selection.DEFAULT_SAMPLE,
                             log: Callable[[str], None] = output.info) -> list[dict[str, Any]]:
-    from epoch_builder.prediction.assets import load_backtest_data
+    from epoch_builder.prediction.assets import OUT_OF_SAMPLE, load_backtest_data
     from epoch_builder.prediction.configs import validate_configs
-    from epoch_builder.prediction.engine import Evaluator, evaluate_full
+    from epoch_builder.prediction.engine import Evaluator, backtest_with_min_sums, evaluate_full
 
     if limit < 1:
         raise UsageError(f"parameter limit={limit} must be >= 1")
+    selection.check_options(pbo_blocks, pbo_sample)
     config = ws.load_epoch_config()
     paths = ws.epoch()
     files = profitable_batch_files(paths)
@@ -77,6 +94,9 @@ def build_prediction_models(ws: Workspace, limit: int, workers: int | None = Non
         for index, evaluation in evaluator.evaluate(configs):
             profits[index] = evaluation.profit
     ranked = sorted(range(len(configs)), key=lambda i: profits[i], reverse=True)[:limit]  # stable: batch order on ties
+    bias = selection.measure(data, paths, blocks=pbo_blocks, sample=pbo_sample, seed=config.seed, workers=workers,
+                             log=log)
+    outside = load_backtest_data(ws, OUT_OF_SAMPLE)[0] if config.has_oos else None
 
     creation = int(time.time() * 1000)
     regressions = {rid: regression_config(paths, rid) for i in ranked for rid in configs[i]["ri"]}
@@ -104,10 +124,24 @@ def build_prediction_models(ws: Workspace, limit: int, workers: int | None = Non
                 },
                 "discovery": payload["discovery"],
                 "backtest": payload["backtest"],
+                "deflated_sharpe": bias.deflated_sharpe(payload["backtest"]),
             })
+            if outside is not None:
+                traded = backtest_with_min_sums(outside, model_config,
+                                                (payload["min_increase_sum"], payload["min_decrease_sum"]))
+                certificates[-1]["out_of_sample"] = {
+                    "start": config.oos_start, "end": config.test_ds_end, "days": config.oos_days,
+                    "in_sample": selection.performance_figures(payload["backtest"]),
+                    "out_of_sample": selection.performance_figures(traded)}
             bar.advance()
             events.emit(STAGE, done, len(ranked), eta_s=eta.seconds(done))
     certificates.sort(key=lambda c: c["backtest"]["profit"], reverse=True)
+    summary = {"models": [c["id"] for c in certificates], "configurations": bias.trials,
+               "profitable_configurations": len(configs),
+               "out_of_sample": ({"start": config.oos_start, "end": config.test_ds_end, "days": config.oos_days}
+                                 if config.has_oos else None),
+               **bias.to_json()}
+    atomic_write_json(paths.build_summary_file, summary, indent=2)  # first: build.json's ids make it current
     atomic_write_json(paths.build_file, certificates)
     log(f"build: {len(certificates)} model(s) of {len(configs):,} profitable in {time.monotonic() - started:.1f}s "
         f"-> {paths.build_file}")
@@ -123,15 +157,34 @@ def load_build(paths: EpochPaths) -> list[dict[str, Any]]:
     return build
 
 
+def load_summary(paths: EpochPaths, certificates: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """build_summary.json when it belongs to these certificates (same model ids), else None."""
+    path = paths.build_summary_file
+    if not path.is_file():
+        return None
+    try:
+        summary = read_json(path)
+    except EpochBuilderError:
+        return None  # a damaged summary is only missing figures; build.json stands alone
+    if not isinstance(summary, dict) or sorted(summary.get("models") or []) != sorted(
+            c.get("id") for c in certificates if isinstance(c, dict)):
+        return None
+    return summary
+
+
 def summary_rows(certificates: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Figures the CLI and the demo print per model."""
+    """Figures the CLI and the demo print per model (out-of-sample and DSR: None when absent)."""
     rows = []
     for cert in certificates:
         backtest = cert["backtest"]
+        oos = (cert.get("out_of_sample") or {}).get("out_of_sample") or {}
+        dsr = (cert.get("deflated_sharpe") or {}).get("dsr")
         rows.append({"id": cert["id"], "profit": round(backtest["profit"], 2), "accuracy": backtest["accuracy"],
                      "positions": len(backtest["positions"]), "max_drawdown": backtest["max_drawdown"],
                      "pcr": cert["model"]["price_change_requirement"], "msf": cert["model"]["min_sum_function"],
                      "msaf": cert["model"]["min_sum_adjustment_factor"],
                      "regressions": len(cert["model"]["regressions"]),
+                     "oos_profit": oos.get("profit"), "oos_accuracy": oos.get("accuracy"),
+                     "oos_positions": oos.get("positions"), "dsr": dsr,
                      "families": sorted({f for r in cert["model"]["regressions"] if (f := family_of_id(r["id"]))})})
     return rows
