@@ -39,3 +39,21 @@ def small_epoch(_small_epoch_template: Path, tmp_path: Path) -> Workspace:
     root = tmp_path / "workspace"
     shutil.copytree(_small_epoch_template, root)
     return Workspace(root)
+
+
+@pytest.fixture(scope="session")
+def _trained_template(_small_epoch_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.test_build_export import train_tiny_regressions
+
+    root = tmp_path_factory.mktemp("trained-regressions") / "workspace"
+    shutil.copytree(_small_epoch_template, root)
+    train_tiny_regressions(root)
+    return root
+
+
+@pytest.fixture
+def trained(_trained_template: Path, tmp_path: Path) -> Workspace:
+    """A fresh copy per test of the small epoch with six tiny trained DNNs (test_build_export.TINY_GRID)."""
+    root = tmp_path / "workspace"
+    shutil.copytree(_trained_template, root)
+    return Workspace(root)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -54,21 +53,6 @@ def train_tiny_regressions(root: Path) -> Workspace:
     train_batch(ws, "DNN", batch, max_epochs=30, log=quiet)
     assert len(regression_ids(ws)) == 6
     return ws
-
-
-@pytest.fixture(scope="session")
-def _trained_template(_small_epoch_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("trained-regressions") / "workspace"
-    shutil.copytree(_small_epoch_template, root)
-    train_tiny_regressions(root)
-    return root
-
-
-@pytest.fixture
-def trained(_trained_template: Path, tmp_path: Path) -> Workspace:
-    root = tmp_path / "workspace"
-    shutil.copytree(_trained_template, root)
-    return Workspace(root)
 
 
 def regression_ids(ws: Workspace) -> list[str]:

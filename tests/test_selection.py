@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from epoch_builder.create_epoch import out_of_sample_window
 from epoch_builder.epoch import DAY_MS
 from epoch_builder.workspace import Workspace
-from tests.test_build_export import _sweep_all, _trained_template, cli, initialize, trained  # noqa: F401 - fixtures
+from tests.test_build_export import _sweep_all, cli, initialize
 
 OOS_DAYS = 2
 
