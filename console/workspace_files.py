@@ -140,6 +140,8 @@ class ModelSummary:
     drawdown: float | None
     balance_history: list[float] = field(default_factory=list)
     position_outcomes: list[bool] = field(default_factory=list)
+    oos_profit: float | None = None  # traded on the out-of-sample window (create-epoch --oos-days)
+    dsr: float | None = None  # deflated Sharpe ratio
 
 
 def _first_number(mapping: dict[str, Any], *keys: str) -> float | None:
@@ -176,5 +178,16 @@ def list_build_models(ws: Workspace) -> list[ModelSummary]:
             drawdown=drawdown if drawdown is not None else _first_number(cert, "max_drawdown", "drawdown"),
             balance_history=[float(b) for b in balances if isinstance(b, (int, float))],
             position_outcomes=[bool(p.get("o", p.get("outcome"))) for p in positions],
+            oos_profit=_first_number(((cert.get("out_of_sample") or {}).get("out_of_sample") or {}), "profit"),
+            dsr=_first_number(cert.get("deflated_sharpe") or {}, "dsr"),
         ))
     return summaries
+
+
+def build_luck(ws: Workspace) -> str:
+    """The build's probability-of-backtest-overfitting line (build_summary.json, when it is this build's)."""
+    from remote.board import load_build_summary, luck_line
+
+    paths = ws.epoch()
+    data = _load(paths.build_file)
+    return luck_line(load_build_summary(paths, data if isinstance(data, list) else []))

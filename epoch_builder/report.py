@@ -426,6 +426,40 @@ def _discovery_tables(discovery: dict[str, Any]) -> str:
     return f'<div class="grid"><div>{counts}</div><div>{stats}</div></div>'
 
 
+def _luck_section(cert: dict[str, Any]) -> str:
+    """In-sample vs out-of-sample figures and the deflated Sharpe ratio (README, How much is luck?)."""
+    parts = ["<h3>How much is luck?</h3>"]
+    window = cert.get("out_of_sample")
+    if isinstance(window, dict):
+        sides = [(name, window.get(key) or {}) for name, key in (("in-sample", "in_sample"),
+                                                                  ("out-of-sample", "out_of_sample"))]
+        rows = [[name, _cell(side.get("profit")), f"{_cell(side.get('accuracy'))}%", _cell(side.get("positions")),
+                 f"{_cell(side.get('max_drawdown'))}%"] for name, side in sides]
+        parts.append(f'<p class="muted">Out-of-sample window: the last {_cell(window.get("days"))} day(s) of the '
+                     f"test range, from {shown_time(window.get('start', 0))} UTC; find-profitable-configs never saw "
+                     "it, and the model trades it with its own min sums.</p>")
+        parts.append(_table(["part", "profit", "accuracy", "positions", "max drawdown"], rows))
+    else:
+        parts.append('<p class="muted">No out-of-sample window (create-epoch --oos-days N keeps one).</p>')
+    dsr = cert.get("deflated_sharpe")
+    if isinstance(dsr, dict) and dsr.get("dsr") is not None:
+        parts.append(_pairs([
+            ("deflated Sharpe ratio (probability the true Sharpe ratio beats the best of the trials by luck)",
+             _cell(dsr.get("dsr"), 3)),
+            (f"Sharpe ratio ({dsr.get('returns', 'per position')})", _cell(dsr.get("sr"), 4)),
+            ("expected best Sharpe ratio of the skill-less trials (SR0)", _cell(dsr.get("sr0"), 4)),
+            ("trials (configurations of the sweep)", _cell(dsr.get("n_trials"))),
+            ("variance of the trials' Sharpe ratios", _cell(dsr.get("variance_of_sharpes"), 6)),
+            ("returns: observations, skew, kurtosis",
+             f"{_cell(dsr.get('observations'))}, {_cell(dsr.get('skew'), 3)}, {_cell(dsr.get('kurtosis'), 3)}"),
+        ]))
+    elif isinstance(dsr, dict):
+        parts.append(f'<p class="muted">No deflated Sharpe ratio: {html.escape(str(dsr.get("reason", "")))}.</p>')
+    else:
+        parts.append('<p class="muted">This build has no deflated Sharpe ratios (built before they existed).</p>')
+    return "".join(parts)
+
+
 def _regressions_section(regressions: list[Regression], figure_html: str | None) -> str:
     from epoch_builder.regressions.architectures import family_of_id
 
@@ -483,13 +517,16 @@ def _model_section(ws: Workspace, paths: EpochPaths, rank: int, cert: dict[str, 
         _figure_html(positions_figure(cert, price, interval), f"{anchor}-positions", 520),
         "<h3>Discovery</h3>", _discovery_tables(discovery),
         _figure_html(discovery_figure(discovery), f"{anchor}-discovery", 360),
+        _luck_section(cert),
         _regressions_section(regressions, training_html),
         "</section>",
     ])
 
 
-def render_html(ws: Workspace, selected: list[tuple[int, dict[str, Any]]], build_size: int) -> str:
-    """The whole page: plotly.js inlined once in the head, then a summary and one section per model."""
+def render_html(ws: Workspace, selected: list[tuple[int, dict[str, Any]]], build_size: int,
+                luck: str = "") -> str:
+    """The whole page: plotly.js inlined once in the head, then a summary (with ``luck``, the build's
+    probability-of-backtest-overfitting line) and one section per model."""
     from plotly.offline import get_plotlyjs
 
     from epoch_builder.regressions.architectures import family_of_id
@@ -513,9 +550,13 @@ def render_html(ws: Workspace, selected: list[tuple[int, dict[str, Any]]], build
             f"{_cell(model.get('price_change_requirement'))} / {_cell(model.get('min_sum_function'))} / "
             f"{_cell(model.get('min_sum_adjustment_factor'))}",
             html.escape(",".join(families) or "-"),
+            _cell(((cert.get("out_of_sample") or {}).get("out_of_sample") or {}).get("profit")),
+            _cell((cert.get("deflated_sharpe") or {}).get("dsr"), 3),
         ])
     summary = _table(["#", "model", "profit", "final balance", "accuracy", "positions", "max drawdown",
-                      "pcr / msf / msaf", "families"], summary_rows, text_columns=(1, 7, 8))
+                      "pcr / msf / msaf", "families", "oos profit", "DSR"], summary_rows, text_columns=(1, 7, 8))
+    if luck:
+        summary += f'<p class="luck">{html.escape(luck)}.</p>'
     title = (f"Epoch {config.id}: model {selected[0][1]['id']}" if len(selected) == 1
              else f"Epoch {config.id}: top {len(selected)} models")
     sections = "".join(_model_section(ws, paths, rank, cert, price, interval) for rank, cert in selected)
@@ -568,7 +609,7 @@ def write_equity_png(path: Path, selected: list[tuple[int, dict[str, Any]]], tit
 def write_report(ws: Workspace, *, model_id: str | None = None, top: int | None = None,
                  out: str | Path | None = None, log: Callable[[str], None] = output.info) -> ReportFiles:
     """Write the HTML page (``out`` or ``<epoch>/reports/<model id | top-N>.html``) and the PNG beside it."""
-    from epoch_builder.prediction.build import load_build
+    from epoch_builder.prediction.build import load_build, load_summary, luck_line
     from epoch_builder.storage import atomic_write_text
 
     started = time.monotonic()
@@ -581,7 +622,7 @@ def write_report(ws: Workspace, *, model_id: str | None = None, top: int | None 
     html_path = target or paths.report_file(default_name(model_id, top, str(selected[0][1]["id"])))
     png_path = html_path.with_suffix(".png")
     log(f"rendering {len(selected)} model(s) of {paths.build_file}")
-    page = render_html(ws, selected, len(build))
+    page = render_html(ws, selected, len(build), luck_line(load_summary(paths, build)))
     atomic_write_text(html_path, page)
     title = (f"{paths.id}: equity of model {selected[0][1]['id']}" if len(selected) == 1
              else f"{paths.id}: equity of the top {len(selected)} models")

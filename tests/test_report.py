@@ -192,6 +192,13 @@ def test_the_default_report_is_the_best_model(built: Workspace, capsys: pytest.C
     assert f"{len(positions):,} position(s)" in text
     assert "Discovery" in text and f"{best['discovery']['increase_num']} / {best['discovery']['decrease_num']}" in text
 
+    # how much is luck: the build's PBO line, the model's deflated Sharpe ratio, no out-of-sample window here
+    summary = json.loads(built.epoch().build_summary_file.read_text())
+    assert f"probability of backtest overfitting {summary['pbo']['pbo']:.2f}" in text
+    assert "How much is luck?" in text and "No out-of-sample window" in text
+    dsr = best["deflated_sharpe"]
+    assert (f"{dsr['dsr']:,.3f}" in text) if dsr["dsr"] is not None else (dsr["reason"] in text)
+
     # loss and val_loss per epoch of every regression of the model, from its certificate
     ids = [r["id"] for r in best["model"]["regressions"]]
     for key in ("loss", "val_loss"):

@@ -115,6 +115,12 @@ def test_the_sweep_never_sees_the_window_and_the_build_trades_it(trained: Worksp
     assert [c["backtest"] for c in rebuilt] == [c["backtest"] for c in build]
     assert [c["out_of_sample"]["out_of_sample"] for c in rebuilt] != [c["out_of_sample"]["out_of_sample"] for c in build]
 
+    # the HTML report shows both sides
+    assert cli(trained, "report", "--no-progress") == 0
+    page = trained.epoch().report_file(rebuilt[0]["id"]).read_text()
+    outside_profit = rebuilt[0]["out_of_sample"]["out_of_sample"]["profit"]
+    assert "Out-of-sample window: the last 2 day(s)" in page and f"out-of-sample</td><td>{outside_profit:,.2f}</td>" in page
+
 
 def test_build_summary_pbo_and_deflated_sharpe(trained: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
     from epoch_builder.prediction import luck

@@ -32,10 +32,10 @@ async def chart_regression(app: "EpochConsole") -> None:
 async def chart_model(app: "EpochConsole") -> None:
     from console.screens.charts import BalanceChartScreen
     from console.screens.forms import ModelPicker
-    from console.workspace_files import list_build_models
+    from console.workspace_files import build_luck, list_build_models
 
     models = list_build_models(app.workspace)
-    model_id = await app.push_screen_wait(ModelPicker(models))
+    model_id = await app.push_screen_wait(ModelPicker(models, build_luck(app.workspace)))
     if model_id:
         app.push_screen(BalanceChartScreen(next(m for m in models if m.id == model_id)))
 
@@ -44,10 +44,11 @@ async def html_report(app: "EpochConsole") -> None:
     """`epoch-builder report --model-id ID` on the console's own workspace, in a thread (plotly and matplotlib
     take a few seconds and the screen stays live); the page's path is shown and put on the clipboard."""
     from console.screens.forms import ReportModelPicker
-    from console.workspace_files import list_build_models
+    from console.workspace_files import build_luck, list_build_models
     from epoch_builder.report import write_report
 
-    model_id = await app.push_screen_wait(ReportModelPicker(list_build_models(app.workspace)))
+    models = list_build_models(app.workspace)
+    model_id = await app.push_screen_wait(ReportModelPicker(models, build_luck(app.workspace)))
     if not model_id:
         return
     app.notify(f"writing the HTML report of {model_id}")

@@ -163,9 +163,10 @@ async def build_models(app: "EpochConsole") -> None:
 
 async def export_epoch(app: "EpochConsole") -> None:
     from console.screens.forms import ModelPicker
-    from console.workspace_files import list_build_models
+    from console.workspace_files import build_luck, list_build_models
 
-    model_id = await app.push_screen_wait(ModelPicker(list_build_models(app.workspace)))
+    models = list_build_models(app.workspace)
+    model_id = await app.push_screen_wait(ModelPicker(models, build_luck(app.workspace)))
     if model_id:
         await launch(app, ["export-epoch", "--model-id", model_id])
 

@@ -480,20 +480,23 @@ class ModelPicker(TablePicker):
     OK_LABEL = "Export"
     BINDINGS = [*FormScreen.BINDINGS, Binding("c", "chart", "Balance chart")]
     TABLE_ID = "model-table"
-    COLUMNS = ("#", "id", "profit", "accuracy", "positions", "drawdown")
+    COLUMNS = ("#", "id", "profit", "accuracy", "positions", "drawdown", "oos profit", "dsr")
     EMPTY_MESSAGE = "build.json lists no models: build prediction models first"
     SUBMIT_ON_ROW_SELECTED = False  # exporting is explicit: the OK button or ctrl+s
 
-    def __init__(self, models: Sequence[ModelSummary]) -> None:
+    def __init__(self, models: Sequence[ModelSummary], luck: str = "") -> None:
         super().__init__(models)
         self.models: list[ModelSummary] = self.items
+        self.luck = luck  # the build's PBO line (README, How much is luck?)
 
     def row(self, rank: int, m: ModelSummary) -> Sequence[str]:
         return (str(rank), m.id, _or_dash(m.profit, ".2f"), _or_dash(m.accuracy, ".2f"),
-                str(m.positions), _or_dash(m.drawdown, ".2f"))
+                str(m.positions), _or_dash(m.drawdown, ".2f"), _or_dash(m.oos_profit, ".2f"), _or_dash(m.dsr, ".2f"))
 
     def compose_body(self) -> ComposeResult:
         yield from super().compose_body()
+        if self.luck:
+            yield Label(escape(self.luck), id="build-luck")
         yield Label("[dim]c: balance chart of the highlighted model[/]")
 
     def action_chart(self) -> None:

@@ -153,16 +153,9 @@ def start_models_list(args: argparse.Namespace) -> int:
 def _print_luck(summary: dict | None) -> None:
     """The sweep-wide selection-bias line under the table (README, How much is luck?)."""
     from epoch_builder import output
+    from epoch_builder.prediction.build import luck_line
 
-    if summary is None:
-        output.info("no build_summary.json for this build (built before it existed, or damaged): no PBO figure")
-        return
-    pbo = summary.get("pbo") or {}
-    value = pbo.get("pbo")
-    shown = "n/a" if value is None else f"{value:.2f}"
-    output.result(f"probability of backtest overfitting {shown} (CSCV, {pbo.get('blocks')} blocks, "
-                  f"{pbo.get('sampled_configurations', 0):,} of {summary.get('configurations', 0):,} configurations); "
-                  "near 0.5: the ranking is luck, near 0: it holds out of sample")
+    (output.result if summary is not None else output.info)(luck_line(summary))
 
 
 def _print_models(rows: list[dict], as_json: bool) -> None:

@@ -172,6 +172,18 @@ def load_summary(paths: EpochPaths, certificates: list[dict[str, Any]]) -> dict[
     return summary
 
 
+def luck_line(summary: dict[str, Any] | None) -> str:
+    """The build's selection-bias figure in one line (models list, the console's model table)."""
+    if summary is None:
+        return "no build_summary.json for this build (built before it existed, or damaged): no PBO figure"
+    pbo = summary.get("pbo") or {}
+    value = pbo.get("pbo")
+    shown = "n/a" if value is None else f"{value:.2f}"
+    return (f"probability of backtest overfitting {shown} (CSCV, {pbo.get('blocks')} blocks, "
+            f"{pbo.get('sampled_configurations', 0):,} of {summary.get('configurations', 0):,} configurations); "
+            "near 0.5: the ranking is luck, near 0: it holds out of sample")
+
+
 def summary_rows(certificates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Figures the CLI and the demo print per model (out-of-sample and DSR: None when absent)."""
     rows = []

@@ -200,6 +200,35 @@ async def test_model_picker_over_build_and_balance_chart(small_epoch) -> None:
     assert app.results == ["_SMALL_b"]
 
 
+async def test_model_table_shows_how_much_is_luck(small_epoch) -> None:
+    """Out-of-sample profit, deflated Sharpe ratio and the build's PBO line, in an 80x24 terminal."""
+    from console.workspace_files import build_luck
+
+    paths = small_epoch.epoch()
+    backtest = {"profit": 120.5, "accuracy": 61.0, "max_drawdown": -0.33, "balance_history": [15000, 15120.5],
+                "positions": [{"o": True, "b": 15120.5}]}
+    _write(paths.build_file, [
+        {"id": "_SMALL_a", "backtest": backtest, "deflated_sharpe": {"dsr": 0.8712},
+         "out_of_sample": {"out_of_sample": {"profit": -42.25}}},
+        {"id": "_SMALL_b", "backtest": backtest, "deflated_sharpe": {"dsr": None, "reason": "1 position(s)"}},
+    ])
+    summaries = list_build_models(small_epoch)
+    assert [(m.oos_profit, m.dsr) for m in summaries] == [(-42.25, 0.8712), (None, None)]
+    assert build_luck(small_epoch).startswith("no build_summary.json")
+    _write(paths.build_summary_file, {"models": ["_SMALL_b", "_SMALL_a"], "configurations": 755820,
+                                      "pbo": {"pbo": 0.4123, "blocks": 16, "sampled_configurations": 50000}})
+    luck = build_luck(small_epoch)
+    assert luck.startswith("probability of backtest overfitting 0.41 (CSCV, 16 blocks, 50,000 of 755,820")
+    app = Host(ModelPicker(summaries, luck))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#model-table")
+        assert [str(cell) for cell in table.get_row_at(0)][-2:] == ["-42.25", "0.87"]
+        assert [str(cell) for cell in table.get_row_at(1)][-2:] == ["-", "-"]
+        label = app.screen.query_one("#build-luck")
+        assert "overfitting 0.41" in str(label.render()) and label.region.height >= 1
+
+
 def test_unreadable_build_file_names_the_file(small_epoch) -> None:
     from epoch_builder.errors import EpochBuilderError
 
