@@ -186,7 +186,7 @@ def list_build_models(ws: Workspace) -> list[ModelSummary]:
 
 def build_luck(ws: Workspace) -> str:
     """The build's probability-of-backtest-overfitting line (build_summary.json, when it is this build's)."""
-    from remote.board import load_build_summary, luck_line
+    from remote.build_figures import load_build_summary, luck_line
 
     paths = ws.epoch()
     data = _load(paths.build_file)

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from epoch_builder.prediction.build import load_summary as load_build_summary, luck_line  # noqa: F401 - for the console
 from epoch_builder.storage import atomic_write_json
 from epoch_builder.workspace import CANDLESTICKS_DIR, CONFIG_DIR, EpochPaths, Workspace
 from remote import jobs as remote_jobs
