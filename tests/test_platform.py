@@ -101,7 +101,7 @@ def models_list(ws: Workspace) -> list[dict[str, Any]]:
     with contextlib.redirect_stdout(table):
         assert cli_main(["models", "list", "--workspace", str(ws.root), "--top", "1"]) == 0
     lines = table.getvalue().splitlines()
-    assert len(lines) == 2 and "families" in lines[0]
+    assert len(lines) == 3 and "families" in lines[0] and "probability of backtest overfitting" in lines[2]
     return json.loads(out.getvalue())
 
 
