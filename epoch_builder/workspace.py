@@ -29,6 +29,7 @@ CONFIG_DIR = "config"
 EPOCH_CONFIG_FILE = "epoch.json"
 JOBS_DIR = ".jobs"  # detached jobs of the remote layer (layout in remote/agent.py)
 CERTIFICATE_FILE = "certificate.json"  # one per trained regression, in its own directory
+REGRESSION_CHECKPOINTS_DIR = ".regression_checkpoints"  # per epoch: models in training
 BUNDLE_FILE = "bundle.json"  # the import's report; written last into a new bundle, so it marks one complete
 DOWNLOADS_DIR = "downloads"  # `candlesticks download`: <root>/downloads/<market>/<SYMBOL>/
 TENSORBOARD_DIR = "tensorboard"  # <epoch>/tensorboard/<regression id>/: one TensorBoard run per regression
@@ -202,6 +203,14 @@ class EpochPaths:
 
     def regression_events_file(self, regression_id: str) -> Path:
         return self.regression_tensorboard_dir(regression_id) / TENSORBOARD_EVENTS_FILE
+
+    def regression_checkpoint_dir(self, regression_id: str) -> Path:
+        """Where a model in training keeps its checkpoint (removed once the model is done)."""
+        return self.dir / REGRESSION_CHECKPOINTS_DIR / regression_id
+
+    def sweep_journal_file(self, batch_name: str) -> Path:
+        """find-profitable-configs' progress of a batch (removed once its output is written)."""
+        return self.profitable_configs_dir / f"{batch_name}.journal"
 
     def batched_certificates_file(self, batch_name: str) -> Path:
         return self.regression_batched_certificates_dir / f"{batch_name}.json"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
@@ -45,6 +46,7 @@ SUBCOMMANDS = {REGRESSIONS: "train-regression-batch", PROFITABLE_CONFIGS: "find-
 PENDING, PUSHED, RUNNING, FINISHED, FAILED, DONE = "pending", "pushed", "running", "finished", "failed", "done"
 SKIPPED_CATEGORIES = ("UNIT_TEST",)  # the smoke-test batch is run by hand, not dispatched
 STATE_DIR = ".board"
+RAY_STATE_FILE = "{epoch}.ray.json"  # in STATE_DIR: the rows of Ray-run batches (remote.ray_engine)
 LOG_TAIL_LINES = 5
 TAIL_BYTES = 4096
 
@@ -88,6 +90,16 @@ class BatchSpec:
                     for path in (epoch.regression_dir(model_id), epoch.regression_tensorboard_dir(model_id))] + [
                 epoch.relative(epoch.batched_certificates_file(self.name))]
         return [epoch.relative(epoch.profitable_configs_file(self.name))]
+
+    def checkpoint_paths(self, epoch_id: str) -> list[str]:
+        """What a run leaves to resume from, for an engine without a shared filesystem to ship back while
+        the batch runs: the models done so far and the checkpoints of those in training; the sweep's journal."""
+        epoch = _epoch_paths(epoch_id)
+        if self.stage == REGRESSIONS:
+            return [epoch.relative(path) for model_id in self.model_ids
+                    for path in (epoch.regression_dir(model_id), epoch.regression_checkpoint_dir(model_id),
+                                 epoch.regression_tensorboard_dir(model_id))]
+        return [epoch.relative(epoch.sweep_journal_file(self.name))]
 
     def done_locally(self, root: Path, epoch_id: str) -> bool:
         """Whether this batch's results are in the local workspace, whole: a truncated or garbled file (a pull
@@ -230,6 +242,20 @@ class BoardStateFile:
     def set_dispatch(self, stage: str | None) -> None:
         self.data["dispatch"] = {"stage": stage}
         self.save()
+
+
+def write_ray_rows(root: Path, epoch_id: str, rows: dict[str, dict[str, Any]]) -> None:
+    """The Ray engine's view of its batches (``{batch key: {state, host, done, total, ...}}``) for the board."""
+    atomic_write_json(Path(root) / STATE_DIR / RAY_STATE_FILE.format(epoch=epoch_id), {"time": time.time(), "rows": rows})
+
+
+def read_ray_rows(root: Path, epoch_id: str) -> dict[str, dict[str, Any]]:
+    try:
+        document = json.loads((Path(root) / STATE_DIR / RAY_STATE_FILE.format(epoch=epoch_id)).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    rows = document.get("rows") if isinstance(document, dict) else None
+    return {k: v for k, v in rows.items() if isinstance(v, dict)} if isinstance(rows, dict) else {}
 
 
 # ---------------------------------------------------------------------- board rows
@@ -396,6 +422,7 @@ async def build_board(root: Path, hosts: Sequence["Host"], state: BoardStateFile
             # Batch names repeat from epoch to epoch: a job of another epoch is not this batch's job.
             if batch is not None and job.epoch in (None, epoch_id):
                 jobs_of.setdefault(f"{batch[0]}:{batch[1]}", []).append(job)
+    ray_rows = read_ray_rows(root, epoch_id)
     rows = []
     for spec in specs:
         jobs = sorted(jobs_of.get(spec.key, []), key=lambda j: j.started_at or 0)
@@ -416,6 +443,8 @@ async def build_board(root: Path, hosts: Sequence["Host"], state: BoardStateFile
             row.state, row.host, row.job_id = RUNNING, job.server, job.job_id
             if details:
                 await _progress(by_name[job.server], job, row)
+        elif not jobs and spec.key in ray_rows and ray_rows[spec.key].get("state") in (PUSHED, RUNNING, FAILED):
+            _apply_ray_row(row, ray_rows[spec.key])
         elif assigned and assigned["host"] not in host_jobs:
             # Assigned to a host we cannot see now: its job may be running there; never start it twice.
             row.state = RUNNING if assigned.get("job_id") else PUSHED
@@ -433,6 +462,23 @@ async def build_board(root: Path, hosts: Sequence["Host"], state: BoardStateFile
             row.state, row.host = PUSHED, assigned["host"]
         rows.append(row)
     return Board(epoch_id, rows, host_status, host_jobs, tuple(stages))
+
+
+def _apply_ray_row(row: BatchRow, ray_row: dict[str, Any]) -> None:
+    """A Ray-run batch's row as the Ray dispatcher last saw it (numbers checked: the file is ours, but edited
+    files happen)."""
+    def number(key: str) -> float | None:
+        value = ray_row.get(key)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    row.state = str(ray_row["state"])
+    row.host = str(ray_row.get("host") or "ray")[:80]
+    row.job_id = str(ray_row["job_id"])[:200] if ray_row.get("job_id") else None
+    row.done, row.total, row.eta_s = number("done"), number("total"), number("eta_s")
+    exit_code = number("exit_code")
+    row.exit_code = int(exit_code) if exit_code is not None else None
+    tail = ray_row.get("log_tail")
+    row.log_tail = [str(line)[:300] for line in tail[-LOG_TAIL_LINES:]] if isinstance(tail, list) else []
 
 
 async def _progress(host: "Host", job: "JobInfo", row: BatchRow) -> None:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from remote.hosts import Host
 
 STAGES = ("regressions", "profitable-configs")
+ENGINES = ("ssh", "ray")
 
 
 def add_board_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
@@ -22,6 +23,16 @@ def add_board_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--stage", choices=STAGES, help="only this stage's batches")
     p = add("dispatch", "run a stage's pending batches on idle is_cluster servers until all are done")
     p.add_argument("--stage", required=True, choices=STAGES)
+    p.add_argument("--engine", choices=ENGINES, default="ssh",
+                   help="ssh: the cluster file's is_cluster servers (default); ray: a Ray cluster (pip install "
+                        "'epoch-builder[ray]'; no cluster file needed)")
+    p.add_argument("--address", metavar="ADDRESS",
+                   help="ray: the cluster to join (host:port of `ray start --head`, or ray://...; default: "
+                        "$RAY_ADDRESS, else the cluster this machine is part of)")
+    p.add_argument("--cpus-per-batch", type=float, metavar="N",
+                   help="ray: CPUs a batch holds (default 1; profitable-configs: --workers when given)")
+    p.add_argument("--gpus-per-batch", type=float, default=0.0, metavar="F",
+                   help="ray, regressions: GPUs a batch holds; a fraction (0.25) lets batches share a GPU (default 0)")
     p.add_argument("--interval", type=float, default=5.0, metavar="SECONDS", help="seconds between checks (default 5)")
     p.add_argument("--max-failures", type=int, default=2, metavar="N",
                    help="failures of a batch on one server before it moves to another (default 2)")
@@ -77,19 +88,41 @@ def _dump_tasks() -> None:
     sys.stderr.flush()
 
 
+def dispatch_options(args: argparse.Namespace) -> Any:
+    from remote.dispatch import DispatchOptions
+
+    return DispatchOptions(stage=args.stage, interval_s=args.interval, max_failures=args.max_failures, stall_s=args.stall,
+                           reassign_after_s=args.reassign_after,
+                           max_epochs=args.max_epochs, workers=args.workers, fast=args.fast, pack=args.pack,
+                           mixed_precision=args.mixed_precision, processes=args.processes,
+                           until_done=not args.forever)
+
+
+async def run_ray_dispatch(args: argparse.Namespace, local_root: Path) -> int:
+    """``dispatch --engine ray``: the stage's batches on a Ray cluster (remote.ray_engine)."""
+    from remote.ray_engine import RayDispatcher
+
+    options = dispatch_options(args)
+    dispatcher = RayDispatcher(local_root, options, address=args.address, cpus_per_batch=args.cpus_per_batch,
+                               gpus_per_batch=args.gpus_per_batch, log=_log_of(args))
+    return await _drive(args, dispatcher, local_root)
+
+
+def _log_of(args: argparse.Namespace) -> Callable[[Any], None]:
+    return (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
+
+
 async def _dispatch(args: argparse.Namespace, hosts: Sequence["Host"], local_root: Path) -> int:
+    from remote.dispatch import Dispatcher
+
+    return await _drive(args, Dispatcher(hosts, local_root, dispatch_options(args), _log_of(args)), local_root)
+
+
+async def _drive(args: argparse.Namespace, dispatcher: Any, local_root: Path) -> int:
     import asyncio
 
     from remote import board as boards
-    from remote.dispatch import DispatchOptions, Dispatcher
 
-    options = DispatchOptions(stage=args.stage, interval_s=args.interval, max_failures=args.max_failures, stall_s=args.stall,
-                              reassign_after_s=args.reassign_after,
-                              max_epochs=args.max_epochs, workers=args.workers, fast=args.fast, pack=args.pack,
-                              mixed_precision=args.mixed_precision, processes=args.processes,
-                              until_done=not args.forever)
-    log: Callable[[Any], None] = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
-    dispatcher = Dispatcher(hosts, local_root, options, log)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # stop between ticks; running jobs keep running
         loop.add_signal_handler(sig, dispatcher.stop)

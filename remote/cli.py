@@ -171,6 +171,10 @@ def _strip_dashdash(argv: list[str]) -> list[str]:
 async def _dispatch(args: argparse.Namespace) -> int:
     from remote.cluster import Cluster
 
+    if args.command == "dispatch" and args.engine == "ray":  # Ray places the work: no cluster file needed
+        from remote.board_cli import run_ray_dispatch
+
+        return await run_ray_dispatch(args, _local_root(args))
     config = _load(args)
     cluster = Cluster(config)
     selected = [h.name for h in cluster.select(args.server)]

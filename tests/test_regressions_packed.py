@@ -17,7 +17,8 @@ import pytest
 
 from epoch_builder.errors import UsageError
 from epoch_builder.regressions import training
-from epoch_builder.regressions.training import CHECKPOINTS_DIR, train_batch
+from epoch_builder.regressions.training import train_batch
+from epoch_builder.workspace import REGRESSION_CHECKPOINTS_DIR as CHECKPOINTS_DIR
 from epoch_builder.storage import read_json
 from epoch_builder.workspace import Workspace
 from tests.test_regressions_training import SECTION3_FIELDS, quiet, training_config, write_batch

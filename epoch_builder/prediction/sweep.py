@@ -149,7 +149,7 @@ def output_path(ws: Workspace, batch_file: Path) -> Path:
 
 
 def journal_path(ws: Workspace, batch_file: Path) -> Path:
-    return ws.epoch().profitable_configs_dir / f"{batch_file.stem}.journal"
+    return ws.epoch().sweep_journal_file(batch_file.stem)
 
 
 def find_profitable_configs(ws: Workspace, batch: str, workers: int | None = None, restart: bool = False,

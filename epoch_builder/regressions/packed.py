@@ -74,7 +74,7 @@ def _open_member(ws: Workspace, cfg: dict[str, Any], number: int, seed: int, det
     from epoch_builder.regressions.runtime import seed_everything
 
     model_id = cfg["id"]
-    checkpoint = training.Checkpoint(ws.epoch().dir / training.CHECKPOINTS_DIR / model_id)
+    checkpoint = training.Checkpoint(ws.epoch().regression_checkpoint_dir(model_id))
     checkpoint.lock()
     try:
         seed_everything(seed)  # each model's initial weights from the seed alone, as when trained on its own

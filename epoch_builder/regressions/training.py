@@ -52,14 +52,13 @@ from epoch_builder.regressions.configs import (
 from epoch_builder.regressions.datasets import RegressionDatasets, load_datasets
 from epoch_builder.regressions.signals import pct_changes
 from epoch_builder.storage import atomic_write_json, atomic_write_text, atomic_write_with, read_json
-from epoch_builder.workspace import CERTIFICATE_FILE, EpochPaths, Workspace
+from epoch_builder.workspace import CERTIFICATE_FILE, REGRESSION_CHECKPOINTS_DIR, EpochPaths, Workspace
 
 STAGE = "train-regression-batch"
 BATCH_SIZE = 512
 PATIENCE = 10
 INVERSE_TIME_DECAY = {"initial_learning_rate": 0.005, "decay_steps": 10, "decay_rate": 0.15}
 MODEL_FILE = "model.keras"
-CHECKPOINTS_DIR = ".regression_checkpoints"
 STATE_FILE = "state.json"
 EVENTS_SCRATCH_DIR = ".tensorboard"  # in the model's checkpoint directory: never pulled, removed with it
 FAST_FLAG = "--fast"  # train-regression-batch's switch for op determinism off; errors and log lines name it
@@ -217,7 +216,7 @@ class Checkpoint:
     def remove(self) -> None:
         self.unlock()
         shutil.rmtree(self.dir, ignore_errors=True)
-        if self.dir.parent.name == CHECKPOINTS_DIR:
+        if self.dir.parent.name == REGRESSION_CHECKPOINTS_DIR:
             try:
                 self.dir.parent.rmdir()  # the last model of the epoch leaves no empty folder behind
             except OSError:
@@ -378,7 +377,7 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
     model_id = cfg["id"]
     out_dir = ws.epoch().regressions_dir / model_id
     limit = int(max_epochs or cfg.get("max_epochs", DEFAULT_MAX_EPOCHS))
-    checkpoint = Checkpoint(ws.epoch().dir / CHECKPOINTS_DIR / model_id)
+    checkpoint = Checkpoint(ws.epoch().regression_checkpoint_dir(model_id))
     checkpoint.lock()
     try:
         fresh_session()

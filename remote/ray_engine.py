@@ -1,0 +1,510 @@
+"""Run a stage's batches on a Ray cluster: ``epoch-cluster dispatch --engine ray [--address ADDRESS]``.
+
+The same board, the same results, on the user's Ray cluster instead of our SSH
+dispatcher: Ray places the work (CPUs per sweep batch; CPUs or a fraction of a
+GPU per training batch), restarts it when a node is lost, and needs no shared
+filesystem.
+
+* **One detached, named actor per batch** (``BatchRunner``, named
+  ``<epoch>/<stage>:<batch>`` in namespace ``epoch-builder``): Ray schedules it
+  with the stage's resources; it writes the batch's inputs (shipped through the
+  object store: the epoch's common inputs once per stage, the batch file per
+  batch) into a fresh directory on its node and runs the very ``epoch-builder``
+  subcommand an SSH server would run, in a child process that dies with it.
+  Detached, it outlives the dispatcher: a restarted dispatcher finds it by name
+  (adopts it) and never starts the batch a second time (creation by name is
+  atomic in Ray's control store, and the dispatcher lock holds as for SSH).
+* **Checkpoints travel back while it runs**: every ``SNAPSHOT_EVERY_S`` the
+  runner sends the batch's resume state (``BatchSpec.checkpoint_paths``: the
+  models done so far and those in training's checkpoints, the sweep's journal)
+  to a ``CheckpointStore`` actor on the dispatcher's node. When a worker node
+  dies, Ray restarts the runner elsewhere (``max_restarts``); it starts from the
+  stored checkpoints, so the batch resumes, and both stages' resume is exact.
+* **Answers are untrusted** (as an SFTP pull): the finished runner hands back
+  the files of ``BatchSpec.pull_paths``; :func:`commit_answer` keeps only clean
+  paths under them and commits them atomically and verified
+  (``agent.Staging`` + ``agent.commit``); anything else is refused and named.
+* **The board**: each tick writes the Ray rows (``board.RAY_STATE_FILE``) that
+  ``build_board`` shows: pending, pushed (waiting for a node), running on
+  ``ray:<node>`` with the job's last progress event, failed with its log tail.
+  A runner that exits non-zero, or that Ray gives up on, counts one failure
+  (server name ``ray``); the batch is tried again up to ``--max-failures``.
+
+Ray is an optional extra (``pip install .[ray]``); nothing here imports it
+before a dispatch runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from remote import agent
+from remote import board as boards
+from remote.errors import RemoteError
+
+NAMESPACE = "epoch-builder"
+RAY_HOST = "ray"  # the server name of Ray-run batches on the board and in the failure counts
+SNAPSHOT_EVERY_S = 2.0  # a running batch ships its checkpoints back at most this often
+STATUS_WAIT_S = 5.0  # per tick, how long the runners get to answer
+CALL_TIMEOUT_S = 300.0  # any other call to an actor (inputs, results: possibly large); a hung call is an error
+EVENTS_FILE = ".ray-events.jsonl"  # in a runner's directory
+LOG_FILE = ".ray-job.log"
+
+Files = dict[str, list]  # workspace-relative path -> [content bytes, mtime_ns]
+
+
+def ray_module() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise RemoteError("the ray engine needs Ray: pip install 'epoch-builder[ray]' (or `pip install ray`)") from None
+    return ray
+
+
+def actor_name(epoch_id: str, spec: boards.BatchSpec) -> str:
+    return f"{epoch_id}/{spec.key}"
+
+
+def store_name(epoch_id: str) -> str:
+    return f"{epoch_id}/checkpoints"
+
+
+# --- files in and out ------------------------------------------------------------------------------
+
+
+def _regular_files(root: Path, rel: str) -> Iterable[Path]:
+    """Regular files at or under ``root/rel``; links (to files or directories) are never followed."""
+    path = root / rel
+    if path.is_symlink():
+        return
+    if path.is_file():
+        yield path
+    elif path.is_dir():
+        for directory, subdirs, names in os.walk(path):  # followlinks=False: linked directories stay out
+            subdirs.sort()
+            for name in sorted(names):
+                file = Path(directory) / name
+                if file.is_file() and not file.is_symlink():
+                    yield file
+
+
+def read_files(root: Path, rels: Iterable[str]) -> Files:
+    """Every regular file under the workspace-relative ``rels`` (files or directories), links skipped."""
+    files: Files = {}
+    for rel in rels:
+        for path in _regular_files(root, rel):
+            files[path.relative_to(root).as_posix()] = [path.read_bytes(), path.stat().st_mtime_ns]
+    return files
+
+
+def write_files(root: Path, files: Files) -> None:
+    """The controller's own inputs (trusted) or stored checkpoints into a runner's directory."""
+    for rel, (data, mtime_ns) in files.items():
+        path = root / agent.safe_relpath(rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        os.utime(path, ns=(int(mtime_ns), int(mtime_ns)))
+
+
+def _fingerprint(files: Files) -> str:
+    digest = hashlib.sha256()
+    for rel in sorted(files):
+        digest.update(rel.encode() + b"\0" + hashlib.sha256(files[rel][0]).digest())
+    return digest.hexdigest()
+
+
+def commit_answer(root: Path, allowed: list[str], answer: Any) -> tuple[list[str], list[str]]:
+    """Write a runner's answer into the local workspace: (committed, refused) paths.
+
+    The answer is untrusted: an entry is kept only when its path is a clean workspace-relative path
+    under one of ``allowed`` (the batch's results) and its value is ``[bytes, non-negative int]``;
+    everything else is refused, never written. Kept files are staged, verified and renamed into
+    place by the same commit as a pull (a destination only ever holds a complete file)."""
+    if not isinstance(answer, dict):
+        return [], [f"(the answer is a {type(answer).__name__}, not a file map)"]
+    refused: list[str] = []
+    items: list[dict[str, Any]] = []
+    staging = agent.Staging(str(root))
+    try:
+        for index, (rel, entry) in enumerate(answer.items()):
+            try:
+                clean = agent.safe_relpath(rel) if isinstance(rel, str) else None
+            except agent.AgentError:
+                clean = None
+            well_formed = (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], bytes)
+                           and isinstance(entry[1], int) and not isinstance(entry[1], bool) and entry[1] >= 0)
+            if clean != rel or not any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in allowed) or not well_formed:
+                refused.append(rel if isinstance(rel, str) and clean == rel else repr(rel)[:200])
+                continue
+            name = agent.part_name(index)
+            with open(os.path.join(staging.path, name), "wb") as handle:
+                handle.write(entry[0])
+            items.append({"tmp": name, "path": rel, "size": len(entry[0]),
+                          "sha256": hashlib.sha256(entry[0]).hexdigest(), "mtime_ns": entry[1]})
+        result = agent.commit(str(root), staging.path, items) if items else {"committed": [], "failed": []}
+    finally:
+        staging.remove()
+    refused += [f"{failure['path']} ({failure['reason']})" for failure in result["failed"]]
+    return result["committed"], refused
+
+
+# --- the actors (run on the cluster's nodes) ----------------------------------------------------------
+
+
+class CheckpointStore:
+    """On the dispatcher's node (it survives a worker node's loss), detached (it survives the dispatcher):
+    the batches' inputs, each batch's last checkpoint, and where each of its runs started (a restarted
+    runner counts one more start). Runners fetch their inputs from here, so their constructor arguments
+    are names only and a runner restarts even after the dispatcher that created it is gone (Ray cannot
+    restart an actor whose arguments were objects owned by a dead driver)."""
+
+    def __init__(self) -> None:
+        self.inputs: dict[str, Files] = {}
+        self.saved: dict[str, Files] = {}
+        self.starts: dict[str, list[str]] = {}
+
+    def put_inputs(self, name: str, files: Files) -> None:
+        self.inputs[name] = files
+
+    def has_inputs(self, name: str) -> bool:
+        return name in self.inputs
+
+    def inputs_of(self, name: str) -> Files:
+        return self.inputs[name]
+
+    def save(self, key: str, files: Files) -> None:
+        self.saved[key] = files
+
+    def checkpoint(self, key: str) -> Files | None:
+        return self.saved.get(key)
+
+    def started(self, key: str, node: str) -> int:
+        self.starts.setdefault(key, []).append(node)
+        return len(self.starts[key])
+
+    def starts_of(self, key: str) -> list[str]:
+        return list(self.starts.get(key, []))
+
+    def drop(self, key: str) -> None:
+        """A batch done: its checkpoint and its own inputs go (its starts stay, for the record)."""
+        self.saved.pop(key, None)
+        for name in [n for n in self.inputs if n.startswith(f"{key}:")]:
+            del self.inputs[name]
+
+    def drop_inputs(self, prefix: str) -> None:
+        for name in [n for n in self.inputs if n.startswith(prefix)]:
+            del self.inputs[name]
+
+
+class BatchRunner:
+    """One batch on one node: its inputs and last checkpoint written into a fresh directory, the batch's
+    ``epoch-builder`` subcommand run there in a child process; status and, once done, its results."""
+
+    def __init__(self, key: str, argv: list[str], pull_paths: list[str], checkpoint_paths: list[str],
+                 inputs: list[str], store: str) -> None:
+        import ray
+
+        self.key, self.argv = key, list(argv)
+        self.pull_paths, self.checkpoint_paths = list(pull_paths), list(checkpoint_paths)
+        self.node = ray.get_runtime_context().get_node_id()
+        self.store = ray.get_actor(store, namespace=NAMESPACE)
+        self.workdir = Path(tempfile.mkdtemp(prefix="epoch-builder-ray-"))
+        for name in inputs:  # the stage's common inputs, then the batch's own
+            write_files(self.workdir, ray.get(self.store.inputs_of.remote(name)))
+        saved = ray.get(self.store.checkpoint.remote(key))
+        self.resumed_files = len(saved or {})
+        if saved:
+            write_files(self.workdir, saved)
+        self.start = ray.get(self.store.started.remote(key, self.node))
+        self.state, self.exit_code, self.result_files = "running", None, None
+        self._process: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        threading.Thread(target=self._run, name=f"batch {key}", daemon=True).start()
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "epoch_builder", self.argv[0], "--workspace", str(self.workdir), "--no-progress",
+                *self.argv[1:]]
+
+    def _run(self) -> None:
+        import ray
+
+        from epoch_builder.children import die_with_parent
+        from epoch_builder.events import EVENTS_ENV, JOB_ENV
+
+        env = {**os.environ, EVENTS_ENV: str(self.workdir / EVENTS_FILE), JOB_ENV: f"{self.key}#{self.start}"}
+        parent = os.getpid()
+        with open(self.workdir / LOG_FILE, "ab") as log:
+            self._process = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                             cwd=self.workdir, preexec_fn=lambda: die_with_parent(parent))
+            shipped = ""
+            while True:
+                try:
+                    code = self._process.wait(timeout=SNAPSHOT_EVERY_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                snapshot = read_files(self.workdir, self.checkpoint_paths)
+                fingerprint = _fingerprint(snapshot)
+                if snapshot and fingerprint != shipped:  # the store keeps the last complete one
+                    ray.get(self.store.save.remote(self.key, snapshot), timeout=CALL_TIMEOUT_S)
+                    shipped = fingerprint
+        with self._lock:
+            self.exit_code = code
+            if code == 0:
+                self.result_files = read_files(self.workdir, self.pull_paths)
+                self.state = "done"
+            else:
+                self.state = "failed"
+
+    def _last_event(self) -> dict[str, Any] | None:
+        import json
+
+        try:
+            lines = (self.workdir / EVENTS_FILE).read_bytes().splitlines()
+        except OSError:
+            return None
+        for line in reversed(lines[-20:]):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                return event
+        return None
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            state, code = self.state, self.exit_code
+        tail: list[str] = []
+        if state == "failed":
+            try:
+                text = (self.workdir / LOG_FILE).read_text(encoding="utf-8", errors="replace")
+                tail = text.splitlines()[-boards.LOG_TAIL_LINES:]
+            except OSError:
+                pass
+        return {"state": state, "node": self.node, "exit_code": code, "event": self._last_event(),
+                "log_tail": tail, "start": self.start, "resumed_files": self.resumed_files}
+
+    def result(self) -> Files | None:
+        return self.result_files
+
+    def stop(self) -> None:
+        """End the child (if it still runs) and remove the directory: before the dispatcher kills the actor."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# --- the dispatcher (runs where the workspace is) ---------------------------------------------------------
+
+
+def batch_resources(spec: boards.BatchSpec, cpus: float | None, gpus: float) -> dict[str, float]:
+    """Ray resources of one batch: the sweep uses ``--workers`` CPUs (default 1); a training batch
+    ``cpus`` (default 1) and ``gpus`` (a fraction lets several small-model batches share a GPU)."""
+    if spec.stage == boards.REGRESSIONS:
+        return {"num_cpus": cpus if cpus is not None else 1.0, "num_gpus": gpus}
+    return {"num_cpus": cpus if cpus is not None else 1.0, "num_gpus": 0.0}
+
+
+class RayDispatcher:
+    """Drives one stage of the active epoch on a Ray cluster (see the module docstring)."""
+
+    def __init__(self, local_root: Path, options: Any, *, address: str | None = None, cpus_per_batch: float | None = None,
+                 gpus_per_batch: float = 0.0, log: Callable[[str], None] = print,
+                 alert: Callable[[str], None] | None = None) -> None:
+        if cpus_per_batch is not None and not 0 < cpus_per_batch <= 1024:
+            raise RemoteError(f"--cpus-per-batch {cpus_per_batch} out of range; allowed above 0 up to 1024")
+        if not 0 <= gpus_per_batch <= 64:
+            raise RemoteError(f"--gpus-per-batch {gpus_per_batch} out of range; allowed 0..64")
+        self.root = Path(local_root).resolve()
+        self.options = options
+        self.address = address
+        self.cpus = cpus_per_batch if cpus_per_batch is not None else (
+            float(options.workers) if options.stage == boards.PROFITABLE_CONFIGS and options.workers else None)
+        self.gpus = gpus_per_batch
+        self.log, self.alert = log, alert or log
+        self.epoch_id = boards.epoch_id_of(self.root)
+        self.state = boards.BoardStateFile(self.root, self.epoch_id)
+        self._stop = asyncio.Event()
+        self._ray: Any = None
+        self._store: Any = None
+        self._common: str | None = None  # name of the stage's common inputs in the store, put once
+        self._told: set[tuple[str, int]] = set()  # (batch, run) restarts already logged
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> boards.Board:
+        from remote.dispatch import DispatcherLock
+
+        with DispatcherLock(self.root, self.epoch_id):
+            await asyncio.to_thread(self._connect)
+            self.state.set_dispatch(self.options.stage)
+            try:
+                while True:
+                    board = await self.tick()
+                    if board.stage_done(self.options.stage):  # the common inputs are no longer needed
+                        await asyncio.to_thread(self._ray.get, self._store.drop_inputs.remote(f"{self.options.stage}:"))
+                        self._common = None
+                    if self.options.until_done and board.stage_done(self.options.stage):
+                        self.log(f"dispatch {self.options.stage} (ray): every batch done")
+                        return board
+                    open_rows = [r for r in board.stage_rows(self.options.stage) if r.state != boards.DONE]
+                    if open_rows and all(r.failures.get(RAY_HOST, 0) >= self.options.max_failures for r in open_rows):
+                        raise RemoteError(
+                            f"dispatch {self.options.stage} (ray): batch(es) {', '.join(r.spec.name for r in open_rows)} "
+                            f"failed {self.options.max_failures} times; see `epoch-cluster board` for their logs")
+                    try:
+                        await asyncio.wait_for(self._stop.wait(), self.options.interval_s)
+                        return board
+                    except TimeoutError:
+                        pass
+            finally:
+                self.state.set_dispatch(None)
+
+    def _connect(self) -> None:
+        ray = ray_module()
+        if not ray.is_initialized():
+            ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = ray.get_runtime_context().get_node_id()
+        self._ray = ray
+        self._store = ray.remote(CheckpointStore).options(
+            name=store_name(self.epoch_id), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+            num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+        self.log(f"dispatch {self.options.stage} (ray): epoch {self.epoch_id}, cluster "
+                 f"{ray.cluster_resources().get('CPU', 0):g} CPU(s), {ray.cluster_resources().get('GPU', 0):g} GPU(s), "
+                 f"{len([n for n in ray.nodes() if n.get('Alive')])} node(s)")
+
+    def _actor(self, spec: boards.BatchSpec) -> Any:
+        try:
+            return self._ray.get_actor(actor_name(self.epoch_id, spec), namespace=NAMESPACE)
+        except ValueError:
+            return None
+
+    def _common_inputs(self, specs: list[boards.BatchSpec]) -> str:
+        """The stage's inputs every batch shares (config, candles, assets), sent to the store once per
+        dispatcher (named by their content: a runner restarted later still finds the ones it was made with)."""
+        if self._common is None:
+            shared = set.intersection(*(set(s.push_paths(self.epoch_id)) for s in specs)) if specs else set()
+            files = read_files(self.root, sorted(shared))
+            self._common = f"{self.options.stage}:common:{_fingerprint(files)[:16]}"
+            if not self._ray.get(self._store.has_inputs.remote(self._common), timeout=CALL_TIMEOUT_S):
+                self._ray.get(self._store.put_inputs.remote(self._common, files), timeout=CALL_TIMEOUT_S)
+        return self._common
+
+    def _create(self, spec: boards.BatchSpec, specs: list[boards.BatchSpec]) -> Any:
+        shared = set.intersection(*(set(s.push_paths(self.epoch_id)) for s in specs))
+        own = read_files(self.root, [p for p in spec.push_paths(self.epoch_id) if p not in shared])
+        own_name = f"{spec.key}:{_fingerprint(own)[:16]}"
+        self._ray.get(self._store.put_inputs.remote(own_name, own), timeout=CALL_TIMEOUT_S)
+        o = self.options
+        argv = spec.argv(max_epochs=o.max_epochs, workers=o.workers, fast=o.fast, pack=o.pack,
+                         mixed_precision=o.mixed_precision, processes=o.processes)
+        return self._ray.remote(BatchRunner).options(
+            name=actor_name(self.epoch_id, spec), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+            max_restarts=o.max_failures, max_task_retries=-1, **batch_resources(spec, self.cpus, self.gpus),
+        ).remote(spec.key, argv, spec.pull_paths(self.epoch_id), spec.checkpoint_paths(self.epoch_id),
+                 [self._common_inputs(specs), own_name], store_name(self.epoch_id))
+
+    def _end(self, spec: boards.BatchSpec, actor: Any) -> None:
+        try:
+            self._ray.get(actor.stop.remote(), timeout=STATUS_WAIT_S)
+        except Exception:  # noqa: BLE001 - an actor already dead or unreachable: killing it is what is left
+            pass
+        self._ray.kill(actor, no_restart=True)
+
+    def _ray_tick(self) -> dict[str, dict[str, Any]]:
+        """One round (blocking Ray calls; run in a thread): start, poll, collect. Returns the board rows."""
+        ray = self._ray
+        specs = boards.stage_batches(self.root, self.epoch_id, self.options.stage)
+        rows: dict[str, dict[str, Any]] = {}
+        polls: dict[str, tuple[boards.BatchSpec, Any, Any]] = {}
+        for spec in specs:
+            actor = self._actor(spec)
+            if spec.done_locally(self.root, self.epoch_id):
+                if actor is not None:
+                    self._end(spec, actor)
+                continue
+            if actor is None:
+                if len(self.state.failed_jobs(spec.key).get(RAY_HOST, [])) >= self.options.max_failures:
+                    continue
+                actor = self._create(spec, specs)
+                self.state.assign(spec.key, RAY_HOST, actor_name(self.epoch_id, spec), pushed=True)
+                self.log(f"{spec.name}: submitted to ray ({batch_resources(spec, self.cpus, self.gpus)})")
+            polls[spec.key] = (spec, actor, actor.status.remote())
+        refs = [ref for _, _, ref in polls.values()]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=STATUS_WAIT_S) if refs else ([], [])
+        ready_set = set(ready)
+        for key, (spec, actor, ref) in polls.items():
+            if ref not in ready_set:
+                rows[key] = {"state": boards.PUSHED, "host": f"{RAY_HOST} (waiting for a node)"}
+                continue
+            try:
+                status = ray.get(ref)
+            except ray.exceptions.RayActorError as exc:  # Ray gave up on it (restarts used up)
+                self._failed(spec, actor, f"{actor_name(self.epoch_id, spec)}#lost-{int(time.time())}", None,
+                             [str(exc).splitlines()[0][:200]])
+                continue
+            host = f"{RAY_HOST}:{str(status.get('node'))[:8]}"
+            if status["state"] == "done":
+                self._collect(spec, actor, host)
+            elif status["state"] == "failed":
+                self._failed(spec, actor, f"{actor_name(self.epoch_id, spec)}#{status['start']}", status.get("exit_code"),
+                             status.get("log_tail") or [])
+                rows[key] = {"state": boards.FAILED, "host": host, "exit_code": status.get("exit_code"),
+                             "log_tail": status.get("log_tail") or []}
+            else:
+                if status.get("start", 1) > 1 and (key, status["start"]) not in self._told:
+                    self._told.add((key, status["start"]))
+                    self.log(f"{spec.name}: run {status['start']} on {host}, resumed from "
+                             f"{status.get('resumed_files', 0)} checkpoint file(s) shipped back by the last run")
+                event = status.get("event") or {}
+                rows[key] = {"state": boards.RUNNING, "host": host, "job_id": actor_name(self.epoch_id, spec),
+                             "done": event.get("done"), "total": event.get("total"), "eta_s": event.get("eta_s")}
+        return rows
+
+    def _collect(self, spec: boards.BatchSpec, actor: Any, host: str) -> None:
+        answer = self._ray.get(actor.result.remote(), timeout=CALL_TIMEOUT_S)
+        committed, refused = commit_answer(self.root, spec.pull_paths(self.epoch_id), answer)
+        if refused:
+            self.alert(f"{spec.name}: {host} returned {len(refused)} path(s) outside the batch's results, refused: "
+                       + ", ".join(refused[:5]))
+        if spec.done_locally(self.root, self.epoch_id):
+            self.state.release(spec.key)
+            self._ray.get(self._store.drop.remote(spec.key), timeout=CALL_TIMEOUT_S)
+            self._end(spec, actor)
+            self.log(f"{spec.name}: done on {host}, {len(committed)} file(s) back")
+        else:
+            self._failed(spec, actor, f"{actor_name(self.epoch_id, spec)}#incomplete-{int(time.time())}", 0,
+                         ["exited 0 but its results are incomplete"])
+
+    def _failed(self, spec: boards.BatchSpec, actor: Any, job_id: str, exit_code: int | None, tail: list[str]) -> None:
+        if self.state.record_failure(spec.key, RAY_HOST, job_id):
+            self.alert(f"{spec.name}: {job_id} failed (exit {exit_code}); "
+                       + ("will retry" if len(self.state.failed_jobs(spec.key)[RAY_HOST]) < self.options.max_failures
+                          else "giving up") + (f": {tail[-1]}" if tail else ""))
+        self.state.release(spec.key)
+        self._end(spec, actor)
+
+    async def tick(self) -> boards.Board:
+        rows = await asyncio.to_thread(self._ray_tick)
+        boards.write_ray_rows(self.root, self.epoch_id, rows)
+        return await boards.build_board(self.root, [], self.state, (self.options.stage,))
+
+    def starts_of(self, spec: boards.BatchSpec) -> list[str]:
+        """The nodes each run of the batch started on (a restarted runner adds one)."""
+        return self._ray.get(self._store.starts_of.remote(spec.key), timeout=CALL_TIMEOUT_S)

@@ -1,0 +1,229 @@
+"""dispatch --engine ray on a real multi-node Ray cluster on this machine (a head and two worker nodes of one
+CPU each, ``ray.cluster_utils.Cluster``): results equal a local run, a worker node lost mid-batch, a dispatcher
+killed -9 and restarted, and an answer that names a path outside its batch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from epoch_builder.workspace import Workspace
+from remote import board as boards
+from tests.test_board import write_regression_batch
+from tests.test_board_cluster import deterministic, wait_until
+from tests.test_build_export import _sweep_all, initialize
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install '.[ray]')")
+from remote import ray_engine  # noqa: E402
+
+pytestmark = [pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+BATCHES = {f"KR_DNN_{n}_2": [f"RY{n}{m}" for m in range(2)] for n in (1, 2)}
+MAX_EPOCHS = 6
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, namespace=ray_engine.NAMESPACE, log_to_driver=False)
+    yield cluster, workers
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def start_dispatcher(ws: Workspace, address: str, stage: str, log: Path, *extra: str) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "remote.cli", "--workspace", str(ws.root), "dispatch", "--engine", "ray",
+             "--address", address, "--stage", stage, "--interval", "0.5", *extra],
+            stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def board_of(ws: Workspace, stages: tuple[str, ...]) -> boards.Board:
+    import asyncio
+
+    return asyncio.run(boards.build_board(ws.root, [], stages=stages))
+
+
+def store(ws: Workspace):
+    return ray.get_actor(ray_engine.store_name(ws.active_epoch_id()), namespace=ray_engine.NAMESPACE)
+
+
+def starts(ws: Workspace, key: str) -> list[str]:
+    """The nodes the batch's runs started on ([] before the dispatcher made its checkpoint store)."""
+    try:
+        return ray.get(store(ws).starts_of.remote(key))
+    except ValueError:
+        return []
+
+
+def has_checkpoint(ws: Workspace, key: str) -> bool:
+    try:
+        return bool(ray.get(store(ws).checkpoint.remote(key)))
+    except ValueError:
+        return False
+
+
+def spec_of(ws: Workspace, stage: str, name: str) -> boards.BatchSpec:
+    return next(s for s in boards.stage_batches(ws.root, ws.active_epoch_id(), stage) if s.name == name)
+
+
+def test_the_sweep_through_ray_equals_a_local_sweep(trained: Workspace, ray_cluster, tmp_path: Path) -> None:
+    cluster, _ = ray_cluster
+    assert initialize(trained) == 0
+    reference = Workspace(tmp_path / "reference")
+    shutil.copytree(trained.root, reference.root)
+    _sweep_all(reference)
+    log = tmp_path / "dispatch.log"
+    dispatcher = start_dispatcher(trained, cluster.address, "profitable-configs", log, "--json")
+    assert dispatcher.wait(240) == 0, log.read_text()[-3000:]
+    board = json.loads(log.read_text().splitlines()[-1])
+    batches = sorted(reference.epoch().configs_dir.glob("_SMALL_*.json"))
+    assert [(b["batch"], b["state"]) for b in board["batches"]] == [(b.stem, "done") for b in batches]
+    assert board["next"]["step"] == "build prediction models"
+    for batch in batches:
+        ours = trained.epoch().profitable_configs_file(batch.stem)
+        assert json.loads(ours.read_text()) == json.loads(reference.epoch().profitable_configs_file(batch.stem).read_text())
+    text = log.read_text()
+    assert text.count("submitted to ray") == len(batches) and "refused" not in text
+    for batch in batches:  # each ran once, and the runners are gone
+        assert len(starts(trained, f"profitable-configs:{batch.stem}")) == 1
+        with pytest.raises(ValueError):
+            ray.get_actor(ray_engine.actor_name(trained.active_epoch_id(), spec_of(trained, "profitable-configs", batch.stem)),
+                          namespace=ray_engine.NAMESPACE)
+
+
+def test_regressions_survive_a_lost_node_and_a_killed_dispatcher(small_epoch: Workspace, ray_cluster,
+                                                                  tmp_path: Path) -> None:
+    """One node is removed while its batch trains and the dispatcher is killed -9 at the same moment; a new
+    dispatcher adopts both runners: the lost batch resumes on the other node from its shipped checkpoints
+    (two starts), the other is never started again (one start), and every certificate and weight equals an
+    uninterrupted local run's."""
+    from epoch_builder.regressions.inference import load_regression
+    from epoch_builder.regressions.training import train_batch
+
+    cluster, workers = ray_cluster
+    for name, ids in BATCHES.items():
+        write_regression_batch(small_epoch, "DNN", name, ids)
+    reference = Workspace(tmp_path / "reference")
+    shutil.copytree(small_epoch.root, reference.root)
+    log = tmp_path / "dispatch.log"
+    first = start_dispatcher(small_epoch, cluster.address, "regressions", log, "--max-epochs", str(MAX_EPOCHS))
+    try:
+        keys = [f"regressions:{name}" for name in BATCHES]
+        wait_until(lambda: all(len(starts(small_epoch, k)) == 1 for k in keys), 120, "both batches started")
+        wait_until(lambda: any(has_checkpoint(small_epoch, k) for k in keys), 120, "a checkpoint shipped back")
+        victim_key = next(k for k in keys if has_checkpoint(small_epoch, k))
+        victim_node = starts(small_epoch, victim_key)[0]
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        node = next(w for w in workers if w.node_id == victim_node)
+        cluster.remove_node(node)
+        workers.remove(node)
+        second = start_dispatcher(small_epoch, cluster.address, "regressions", log, "--max-epochs", str(MAX_EPOCHS))
+        assert second.wait(300) == 0, log.read_text()[-4000:]
+    finally:
+        for process in (first,):
+            if process.poll() is None:
+                process.kill()
+        workers.append(cluster.add_node(num_cpus=1))  # the next test gets two workers again
+    runs = {k: starts(small_epoch, k) for k in keys}
+    assert len(runs[victim_key]) == 2 and runs[victim_key][1] != victim_node, runs
+    assert [len(v) for k, v in runs.items() if k != victim_key] == [1], runs  # adopted, not run again
+    text = log.read_text()
+    assert text.count("submitted to ray") == 2, text[-3000:]  # once per batch, in all
+    victim_name = victim_key.split(":", 1)[1]
+    resumed = [line for line in text.splitlines() if line.startswith(f"{victim_name}: run 2 on ray:")]
+    assert resumed and "resumed from 0 " not in resumed[0], text[-3000:]  # from the shipped checkpoint
+
+    board = board_of(small_epoch, ("regressions",))
+    assert [(r.spec.name, r.state) for r in board.rows] == [(n, boards.DONE) for n in sorted(BATCHES)]
+    for name in BATCHES:
+        train_batch(reference, "DNN", name, max_epochs=MAX_EPOCHS, log=lambda *_: None)
+    for ids in BATCHES.values():
+        for model_id in ids:
+            ours = json.loads(small_epoch.epoch().regression_certificate_file(model_id).read_text())
+            theirs = json.loads(reference.epoch().regression_certificate_file(model_id).read_text())
+            assert deterministic(ours) == deterministic(theirs), model_id
+            weights = load_regression(small_epoch.epoch().regression_dir(model_id)).model.get_weights()
+            expected = load_regression(reference.epoch().regression_dir(model_id)).model.get_weights()
+            assert all(np.array_equal(a, b) for a, b in zip(weights, expected)), model_id
+    assert not (small_epoch.epoch().dir / ".regression_checkpoints").exists()
+
+
+def test_an_answer_outside_the_batch_is_refused(small_epoch: Workspace, tmp_path: Path) -> None:
+    """What a runner hands back is untrusted, like a pull: only the batch's own result files are written."""
+    epoch_id = small_epoch.active_epoch_id()
+    spec = boards.BatchSpec(boards.PROFITABLE_CONFIGS, "_SMALL_1_3", None)
+    allowed = spec.pull_paths(epoch_id)
+    cluster_file = small_epoch.root / "config" / "cluster.json"
+    before = {p: p.read_bytes() for p in (small_epoch.epoch_config_file,)}
+    answer = {
+        allowed[0]: [b"[]", 1_700_000_000_000_000_000],
+        "config/cluster.json": [b'{"servers": []}', 1],
+        "config/epoch.json": [b"{}", 1],
+        f"{epoch_id}/prediction_models/profitable_configs/_SMALL_2_3.json": [b"[]", 1],  # another batch's
+        "../outside.json": [b"x", 1],
+        "/etc/passwd": [b"x", 1],
+        f"{allowed[0]}/../../../config/epoch.json": [b"{}", 1],
+        f"{epoch_id}/prediction_models/profitable_configs/_SMALL_1_3.json\n": [b"x", 1],
+        allowed[0] + ".extra": [b"x", 1],
+    }
+    committed, refused = ray_engine.commit_answer(small_epoch.root, allowed, answer)
+    assert committed == allowed
+    assert (small_epoch.root / allowed[0]).read_bytes() == b"[]"
+    assert len(refused) == len(answer) - 1
+    assert not cluster_file.exists() and not (small_epoch.root.parent / "outside.json").exists()
+    assert all(p.read_bytes() == data for p, data in before.items())
+    assert not (small_epoch.epoch().profitable_configs_dir / "_SMALL_2_3.json").exists()
+    # malformed entries and a non-map answer
+    committed, refused = ray_engine.commit_answer(small_epoch.root, allowed, {allowed[0]: ["text", 1]})
+    assert committed == [] and refused == [allowed[0]]
+    committed, refused = ray_engine.commit_answer(small_epoch.root, allowed, {allowed[0]: [b"[]", -1]})
+    assert committed == [] and refused == [allowed[0]]
+    assert ray_engine.commit_answer(small_epoch.root, allowed, ["not", "a", "map"])[0] == []
+    assert not list((small_epoch.root / ".sync-staging").glob("*")) if (small_epoch.root / ".sync-staging").exists() else True
+
+
+def test_the_board_shows_ray_rows(small_epoch: Workspace) -> None:
+    """The states a Ray dispatcher records appear on the board like an SSH server's."""
+    for name, ids in BATCHES.items():
+        write_regression_batch(small_epoch, "DNN", name, ids)
+    epoch_id = small_epoch.active_epoch_id()
+    boards.write_ray_rows(small_epoch.root, epoch_id, {
+        "regressions:KR_DNN_1_2": {"state": boards.RUNNING, "host": "ray:1a2b3c4d", "done": 1, "total": 2, "eta_s": 30,
+                                   "job_id": f"{epoch_id}/regressions:KR_DNN_1_2"},
+        "regressions:KR_DNN_2_2": {"state": boards.FAILED, "host": "ray:5e6f7a8b", "exit_code": 1,
+                                   "log_tail": ["Traceback", "MemoryError"]},
+    })
+    board = board_of(small_epoch, ("regressions",))
+    rows = {r.spec.name: r for r in board.rows}
+    assert rows["KR_DNN_1_2"].label == "running on ray:1a2b3c4d 1/2 ETA 0m30s"
+    assert rows["KR_DNN_2_2"].label == "failed on ray:5e6f7a8b (exit 1)"
+    assert rows["KR_DNN_2_2"].log_tail == ["Traceback", "MemoryError"]
+    text = boards.format_board(board, small_epoch.root)
+    assert "ray:1a2b3c4d" in text and "MemoryError" in text
+
+
+def test_ray_options_are_checked_before_anything_runs(small_epoch: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    from remote.cli import main
+
+    assert main(["--workspace", str(small_epoch.root), "dispatch", "--engine", "ray", "--stage", "regressions",
+                 "--gpus-per-batch", "-1"]) == 1
+    assert "--gpus-per-batch -1.0 out of range; allowed 0..64" in capsys.readouterr().err
+    started = time.monotonic()
+    assert main(["--workspace", str(small_epoch.root), "dispatch", "--engine", "ray", "--stage", "regressions",
+                 "--max-failures", "0"]) == 1
+    assert "--max-failures 0 out of range" in capsys.readouterr().err and time.monotonic() - started < 5
