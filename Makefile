@@ -19,7 +19,7 @@ ACCELERATOR ?= cpu
 TF_EXTRA = $(if $(filter cuda,$(ACCELERATOR)),gpu,cpu)
 
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,$(TF_EXTRA)]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,$(TF_EXTRA),ray]'
 	touch $(STAMP)
 
 install: $(STAMP)

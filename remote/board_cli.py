@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from remote.hosts import Host
 
 STAGES = ("regressions", "profitable-configs")
-ENGINES = ("ssh", "ray")
+ENGINES = ("ssh", "ray")  # remote.dispatch.ENGINES (checked equal in the tests; this module stays import-light)
 
 
 def add_board_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
@@ -95,17 +95,15 @@ def dispatch_options(args: argparse.Namespace) -> Any:
                            reassign_after_s=args.reassign_after,
                            max_epochs=args.max_epochs, workers=args.workers, fast=args.fast, pack=args.pack,
                            mixed_precision=args.mixed_precision, processes=args.processes,
-                           until_done=not args.forever)
+                           until_done=not args.forever, engine=args.engine, ray_address=args.address,
+                           cpus_per_batch=args.cpus_per_batch, gpus_per_batch=args.gpus_per_batch)
 
 
 async def run_ray_dispatch(args: argparse.Namespace, local_root: Path) -> int:
     """``dispatch --engine ray``: the stage's batches on a Ray cluster (remote.ray_engine)."""
     from remote.ray_engine import RayDispatcher
 
-    options = dispatch_options(args)
-    dispatcher = RayDispatcher(local_root, options, address=args.address, cpus_per_batch=args.cpus_per_batch,
-                               gpus_per_batch=args.gpus_per_batch, log=_log_of(args))
-    return await _drive(args, dispatcher, local_root)
+    return await _drive(args, RayDispatcher(local_root, dispatch_options(args), log=_log_of(args)), local_root)
 
 
 def _log_of(args: argparse.Namespace) -> Callable[[Any], None]:

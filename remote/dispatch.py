@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Log = Callable[[str], None]
 
+ENGINES = ("ssh", "ray")
 # Failure id of a batch whose server went away before its job id was known.
 UNREACHABLE_JOB = "unreachable-"
 # With every batch done, how long to keep ticking for a silent server that may still run a moved
@@ -67,8 +68,18 @@ class DispatchOptions:
     # A batch whose server stays unreachable this long moves to another server (None: it waits for its
     # server, the safe default: the job may still be running there). Its old job is stopped if it returns.
     reassign_after_s: float | None = None
+    engine: str = "ssh"  # ssh: the cluster file's servers; ray: a Ray cluster (remote.ray_engine)
+    ray_address: str | None = None  # ray: the cluster to join (None: $RAY_ADDRESS or this machine's)
+    cpus_per_batch: float | None = None  # ray: CPUs a batch holds (None: 1, the sweep's --workers when given)
+    gpus_per_batch: float = 0.0  # ray, regressions: GPUs a batch holds (a fraction shares a GPU)
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise RemoteError(f"--engine {self.engine!r} unknown; allowed: {', '.join(ENGINES)}")
+        if self.cpus_per_batch is not None and not 0 < self.cpus_per_batch <= 1024:
+            raise RemoteError(f"--cpus-per-batch {self.cpus_per_batch} out of range; allowed above 0 up to 1024")
+        if not 0 <= self.gpus_per_batch <= 64:
+            raise RemoteError(f"--gpus-per-batch {self.gpus_per_batch} out of range; allowed 0..64")
         if self.stage not in boards.STAGES:
             raise RemoteError(f"--stage {self.stage!r} unknown; allowed: {', '.join(boards.STAGES)}")
         if not 0.05 <= self.interval_s <= 3600:

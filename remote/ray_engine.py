@@ -56,7 +56,7 @@ from remote.errors import RemoteError
 NAMESPACE = "epoch-builder"
 RAY_HOST = "ray"  # the server name of Ray-run batches on the board and in the failure counts
 SNAPSHOT_EVERY_S = 2.0  # a running batch ships its checkpoints back at most this often
-STATUS_WAIT_S = 5.0  # per tick, how long the runners get to answer
+STATUS_WAIT_S = 1.0  # per tick, how long the runners get to answer (one still waiting for a node never does)
 CALL_TIMEOUT_S = 300.0  # any other call to an actor (inputs, results: possibly large); a hung call is an error
 EVENTS_FILE = ".ray-events.jsonl"  # in a runner's directory
 LOG_FILE = ".ray-job.log"
@@ -321,19 +321,16 @@ def batch_resources(spec: boards.BatchSpec, cpus: float | None, gpus: float) -> 
 class RayDispatcher:
     """Drives one stage of the active epoch on a Ray cluster (see the module docstring)."""
 
-    def __init__(self, local_root: Path, options: Any, *, address: str | None = None, cpus_per_batch: float | None = None,
-                 gpus_per_batch: float = 0.0, log: Callable[[str], None] = print,
+    def __init__(self, local_root: Path, options: Any, *, log: Callable[[str], None] = print,
                  alert: Callable[[str], None] | None = None) -> None:
-        if cpus_per_batch is not None and not 0 < cpus_per_batch <= 1024:
-            raise RemoteError(f"--cpus-per-batch {cpus_per_batch} out of range; allowed above 0 up to 1024")
-        if not 0 <= gpus_per_batch <= 64:
-            raise RemoteError(f"--gpus-per-batch {gpus_per_batch} out of range; allowed 0..64")
+        """``options``: a DispatchOptions (checked there), with the engine's ``ray_address``,
+        ``cpus_per_batch`` and ``gpus_per_batch``."""
         self.root = Path(local_root).resolve()
         self.options = options
-        self.address = address
-        self.cpus = cpus_per_batch if cpus_per_batch is not None else (
+        self.address = options.ray_address
+        self.cpus = options.cpus_per_batch if options.cpus_per_batch is not None else (
             float(options.workers) if options.stage == boards.PROFITABLE_CONFIGS and options.workers else None)
-        self.gpus = gpus_per_batch
+        self.gpus = options.gpus_per_batch
         self.log, self.alert = log, alert or log
         self.epoch_id = boards.epoch_id_of(self.root)
         self.state = boards.BoardStateFile(self.root, self.epoch_id)

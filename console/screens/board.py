@@ -71,7 +71,12 @@ class AutoDispatch:
             self.record(message)
             app.notify(escape(message), severity="warning")
 
-        self.dispatcher = Dispatcher(hosts, app.workspace.root, options, log=self.record, alert=alert)
+        if options.engine == "ray":  # the batches go to a Ray cluster: the same board, no cluster file servers
+            from remote.ray_engine import RayDispatcher
+
+            self.dispatcher = RayDispatcher(app.workspace.root, options, log=self.record, alert=alert)
+        else:
+            self.dispatcher = Dispatcher(hosts, app.workspace.root, options, log=self.record, alert=alert)
         self.last_options = options
         self.task = asyncio.get_running_loop().create_task(self._run(app))
 

@@ -14,7 +14,7 @@ from textual.widgets import Checkbox, Input, Label, Select
 
 from epoch_builder.errors import EpochBuilderError
 from remote.board import STAGES
-from remote.dispatch import DispatchOptions
+from remote.dispatch import ENGINES, DispatchOptions
 
 from console.screens.forms import FormScreen
 
@@ -37,6 +37,8 @@ FIELDS = (
     Field("pack", "pack", "models together (regressions)", "blank: per family", int, True),
     Field("processes", "processes", "processes (regressions)", "blank: one", int, True),
     Field("workers", "workers", "workers (configs)", "blank: all", int, True),
+    Field("cpus-per-batch", "cpus_per_batch", "CPUs per batch (ray)", "blank: 1", float, True),
+    Field("gpus-per-batch", "gpus_per_batch", "GPUs per batch (ray)", "0..64, 0.25 shares", float),
 )
 
 
@@ -66,6 +68,14 @@ class DispatchForm(FormScreen):
             with Horizontal(classes="field"):
                 yield Label("stage", classes="field-label")
                 yield Select([(s, s) for s in STAGES], value=self.defaults.stage, allow_blank=False, id="f-stage")
+            with Horizontal(classes="field"):
+                yield Label("engine", classes="field-label")
+                yield Select([("ssh: the cluster's servers", "ssh"), ("ray: a Ray cluster", "ray")],
+                             value=self.defaults.engine, allow_blank=False, id="f-engine")
+            with Horizontal(classes="field"):
+                yield Label("ray address", classes="field-label")
+                yield Input(self.defaults.ray_address or "", placeholder="host:port (blank: $RAY_ADDRESS)",
+                            id="f-ray-address")
             for field in FIELDS:
                 value = getattr(self.defaults, field.attr)
                 with Horizontal(classes="field"):
@@ -81,6 +91,9 @@ class DispatchForm(FormScreen):
 
     def collect(self) -> DispatchOptions:
         values = {f.attr: _number(f, self.query_one(f"#f-{f.name}", Input).value.strip()) for f in FIELDS}
+        engine = str(self.query_one("#f-engine", Select).value)
+        assert engine in ENGINES
+        address = self.query_one("#f-ray-address", Input).value.strip() or None
         return DispatchOptions(stage=str(self.query_one("#f-stage", Select).value),
                                interval_s=self.defaults.interval_s, fast=self.query_one("#f-fast", Checkbox).value,
-                               **values)
+                               engine=engine, ray_address=address, **values)

@@ -132,12 +132,21 @@ async def test_dispatch_form_checks_like_the_command_and_returns_its_options() -
         screen.query_one("#f-pack", Input).value = "4"
         screen.query_one("#f-fast", Checkbox).value = True
         screen.query_one("#f-stage", Select).value = "regressions"
+        screen.query_one("#f-engine", Select).value = "ray"
+        screen.query_one("#f-gpus-per-batch", Input).value = "-0.5"
         await pilot.pause()
+        await pilot.press("ctrl+s")
+        error = str(screen.query_one(".form-error", Static).render())
+        assert "--gpus-per-batch -0.5 out of range; allowed 0..64" in error and not app.results
+        screen.query_one("#f-gpus-per-batch", Input).value = "0.25"
+        screen.query_one("#f-ray-address", Input).value = "10.0.0.5:6379"
         await pilot.press("ctrl+s")
     [options] = app.results
     assert (options.stage, options.max_failures, options.reassign_after_s, options.workers, options.max_epochs,
             options.stall_s, options.interval_s, options.pack, options.fast) == (
         "regressions", 3, 600.0, 2, None, 120.0, 3.0, 4, True)
+    assert (options.engine, options.ray_address, options.gpus_per_batch, options.cpus_per_batch) == (
+        "ray", "10.0.0.5:6379", 0.25, None)
 
 
 async def test_batch_picker_lists_the_epochs_batch_files(small_epoch) -> None:

@@ -217,6 +217,13 @@ def test_the_board_shows_ray_rows(small_epoch: Workspace) -> None:
     assert "ray:1a2b3c4d" in text and "MemoryError" in text
 
 
+def test_engines_are_one_list() -> None:
+    from remote.board_cli import ENGINES
+    from remote.dispatch import ENGINES as CHECKED
+
+    assert ENGINES == CHECKED
+
+
 def test_ray_options_are_checked_before_anything_runs(small_epoch: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
     from remote.cli import main
 
