@@ -57,11 +57,17 @@ NAMESPACE = "epoch-builder"
 RAY_HOST = "ray"  # the server name of Ray-run batches on the board and in the failure counts
 SNAPSHOT_EVERY_S = 2.0  # a running batch ships its checkpoints back at most this often
 STATUS_WAIT_S = 1.0  # per tick, how long the runners get to answer (one still waiting for a node never does)
+HEAD_RESOURCE = "node:__internal_head__"  # Ray's marker resource of the head node
 CALL_TIMEOUT_S = 300.0  # any other call to an actor (inputs, results: possibly large); a hung call is an error
 EVENTS_FILE = ".ray-events.jsonl"  # in a runner's directory
 LOG_FILE = ".ray-job.log"
 
 Files = dict[str, list]  # workspace-relative path -> [content bytes, mtime_ns]
+
+
+def is_ray_host(host: str | None) -> bool:
+    """Whether a board row's server is the Ray engine (``ray``, ``ray:<node>``, ``ray (waiting for a node)``)."""
+    return bool(host) and (host == RAY_HOST or host.startswith((f"{RAY_HOST}:", f"{RAY_HOST} (")))
 
 
 def ray_module() -> Any:
@@ -174,6 +180,11 @@ class CheckpointStore:
         self.saved: dict[str, Files] = {}
         self.starts: dict[str, list[str]] = {}
 
+    def node(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def put_inputs(self, name: str, files: Files) -> None:
         self.inputs[name] = files
 
@@ -218,6 +229,7 @@ class BatchRunner:
         self.key, self.argv = key, list(argv)
         self.pull_paths, self.checkpoint_paths = list(pull_paths), list(checkpoint_paths)
         self.node = ray.get_runtime_context().get_node_id()
+        self.store_name = store
         self.store = ray.get_actor(store, namespace=NAMESPACE)
         self.workdir = Path(tempfile.mkdtemp(prefix="epoch-builder-ray-"))
         for name in inputs:  # the stage's common inputs, then the batch's own
@@ -232,11 +244,28 @@ class BatchRunner:
         self._lock = threading.Lock()
         threading.Thread(target=self._run, name=f"batch {key}", daemon=True).start()
 
+    def _find_store(self) -> None:
+        import ray
+
+        try:
+            self.store = ray.get_actor(self.store_name, namespace=NAMESPACE)  # a new one the dispatcher made
+        except ValueError:
+            pass
+
     def _command(self) -> list[str]:
         return [sys.executable, "-m", "epoch_builder", self.argv[0], "--workspace", str(self.workdir), "--no-progress",
                 *self.argv[1:]]
 
     def _run(self) -> None:
+        try:
+            self._run_batch()
+        except Exception as exc:  # noqa: BLE001 - reported as the batch's failure, never a silent hang
+            with self._lock:
+                self.state, self.exit_code = "failed", self.exit_code if self.exit_code is not None else -1
+            with open(self.workdir / LOG_FILE, "a", encoding="utf-8") as log:
+                log.write(f"ray runner: {type(exc).__name__}: {exc}\n")
+
+    def _run_batch(self) -> None:
         import ray
 
         from epoch_builder.children import die_with_parent
@@ -257,8 +286,11 @@ class BatchRunner:
                 snapshot = read_files(self.workdir, self.checkpoint_paths)
                 fingerprint = _fingerprint(snapshot)
                 if snapshot and fingerprint != shipped:  # the store keeps the last complete one
-                    ray.get(self.store.save.remote(self.key, snapshot), timeout=CALL_TIMEOUT_S)
-                    shipped = fingerprint
+                    try:
+                        ray.get(self.store.save.remote(self.key, snapshot), timeout=CALL_TIMEOUT_S)
+                        shipped = fingerprint
+                    except Exception:  # noqa: BLE001 - the store is gone or slow: the batch goes on, unshipped
+                        self._find_store()
         with self._lock:
             self.exit_code = code
             if code == 0:
@@ -353,7 +385,7 @@ class RayDispatcher:
                 while True:
                     board = await self.tick()
                     if board.stage_done(self.options.stage):  # the common inputs are no longer needed
-                        await asyncio.to_thread(self._ray.get, self._store.drop_inputs.remote(f"{self.options.stage}:"))
+                        await asyncio.to_thread(self._store_call, "drop_inputs", f"{self.options.stage}:")
                         self._common = None
                     if self.options.until_done and board.stage_done(self.options.stage):
                         self.log(f"dispatch {self.options.stage} (ray): every batch done")
@@ -375,16 +407,29 @@ class RayDispatcher:
         ray = ray_module()
         if not ray.is_initialized():
             ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        here = ray.get_runtime_context().get_node_id()
         self._ray = ray
-        self._store = ray.remote(CheckpointStore).options(
-            name=store_name(self.epoch_id), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-            num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+        self._store = self._store_actor()
         self.log(f"dispatch {self.options.stage} (ray): epoch {self.epoch_id}, cluster "
                  f"{ray.cluster_resources().get('CPU', 0):g} CPU(s), {ray.cluster_resources().get('GPU', 0):g} GPU(s), "
                  f"{len([n for n in ray.nodes() if n.get('Alive')])} node(s)")
+
+    def _store_actor(self) -> Any:
+        """The epoch's store, on the head node (Ray's ``node:__internal_head__`` resource): it must outlive
+        any worker node, and a driver may be attached to any node of its machine."""
+        return self._ray.remote(CheckpointStore).options(
+            name=store_name(self.epoch_id), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+            num_cpus=0, resources={HEAD_RESOURCE: 0.001}).remote()
+
+    def _store_call(self, method: str, *args: Any) -> Any:
+        """A call to the store; a store that died (its node was lost) is made again, empty: the inputs are
+        sent again, and a batch without its checkpoint starts over (its result is the same)."""
+        try:
+            return self._ray.get(getattr(self._store, method).remote(*args), timeout=CALL_TIMEOUT_S)
+        except self._ray.exceptions.RayActorError:
+            self.alert("ray: the checkpoint store was lost (its node went away); starting a new one")
+            self._store = self._store_actor()
+            self._common = None
+            return self._ray.get(getattr(self._store, method).remote(*args), timeout=CALL_TIMEOUT_S)
 
     def _actor(self, spec: boards.BatchSpec) -> Any:
         try:
@@ -399,15 +444,15 @@ class RayDispatcher:
             shared = set.intersection(*(set(s.push_paths(self.epoch_id)) for s in specs)) if specs else set()
             files = read_files(self.root, sorted(shared))
             self._common = f"{self.options.stage}:common:{_fingerprint(files)[:16]}"
-            if not self._ray.get(self._store.has_inputs.remote(self._common), timeout=CALL_TIMEOUT_S):
-                self._ray.get(self._store.put_inputs.remote(self._common, files), timeout=CALL_TIMEOUT_S)
+            if not self._store_call("has_inputs", self._common):
+                self._store_call("put_inputs", self._common, files)
         return self._common
 
     def _create(self, spec: boards.BatchSpec, specs: list[boards.BatchSpec]) -> Any:
         shared = set.intersection(*(set(s.push_paths(self.epoch_id)) for s in specs))
         own = read_files(self.root, [p for p in spec.push_paths(self.epoch_id) if p not in shared])
         own_name = f"{spec.key}:{_fingerprint(own)[:16]}"
-        self._ray.get(self._store.put_inputs.remote(own_name, own), timeout=CALL_TIMEOUT_S)
+        self._store_call("put_inputs", own_name, own)
         o = self.options
         argv = spec.argv(max_epochs=o.max_epochs, workers=o.workers, fast=o.fast, pack=o.pack,
                          mixed_precision=o.mixed_precision, processes=o.processes)
@@ -482,7 +527,7 @@ class RayDispatcher:
                        + ", ".join(refused[:5]))
         if spec.done_locally(self.root, self.epoch_id):
             self.state.release(spec.key)
-            self._ray.get(self._store.drop.remote(spec.key), timeout=CALL_TIMEOUT_S)
+            self._store_call("drop", spec.key)
             self._end(spec, actor)
             self.log(f"{spec.name}: done on {host}, {len(committed)} file(s) back")
         else:
@@ -504,4 +549,4 @@ class RayDispatcher:
 
     def starts_of(self, spec: boards.BatchSpec) -> list[str]:
         """The nodes each run of the batch started on (a restarted runner adds one)."""
-        return self._ray.get(self._store.starts_of.remote(spec.key), timeout=CALL_TIMEOUT_S)
+        return self._store_call("starts_of", spec.key)

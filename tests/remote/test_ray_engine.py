@@ -98,6 +98,7 @@ def test_the_sweep_through_ray_equals_a_local_sweep(trained: Workspace, ray_clus
         assert json.loads(ours.read_text()) == json.loads(reference.epoch().profitable_configs_file(batch.stem).read_text())
     text = log.read_text()
     assert text.count("submitted to ray") == len(batches) and "refused" not in text
+    assert ray.get(store(trained).node.remote()) == cluster.head_node.node_id  # it must outlive any worker node
     for batch in batches:  # each ran once, and the runners are gone
         assert len(starts(trained, f"profitable-configs:{batch.stem}")) == 1
         with pytest.raises(ValueError):
@@ -215,6 +216,11 @@ def test_the_board_shows_ray_rows(small_epoch: Workspace) -> None:
     assert rows["KR_DNN_2_2"].log_tail == ["Traceback", "MemoryError"]
     text = boards.format_board(board, small_epoch.root)
     assert "ray:1a2b3c4d" in text and "MemoryError" in text
+
+
+def test_ray_rows_are_told_apart_from_servers() -> None:
+    assert [ray_engine.is_ray_host(h) for h in ("ray", "ray:1a2b3c4d", "ray (waiting for a node)", "ray1", "rayon",
+                                                "srv1", None)] == [True, True, True, False, False, False, False]
 
 
 def test_engines_are_one_list() -> None:
