@@ -254,6 +254,16 @@ class Cluster:
     async def follow_log(self, server: str, job_id: str, sink: LineSink) -> None:
         """Feed the job's log to ``sink`` from the start; across a host going down
         and coming back it resumes at the byte offset where it stopped."""
+        from remote.ray_engine import is_ray_host
+
+        if is_ray_host(server):  # a batch the Ray engine runs: its runner serves the log
+            from remote import board as boards
+            from remote import ray_engine
+
+            address = boards.read_ray_address(self.local_root, boards.epoch_id_of(self.local_root))
+            async for _offset, line in ray_engine.follow_log(job_id, address=address):
+                sink([line])
+            return
         host = self.host(server)
         offset = 0
         while True:

@@ -244,18 +244,30 @@ class BoardStateFile:
         self.save()
 
 
-def write_ray_rows(root: Path, epoch_id: str, rows: dict[str, dict[str, Any]]) -> None:
-    """The Ray engine's view of its batches (``{batch key: {state, host, done, total, ...}}``) for the board."""
-    atomic_write_json(Path(root) / STATE_DIR / RAY_STATE_FILE.format(epoch=epoch_id), {"time": time.time(), "rows": rows})
+def write_ray_rows(root: Path, epoch_id: str, rows: dict[str, dict[str, Any]], address: str | None = None) -> None:
+    """The Ray engine's view of its batches (``{batch key: {state, host, done, total, ...}}``) for the board,
+    with the address of the cluster they run on."""
+    atomic_write_json(Path(root) / STATE_DIR / RAY_STATE_FILE.format(epoch=epoch_id),
+                      {"time": time.time(), "address": address, "rows": rows})
 
 
-def read_ray_rows(root: Path, epoch_id: str) -> dict[str, dict[str, Any]]:
+def _ray_document(root: Path, epoch_id: str) -> dict[str, Any]:
     try:
         document = json.loads((Path(root) / STATE_DIR / RAY_STATE_FILE.format(epoch=epoch_id)).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    rows = document.get("rows") if isinstance(document, dict) else None
+    return document if isinstance(document, dict) else {}
+
+
+def read_ray_rows(root: Path, epoch_id: str) -> dict[str, dict[str, Any]]:
+    rows = _ray_document(root, epoch_id).get("rows")
     return {k: v for k, v in rows.items() if isinstance(v, dict)} if isinstance(rows, dict) else {}
+
+
+def read_ray_address(root: Path, epoch_id: str) -> str | None:
+    """The cluster the Ray engine last ran this epoch's batches on."""
+    address = _ray_document(root, epoch_id).get("address")
+    return address if isinstance(address, str) and address else None
 
 
 # ---------------------------------------------------------------------- board rows

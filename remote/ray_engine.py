@@ -45,7 +45,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ RAY_HOST = "ray"  # the server name of Ray-run batches on the board and in the f
 SNAPSHOT_EVERY_S = 2.0  # a running batch ships its checkpoints back at most this often
 STATUS_WAIT_S = 1.0  # per tick, how long the runners get to answer (one still waiting for a node never does)
 HEAD_RESOURCE = "node:__internal_head__"  # Ray's marker resource of the head node
+LOG_CHUNK_BYTES = 64 * 1024  # of a runner's log per call
 CALL_TIMEOUT_S = 300.0  # any other call to an actor (inputs, results: possibly large); a hung call is an error
 EVENTS_FILE = ".ray-events.jsonl"  # in a runner's directory
 LOG_FILE = ".ray-job.log"
@@ -331,12 +332,58 @@ class BatchRunner:
     def result(self) -> Files | None:
         return self.result_files
 
+    def log_since(self, offset: int) -> list:
+        """``[the job log's bytes from offset (at most LOG_CHUNK_BYTES), the next offset, still running]``."""
+        try:
+            with open(self.workdir / LOG_FILE, "rb") as handle:
+                handle.seek(max(0, int(offset)))
+                data = handle.read(LOG_CHUNK_BYTES)
+        except OSError:
+            data = b""
+        with self._lock:
+            running = self.state == "running"
+        return [data, int(offset) + len(data), running]
+
     def stop(self) -> None:
         """End the child (if it still runs) and remove the directory: before the dispatcher kills the actor."""
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
             self._process.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+async def follow_log(job_id: str, *, address: str | None = None, offset: int = 0,
+                     poll_s: float = 0.5) -> AsyncIterator[tuple[int, str]]:
+    """``(offset, line)`` of the job log of the Ray-run batch whose runner is ``job_id`` (the board's job
+    id), from ``offset``, as ``remote.jobs.follow_log`` gives an SSH job's; it ends when the run ends.
+    ``address``: the cluster (default: the one this process joined, else ``auto``: never a new one)."""
+    ray = ray_module()
+    if not ray.is_initialized():
+        await asyncio.to_thread(ray.init, address=address or "auto", namespace=NAMESPACE, log_to_driver=False,
+                                configure_logging=False)
+    try:
+        actor = ray.get_actor(job_id, namespace=NAMESPACE)
+    except ValueError:
+        yield offset, "--- no Ray runner of this batch now (it is done, or not started yet) ---"
+        return
+    pending = b""
+    while True:
+        try:
+            data, offset, running = await asyncio.to_thread(ray.get, actor.log_since.remote(offset),
+                                                            timeout=CALL_TIMEOUT_S)
+        except ray.exceptions.RayActorError:
+            yield offset, "--- the runner is gone (the batch ended, or its node was lost: Ray runs it again) ---"
+            return
+        pending += data
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield offset, line.decode("utf-8", "replace")
+        if not data:
+            if not running:
+                if pending:
+                    yield offset, pending.decode("utf-8", "replace")
+                return
+            await asyncio.sleep(poll_s)
 
 
 # --- the dispatcher (runs where the workspace is) ---------------------------------------------------------
@@ -371,6 +418,7 @@ class RayDispatcher:
         self._store: Any = None
         self._common: str | None = None  # name of the stage's common inputs in the store, put once
         self._told: set[tuple[str, int]] = set()  # (batch, run) restarts already logged
+        self._address_joined: str | None = None  # for the board's readers (the console follows logs there)
 
     def stop(self) -> None:
         self._stop.set()
@@ -408,6 +456,7 @@ class RayDispatcher:
         if not ray.is_initialized():
             ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
         self._ray = ray
+        self._address_joined = self.address or ray.get_runtime_context().gcs_address
         self._store = self._store_actor()
         self.log(f"dispatch {self.options.stage} (ray): epoch {self.epoch_id}, cluster "
                  f"{ray.cluster_resources().get('CPU', 0):g} CPU(s), {ray.cluster_resources().get('GPU', 0):g} GPU(s), "
@@ -544,7 +593,7 @@ class RayDispatcher:
 
     async def tick(self) -> boards.Board:
         rows = await asyncio.to_thread(self._ray_tick)
-        boards.write_ray_rows(self.root, self.epoch_id, rows)
+        boards.write_ray_rows(self.root, self.epoch_id, rows, address=self._address_joined)
         return await boards.build_board(self.root, [], self.state, (self.options.stage,))
 
     def starts_of(self, spec: boards.BatchSpec) -> list[str]:

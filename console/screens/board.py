@@ -25,7 +25,6 @@ from textual.widgets import DataTable, Footer, Header, Log, Static
 from epoch_builder.errors import EpochBuilderError
 from remote import board as boards
 from remote.dispatch import DispatchOptions, Dispatcher
-from remote.ray_engine import is_ray_host
 
 from console.actions import with_console_keys
 from console.screens.dispatch_form import DispatchForm
@@ -237,10 +236,6 @@ class BoardScreen(Screen[None]):
         row = next((r for r in self.board.rows if r.spec.key == event.row_key.value), None) if self.board else None
         if row is None or not row.job_id or not row.host:
             self.app.notify("this batch has no job yet")
-            return
-        if is_ray_host(row.host):  # no server of the cluster file runs it
-            self.app.notify("this batch runs on Ray: its progress is on this board, the last log lines of a failed "
-                            "run in its row; the whole log is on the Ray dashboard (or `ray logs`)")
             return
         from console.state import JobView
 

@@ -4,6 +4,7 @@ killed -9 and restarted, and an answer that names a path outside its batch."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import signal
@@ -52,9 +53,16 @@ def start_dispatcher(ws: Workspace, address: str, stage: str, log: Path, *extra:
 
 
 def board_of(ws: Workspace, stages: tuple[str, ...]) -> boards.Board:
-    import asyncio
-
     return asyncio.run(boards.build_board(ws.root, [], stages=stages))
+
+
+async def first_lines(job_id: str, count: int) -> list[str]:
+    lines: list[str] = []
+    async for _offset, line in ray_engine.follow_log(job_id):
+        lines.append(line)
+        if len(lines) == count:
+            break
+    return lines
 
 
 def store(ws: Workspace):
@@ -99,6 +107,14 @@ def test_the_sweep_through_ray_equals_a_local_sweep(trained: Workspace, ray_clus
     text = log.read_text()
     assert text.count("submitted to ray") == len(batches) and "refused" not in text
     assert ray.get(store(trained).node.remote()) == cluster.head_node.node_id  # it must outlive any worker node
+    # the console's log view of a Ray row whose runner is gone says so (and never asks a server)
+    from console.cluster import Cluster as ConsoleCluster
+
+    shown: list[str] = []
+    spec = spec_of(trained, "profitable-configs", batches[0].stem)
+    asyncio.run(ConsoleCluster.from_config(None, trained.root).follow_log(
+        "ray:1a2b3c4d", ray_engine.actor_name(trained.active_epoch_id(), spec), shown.extend))
+    assert shown == ["--- no Ray runner of this batch now (it is done, or not started yet) ---"]
     for batch in batches:  # each ran once, and the runners are gone
         assert len(starts(trained, f"profitable-configs:{batch.stem}")) == 1
         with pytest.raises(ValueError):
@@ -128,6 +144,10 @@ def test_regressions_survive_a_lost_node_and_a_killed_dispatcher(small_epoch: Wo
         wait_until(lambda: any(has_checkpoint(small_epoch, k) for k in keys), 120, "a checkpoint shipped back")
         victim_key = next(k for k in keys if has_checkpoint(small_epoch, k))
         victim_node = starts(small_epoch, victim_key)[0]
+        # the console's log view of a Ray row: the runner serves its job's log, line by line
+        lines = asyncio.run(first_lines(f"{small_epoch.active_epoch_id()}/{victim_key}", 3))
+        assert any(victim_key.split(":", 1)[1] in line for line in lines), lines
+        assert boards.read_ray_address(small_epoch.root, small_epoch.active_epoch_id())
         first.send_signal(signal.SIGKILL)
         first.wait(30)
         node = next(w for w in workers if w.node_id == victim_node)
