@@ -243,6 +243,15 @@ def test_ray_rows_are_told_apart_from_servers() -> None:
                                                 "srv1", None)] == [True, True, True, False, False, False, False]
 
 
+def test_each_stage_declares_its_resources() -> None:
+    """What a batch asks Ray for (no GPU here: the request is what can be checked)."""
+    training = boards.BatchSpec(boards.REGRESSIONS, "KR_DNN_1_2", "DNN", ("A", "B"))
+    sweep = boards.BatchSpec(boards.PROFITABLE_CONFIGS, "_E_1_3", None)
+    assert ray_engine.batch_resources(training, None, 0.25) == {"num_cpus": 1.0, "num_gpus": 0.25}  # 4 share a GPU
+    assert ray_engine.batch_resources(training, 4.0, 1.0) == {"num_cpus": 4.0, "num_gpus": 1.0}
+    assert ray_engine.batch_resources(sweep, 8.0, 0.5) == {"num_cpus": 8.0, "num_gpus": 0.0}  # the sweep: CPUs only
+
+
 def test_engines_are_one_list() -> None:
     from remote.board_cli import ENGINES
     from remote.dispatch import ENGINES as CHECKED
