@@ -135,7 +135,7 @@ def ours(ws: Workspace, cfg: dict[str, Any], data: Any, epochs: int, *, determin
     import shutil
 
     from epoch_builder.regressions.runtime import configure_tensorflow
-    from epoch_builder.regressions.training import CHECKPOINTS_DIR, train_model
+    from epoch_builder.regressions.training import train_model
 
     configure_tensorflow(op_determinism=deterministic)
     config = ws.load_epoch_config()
@@ -150,7 +150,7 @@ def ours(ws: Workspace, cfg: dict[str, Any], data: Any, epochs: int, *, determin
                 position=(1, 1), eta=None, models_done=0, log=log)
     # the next run must train again, not find a certificate
     shutil.rmtree(ws.epoch().regressions_dir / cfg["id"])
-    shutil.rmtree(ws.epoch().dir / CHECKPOINTS_DIR / cfg["id"], ignore_errors=True)
+    shutil.rmtree(ws.epoch().regression_checkpoint_dir(cfg["id"]), ignore_errors=True)
     return times
 
 
@@ -187,12 +187,10 @@ def _forget(ws: Workspace, ids: list[str], batch: str) -> None:
     """Remove what a run trained, so the next run trains the same models again."""
     import shutil
 
-    from epoch_builder.regressions.training import CHECKPOINTS_DIR
-
     paths = ws.epoch()
     for model_id in ids:
         shutil.rmtree(paths.regressions_dir / model_id, ignore_errors=True)
-        shutil.rmtree(paths.dir / CHECKPOINTS_DIR / model_id, ignore_errors=True)
+        shutil.rmtree(paths.regression_checkpoint_dir(model_id), ignore_errors=True)
         shutil.rmtree(paths.regression_tensorboard_dir(model_id), ignore_errors=True)
     paths.batched_certificates_file(batch).unlink(missing_ok=True)
 
