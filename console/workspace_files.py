@@ -184,10 +184,9 @@ def list_build_models(ws: Workspace) -> list[ModelSummary]:
     return summaries
 
 
-def build_luck(ws: Workspace) -> str:
-    """The build's probability-of-backtest-overfitting line (build_summary.json, when it is this build's)."""
+def build_luck(ws: Workspace, models: list[ModelSummary]) -> str:
+    """The build's probability-of-backtest-overfitting line (build_summary.json, when it is the build of
+    ``models``, as list_build_models read them)."""
     from remote.build_figures import load_build_summary, luck_line
 
-    paths = ws.epoch()
-    data = _load(paths.build_file)
-    return luck_line(load_build_summary(paths, data if isinstance(data, list) else []))
+    return luck_line(load_build_summary(ws.epoch(), [m.id for m in models]))

@@ -609,7 +609,7 @@ def write_equity_png(path: Path, selected: list[tuple[int, dict[str, Any]]], tit
 def write_report(ws: Workspace, *, model_id: str | None = None, top: int | None = None,
                  out: str | Path | None = None, log: Callable[[str], None] = output.info) -> ReportFiles:
     """Write the HTML page (``out`` or ``<epoch>/reports/<model id | top-N>.html``) and the PNG beside it."""
-    from epoch_builder.prediction.build import load_build, load_summary, luck_line
+    from epoch_builder.prediction.build import load_build, load_summary, luck_line, model_ids
     from epoch_builder.storage import atomic_write_text
 
     started = time.monotonic()
@@ -622,7 +622,7 @@ def write_report(ws: Workspace, *, model_id: str | None = None, top: int | None 
     html_path = target or paths.report_file(default_name(model_id, top, str(selected[0][1]["id"])))
     png_path = html_path.with_suffix(".png")
     log(f"rendering {len(selected)} model(s) of {paths.build_file}")
-    page = render_html(ws, selected, len(build), luck_line(load_summary(paths, build)))
+    page = render_html(ws, selected, len(build), luck_line(load_summary(paths, model_ids(build))))
     atomic_write_text(html_path, page)
     title = (f"{paths.id}: equity of model {selected[0][1]['id']}" if len(selected) == 1
              else f"{paths.id}: equity of the top {len(selected)} models")

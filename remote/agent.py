@@ -391,6 +391,12 @@ def safe_relpath(rel: str) -> str:
     return "/".join(parts)
 
 
+def under_requested(rel: str, paths: list) -> bool:
+    """Whether a clean workspace-relative path is one of ``paths`` or lies under one (the trust rule of
+    what a host may hand back)."""
+    return any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in paths)
+
+
 def _inside(root: str, path: str) -> bool:
     real_root = os.path.realpath(root)
     real = os.path.realpath(path)

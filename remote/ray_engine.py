@@ -151,7 +151,7 @@ def commit_answer(root: Path, allowed: list[str], answer: Any) -> tuple[list[str
                 clean = None
             well_formed = (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], bytes)
                            and isinstance(entry[1], int) and not isinstance(entry[1], bool) and entry[1] >= 0)
-            if clean != rel or not any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in allowed) or not well_formed:
+            if clean != rel or not agent.under_requested(rel, allowed) or not well_formed:
                 refused.append(rel if isinstance(rel, str) and clean == rel else repr(rel)[:200])
                 continue
             name = agent.part_name(index)
@@ -392,9 +392,7 @@ async def follow_log(job_id: str, *, address: str | None = None, offset: int = 0
 def batch_resources(spec: boards.BatchSpec, cpus: float | None, gpus: float) -> dict[str, float]:
     """Ray resources of one batch: the sweep uses ``--workers`` CPUs (default 1); a training batch
     ``cpus`` (default 1) and ``gpus`` (a fraction lets several small-model batches share a GPU)."""
-    if spec.stage == boards.REGRESSIONS:
-        return {"num_cpus": cpus if cpus is not None else 1.0, "num_gpus": gpus}
-    return {"num_cpus": cpus if cpus is not None else 1.0, "num_gpus": 0.0}
+    return {"num_cpus": cpus if cpus is not None else 1.0, "num_gpus": gpus if spec.stage == boards.REGRESSIONS else 0.0}
 
 
 class RayDispatcher:
@@ -486,19 +484,22 @@ class RayDispatcher:
         except ValueError:
             return None
 
+    def _shared_paths(self, specs: list[boards.BatchSpec]) -> set[str]:
+        """The inputs every batch of the stage reads (config, candles, assets)."""
+        return set.intersection(*(set(s.push_paths(self.epoch_id)) for s in specs)) if specs else set()
+
     def _common_inputs(self, specs: list[boards.BatchSpec]) -> str:
-        """The stage's inputs every batch shares (config, candles, assets), sent to the store once per
-        dispatcher (named by their content: a runner restarted later still finds the ones it was made with)."""
+        """The stage's shared inputs, sent to the store once per dispatcher (named by their content: a
+        runner restarted later still finds the ones it was made with)."""
         if self._common is None:
-            shared = set.intersection(*(set(s.push_paths(self.epoch_id)) for s in specs)) if specs else set()
-            files = read_files(self.root, sorted(shared))
+            files = read_files(self.root, sorted(self._shared_paths(specs)))
             self._common = f"{self.options.stage}:common:{_fingerprint(files)[:16]}"
             if not self._store_call("has_inputs", self._common):
                 self._store_call("put_inputs", self._common, files)
         return self._common
 
     def _create(self, spec: boards.BatchSpec, specs: list[boards.BatchSpec]) -> Any:
-        shared = set.intersection(*(set(s.push_paths(self.epoch_id)) for s in specs))
+        shared = self._shared_paths(specs)
         own = read_files(self.root, [p for p in spec.push_paths(self.epoch_id) if p not in shared])
         own_name = f"{spec.key}:{_fingerprint(own)[:16]}"
         self._store_call("put_inputs", own_name, own)
@@ -595,7 +596,3 @@ class RayDispatcher:
         rows = await asyncio.to_thread(self._ray_tick)
         boards.write_ray_rows(self.root, self.epoch_id, rows, address=self._address_joined)
         return await boards.build_board(self.root, [], self.state, (self.options.stage,))
-
-    def starts_of(self, spec: boards.BatchSpec) -> list[str]:
-        """The nodes each run of the batch started on (a restarted runner adds one)."""
-        return self._store_call("starts_of", spec.key)

@@ -226,10 +226,6 @@ async def _remote_manifest(host: "Host", root: str, paths: list[str]) -> dict[st
     return listing.get("files")  # checked by _trusted_listing
 
 
-def _inside_requested(rel: str, paths: Sequence[str]) -> bool:
-    return any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in paths)
-
-
 def _is_sha256(value: object) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
@@ -247,7 +243,7 @@ def _trusted_listing(host: "Host", listing: object, paths: Sequence[str], refuse
             clean = None
         well_formed = (isinstance(meta, (list, tuple)) and len(meta) == 2
                        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in meta))
-        if clean != rel or not _inside_requested(clean, paths) or not well_formed:
+        if clean != rel or not agent.under_requested(clean, list(paths)) or not well_formed:
             refused.append(rel if isinstance(rel, str) and clean == rel else repr(rel))
             continue
         kept[rel] = [int(meta[0]), int(meta[1])]

@@ -35,7 +35,7 @@ async def chart_model(app: "EpochConsole") -> None:
     from console.workspace_files import build_luck, list_build_models
 
     models = list_build_models(app.workspace)
-    model_id = await app.push_screen_wait(ModelPicker(models, build_luck(app.workspace)))
+    model_id = await app.push_screen_wait(ModelPicker(models, build_luck(app.workspace, models)))
     if model_id:
         app.push_screen(BalanceChartScreen(next(m for m in models if m.id == model_id)))
 
@@ -48,7 +48,7 @@ async def html_report(app: "EpochConsole") -> None:
     from epoch_builder.report import write_report
 
     models = list_build_models(app.workspace)
-    model_id = await app.push_screen_wait(ReportModelPicker(models, build_luck(app.workspace)))
+    model_id = await app.push_screen_wait(ReportModelPicker(models, build_luck(app.workspace, models)))
     if not model_id:
         return
     app.notify(f"writing the HTML report of {model_id}")

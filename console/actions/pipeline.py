@@ -166,7 +166,7 @@ async def export_epoch(app: "EpochConsole") -> None:
     from console.workspace_files import build_luck, list_build_models
 
     models = list_build_models(app.workspace)
-    model_id = await app.push_screen_wait(ModelPicker(models, build_luck(app.workspace)))
+    model_id = await app.push_screen_wait(ModelPicker(models, build_luck(app.workspace, models)))
     if model_id:
         await launch(app, ["export-epoch", "--model-id", model_id])
 

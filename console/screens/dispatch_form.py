@@ -14,7 +14,7 @@ from textual.widgets import Checkbox, Input, Label, Select
 
 from epoch_builder.errors import EpochBuilderError
 from remote.board import STAGES
-from remote.dispatch import ENGINES, DispatchOptions
+from remote.dispatch import DispatchOptions
 
 from console.screens.forms import FormScreen
 
@@ -92,7 +92,6 @@ class DispatchForm(FormScreen):
     def collect(self) -> DispatchOptions:
         values = {f.attr: _number(f, self.query_one(f"#f-{f.name}", Input).value.strip()) for f in FIELDS}
         engine = str(self.query_one("#f-engine", Select).value)
-        assert engine in ENGINES
         address = self.query_one("#f-ray-address", Input).value.strip() or None
         return DispatchOptions(stage=str(self.query_one("#f-stage", Select).value),
                                interval_s=self.defaults.interval_s, fast=self.query_one("#f-fast", Checkbox).value,

@@ -138,7 +138,7 @@ def start_find_profitable_configs(args: argparse.Namespace) -> int:
 
 
 def start_models_list(args: argparse.Namespace) -> int:
-    from epoch_builder.prediction.build import load_build, load_summary, summary_rows
+    from epoch_builder.prediction.build import load_build, load_summary, model_ids, summary_rows
 
     if args.top is not None and args.top < 1:
         raise UsageError(f"parameter --top={args.top} must be >= 1")
@@ -146,7 +146,7 @@ def start_models_list(args: argparse.Namespace) -> int:
     certificates = load_build(paths)
     _print_models(summary_rows(certificates)[: args.top], args.json)
     if not args.json:
-        _print_luck(load_summary(paths, certificates))
+        _print_luck(load_summary(paths, model_ids(certificates)))
     return 0
 
 
@@ -176,7 +176,7 @@ def _print_models(rows: list[dict], as_json: bool) -> None:
 
 
 def start_build(args: argparse.Namespace) -> int:
-    from epoch_builder.prediction.build import build_prediction_models, load_summary, summary_rows
+    from epoch_builder.prediction.build import build_prediction_models, load_summary, model_ids, summary_rows
 
     ws = workspace_of(args)
     certificates = build_prediction_models(ws, args.top, workers=args.workers, pbo_blocks=args.pbo_blocks,
@@ -184,5 +184,5 @@ def start_build(args: argparse.Namespace) -> int:
     rows = summary_rows(certificates)
     _print_models(rows if args.json else rows[:10], args.json)
     if not args.json:
-        _print_luck(load_summary(ws.epoch(), certificates))
+        _print_luck(load_summary(ws.epoch(), model_ids(certificates)))
     return 0

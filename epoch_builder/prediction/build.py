@@ -157,8 +157,8 @@ def load_build(paths: EpochPaths) -> list[dict[str, Any]]:
     return build
 
 
-def load_summary(paths: EpochPaths, certificates: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """build_summary.json when it belongs to these certificates (same model ids), else None."""
+def load_summary(paths: EpochPaths, model_ids: list[str]) -> dict[str, Any] | None:
+    """build_summary.json when it belongs to the build of these model ids, else None."""
     path = paths.build_summary_file
     if not path.is_file():
         return None
@@ -166,8 +166,7 @@ def load_summary(paths: EpochPaths, certificates: list[dict[str, Any]]) -> dict[
         summary = read_json(path)
     except EpochBuilderError:
         return None  # a damaged summary is only missing figures; build.json stands alone
-    if not isinstance(summary, dict) or sorted(summary.get("models") or []) != sorted(
-            c.get("id") for c in certificates if isinstance(c, dict)):
+    if not isinstance(summary, dict) or sorted(map(str, summary.get("models") or [])) != sorted(model_ids):
         return None
     return summary
 
@@ -182,6 +181,10 @@ def luck_line(summary: dict[str, Any] | None) -> str:
     return (f"probability of backtest overfitting {shown} (CSCV, {pbo.get('blocks')} blocks, "
             f"{pbo.get('sampled_configurations', 0):,} of {summary.get('configurations', 0):,} configurations); "
             "near 0.5: the ranking is luck, near 0: it holds out of sample")
+
+
+def model_ids(certificates: list[Any]) -> list[str]:
+    return [str(c.get("id")) for c in certificates if isinstance(c, dict)]
 
 
 def summary_rows(certificates: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -223,10 +223,10 @@ async def test_model_table_shows_how_much_is_luck(small_epoch) -> None:
     ])
     summaries = list_build_models(small_epoch)
     assert [(m.oos_profit, m.dsr) for m in summaries] == [(-42.25, 0.8712), (None, None)]
-    assert build_luck(small_epoch).startswith("no build_summary.json")
+    assert build_luck(small_epoch, summaries).startswith("no build_summary.json")
     _write(paths.build_summary_file, {"models": ["_SMALL_b", "_SMALL_a"], "configurations": 755820,
                                       "pbo": {"pbo": 0.4123, "blocks": 16, "sampled_configurations": 50000}})
-    luck = build_luck(small_epoch)
+    luck = build_luck(small_epoch, summaries)
     assert luck.startswith("probability of backtest overfitting 0.41 (CSCV, 16 blocks, 50,000 of 755,820")
     app = Host(ModelPicker(summaries, luck))
     async with app.run_test(size=(80, 24)) as pilot:

@@ -78,8 +78,7 @@ def evaluate_full(data: BacktestData, config: Mapping[str, Any]) -> dict[str, An
         "min_decrease_sum": evaluation.min_decrease_sum,
         "profitable": evaluation.profitable,
         "discovery": build_discovery(sums[:m], tables.labels[:m]),
-        "backtest": _backtest_payload(data, config, sums, records, tables, evaluation.fees, evaluation.accuracy,
-                                      evaluation.increase_accuracy, evaluation.decrease_accuracy),
+        "backtest": _backtest_payload(data, config, sums, records, tables, outcome),
     }
 
 
@@ -89,14 +88,12 @@ def backtest_with_min_sums(data: BacktestData, config: Mapping[str, Any],
     instead of ones discovered on ``data``: a built model, whose min sums are part of it,
     traded on other candles."""
     sums, _, outcome, records, tables = _run_one(data, config, min_sums)
-    return _backtest_payload(data, config, sums, records, tables, outcome.fees,
-                             K.accuracy(outcome.longs_ok + outcome.shorts_ok, outcome.longs + outcome.shorts),
-                             K.accuracy(outcome.longs_ok, outcome.longs), K.accuracy(outcome.shorts_ok, outcome.shorts))
+    return _backtest_payload(data, config, sums, records, tables, outcome)
 
 
 def _backtest_payload(data: BacktestData, config: Mapping[str, Any], sums: np.ndarray, records: np.ndarray,
-                      tables: Any, fees: float, accuracy: float, increase_accuracy: float,
-                      decrease_accuracy: float) -> dict[str, Any]:
+                      tables: Any, outcome: K.Outcome) -> dict[str, Any]:
+    """The §7.4 backtest payload: the kernel's figures, and each closed position from its record."""
     money = tables.money
     ids = list(config["ri"])
     positions: list[dict[str, Any]] = []
@@ -122,17 +119,13 @@ def _backtest_payload(data: BacktestData, config: Mapping[str, Any], sums: np.nd
             "o": bool(success),
             "b": balance,
         })
-    longs = sum(1 for p in positions if p["t"] == 1)
-    shorts = len(positions) - longs
-    longs_ok = sum(1 for p in positions if p["t"] == 1 and p["o"])
-    shorts_ok = sum(1 for p in positions if p["t"] == -1 and p["o"])
-    final_balance = balances[-1]
+    longs, shorts, longs_ok, shorts_ok = outcome.longs, outcome.shorts, outcome.longs_ok, outcome.shorts_ok
     return {
         "position_size": data.position_size,
         "initial_balance": money.initial_balance,
-        "final_balance": final_balance,
-        "profit": final_balance - money.initial_balance,
-        "fees": fees,
+        "final_balance": outcome.final_balance,
+        "profit": outcome.final_balance - money.initial_balance,
+        "fees": outcome.fees,
         "leverage": data.leverage,
         "exchange_fee": data.exchange_fee,
         "idle_minutes_on_position_close": data.idle_minutes,
@@ -142,8 +135,8 @@ def _backtest_payload(data: BacktestData, config: Mapping[str, Any], sums: np.nd
         "decrease_num": shorts,
         "increase_outcome_num": longs_ok + (shorts - shorts_ok),
         "decrease_outcome_num": shorts_ok + (longs - longs_ok),
-        "increase_accuracy": increase_accuracy,
-        "decrease_accuracy": decrease_accuracy,
-        "accuracy": accuracy,
+        "increase_accuracy": K.accuracy(longs_ok, longs),
+        "decrease_accuracy": K.accuracy(shorts_ok, shorts),
+        "accuracy": K.accuracy(longs_ok + shorts_ok, longs + shorts),
         "max_drawdown": max_drawdown(balances),
     }
