@@ -20,7 +20,7 @@ model. The project records no observed early-stopping epochs, so the epochs per 
 regressions: then each family's median ``epochs`` of their certificates.
 
     .venv/bin/python bench/bench_training.py [--families DNN,CDNN] [--epochs 2] [--epochs-per-model 30]
-        [--observed WORKSPACE] [--seed 60184] [--json]
+        [--observed WORKSPACE] [--seed 60184] [--pack 8] [--skip-single] [--windows N] [--json]
 
 LSTM, CLSTM and GRU are expected to take minutes per epoch at default size on a 2-core CPU (not run there).
 """
@@ -195,17 +195,112 @@ def _forget(ws: Workspace, ids: list[str], batch: str) -> None:
     paths.batched_certificates_file(batch).unlink(missing_ok=True)
 
 
+def layer_matmuls(cfg: dict[str, Any]) -> list[tuple[int, int, int]] | None:
+    """The model's weighted layers as the matmuls of one forward pass of one window, (rows, inner, columns):
+    a Dense layer (1, inputs, units), a Conv1D (output steps, kernel x channels, filters), im2col's view.
+    None when the model has a layer of another kind (the recurrent families: no such simple count)."""
+    import keras
+
+    from epoch_builder.regressions.architectures import build_model
+
+    model = build_model(cfg["keras_model"], cfg["lookback"], cfg["predictions"])
+    shapes = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if isinstance(layer, keras.layers.Dense):
+            inputs, units = layer.kernel.shape
+            shapes.append((1, int(inputs), int(units)))
+        elif isinstance(layer, keras.layers.Conv1D):
+            kernel, channels, filters = layer.kernel.shape
+            shapes.append((int(layer.output.shape[1]), int(kernel * channels), int(filters)))
+        else:
+            return None
+    return shapes
+
+
+def epoch_flops(shapes: list[tuple[int, int, int]], train_rows: int, validation_rows: int) -> float:
+    """Multiply-add FLOPs of one training epoch: forward, the two backward matmuls (gradients of the inputs
+    and of the weights: twice the forward's) over the train windows, the forward over the validation ones."""
+    forward = sum(2 * rows * inner * columns for rows, inner, columns in shapes)
+    return forward * (3 * train_rows + validation_rows)
+
+
+def matmul_rate(shapes: list[tuple[int, int, int]], batch: int, seconds: float = 1.5) -> float:
+    """FLOP/s of this machine on exactly these matmuls, a batch of ``batch`` windows each, as one compiled
+    function run repeatedly: the rate a pack of models made only of them could reach at best."""
+    import tensorflow as tf
+
+    pairs = [(tf.random.normal((batch * rows, inner)), tf.random.normal((inner, columns)))
+             for rows, inner, columns in shapes]
+
+    @tf.function
+    def run() -> Any:
+        return [tf.matmul(a, b) for a, b in pairs]
+
+    run()
+    flops = sum(2 * batch * rows * inner * columns for rows, inner, columns in shapes)
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        out = run()
+        calls += 1
+    float(out[0][0, 0])  # wait for the last call
+    return flops * calls / (time.perf_counter() - started)
+
+
+def compute_ceiling(configs: list[dict[str, Any]], train_rows: int, validation_rows: int,
+                    warm: dict[str, float]) -> dict[str, Any] | None:
+    """How close each way came to the machine's arithmetic: FLOP/s of a warm epoch alone and packed, against
+    the rate of the models' own layer shapes as bare matmuls. ``warm_factor_ceiling``: the warm-epoch factor
+    a pack would reach running at that rate (alone's warm time / the FLOPs at the rate): packing removes
+    per-step overhead, not arithmetic."""
+    from epoch_builder.regressions.training import BATCH_SIZE
+
+    per_model = [layer_matmuls(cfg) for cfg in configs]
+    if any(shapes is None for shapes in per_model):
+        return None
+    shapes = [shape for model in per_model for shape in model]
+    flops = sum(epoch_flops(model, train_rows, validation_rows) for model in per_model)
+    rate = matmul_rate(shapes, BATCH_SIZE)
+    return {"epoch_gflop": flops / 1e9, "matmul_gflops": rate / 1e9,
+            "alone_gflops": flops / warm["alone"] / 1e9, "packed_gflops": flops / warm["packed"] / 1e9,
+            "packed_share_of_rate": flops / warm["packed"] / rate,
+            "warm_factor_ceiling": warm["alone"] / (flops / rate)}
+
+
+def limit_windows(data: Any, windows: int) -> Any:
+    """The datasets with only the first ``windows`` train windows and test windows (``--windows``): an
+    epoch of fewer steps of the same batch size and the same models, for the families whose full epoch takes
+    minutes here. Per-step costs, hence the warm-epoch factors, are what such a run measures."""
+    import dataclasses
+
+    return dataclasses.replace(data, train_x=data.train_x[:windows], train_y=data.train_y[:windows],
+                               test_x=data.test_x[:windows], test_y=data.test_y[:windows],
+                               test_last_x=data.test_last_x[:windows], test_last_y=data.test_last_y[:windows])
+
+
+def use_limited_windows(windows: int) -> None:
+    """Every ``train_batch`` of this process loads the limited datasets (its processes load their own:
+    the two-process run is skipped then)."""
+    from epoch_builder.regressions import training
+
+    load = training.load_datasets
+    training.load_datasets = lambda *args, **kwargs: limit_windows(load(*args, **kwargs), windows)
+
+
 PACK_EPOCH_LINE = re.compile(r" epoch (\d+)/\d+ .*\((\d+\.\d+)s for the pack\)")
 
 
 def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epochs: int,
-                  epochs_per_model: float) -> dict[str, Any]:
+                  epochs_per_model: float, rows: tuple[int, int], limited: bool = False) -> dict[str, Any]:
     """The same batch of K = len(configs) models trained with --pack 1 and with --pack K.
 
     Reported: the whole batch's wall time each way (build, tracing, every epoch, evaluation, files) and its
     models per hour; the warm-epoch factor (K x a model's warm epoch alone / the pack's warm epoch); and the
     factor projected to ``epochs_per_model`` epochs: each way's time split into its warm epochs and the rest
-    (fixed: data, build, tracing, certificates), the rest kept and the warm epochs scaled."""
+    (fixed: data, build, tracing, certificates), the rest kept and the warm epochs scaled; and, for the
+    families made of Dense and Conv1D layers, the compute ceiling (``compute_ceiling``) of ``rows``
+    (train, validation windows)."""
     from epoch_builder.children import available_cores
     from epoch_builder.regressions.training import train_batch
     from epoch_builder.storage import atomic_write_json
@@ -230,7 +325,7 @@ def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epo
         train_batch(ws, family, path, max_epochs=epochs, pack=size, log=log)
         seconds[mode] = time.monotonic() - started
     processes = min(2, available_cores())
-    if processes > 1:  # packs of K/2 in 2 processes, the cores split (their log lines are the children's own)
+    if processes > 1 and not limited:  # packs of K/2 in 2 processes, the cores split (their log lines are the children's own)
         _forget(ws, ids, name)
         started = time.monotonic()
         train_batch(ws, family, path, max_epochs=epochs, pack=max(1, count // processes), processes=processes,
@@ -254,7 +349,8 @@ def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epo
             "warm_epoch_seconds_all_models": warm, "warm_factor": warm["alone"] / warm["packed"],
             "fixed_seconds": fixed, "projected_epochs_per_model": epochs_per_model,
             "projected_models_per_hour": {mode: count * hour / s for mode, s in projected.items()},
-            "projected_factor": projected["alone"] / projected["packed"]}
+            "projected_factor": projected["alone"] / projected["packed"],
+            "compute": compute_ceiling(configs, *rows, warm)}
 
 
 # --- projection and output --------------------------------------------------------------------
@@ -283,6 +379,13 @@ def print_packing(packing: list[dict[str, Any]]) -> None:
               f"{p['factor']:6.2f} {p['warm_factor']:6.2f} {p['projected_models_per_hour']['alone']:20.0f} "
               f"{p['projected_models_per_hour']['packed']:7.0f} {p['projected_factor']:7.2f} "
               + (f"{both:9.1f} {p['factor_processes']:5.2f}" if both else f"{'-':>9} {'-':>5}"))
+    for p in packing:
+        if p["compute"]:
+            c = p["compute"]
+            print(f"{p['family']}: a warm epoch is {c['epoch_gflop']:.0f} GFLOP: alone {c['alone_gflops']:.0f} GFLOP/s, "
+                  f"packed {c['packed_gflops']:.0f} GFLOP/s = {100 * c['packed_share_of_rate']:.0f}% of "
+                  f"{c['matmul_gflops']:.0f} GFLOP/s (the models' layer shapes as bare matmuls, batch 512); "
+                  f"warm factor at that rate: {c['warm_factor_ceiling']:.2f}x")
     print(f"factor = whole-batch wall time with --pack 1 / with --pack K (same models and epochs, this process); "
           f"warm x = the same for a warm epoch of all K models; proj. = at "
           f"{packing[0]['projected_epochs_per_model']:g} epochs per model (fixed costs kept, warm epochs scaled); "
@@ -339,10 +442,15 @@ def main() -> None:
                         "(--pack 1 vs --pack K, whole-batch wall time); 0 skips it (default 8)")
     parser.add_argument("--skip-single", action="store_true",
                         help="only the packing measurement (no bare / ours / --fast runs)")
+    parser.add_argument("--windows", type=int, metavar="N",
+                        help="train and test on the first N windows only (fewer steps an epoch, same batch size; "
+                        "for the recurrent families' packing factors; skips the two-process run)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     if args.epochs < 1:
         parser.error(f"--epochs {args.epochs} must be a positive integer")
+    if args.windows is not None and args.windows < 1024:
+        parser.error(f"--windows {args.windows}: at least 1024 (two batches of 512 to train, some to validate)")
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
 
     from epoch_builder.regressions.datasets import load_datasets
@@ -355,7 +463,12 @@ def main() -> None:
         ws = default_epoch(Path(tmp), log)
         config = ws.load_epoch_config()
         data = load_datasets(ws, config.regression_lookback, config.regression_predictions)
+        if args.windows:
+            data = limit_windows(data, args.windows)
+            use_limited_windows(args.windows)
+            log(f"--windows {args.windows}: {len(data.train_x):,} train / {len(data.test_x):,} test windows")
         picks, models = sampled_configs(ws, args.families, args.seed)
+        cut = _validation_cut(len(data.train_x), config.validation_split)
         results, packing = [], []
         for family in args.families:
             if not args.skip_single:
@@ -366,7 +479,8 @@ def main() -> None:
                 configs = packed_configs(ws, family, args.pack, args.seed)
                 log(f"{family}: {len(configs)} models alone, then packed: {', '.join(c['id'] for c in configs)}")
                 packing.append(bench_packing(ws, family, configs, args.epochs,
-                                             args.epochs_per_model or observed.get(family, ASSUMED_EPOCHS_PER_MODEL)))
+                                             args.epochs_per_model or observed.get(family, ASSUMED_EPOCHS_PER_MODEL),
+                                             (cut, len(data.train_x) - cut), limited=bool(args.windows)))
                 log(f"{family}: packing factor {packing[-1]['factor']:.2f}x")
         candles = int(json.loads(ws.bundle_file.read_text())["candles"])
     if args.epochs_per_model is not None:

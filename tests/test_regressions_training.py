@@ -126,6 +126,13 @@ def test_certificate_discovery_matches_the_section_3_rule(small_epoch: Workspace
         outcomes.append(0 if real == 0 else (1 if real > 0 else -1))
     assert cert["test_size"] == len(predicted)
     assert cert["discovery"] == build_discovery(predicted, outcomes)
+    # The test loss and metric come from these predictions: model.evaluate's figures, float32 rounding aside.
+    windows = np.stack([close[i - 16:i] for i in test_windows]).astype(np.float32)
+    labels = np.stack([close[i:i + 4] for i in test_windows]).astype(np.float32)
+    reg.model.compile(loss=cert["loss"], metrics=[cert["metric"]])
+    evaluated = reg.model.evaluate(windows, labels, batch_size=512, verbose=0, return_dict=True)
+    assert cert["test_evaluation"]["loss"] == pytest.approx(evaluated["loss"], rel=1e-5)
+    assert cert["test_evaluation"]["metric"] == pytest.approx(evaluated[cert["metric"]], rel=1e-5)
 
 
 def test_unit_test_batch_trains_under_60s_with_every_certificate_field(small_epoch: Workspace) -> None:

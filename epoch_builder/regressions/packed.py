@@ -107,12 +107,20 @@ def _row(loss: Any, metric: Any) -> Any:
     return tf.stack([tf.cast(loss, tf.float64), tf.cast(metric, tf.float64)])
 
 
-def _train_step(members: Sequence[Member]) -> Any:
+def _signature(data: RegressionDatasets) -> list[Any]:
+    """The steps' input signature: any number of windows. The last batch of an epoch is short, and
+    without it each step would be traced twice (once per batch size); tracing is much of a pack's fixed cost."""
+    import tensorflow as tf
+
+    return [tf.TensorSpec((None, *array.shape[1:]), tf.as_dtype(array.dtype)) for array in (data.train_x, data.train_y)]
+
+
+def _train_step(members: Sequence[Member], signature: list[Any]) -> Any:
     """One compiled step for ``members``: each model's loss and metric on the batch, its gradients applied
     by its own optimizer. Returns a (models, 2) tensor of the batch's mean loss and metric."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=signature)
     def step(x: Any, y: Any) -> Any:
         rows = []
         for member in members:
@@ -129,11 +137,11 @@ def _train_step(members: Sequence[Member]) -> Any:
     return step
 
 
-def _eval_step(members: Sequence[Member]) -> Any:
+def _eval_step(members: Sequence[Member], signature: list[Any]) -> Any:
     """The same figures without training (the validation windows)."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=signature)
     def step(x: Any, y: Any) -> Any:
         return tf.stack([_row(*_loss_and_metric(member, x, y, training=False)) for member in members])
 
@@ -182,11 +190,12 @@ def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], dat
             batches, steps = training.epoch_batches(data.train_x[:cut], data.train_y[:cut], seed, first, limit)
             iterator = iter(batches)
             steps_for: dict[tuple[str, ...], tuple[Any, Any]] = {}
+            signature = _signature(data)
             for epoch in range(first, limit):
                 active = [m for m in members if m.wants(epoch, limit)]
                 key = tuple(m.id for m in active)
                 if active and key not in steps_for:  # a model left (or joined): a step for those left
-                    steps_for[key] = (_train_step(active), _eval_step(active))
+                    steps_for[key] = (_train_step(active, signature), _eval_step(active, signature))
                 started = time.monotonic()
                 epoch_batches = (next(iterator) for _ in range(steps))
                 if not active:

@@ -66,6 +66,9 @@ def _train_group(job: ChildJob) -> None:
     # The parent's log lines, on the stderr they share; no progress bars (two would fight over the terminal).
     output.configure(verbosity=job.verbosity, progress=False, events_on_stdout=events.on_stdout())
     try:
+        from epoch_builder.regressions.runtime import configure_tensorflow
+
+        configure_tensorflow()  # TensorFlow's start-up noise dropped, as in the parent
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(job.threads)
