@@ -1,9 +1,10 @@
 """Packed training: several models of a batch trained together, one compiled step updating all of them.
 
 Small models (the DNN and CDNN families) spend most of a ``model.fit`` step in TensorFlow's per-step
-dispatch, not in arithmetic. Here K models of one batch share each batch of windows: one ``tf.function``
+dispatch, not in arithmetic. Here K models of one batch share each batch of windows: one compiled step
 runs every model's forward pass, loss, gradients and optimizer update, so the dispatch is paid once for K
-models (``bench/bench_training.py`` measures the factor per family; README "Training throughput").
+models, and one call runs a whole epoch's steps in the graph (``bench/bench_training.py`` measures the
+factor per family; README "Training throughput").
 
 Each model stays its own: its own optimizer and learning rate, loss and metric, early stopping (a model
 that stops leaves the pack while the others go on; the step is rebuilt for those left), best weights,
@@ -107,56 +108,50 @@ def _row(loss: Any, metric: Any) -> Any:
     return tf.stack([tf.cast(loss, tf.float64), tf.cast(metric, tf.float64)])
 
 
-def _signature(data: RegressionDatasets) -> list[Any]:
-    """The steps' input signature: any number of windows. The last batch of an epoch is short, and
-    without it each step would be traced twice (once per batch size); tracing is much of a pack's fixed cost."""
+def _train_rows(members: Sequence[Member], x: Any, y: Any) -> Any:
+    """One step for ``members`` on a batch: each model's loss and metric, its gradients applied by its own
+    optimizer. Returns a (models, 2) tensor of the batch's mean loss and metric."""
     import tensorflow as tf
 
-    return [tf.TensorSpec((None, *array.shape[1:]), tf.as_dtype(array.dtype)) for array in (data.train_x, data.train_y)]
+    rows = []
+    for member in members:
+        model = member.model
+        with tf.GradientTape() as tape:
+            loss, metric = _loss_and_metric(member, x, y, training=True)
+            # under --mixed-precision the optimizer is a LossScaleOptimizer: it scales here, unscales in apply
+            scaled = model.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        model.optimizer.apply(gradients, model.trainable_variables)
+        rows.append(_row(loss, metric))
+    return tf.stack(rows)
 
 
-def _train_step(members: Sequence[Member], signature: list[Any]) -> Any:
-    """One compiled step for ``members``: each model's loss and metric on the batch, its gradients applied
-    by its own optimizer. Returns a (models, 2) tensor of the batch's mean loss and metric."""
-    import tensorflow as tf
-
-    @tf.function(input_signature=signature)
-    def step(x: Any, y: Any) -> Any:
-        rows = []
-        for member in members:
-            model = member.model
-            with tf.GradientTape() as tape:
-                loss, metric = _loss_and_metric(member, x, y, training=True)
-                # under --mixed-precision the optimizer is a LossScaleOptimizer: it scales here, unscales in apply
-                scaled = model.optimizer.scale_loss(loss)
-            gradients = tape.gradient(scaled, model.trainable_variables)
-            model.optimizer.apply(gradients, model.trainable_variables)
-            rows.append(_row(loss, metric))
-        return tf.stack(rows)
-
-    return step
-
-
-def _eval_step(members: Sequence[Member], signature: list[Any]) -> Any:
+def _eval_rows(members: Sequence[Member], x: Any, y: Any) -> Any:
     """The same figures without training (the validation windows)."""
     import tensorflow as tf
 
-    @tf.function(input_signature=signature)
-    def step(x: Any, y: Any) -> Any:
-        return tf.stack([_row(*_loss_and_metric(member, x, y, training=False)) for member in members])
-
-    return step
+    return tf.stack([_row(*_loss_and_metric(member, x, y, training=False)) for member in members])
 
 
-def _weighted_means(step: Any, batches: Any, count: int) -> np.ndarray:
-    """Sample-weighted mean over ``batches`` of ``step``'s per-model (loss, metric): Keras' epoch figures."""
-    totals = np.zeros((count, 2), dtype=np.float64)
-    rows = 0
-    for x, y in batches:
-        size = int(x.shape[0])
-        totals += step(x, y).numpy() * size
-        rows += size
-    return totals / max(rows, 1)
+def _epoch_function(members: Sequence[Member], rows_of: Callable[[Sequence[Member], Any, Any], Any]) -> Any:
+    """One compiled call for a whole pass: ``steps`` batches from ``batches`` (an iterator or a dataset),
+    each through ``rows_of``, and the sample-weighted means of every model's (loss, metric), as Keras
+    reports an epoch's figures. The loop runs inside the graph: a pack's step is a few milliseconds of
+    arithmetic, and a call from Python per step (and a read of its result) costs a share of that."""
+    import tensorflow as tf
+
+    @tf.function
+    def run(batches: Any, steps: Any) -> Any:
+        totals = tf.zeros((len(members), 2), tf.float64)
+        windows = tf.constant(0.0, tf.float64)
+        for _ in tf.range(steps):
+            x, y = next(batches)
+            size = tf.cast(tf.shape(x)[0], tf.float64)
+            totals += rows_of(members, x, y) * size
+            windows += size
+        return totals / tf.maximum(windows, 1.0)
+
+    return run
 
 
 def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], data: RegressionDatasets, *, seed: int,
@@ -182,6 +177,7 @@ def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], dat
         cut = training._validation_cut(len(data.train_x), validation_split)
         validation = tf.data.Dataset.from_tensor_slices((data.train_x[cut:], data.train_y[cut:])).batch(
             training.BATCH_SIZE)
+        validation_steps = -(-(len(data.train_x) - cut) // training.BATCH_SIZE)
         first = min((m.state["epoch"] for m in members if m.wants(m.state["epoch"], limit)), default=limit)
         if bar is not None:
             bar.reset(total=limit, description=f"  {len(members)} models epochs")
@@ -190,21 +186,19 @@ def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], dat
             batches, steps = training.epoch_batches(data.train_x[:cut], data.train_y[:cut], seed, first, limit)
             iterator = iter(batches)
             steps_for: dict[tuple[str, ...], tuple[Any, Any]] = {}
-            signature = _signature(data)
             for epoch in range(first, limit):
                 active = [m for m in members if m.wants(epoch, limit)]
                 key = tuple(m.id for m in active)
                 if active and key not in steps_for:  # a model left (or joined): a step for those left
-                    steps_for[key] = (_train_step(active, signature), _eval_step(active, signature))
+                    steps_for[key] = (_epoch_function(active, _train_rows), _epoch_function(active, _eval_rows))
                 started = time.monotonic()
-                epoch_batches = (next(iterator) for _ in range(steps))
                 if not active:
-                    for _ in epoch_batches:
-                        pass  # every model still training is ahead of this epoch (a resumed pack)
+                    for _ in range(steps):
+                        next(iterator)  # every model still training is ahead of this epoch (a resumed pack)
                     continue
-                train_step, eval_step = steps_for[key]
-                trained = _weighted_means(train_step, epoch_batches, len(active))
-                validated = _weighted_means(eval_step, validation, len(active))
+                train_epoch, validate = steps_for[key]
+                trained = train_epoch(iterator, tf.constant(steps)).numpy()
+                validated = validate(iter(validation), tf.constant(validation_steps)).numpy()
                 seconds = time.monotonic() - started
                 # progress in models: the pack's share of its epochs done so far
                 eta_s = eta.seconds(models_done + len(members) * (epoch + 1) / limit) if eta else None
