@@ -410,30 +410,53 @@ class SSHHost(Host):
             return self._sftp
 
     async def upload(self, local_path: Path, remote_path: str, progress: TransferProgress | None = None) -> None:
-        import asyncssh
-
         sftp = await self.sftp()
         handler = (lambda _s, _d, done, total: progress(done, total)) if progress else None
-        try:
-            await sftp.put(str(local_path), remote_path, max_requests=64, progress_handler=handler)
-        except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError,
-                asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection) as exc:  # the last two: SFTP saw the link go
-            raise self._lost(exc) from None
-        except asyncssh.SFTPError as exc:
-            raise RemoteError(f"server {self.name}: upload to {remote_path} failed: {exc.reason}") from None
+        await self._transfer(f"upload to {remote_path}",
+                             sftp.put(str(local_path), remote_path, max_requests=64, progress_handler=handler))
 
     async def download(self, remote_path: str, local_path: Path, progress: TransferProgress | None = None) -> None:
-        import asyncssh
-
         sftp = await self.sftp()
         handler = (lambda _s, _d, done, total: progress(done, total)) if progress else None
+        await self._transfer(f"download of {remote_path}",
+                             sftp.get(remote_path, str(local_path), max_requests=64, progress_handler=handler))
+
+    async def _transfer(self, what: str, transfer: Awaitable[Any]) -> None:
+        """Await an SFTP put or get; a lost link is HostUnreachable, a refused request one RemoteError."""
+        import asyncssh
+
         try:
-            await sftp.get(remote_path, str(local_path), max_requests=64, progress_handler=handler)
+            try:
+                await transfer
+            except BaseException:
+                _claim_parallel_requests()
+                raise
         except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError,
                 asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection) as exc:  # the last two: SFTP saw the link go
             raise self._lost(exc) from None
         except asyncssh.SFTPError as exc:
-            raise RemoteError(f"server {self.name}: download of {remote_path} failed: {exc.reason}") from None
+            raise RemoteError(f"server {self.name}: {what} failed: {exc.reason}") from None
+
+
+# asyncssh's parallel file I/O: one task per request in flight (up to max_requests)
+_PARALLEL_REQUEST = "_SFTPParallelIO._start_task"
+
+
+def _claim_parallel_requests() -> None:
+    """After a failed transfer: read the outcome of asyncssh's request tasks that it leaves behind.
+
+    When the link dies mid-transfer, asyncssh raises from its first failed request and leaves the others
+    in flight; each then fails too, and asyncio reports every failure nobody read ("Task exception was
+    never retrieved") on stderr, long after the one clear error was shown. Reading a task's exception
+    changes nothing for whoever else awaits it (another transfer on the same loop gets its own error)."""
+    for task in asyncio.all_tasks():
+        if getattr(task.get_coro(), "__qualname__", "") == _PARALLEL_REQUEST:
+            task.add_done_callback(_read_outcome)
+
+
+def _read_outcome(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _text(data: bytes | str) -> str:

@@ -168,6 +168,46 @@ async def test_local_host_runs_the_same_interface(tmp_path: Path) -> None:
         assert snapshot["server"] == "localhost" and snapshot["workspace"] == str(tmp_path.resolve())
 
 
+async def test_requests_a_failed_transfer_leaves_in_flight_are_claimed() -> None:
+    """asyncssh's parallel file I/O raises a lost link from its first failed request and leaves the others
+    in flight; their failures would each be reported as "Task exception was never retrieved" (seen under
+    load in the test below). The real asyncssh class, its requests failing one after another."""
+    import asyncssh
+    from asyncssh.sftp import _SFTPParallelIO
+
+    from remote.ssh_host import _claim_parallel_requests
+
+    class LinkLost(_SFTPParallelIO[bytes]):
+        async def run_task(self, offset: int, size: int) -> tuple[int, bytes]:
+            await asyncio.sleep(0.01 * (1 + offset))
+            raise asyncssh.ConnectionLost("link lost")
+
+    loop = asyncio.get_running_loop()
+    reports: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: reports.append(context))
+
+    async def transfer(claim: bool) -> None:
+        with pytest.raises(asyncssh.ConnectionLost):
+            try:
+                async for _ in LinkLost(block_size=1, max_requests=8, offset=0, size=8).iter():
+                    pass
+            finally:
+                if claim:
+                    _claim_parallel_requests()
+        await asyncio.sleep(0.3)  # the requests left behind fail too
+        gc.collect()
+        await asyncio.sleep(0.05)
+
+    try:
+        await transfer(claim=False)
+        assert len(reports) == 7, reports  # the failure mode is real: 7 requests nobody read
+        reports.clear()
+        await transfer(claim=True)
+        assert not reports, reports[:3]
+    finally:
+        loop.set_exception_handler(None)
+
+
 @pytest.mark.parametrize("direction", ["upload", "download"])
 async def test_a_link_lost_mid_transfer_is_one_clear_error_without_asyncio_noise(
         sshd, tmp_path: Path, direction: str, caplog: pytest.LogCaptureFixture) -> None:
