@@ -291,18 +291,43 @@ def use_limited_windows(windows: int) -> None:
 PACK_EPOCH_LINE = re.compile(r" epoch (\d+)/\d+ .*\((\d+\.\d+)s for the pack\)")
 
 
+def train_command(ws: Workspace, family: str, batch: str, epochs: int, options: list[str],
+                  log: Callable[[str], None], limited: bool) -> None:
+    """`epoch-builder train-regression-batch` in its own process, as a server runs it (TensorFlow's thread
+    pools are sized per process, for its pack size); ``log`` gets its log lines. ``limited``: the process
+    trains on the --windows datasets (``use_limited_windows`` in that process)."""
+    import subprocess
+
+    argv = ["train-regression-batch", "--workspace", str(ws.root), "--category", family, "--batch", batch,
+            "--max-epochs", str(epochs), *options]
+    code = ("import sys; sys.argv[1:] = {argv!r}; sys.path.insert(0, {bench!r}); import bench_training; "
+            "bench_training.use_limited_windows({windows}) if {windows} else None; "
+            "from epoch_builder.cli import main; sys.exit(main(sys.argv[1:]))").format(
+                argv=argv, bench=str(Path(__file__).resolve().parent), windows=limited or 0)
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, env=env, cwd=Path(__file__).resolve().parents[1]) as proc:
+        tail: list[str] = []
+        for line in proc.stderr:  # type: ignore[union-attr]
+            log(line.rstrip("\n"))
+            tail = (tail + [line])[-20:]
+    if proc.returncode != 0:
+        raise SystemExit(f"train-regression-batch {' '.join(options)} failed (exit {proc.returncode}):\n" + "".join(tail))
+
+
 def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epochs: int,
-                  epochs_per_model: float, rows: tuple[int, int], limited: bool = False) -> dict[str, Any]:
+                  epochs_per_model: float, rows: tuple[int, int], batch_models: int, limited: int = 0) -> dict[str, Any]:
     """The same batch of K = len(configs) models trained with --pack 1 and with --pack K.
 
     Reported: the whole batch's wall time each way (build, tracing, every epoch, evaluation, files) and its
     models per hour; the warm-epoch factor (K x a model's warm epoch alone / the pack's warm epoch); and the
-    factor projected to ``epochs_per_model`` epochs: each way's time split into its warm epochs and the rest
-    (fixed: data, build, tracing, certificates), the rest kept and the warm epochs scaled; and, for the
+    factor projected to a default batch of ``batch_models`` models trained ``epochs_per_model`` epochs each:
+    each way's time split into the process's start (TensorFlow, the datasets: until its "datasets:" line,
+    once per batch), its warm epochs and the rest (per pack or model: build, tracing, certificates), the
+    start kept, the rest scaled by the batch's size and the warm epochs by the epochs; and, for the
     families made of Dense and Conv1D layers, the compute ceiling (``compute_ceiling``) of ``rows``
     (train, validation windows)."""
     from epoch_builder.children import available_cores
-    from epoch_builder.regressions.training import train_batch
     from epoch_builder.storage import atomic_write_json
 
     name = f"KR_BENCH_PACK_{family}"
@@ -311,25 +336,28 @@ def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epo
     ids = [c["id"] for c in configs]
     count = len(configs)
     seconds: dict[str, float] = {}
+    startup: dict[str, float] = {}
     epoch_seconds: dict[str, list[tuple[int, float]]] = {"alone": [], "packed": []}
     for mode, size in (("alone", 1), ("packed", count)):
         _forget(ws, ids, name)
         pattern = EPOCH_LINE if size == 1 else PACK_EPOCH_LINE
 
         def log(line: str, mode: str = mode, pattern: re.Pattern[str] = pattern) -> None:
+            if " datasets: " in line and mode not in startup:
+                startup[mode] = time.monotonic() - started
             found = pattern.search(line)
             if found:
                 epoch_seconds[mode].append((int(found.group(1)), float(found.group(2))))
 
         started = time.monotonic()
-        train_batch(ws, family, path, max_epochs=epochs, pack=size, log=log)
+        train_command(ws, family, name, epochs, ["--pack", str(size)], log, limited)
         seconds[mode] = time.monotonic() - started
     processes = min(2, available_cores())
-    if processes > 1 and not limited:  # packs of K/2 in 2 processes, the cores split (their log lines are the children's own)
+    if processes > 1 and not limited:  # packs of K/2 in 2 processes, the cores split
         _forget(ws, ids, name)
         started = time.monotonic()
-        train_batch(ws, family, path, max_epochs=epochs, pack=max(1, count // processes), processes=processes,
-                    log=lambda _line: None)
+        train_command(ws, family, name, epochs, ["--pack", str(max(1, count // processes)),
+                                                 "--processes", str(processes)], lambda _line: None, limited)
         seconds["packed_processes"] = time.monotonic() - started
     _forget(ws, ids, name)
     path.unlink()
@@ -338,8 +366,9 @@ def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epo
     warm_alone = [s for e, s in epoch_seconds["alone"] if e > 1] or [s for _, s in epoch_seconds["alone"]]
     warm_pack = [s for e, s in pack_epochs if e > 1] or [s for _, s in pack_epochs]
     warm = {"alone": count * sum(warm_alone) / len(warm_alone), "packed": sum(warm_pack) / len(warm_pack)}
-    fixed = {mode: seconds[mode] - epochs * warm[mode] for mode in warm}
-    projected = {mode: fixed[mode] + epochs_per_model * warm[mode] for mode in warm}
+    fixed = {mode: seconds[mode] - startup[mode] - epochs * warm[mode] for mode in warm}
+    scale = batch_models / count
+    projected = {mode: startup[mode] + scale * (fixed[mode] + epochs_per_model * warm[mode]) for mode in warm}
     hour = 3600.0
     return {"family": family, "models": count, "configs": ids, "epochs": epochs, "seconds": seconds,
             "models_per_hour": {mode: count * hour / s for mode, s in seconds.items()},
@@ -347,8 +376,9 @@ def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epo
             "factor_processes": (seconds["alone"] / seconds["packed_processes"] if "packed_processes" in seconds
                                  else None),
             "warm_epoch_seconds_all_models": warm, "warm_factor": warm["alone"] / warm["packed"],
-            "fixed_seconds": fixed, "projected_epochs_per_model": epochs_per_model,
-            "projected_models_per_hour": {mode: count * hour / s for mode, s in projected.items()},
+            "startup_seconds": startup, "fixed_seconds": fixed, "projected_epochs_per_model": epochs_per_model,
+            "projected_batch_models": batch_models,
+            "projected_models_per_hour": {mode: batch_models * hour / s for mode, s in projected.items()},
             "projected_factor": projected["alone"] / projected["packed"],
             "compute": compute_ceiling(configs, *rows, warm)}
 
@@ -386,9 +416,11 @@ def print_packing(packing: list[dict[str, Any]]) -> None:
                   f"packed {c['packed_gflops']:.0f} GFLOP/s = {100 * c['packed_share_of_rate']:.0f}% of "
                   f"{c['matmul_gflops']:.0f} GFLOP/s (the models' layer shapes as bare matmuls, batch 512); "
                   f"warm factor at that rate: {c['warm_factor_ceiling']:.2f}x")
-    print(f"factor = whole-batch wall time with --pack 1 / with --pack K (same models and epochs, this process); "
-          f"warm x = the same for a warm epoch of all K models; proj. = at "
-          f"{packing[0]['projected_epochs_per_model']:g} epochs per model (fixed costs kept, warm epochs scaled); "
+    batches = ", ".join(f"{p['family']} {p['projected_batch_models']}" for p in packing)
+    print(f"factor = whole-batch wall time with --pack 1 / with --pack K (same models and epochs, each run its own "
+          f"train-regression-batch process); warm x = the same for a warm epoch of all K models; proj. = a default "
+          f"batch of the family ({batches} models, the process started once) at "
+          f"{packing[0]['projected_epochs_per_model']:g} epochs per model; "
           f"2 proc. = packs of K/2 in 2 processes (--processes 2), the cores split, whole batch")
 
 
@@ -454,6 +486,7 @@ def main() -> None:
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
 
     from epoch_builder.regressions.datasets import load_datasets
+    from epoch_builder.regressions.grid import load_grid
     from epoch_builder.regressions.runtime import configure_tensorflow
     from epoch_builder.regressions.training import _validation_cut
 
@@ -468,6 +501,7 @@ def main() -> None:
             use_limited_windows(args.windows)
             log(f"--windows {args.windows}: {len(data.train_x):,} train / {len(data.test_x):,} test windows")
         picks, models = sampled_configs(ws, args.families, args.seed)
+        batch_sizes = load_grid(None)["batch_sizes"]
         cut = _validation_cut(len(data.train_x), config.validation_split)
         results, packing = [], []
         for family in args.families:
@@ -480,7 +514,8 @@ def main() -> None:
                 log(f"{family}: {len(configs)} models alone, then packed: {', '.join(c['id'] for c in configs)}")
                 packing.append(bench_packing(ws, family, configs, args.epochs,
                                              args.epochs_per_model or observed.get(family, ASSUMED_EPOCHS_PER_MODEL),
-                                             (cut, len(data.train_x) - cut), limited=bool(args.windows)))
+                                             (cut, len(data.train_x) - cut), batch_sizes[family],
+                                             limited=args.windows or 0))
                 log(f"{family}: packing factor {packing[-1]['factor']:.2f}x")
         candles = int(json.loads(ws.bundle_file.read_text())["candles"])
     if args.epochs_per_model is not None:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from epoch_builder.children import available_cores
+from epoch_builder.regressions.runtime import THREAD_POOL_VARIABLES
 from epoch_builder.workspace import Workspace
+
+# One size of TensorFlow's CPU thread pools (its default, every core) for every test process and the
+# commands they start. A packed batch sizes the pools of its process (packed.cpu_thread_pools), once, and a
+# convolutional model's float rounding depends on them: a test comparing a run in this process with one in
+# a subprocess needs them equal whatever this process trained first. The sizing itself is tested in a
+# process without these (tests/test_regressions_packed.py).
+for _variable in THREAD_POOL_VARIABLES:
+    os.environ.setdefault(_variable, str(available_cores()))
 
 SMALL_EPOCH_ID = "_SMALL"
 

@@ -225,3 +225,36 @@ def test_processes_are_checked(small_epoch: Workspace) -> None:
     write_batch(small_epoch, "DNN", "KR_PROC", [dnn(small_epoch, "Q1")])
     with pytest.raises(UsageError, match="--processes 0 must be 1 to 64"):
         train_batch(small_epoch, "DNN", "KR_PROC", processes=0, log=quiet)
+
+
+@pytest.mark.slow
+def test_a_pack_on_a_cpu_runs_its_models_ops_side_by_side_and_the_certificate_says_so(
+        small_epoch: Workspace, tmp_path: Path) -> None:
+    """A packed batch's own process (no pool sizes in its environment) gives each op its share of the
+    cores and runs the models' ops side by side; one model at a time keeps TensorFlow's default."""
+    from epoch_builder.children import available_cores
+    from epoch_builder.regressions.packed import cpu_thread_pools
+    from epoch_builder.regressions.runtime import THREAD_POOL_VARIABLES
+
+    assert cpu_thread_pools(8, 2) == (1, 2) and cpu_thread_pools(4, 16) == (4, 16) and cpu_thread_pools(1, 3) == (3, 3)
+    write_batch(small_epoch, "DNN", "KR_PACK", [dnn(small_epoch, "P1"), dnn(small_epoch, "P2")])
+    write_batch(small_epoch, "DNN", "KR_ALONE", [dnn(small_epoch, "A1")])
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_POOL_VARIABLES}
+    cores = available_cores()
+
+    def train(batch: str, pack: int) -> str:
+        done = subprocess.run([sys.executable, "-m", "epoch_builder.cli", "train-regression-batch", "--workspace",
+                               str(small_epoch.root), "--category", "DNN", "--batch", batch, "--max-epochs", "2",
+                               "--pack", str(pack)], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stderr
+
+    intra, inter = cpu_thread_pools(2, cores)
+    assert f"up to 2 together (--pack 2); CPU: {inter} op(s) side by side, {intra} thread(s) each" in train("KR_PACK", 2)
+    paths = small_epoch.epoch()
+    for model_id in ("P1", "P2"):
+        mode = read_json(paths.regression_certificate_file(model_id))["training_mode"]
+        assert mode["threads"] == {"intra_op": intra, "inter_op": inter} and mode["pack_size"] == 2
+    train("KR_ALONE", 1)
+    alone = read_json(paths.regression_certificate_file("A1"))["training_mode"]
+    assert alone["threads"] == {"intra_op": cores, "inter_op": cores} and alone["pack_size"] == 1

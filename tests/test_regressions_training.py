@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from epoch_builder.candles import read_candles
+from epoch_builder.children import available_cores
 from epoch_builder.cli import main
 from epoch_builder.discovery import build_discovery
 from epoch_builder.errors import EpochBuilderError
@@ -30,6 +31,8 @@ from epoch_builder.storage import atomic_write_json, read_json
 from epoch_builder.workspace import Workspace
 from tests.test_regressions_architectures import tiny_config
 
+# TensorFlow's default thread pools, which tests/conftest.py pins for every test process
+POOLS = {"intra_op": available_cores(), "inter_op": available_cores()}
 FAMILY_TEMPLATES = ("KR_DNN_S2", "KR_CNN_MP_S2", "KR_CDNN_S2", "KR_LSTM_S2", "KR_CLSTM_MP_S2", "KR_GRU_S2")
 SECTION3_FIELDS = ("id", "description", "training_data_start", "training_data_end", "train_size", "test_size",
                    "training_data_summary", "learning_rate", "optimizer", "loss", "metric", "keras_model_config",
@@ -254,7 +257,7 @@ def test_kill_9_resumes_from_the_last_completed_epoch_and_matches_an_uninterrupt
     assert resumed["resumed_from_epochs"] == [state["epoch"]]
     assert resumed["epochs"] == 12 == len(resumed["training_history"]["loss"])
     assert read_json(certificate) == resumed
-    assert resumed["training_mode"] == {"op_determinism": not fast, "deterministic_epochs": 0 if fast else 12, "pack_size": 1, "mixed_precision": False}
+    assert resumed["training_mode"] == {"op_determinism": not fast, "deterministic_epochs": 0 if fast else 12, "pack_size": 1, "mixed_precision": False, "threads": POOLS}
     if fast:
         return
 
@@ -337,7 +340,7 @@ def test_the_certificate_records_the_training_mode_and_the_log_says_it(
     write_batch(small_epoch, "DNN", "KR_MODES", [training_config(small_epoch, "DETERMINISTIC", "KR_DNN_S2")])
     lines: list[str] = []
     normal = train_batch(small_epoch, "DNN", "KR_MODES", max_epochs=2, log=lines.append)[0]
-    assert normal["training_mode"] == {"op_determinism": True, "deterministic_epochs": 2, "pack_size": 1, "mixed_precision": False}
+    assert normal["training_mode"] == {"op_determinism": True, "deterministic_epochs": 2, "pack_size": 1, "mixed_precision": False, "threads": POOLS}
     assert "op determinism on (repeatable)" in lines[0]
 
     write_batch(small_epoch, "DNN", "KR_FAST", [training_config(small_epoch, "FAST", "KR_DNN_S2")])
@@ -349,12 +352,12 @@ def test_the_certificate_records_the_training_mode_and_the_log_says_it(
     assert "batch KR_FAST (DNN): 1 model(s), device " in printed.err
     assert "op determinism off (--fast: not repeatable)" in printed.err
     fast = read_json(small_epoch.epoch().regressions_dir / "FAST" / "certificate.json")
-    assert fast["training_mode"] == {"op_determinism": False, "deterministic_epochs": 0, "pack_size": 1, "mixed_precision": False}
+    assert fast["training_mode"] == {"op_determinism": False, "deterministic_epochs": 0, "pack_size": 1, "mixed_precision": False, "threads": POOLS}
     assert not op_determinism_enabled()
     # a plain run switches it back on for the process, and its certificates say true again
     again = train_batch(small_epoch, "DNN", write_batch(small_epoch, "DNN", "KR_AGAIN", [
         training_config(small_epoch, "AGAIN", "KR_DNN_S2")]), max_epochs=1, log=quiet)[0]
-    assert op_determinism_enabled() and again["training_mode"] == {"op_determinism": True, "deterministic_epochs": 1, "pack_size": 1, "mixed_precision": False}
+    assert op_determinism_enabled() and again["training_mode"] == {"op_determinism": True, "deterministic_epochs": 1, "pack_size": 1, "mixed_precision": False, "threads": POOLS}
 
 
 def test_a_fast_checkpoint_resumes_only_with_fast(small_epoch: Workspace, restores_op_determinism) -> None:
@@ -375,7 +378,7 @@ def test_a_fast_checkpoint_resumes_only_with_fast(small_epoch: Workspace, restor
     cert = train_batch(small_epoch, "DNN", "KR_RF", max_epochs=4, fast=True, log=lines.append)[0]
     assert any("RF: resumed at epoch 2 from checkpoint" in line for line in lines)
     assert cert["epochs"] == 4 and cert["resumed_from_epochs"] == [2]
-    assert cert["training_mode"] == {"op_determinism": False, "deterministic_epochs": 0, "pack_size": 1, "mixed_precision": False}
+    assert cert["training_mode"] == {"op_determinism": False, "deterministic_epochs": 0, "pack_size": 1, "mixed_precision": False, "threads": POOLS}
 
 
 def test_a_deterministic_checkpoint_may_go_on_with_fast_and_is_then_certified_fast(
@@ -400,7 +403,7 @@ def test_a_deterministic_checkpoint_may_go_on_with_fast_and_is_then_certified_fa
         train_batch(small_epoch, "DNN", "KR_DF", max_epochs=4, log=quiet)
     cert = train_batch(small_epoch, "DNN", "KR_DF", max_epochs=4, fast=True, log=quiet)[0]
     assert cert["epochs"] == 4 and cert["resumed_from_epochs"] == [2, 3]
-    assert cert["training_mode"] == {"op_determinism": False, "deterministic_epochs": 2, "pack_size": 1, "mixed_precision": False}
+    assert cert["training_mode"] == {"op_determinism": False, "deterministic_epochs": 2, "pack_size": 1, "mixed_precision": False, "threads": POOLS}
 
 
 def test_fast_is_in_the_help(capsys) -> None:

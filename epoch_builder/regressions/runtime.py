@@ -95,6 +95,38 @@ def configure_tensorflow(op_determinism: bool | None = None) -> list[str]:
     return [gpu.name for gpu in gpus]
 
 
+THREAD_POOL_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def size_thread_pools(intra_op: int, inter_op: int) -> bool:
+    """Size TensorFlow's CPU thread pools: ``intra_op`` threads share one op, ``inter_op`` ops run side by
+    side. Only before the process's first op (TensorFlow sizes them once); a variable of
+    ``THREAD_POOL_VARIABLES`` set in the environment wins. Returns whether they were sized here."""
+    if any(os.environ.get(name) for name in THREAD_POOL_VARIABLES):
+        return False
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError:  # an op ran already: the pools are sized
+        return False
+    return True
+
+
+def thread_pools() -> dict[str, int]:
+    """The process's pool sizes (``intra_op``, ``inter_op``), TensorFlow's default (every core) spelled out."""
+    import tensorflow as tf
+
+    from epoch_builder.children import available_cores
+
+    def size(configured: int, variable: str) -> int:
+        return configured or int(os.environ.get(variable) or 0) or available_cores()
+
+    return {"intra_op": size(tf.config.threading.get_intra_op_parallelism_threads(), THREAD_POOL_VARIABLES[0]),
+            "inter_op": size(tf.config.threading.get_inter_op_parallelism_threads(), THREAD_POOL_VARIABLES[1])}
+
+
 def seed_everything(seed: int) -> None:
     """Python, NumPy and TensorFlow from one seed (keras.utils.set_random_seed does all three)."""
     import keras

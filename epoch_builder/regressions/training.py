@@ -255,11 +255,15 @@ def _resume_mode(state: dict[str, Any], deterministic: bool, where: Path, model_
 def training_mode(state: dict[str, Any], pack_size: int = 1) -> dict[str, Any]:
     """The certificate's ``training_mode``: ``op_determinism`` true only if every epoch ran with it;
     ``deterministic_epochs`` how many of the first epochs did (all of them, none, or those before a
-    deterministic checkpoint was resumed with --fast)."""
+    deterministic checkpoint was resumed with --fast); ``threads`` the CPU thread pools of the process
+    that finished the model (``runtime.thread_pools``: the same seed gives the same model with the same pools)."""
+    from epoch_builder.regressions.runtime import thread_pools
+
     deterministic = bool(state.get("op_determinism", True))
     return {"op_determinism": deterministic,
             "deterministic_epochs": state["epoch"] if deterministic else int(state.get("deterministic_epochs", 0)),
-            "pack_size": pack_size, "mixed_precision": bool(state.get("mixed_precision", False))}
+            "pack_size": pack_size, "mixed_precision": bool(state.get("mixed_precision", False)),
+            "threads": thread_pools()}
 
 
 # --- one model --------------------------------------------------------------------------
@@ -610,7 +614,8 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
     from epoch_builder import events as event_sink
     from epoch_builder.events import Eta
     from epoch_builder.regressions import packed
-    from epoch_builder.regressions.runtime import configure_tensorflow
+    from epoch_builder.children import available_cores
+    from epoch_builder.regressions.runtime import configure_tensorflow, size_thread_pools, thread_pools
 
     if max_epochs is not None and max_epochs < 1:
         raise UsageError(f"--max-epochs {max_epochs} must be a positive integer")
@@ -639,8 +644,11 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
                            fast=fast, pack=pack, mixed_precision=mixed_precision, events=event_sink.destination(),
                            log=lambda line: log(f"batch {batch['name']}: {line}"))
         pending = still_pending()  # none, unless a process failed (it raised then)
+    pack_size = pack or packed.default_pack_size(category)
     if pending:  # TensorFlow only when there is something to train: a finished batch's rerun stays quick
         gpus = configure_tensorflow(op_determinism=not fast)
+        if pack_size > 1 and not gpus:
+            size_thread_pools(*packed.cpu_thread_pools(pack_size, available_cores()))
         import keras
 
         # Set for every batch (a process may train several): float16 compute only when asked for.
@@ -656,9 +664,10 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
     if data is not None:
         log(f"datasets: {data.sizes['train_size']} train / {data.sizes['test_size']} test windows")
     eta = Eta(len(pending))
-    pack_size = pack or packed.default_pack_size(category)
     if pending and pack_size > 1:
-        log(f"{len(pending)} model(s) to train, up to {pack_size} together (--pack {pack_size})")
+        pools = thread_pools()
+        log(f"{len(pending)} model(s) to train, up to {pack_size} together (--pack {pack_size})"
+            + ("" if gpus else f"; CPU: {pools['inter_op']} op(s) side by side, {pools['intra_op']} thread(s) each"))
     by_id: dict[str, dict[str, Any]] = {}
     trained = 0
     with output.progress_bars() as bars:
