@@ -22,7 +22,8 @@ regressions: then each family's median ``epochs`` of their certificates.
     .venv/bin/python bench/bench_training.py [--families DNN,CDNN] [--epochs 2] [--epochs-per-model 30]
         [--observed WORKSPACE] [--seed 60184] [--pack 8] [--skip-single] [--windows N] [--json]
 
-LSTM, CLSTM and GRU are expected to take minutes per epoch at default size on a 2-core CPU (not run there).
+LSTM, CLSTM and GRU are expected to take minutes per epoch at default size on a 2-core CPU: ``--windows N``
+trains every run on the first N windows (the packing factors hold; per-epoch times are not the default's).
 """
 
 from __future__ import annotations
@@ -377,7 +378,7 @@ def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epo
                                  else None),
             "warm_epoch_seconds_all_models": warm, "warm_factor": warm["alone"] / warm["packed"],
             "startup_seconds": startup, "fixed_seconds": fixed, "projected_epochs_per_model": epochs_per_model,
-            "projected_batch_models": batch_models,
+            "projected_batch_models": batch_models, "windows": limited or None,
             "projected_models_per_hour": {mode: batch_models * hour / s for mode, s in projected.items()},
             "projected_factor": projected["alone"] / projected["packed"],
             "compute": compute_ceiling(configs, *rows, warm)}
@@ -421,7 +422,9 @@ def print_packing(packing: list[dict[str, Any]]) -> None:
           f"train-regression-batch process); warm x = the same for a warm epoch of all K models; proj. = a default "
           f"batch of the family ({batches} models, the process started once) at "
           f"{packing[0]['projected_epochs_per_model']:g} epochs per model; "
-          f"2 proc. = packs of K/2 in 2 processes (--processes 2), the cores split, whole batch")
+          f"2 proc. = packs of K/2 in 2 processes (--processes 2), the cores split, whole batch"
+          + (f"; every run on the first {packing[0]['windows']:,} windows (--windows): the factors hold, the "
+             "models/h are not the default profile's" if packing[0]["windows"] else ""))
 
 
 def print_report(report: dict[str, Any]) -> None:
