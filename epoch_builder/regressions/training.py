@@ -538,7 +538,8 @@ def _test_errors(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float
     return {"mean_absolute_error": mae, "mean_squared_error": mse}
 
 
-def test_evaluation(cfg: dict[str, Any], model: Any, predictions: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+def evaluation_from_predictions(cfg: dict[str, Any], model: Any, predictions: np.ndarray,
+                                labels: np.ndarray) -> tuple[float, float]:
     """The test set's loss and metric as ``model.evaluate`` reports them (the means over every window, the
     loss with the model's regularisation terms), computed from the predictions the discovery uses: a
     second pass over the test windows (and a traced evaluation function per model) costs as much as the
@@ -560,7 +561,7 @@ def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, stat
     from epoch_builder.regressions.inference import predict
 
     preds = predict(model, data.test_x)
-    test_loss, test_metric = _finite(list(test_evaluation(cfg, model, preds, data.test_y)))  # None if diverged
+    test_loss, test_metric = _finite(list(evaluation_from_predictions(cfg, model, preds, data.test_y)))  # None if diverged
     history = {k: _finite(v) for k, v in state["history"].items()}
     category = category_of(cfg)
     return {
