@@ -293,19 +293,21 @@ PACK_EPOCH_LINE = re.compile(r" epoch (\d+)/\d+ .*\((\d+\.\d+)s for the pack\)")
 
 
 def train_command(ws: Workspace, family: str, batch: str, epochs: int, options: list[str],
-                  log: Callable[[str], None], limited: bool) -> None:
+                  log: Callable[[str], None], windows: int) -> None:
     """`epoch-builder train-regression-batch` in its own process, as a server runs it (TensorFlow's thread
-    pools are sized per process, for its pack size); ``log`` gets its log lines. ``limited``: the process
-    trains on the --windows datasets (``use_limited_windows`` in that process)."""
+    pools are sized per process, for its pack size, so the environment's sizes are left out); ``log`` gets
+    its log lines. ``windows`` (--windows, 0: all): that process trains on the limited datasets."""
     import subprocess
+
+    from epoch_builder.regressions.runtime import THREAD_POOL_VARIABLES
 
     argv = ["train-regression-batch", "--workspace", str(ws.root), "--category", family, "--batch", batch,
             "--max-epochs", str(epochs), *options]
     code = ("import sys; sys.argv[1:] = {argv!r}; sys.path.insert(0, {bench!r}); import bench_training; "
             "bench_training.use_limited_windows({windows}) if {windows} else None; "
             "from epoch_builder.cli import main; sys.exit(main(sys.argv[1:]))").format(
-                argv=argv, bench=str(Path(__file__).resolve().parent), windows=limited or 0)
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
+                argv=argv, bench=str(Path(__file__).resolve().parent), windows=windows)
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_POOL_VARIABLES}
     with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           text=True, env=env, cwd=Path(__file__).resolve().parents[1]) as proc:
         tail: list[str] = []
@@ -317,7 +319,7 @@ def train_command(ws: Workspace, family: str, batch: str, epochs: int, options: 
 
 
 def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epochs: int,
-                  epochs_per_model: float, rows: tuple[int, int], batch_models: int, limited: int = 0) -> dict[str, Any]:
+                  epochs_per_model: float, rows: tuple[int, int], batch_models: int, windows: int = 0) -> dict[str, Any]:
     """The same batch of K = len(configs) models trained with --pack 1 and with --pack K.
 
     Reported: the whole batch's wall time each way (build, tracing, every epoch, evaluation, files) and its
@@ -351,14 +353,14 @@ def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epo
                 epoch_seconds[mode].append((int(found.group(1)), float(found.group(2))))
 
         started = time.monotonic()
-        train_command(ws, family, name, epochs, ["--pack", str(size)], log, limited)
+        train_command(ws, family, name, epochs, ["--pack", str(size)], log, windows)
         seconds[mode] = time.monotonic() - started
     processes = min(2, available_cores())
-    if processes > 1 and not limited:  # packs of K/2 in 2 processes, the cores split
+    if processes > 1 and not windows:  # packs of K/2 in 2 processes, the cores split
         _forget(ws, ids, name)
         started = time.monotonic()
         train_command(ws, family, name, epochs, ["--pack", str(max(1, count // processes)),
-                                                 "--processes", str(processes)], lambda _line: None, limited)
+                                                 "--processes", str(processes)], lambda _line: None, windows)
         seconds["packed_processes"] = time.monotonic() - started
     _forget(ws, ids, name)
     path.unlink()
@@ -378,7 +380,7 @@ def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epo
                                  else None),
             "warm_epoch_seconds_all_models": warm, "warm_factor": warm["alone"] / warm["packed"],
             "startup_seconds": startup, "fixed_seconds": fixed, "projected_epochs_per_model": epochs_per_model,
-            "projected_batch_models": batch_models, "windows": limited or None,
+            "projected_batch_models": batch_models, "windows": windows or None,
             "projected_models_per_hour": {mode: batch_models * hour / s for mode, s in projected.items()},
             "projected_factor": projected["alone"] / projected["packed"],
             "compute": compute_ceiling(configs, *rows, warm)}
@@ -518,7 +520,7 @@ def main() -> None:
                 packing.append(bench_packing(ws, family, configs, args.epochs,
                                              args.epochs_per_model or observed.get(family, ASSUMED_EPOCHS_PER_MODEL),
                                              (cut, len(data.train_x) - cut), batch_sizes[family],
-                                             limited=args.windows or 0))
+                                             windows=args.windows or 0))
                 log(f"{family}: packing factor {packing[-1]['factor']:.2f}x")
         candles = int(json.loads(ws.bundle_file.read_text())["candles"])
     if args.epochs_per_model is not None:

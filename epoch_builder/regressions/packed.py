@@ -189,7 +189,7 @@ def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], dat
         cut = training._validation_cut(len(data.train_x), validation_split)
         validation = tf.data.Dataset.from_tensor_slices((data.train_x[cut:], data.train_y[cut:])).batch(
             training.BATCH_SIZE)
-        validation_steps = -(-(len(data.train_x) - cut) // training.BATCH_SIZE)
+        validation_steps = int(validation.cardinality())
         first = min((m.state["epoch"] for m in members if m.wants(m.state["epoch"], limit)), default=limit)
         if bar is not None:
             bar.reset(total=limit, description=f"  {len(members)} models epochs")

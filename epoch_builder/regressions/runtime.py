@@ -98,20 +98,19 @@ def configure_tensorflow(op_determinism: bool | None = None) -> list[str]:
 THREAD_POOL_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
-def size_thread_pools(intra_op: int, inter_op: int) -> bool:
+def size_thread_pools(intra_op: int, inter_op: int) -> None:
     """Size TensorFlow's CPU thread pools: ``intra_op`` threads share one op, ``inter_op`` ops run side by
-    side. Only before the process's first op (TensorFlow sizes them once); a variable of
-    ``THREAD_POOL_VARIABLES`` set in the environment wins. Returns whether they were sized here."""
+    side. Only before the process's first op (TensorFlow sizes them once; later it keeps what it has, which
+    ``thread_pools`` reports); a variable of ``THREAD_POOL_VARIABLES`` set in the environment wins."""
     if any(os.environ.get(name) for name in THREAD_POOL_VARIABLES):
-        return False
+        return
     import tensorflow as tf
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(intra_op)
         tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     except RuntimeError:  # an op ran already: the pools are sized
-        return False
-    return True
+        pass
 
 
 def thread_pools() -> dict[str, int]:
