@@ -83,7 +83,9 @@ class EpochConsole(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"{len(self.cluster.hosts)} server(s) · workspace {self.workspace.root}"
+        others = len(self.cluster.servers)
+        self.sub_title = (f"{others} server(s) + " if others else "") + \
+            f"{self.cluster.controller}: workspace {self.workspace.root}"
         self.servers_table.border_title = "Servers"
         self.detail.border_title = "Detail"
         self.jobs_table.border_title = "Jobs"
@@ -224,11 +226,16 @@ class EpochConsole(App[None]):
 
         return bool(await self.push_screen_wait(ConfirmDialog(question, label)))
 
-    async def choose_servers(self, title: str, *, allow_all: bool, all_but_this_machine: bool = False) -> list[str] | None:
-        """``all_but_this_machine``: "all servers" leaves out the console's own machine (power actions)."""
+    async def choose_servers(self, title: str, *, allow_all: bool, all_but_this_machine: bool = False,
+                             not_the_controller: bool = False) -> list[str] | None:
+        """``all_but_this_machine``: "all servers" leaves out the console's own machine (power actions);
+        ``not_the_controller``: the console's own workspace is not offered at all (pushes and pulls)."""
         from console.screens.forms import ServerPicker
 
-        names = list(self.cluster.hosts)
+        names = self.cluster.servers if not_the_controller else list(self.cluster.hosts)
+        if not names:
+            raise EpochBuilderError(f"no server besides this machine's workspace ({self.cluster.controller}): "
+                                    "name your servers in config/cluster.json (see config/cluster.example.json)")
         if len(names) == 1:
             return names
         default = self.servers_table.selected_server

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from remote import jobs, status
 from remote.cluster import Cluster as RemoteCluster
-from remote.config import ClusterConfig, load_cluster_config
+from remote.config import ClusterConfig, load_cluster_config, with_controller
 from remote.errors import HostKeyError, HostUnreachable, RemoteError
 from remote.hosts import Host, HostState, backoff_delay
 
@@ -66,7 +66,10 @@ def job_view(server: str, info: Any) -> JobView:
 
 class Cluster:
     def __init__(self, config: ClusterConfig, local_root: str | os.PathLike) -> None:
-        self.config = config
+        # The controller's own workspace is a place like any server (status, jobs, logs): the steps that
+        # combine the cluster's results run there (remote.steps).
+        self.config, self.controller = with_controller(config, local_root)
+        config = self.config
         self.local_root = Path(local_root)
         self.remote = RemoteCluster(config)  # the connections, one Host per server
         self.hosts: dict[str, HostView] = {
@@ -242,6 +245,10 @@ class Cluster:
         info = await jobs.start_job(host, list(args), force=force)
         return self._merge_job(server, job_view(server, info), host)
 
+    def adopt_job(self, server: str, info: Any) -> JobView:
+        """A job started on ``server`` by other code (``remote.steps``): shown and followed like the console's own."""
+        return self._merge_job(server, job_view(server, info), self.host(server))
+
     async def refresh_job(self, server: str, job_id: str) -> JobView:
         """The job as its server reports it now (the table may be a poll behind)."""
         host = self.host(server)
@@ -307,6 +314,15 @@ class Cluster:
         return await power.unit_tests(self.host(server), on_output=lambda line: sink([line]))
 
     # --- sync -----------------------------------------------------------------
+    def is_controller(self, server: str) -> bool:
+        """Whether ``server`` is the console's own workspace."""
+        return server == self.controller
+
+    @property
+    def servers(self) -> list[str]:
+        """Every server but the controller: where pushes and pulls go."""
+        return [name for name in self.hosts if name != self.controller]
+
     def is_local(self, server: str) -> bool:
         """Whether ``server`` is this machine's own workspace (nothing to push there)."""
         return any(s.name == server and s.local for s in self.config.servers)

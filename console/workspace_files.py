@@ -190,3 +190,23 @@ def build_luck(ws: Workspace, models: list[ModelSummary]) -> str:
     from remote.build_figures import load_build_summary, luck_line
 
     return luck_line(load_build_summary(ws.epoch(), [m.id for m in models]))
+
+
+@dataclass(frozen=True)
+class EpochFile:
+    relative: str  # <EPOCH>/<EPOCH>.zip, relative to the workspace root (the same on every host)
+    bytes: int
+    written: str  # local time, minutes
+
+
+def list_epoch_files(ws: Workspace) -> list[EpochFile]:
+    """The workspace's Epoch Files (``<id>/<id>.zip``, where export writes them), newest first."""
+    import time
+
+    found = []
+    for path in ws.root.glob("*/*.zip") if ws.root.is_dir() else []:
+        if path.stem == path.parent.name and path.is_file():
+            stat = path.stat()
+            found.append((stat.st_mtime, EpochFile(ws.relative(path), stat.st_size,
+                                                   time.strftime("%Y-%m-%d %H:%M", time.localtime(stat.st_mtime)))))
+    return [item for _, item in sorted(found, key=lambda pair: pair[0], reverse=True)]

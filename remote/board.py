@@ -42,6 +42,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 REGRESSIONS, PROFITABLE_CONFIGS = "regressions", "profitable-configs"
 STAGES = (REGRESSIONS, PROFITABLE_CONFIGS)
+# The steps of the stage gate (Board.next_step), and where each runs.
+GENERATE_STEP = "generate regression training configs"
+TRAIN_STEP = "train every regression batch"
+INITIALIZE_STEP = "rank regressions and initialize prediction models"
+SWEEP_STEP = "find profitable configs of every batch"
+BUILD_STEP = "build prediction models"
+EXPORT_STEP = "export the best model"
+VERIFY_STEP = "verify the Epoch File"
+SERVERS, CONTROLLER = "servers", "controller"
 SUBCOMMANDS = {REGRESSIONS: "train-regression-batch", PROFITABLE_CONFIGS: "find-profitable-configs"}
 PENDING, PUSHED, RUNNING, FINISHED, FAILED, DONE = "pending", "pushed", "running", "finished", "failed", "done"
 SKIPPED_CATEGORIES = ("UNIT_TEST",)  # the smoke-test batch is run by hand, not dispatched
@@ -148,6 +157,21 @@ def _json_summary(path: Path, kind: str, summarize: Callable[[Any], Any]) -> Any
 def _epoch_paths(epoch_id: str) -> EpochPaths:
     """An epoch's paths relative to any workspace root (for the workspace-relative paths sent to servers)."""
     return Workspace(Path(".")).epoch_paths(epoch_id)
+
+
+def verify_step(relative_file: str) -> dict[str, str]:
+    return {"step": VERIFY_STEP, "command": f"epoch-builder verify-epoch {relative_file}", "where": CONTROLLER}
+
+
+def exported_step(root: Path) -> dict[str, str] | None:
+    """With no active epoch left (an export moves ``config/epoch.json`` into the epoch's directory): the
+    newest Epoch File's verification, else None."""
+    root = Path(root)
+    files = [p for p in root.glob("*/*.zip") if p.stem == p.parent.name and p.is_file()] if root.is_dir() else []
+    if not files:
+        return None
+    newest = max(files, key=lambda p: p.stat().st_mtime)
+    return verify_step(newest.relative_to(root).as_posix())
 
 
 def epoch_id_of(root: Path) -> str:
@@ -340,23 +364,29 @@ class Board:
         return bool(rows) and all(r.state == DONE for r in rows)
 
     def next_step(self, root: Path) -> dict[str, str] | None:
-        """The stage gate: what the epoch needs next, with the command that does it."""
+        """The stage gate: what the epoch needs next, the command that does it, and where it runs
+        (``where``: ``servers`` for a dispatched stage, ``controller`` for a step that combines the
+        cluster's results, which only the controller's workspace holds: ``remote.steps``)."""
         epoch = Workspace(Path(root)).epoch_paths(self.epoch_id)
+        on_servers, on_controller = {"where": SERVERS}, {"where": CONTROLLER}
         if REGRESSIONS not in self.stages:
             pass  # a board of the later stage only: the regressions are behind it
         elif not self.stage_rows(REGRESSIONS):
-            return {"step": "generate regression training configs", "command": "epoch-builder generate-regression-training-configs"}
+            return {"step": GENERATE_STEP, "command": "epoch-builder generate-regression-training-configs", **on_controller}
         elif not self.stage_done(REGRESSIONS):
-            return {"step": "train every regression batch", "command": "epoch-cluster dispatch --stage regressions"}
+            return {"step": TRAIN_STEP, "command": "epoch-cluster dispatch --stage regressions", **on_servers}
         if not self.stage_rows(PROFITABLE_CONFIGS):  # not generated yet (or a regressions-only board)
-            return {"step": "rank regressions and initialize prediction models",
+            return {"step": INITIALIZE_STEP,
                     "command": "epoch-builder regressions rank --by test_loss --top 20 && "
-                               "epoch-builder initialize-prediction-models --top 20 --by test_loss"}
+                               "epoch-builder initialize-prediction-models --top 20 --by test_loss", **on_controller}
         if not self.stage_done(PROFITABLE_CONFIGS):
-            return {"step": "find profitable configs of every batch", "command": "epoch-cluster dispatch --stage profitable-configs"}
+            return {"step": SWEEP_STEP, "command": "epoch-cluster dispatch --stage profitable-configs", **on_servers}
         if not epoch.build_file.is_file():
-            return {"step": "build prediction models", "command": "epoch-builder build-prediction-models"}
-        return {"step": "export the best model", "command": "epoch-builder models list && epoch-builder export-epoch --best"}
+            return {"step": BUILD_STEP, "command": "epoch-builder build-prediction-models", **on_controller}
+        if not epoch.epoch_file.is_file():
+            return {"step": EXPORT_STEP, "command": "epoch-builder models list && epoch-builder export-epoch --best",
+                    **on_controller}
+        return verify_step(epoch.relative(epoch.epoch_file))
 
     def to_dict(self, root: Path) -> dict[str, Any]:
         return {"epoch": self.epoch_id, "hosts": self.hosts, "batches": [r.to_dict() for r in self.rows],

@@ -132,6 +132,33 @@ def default_local_server(root: str | os.PathLike | None = None) -> ServerConfig:
     return ServerConfig(name="localhost", host="localhost", root=str(root_path), python=sys.executable, local=True)
 
 
+CONTROLLER_NAME = "controller"  # the console's own workspace, when no configured server is it
+
+
+def controller_server(config: ClusterConfig, workspace: str | os.PathLike) -> ServerConfig:
+    """The server that is the controller's workspace: a ``local`` server rooted there (``localhost`` without a
+    cluster file), else a new one named ``controller`` that dispatch leaves out (``is_cluster`` false). The
+    steps that combine the cluster's results (initialize, build, export, verify) run there by default."""
+    root = Path(workspace).expanduser().resolve()
+    for server in config.servers:
+        if server.local and Path(server.root).resolve() == root:
+            return server
+    if CONTROLLER_NAME in config.names():
+        where = config.source or "the cluster file"
+        raise ConfigError(f"{where}: servers: the name {CONTROLLER_NAME!r} is kept for this machine's workspace "
+                          f"({root}); rename that server, or mark it local with root {root}")
+    return ServerConfig(name=CONTROLLER_NAME, host="localhost", root=str(root), python=sys.executable,
+                        is_cluster=False, local=True)
+
+
+def with_controller(config: ClusterConfig, workspace: str | os.PathLike) -> tuple[ClusterConfig, str]:
+    """``config`` with the controller's workspace among its servers (first, when it is added), and its name."""
+    controller = controller_server(config, workspace)
+    if controller in config.servers:
+        return config, controller.name
+    return ClusterConfig(servers=(controller, *config.servers), ssh=config.ssh, source=config.source), controller.name
+
+
 def load_cluster_config(path: str | os.PathLike | None = None, *, local_root: str | os.PathLike | None = None) -> ClusterConfig:
     """Read and validate the cluster file.
 

@@ -549,6 +549,15 @@ async def plan_push(
     return send
 
 
+async def held_files(host: "Host", paths: Sequence[str], *, remote_root: str | None = None) -> list[str]:
+    """Which of the workspace-relative files under ``paths`` the host holds (its listing checked like a pull's)."""
+    clean = [safe_relpath(p) for p in paths]
+    if not clean:
+        return []
+    listing = await _RemoteSide(host, remote_root or host.root).manifest(clean)
+    return sorted(_trusted_listing(host, listing, clean, []))
+
+
 async def _compare(
     host: "Host", direction: str, local: _LocalSide, remote: _RemoteSide, paths: list[str], report: SyncReport,
 ) -> tuple[dict[str, list[int]], list[str], dict[str, int]]:

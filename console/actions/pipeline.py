@@ -3,6 +3,13 @@
 Each form offers the options of its ``epoch-builder`` command and names the
 server it runs on; ``launch`` starts the job (after the same preflight push
 dispatch does) and follows its log.
+
+The steps that combine the cluster's results (initialize, build, export,
+verify: ``remote.steps``) read the controller's workspace, where dispatch and
+pull gather everything: their pickers read it and they run there by default
+(``run_step``). A user may pick a server in the form instead (ctrl+o); then
+the console pushes exactly what the step reads, runs it there and pulls back
+what it wrote, and says so in one line.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from epoch_builder.errors import EpochBuilderError
 from epoch_builder.workspace import CANDLESTICKS_DIR, CONFIG_DIR
+from remote import steps
 from remote.board import PROFITABLE_CONFIGS, REGRESSIONS, BatchSpec
 from remote.dispatch import MAX_PACK_SIZE, MAX_PROCESSES  # the ranges the dispatcher checks (epoch_builder's)
 
@@ -55,6 +63,47 @@ async def preflight(app: "EpochConsole", command: str, server: str, inputs: Sequ
     return True
 
 
+def step_places(app: "EpochConsole") -> tuple[list[str], dict[str, str]]:
+    """Where a combining step may run, the controller first (its default), with what each place means."""
+    notes = {app.cluster.controller: "this workspace, which holds every pulled result"}
+    notes.update({name: "its inputs are pushed first, its output pulled back" for name in app.cluster.servers})
+    return [app.cluster.controller, *app.cluster.servers], notes
+
+
+async def ask_step(app: "EpochConsole", form: Any) -> tuple[Any, str]:
+    """Show a combining step's form with the places it may run; (the form's answer, the chosen place)."""
+    form.offer_places(*step_places(app))
+    answer = await app.push_screen_wait(form)
+    return answer, form.place or app.cluster.controller
+
+
+async def run_step(app: "EpochConsole", args: list[str], where: str) -> "JobView | None":
+    """Run a combining step (``remote.steps``) where the user chose: on the controller, where its inputs are,
+    or on a server after pushing them (its output pulled back). A missing input is one line naming it, the
+    servers that hold it and the pull that brings it."""
+    root = app.workspace.root
+    files = steps.step_files(root, args)
+    missing = steps.missing_inputs(root, files)
+    if missing:
+        others = [app.cluster.host(name) for name in app.cluster.servers]
+        held = await steps.holders(others, missing) if others else {}
+        raise EpochBuilderError(steps.missing_input_message(args[0], missing, held))
+    if app.cluster.is_controller(where):
+        return await launch(app, args, server=where)
+    app.notify(f"{args[0]} on {where}: pushing the {len(files.reads)} path(s) it reads, then running it there")
+
+    def started(info: Any) -> None:
+        job = app.cluster.adopt_job(where, info)
+        app.notify(f"started {args[0]} on {where} (job {job.id})")
+        app.follow_log(job)
+
+    run = await steps.run_on_server(app.cluster.host(where), args, root, started=started)
+    if run.pulled is None:
+        raise EpochBuilderError(run.account())
+    app.notify(run.account(), timeout=20)
+    return app.cluster.jobs.get(f"{where}/{run.job.job_id}")
+
+
 def batch_inputs(app: "EpochConsole", stage: str, batch: Any) -> list[str]:
     """The paths a batch's job reads: the rule dispatch pushes by (remote.board.BatchSpec)."""
     spec = BatchSpec(stage, batch.path.stem, batch.category or None)
@@ -85,9 +134,10 @@ async def create_epoch(app: "EpochConsole") -> None:
 
 
 async def generate_configs(app: "EpochConsole") -> None:
+    """On the controller: dispatch reads the batches from its workspace."""
     from console.screens.forms import FormField, OptionsForm
 
-    server = app.selected_server
+    server = app.cluster.controller
     options = await app.push_screen_wait(OptionsForm(f"Generate regression training configs on {server}", [
         FormField("grid", "grid file", hint=f"path on {server}; empty: the bundled 1,220-model grid"),
         FormField("force", "existing batches", "flag", hint="replace them (--force)"),
@@ -134,12 +184,12 @@ async def initialize_models(app: "EpochConsole") -> None:
     from console.screens.forms import RegressionPicker
     from console.workspace_files import list_regressions
 
-    regressions = list_regressions(app.workspace)
+    regressions = list_regressions(app.workspace)  # the controller's: where the step runs by default
     if not regressions:
         raise EpochBuilderError(NO_REGRESSIONS)
-    args = await app.push_screen_wait(RegressionPicker(regressions))
+    args, where = await ask_step(app, RegressionPicker(regressions))
     if args:
-        await launch(app, args)
+        await run_step(app, args, where)
 
 
 async def find_profitable(app: "EpochConsole") -> None:
@@ -156,9 +206,9 @@ async def find_profitable(app: "EpochConsole") -> None:
 async def build_models(app: "EpochConsole") -> None:
     from console.screens.forms import NumberForm
 
-    limit = await app.push_screen_wait(NumberForm("Build prediction models", "limit (models kept)", 100, 1, 10_000_000))
+    limit, where = await ask_step(app, NumberForm("Build prediction models", "limit (models kept)", 100, 1, 10_000_000))
     if limit:
-        await launch(app, ["build-prediction-models", "--top", str(limit)])
+        await run_step(app, ["build-prediction-models", "--top", str(limit)], where)
 
 
 async def export_epoch(app: "EpochConsole") -> None:
@@ -166,9 +216,21 @@ async def export_epoch(app: "EpochConsole") -> None:
     from console.workspace_files import build_luck, list_build_models
 
     models = list_build_models(app.workspace)
-    model_id = await app.push_screen_wait(ModelPicker(models, build_luck(app.workspace, models)))
+    model_id, where = await ask_step(app, ModelPicker(models, build_luck(app.workspace, models)))
     if model_id:
-        await launch(app, ["export-epoch", "--model-id", model_id])
+        await run_step(app, ["export-epoch", "--model-id", model_id], where)
+
+
+async def verify_epoch(app: "EpochConsole") -> None:
+    from console.screens.forms import EpochFilePicker
+    from console.workspace_files import list_epoch_files
+
+    files = list_epoch_files(app.workspace)
+    if not files:
+        raise EpochBuilderError("no Epoch File in this workspace: export one first (`epoch-builder export-epoch`)")
+    chosen, where = await ask_step(app, EpochFilePicker(files))
+    if chosen:
+        await run_step(app, ["verify-epoch", chosen.relative], where)
 
 
 async def unit_tests(app: "EpochConsole") -> None:
@@ -191,17 +253,19 @@ ACTIONS = (
                command="candlesticks import", run=import_candlesticks),
     ActionSpec("create_epoch", GROUP, "Create epoch", "cut the candles, SMA + normalise, write config/epoch.json", "e",
                command="create-epoch", run=create_epoch),
-    ActionSpec("generate_configs", GROUP, "Generate regression training configs", "write the hyperparameter grid as batches",
+    ActionSpec("generate_configs", GROUP, "Generate regression training configs", "write the hyperparameter grid as batches (on the controller, where dispatch reads them)",
                "g", command="generate-regression-training-configs", run=generate_configs),
     ActionSpec("train_batch", GROUP, "Train regression batch", "train one batch of regressions on the selected server", "t",
                command="train-regression-batch", run=train_batch),
-    ActionSpec("initialize_models", GROUP, "Initialize prediction models", "assets + config batches from the chosen regressions",
+    ActionSpec("initialize_models", GROUP, "Initialize prediction models", "assets + config batches from the chosen regressions (on the controller)",
                "i", command="initialize-prediction-models", run=initialize_models),
     ActionSpec("find_profitable", GROUP, "Find profitable configs", "backtest one config batch on the selected server", "p",
                command="find-profitable-configs", run=find_profitable),
-    ActionSpec("build_models", GROUP, "Build prediction models", "rank profitable configs into build.json", "b",
+    ActionSpec("build_models", GROUP, "Build prediction models", "rank profitable configs into build.json (on the controller)", "b",
                command="build-prediction-models", run=build_models),
-    ActionSpec("export_epoch", GROUP, "Export epoch", "write the Epoch File for one model of the build", "x",
+    ActionSpec("export_epoch", GROUP, "Export epoch", "write the Epoch File for one model of the build (on the controller)", "x",
                command="export-epoch", run=export_epoch),
+    ActionSpec("verify_epoch", GROUP, "Verify Epoch File", "check an Epoch File as the platform installs it, every model loaded (on the controller)",
+               "v", command="verify-epoch", run=verify_epoch),
     ActionSpec("unit_tests", GROUP, "Unit tests", "run the project's test suite on the selected server", "u", run=unit_tests),
 )

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 async def sync_group(app: "EpochConsole", direction: str, group: str, title: str) -> None:
-    servers = await app.choose_servers(f"{title}: which server?", allow_all=True)
+    servers = await app.choose_servers(f"{title}: which server?", allow_all=True, not_the_controller=True)
     if not servers:
         return
     if direction == "push" and not await app.confirm(

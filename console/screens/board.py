@@ -31,14 +31,18 @@ from console.screens.dispatch_form import DispatchForm
 
 REFRESH_S = 3.0
 MESSAGES_KEPT = 500  # lines of the dispatcher's log kept for the Board screen
-# The console action offered by each stage gate (see remote.board.Board.next_step).
+# The console action offered by each stage gate (see remote.board.Board.next_step); DISPATCH: the Board's
+# own auto-dispatch form (key d), for the stages that run batch by batch on the servers.
+DISPATCH = "dispatch"
 GATE_ACTIONS = {
-    "rank regressions and initialize prediction models": "initialize_models",
-    "build prediction models": "build_models",
-    "export the best model": "export_epoch",
-    "generate regression training configs": "generate_configs",
+    boards.GENERATE_STEP: "generate_configs",
+    boards.TRAIN_STEP: DISPATCH,
+    boards.INITIALIZE_STEP: "initialize_models",
+    boards.SWEEP_STEP: DISPATCH,
+    boards.BUILD_STEP: "build_models",
+    boards.EXPORT_STEP: "export_epoch",
+    boards.VERIFY_STEP: "verify_epoch",
 }
-
 
 class AutoDispatch:
     """One Dispatcher task per app, kept on the app so it outlives the Board screen."""
@@ -127,6 +131,7 @@ class BoardScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.board: boards.Board | None = None
+        self.exported: dict[str, str] | None = None  # no active epoch, an Epoch File to verify
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -161,9 +166,32 @@ class BoardScreen(Screen[None]):
         try:
             self.board = await self.app.read_board()
         except Exception as exc:  # noqa: BLE001 - e.g. no epoch yet: one line
-            self.query_one("#board-summary", Static).update(escape(with_console_keys(f"board: {exc}")))
+            self.board = None
+            # After an export on the controller its epoch is no longer active: offer the file's verification.
+            self.exported = boards.exported_step(self.app.workspace.root)
+            message = (f"no active epoch: the last export wrote {self.exported['command'].split()[-1]}"
+                       if self.exported else f"board: {exc}")
+            self.query_one("#board-summary", Static).update(escape(with_console_keys(message)))
+            self._show_next(self.exported)
             return
+        self.exported = None
         self.draw()
+
+    def where_text(self, step: dict[str, str]) -> str:
+        """Where a stage gate's step runs, by name."""
+        cluster = self.app.cluster
+        if step.get("where") == boards.SERVERS:
+            names = [s.name for s in cluster.config.servers if s.is_cluster]
+            return f"on {', '.join(names) or 'no is_cluster server'} (auto-dispatch)"
+        return f"on {cluster.controller} (this workspace)"
+
+    def _show_next(self, step: dict[str, str] | None) -> None:
+        if not step:
+            self.query_one("#board-next", Static).update("")
+            return
+        key = "  [n] to run it" if step["step"] in GATE_ACTIONS else ""
+        self.query_one("#board-next", Static).update(
+            escape(f"next: {step['step']} {self.where_text(step)} ({step['command']})") + key)
 
     def draw(self) -> None:
         board = self.board
@@ -182,10 +210,7 @@ class BoardScreen(Screen[None]):
         dispatch = f"auto-dispatch [b]ON[/b] ({self.auto.stage})" if self.auto.running else "auto-dispatch off"
         self.query_one("#board-summary", Static).update(
             f"epoch [b]{escape(board.epoch_id)}[/b] · {dispatch} · servers: {escape(hosts)}\n" + escape(totals_line(board)))
-        step = board.next_step(self.app.workspace.root)
-        self.query_one("#board-next", Static).update(
-            escape(f"next: {step['step']} ({step['command']})" + ("  [n] to run it" if step["step"] in GATE_ACTIONS else ""))
-            if step else "")
+        self._show_next(board.next_step(self.app.workspace.root))
 
     def action_toggle_dispatch(self) -> None:
         if self.auto.running:
@@ -222,10 +247,16 @@ class BoardScreen(Screen[None]):
         self.draw()
 
     def action_next_step(self) -> None:
-        step = self.board.next_step(self.app.workspace.root) if self.board else None
+        step = self.board.next_step(self.app.workspace.root) if self.board else self.exported
         action = GATE_ACTIONS.get(step["step"]) if step else None
         if action is None:
             self.app.notify(f"next: {step['step']}: {escape(step['command'])}" if step else "nothing to do")
+            return
+        if action == DISPATCH:
+            if not self.auto.running:
+                self.action_toggle_dispatch()
+            else:
+                self.app.notify(f"auto-dispatch of {self.auto.stage} is running: its batches are on the way")
             return
         self.dismiss(None)
         self.app.call_later(self.app.run_action_id, action)

@@ -23,7 +23,7 @@ from textual.widgets.option_list import Option
 from epoch_builder.epoch import PARAMS, PROFILES, param_bounds, param_default, validate_epoch_id, validate_param
 from epoch_builder.errors import EpochBuilderError
 
-from console.workspace_files import BatchFile, ModelSummary, RegressionSummary
+from console.workspace_files import BatchFile, EpochFile, ModelSummary, RegressionSummary
 
 
 def plain_number(value: float) -> str:
@@ -38,14 +38,47 @@ class FormScreen(ModalScreen[Any]):
     ``Enter`` in a field moves to the next one and submits from the last; ``ctrl+s`` submits from anywhere.
     """
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Submit")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Submit"),
+                Binding("ctrl+o", "next_place", "Run elsewhere")]
     TITLE_TEXT = ""
     OK_LABEL = "Run"
+    places: tuple[str, ...] = ()  # where the form's step may run (offer_places); none: the form does not say
+    place_notes: dict[str, str] = {}
+    _place_index = 0
+
+    def offer_places(self, places: Sequence[str], notes: dict[str, str] | None = None) -> "FormScreen":
+        """Let the user choose where the step runs: ``places[0]`` unless ``ctrl+o`` picks the next one.
+        ``notes``: a few words per place (what running there means), shown beside its name."""
+        self.places, self.place_notes, self._place_index = tuple(places), dict(notes or {}), 0
+        return self
+
+    @property
+    def place(self) -> str | None:
+        """Where the user chose to run the step (None: no places were offered)."""
+        return self.places[self._place_index] if self.places else None
+
+    def _place_text(self) -> str:
+        place = self.place or ""
+        note = self.place_notes.get(place, "")
+        other = " · ctrl+o: run elsewhere" if len(self.places) > 1 else ""
+        return f"runs on [b]{escape(place)}[/b]" + (f" ({escape(note)})" if note else "") + f"[dim]{other}[/]"
+
+    def action_next_place(self) -> None:
+        if len(self.places) > 1:
+            self._place_index = (self._place_index + 1) % len(self.places)
+            self.query_one("#run-on", Label).update(self._place_text())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "next_place":
+            return len(self.places) > 1  # the footer shows the key only where there is a choice
+        return True
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog form"):
             yield Label(self.TITLE_TEXT, classes="dialog-title")
             yield from self.compose_body()
+            if self.places:
+                yield Label(self._place_text(), id="run-on")
             yield Static("", classes="form-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Label("enter: next field · ctrl+s: submit · esc: cancel", classes="form-keys")
@@ -516,6 +549,19 @@ class ReportModelPicker(ModelPicker):
 
     TITLE_TEXT = "HTML report: choose a model of the build"
     OK_LABEL = "Write report"
+
+
+class EpochFilePicker(TablePicker):
+    """Epoch Files of the workspace (newest first); dismisses with the chosen ``EpochFile``."""
+
+    TITLE_TEXT = "Verify an Epoch File: the platform's installer rules, its manifest, every model loads"
+    OK_LABEL = "Verify"
+    TABLE_ID = "epoch-file-table"
+    COLUMNS = ("file", "bytes", "written")
+    EMPTY_MESSAGE = "no Epoch File in this workspace: export one first"
+
+    def row(self, rank: int, item: EpochFile) -> Sequence[str]:
+        return (item.relative, f"{item.bytes:,}", item.written)
 
 
 class OneFieldForm(FormScreen):
