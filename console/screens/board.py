@@ -191,7 +191,7 @@ class BoardScreen(Screen[None]):
             return
         key = "  [n] to run it" if step["step"] in GATE_ACTIONS else ""
         self.query_one("#board-next", Static).update(
-            escape(f"next: {step['step']} {self.where_text(step)} ({step['command']})") + key)
+            escape(f"next: {step['step']} {self.where_text(step)} ({step['command']}){key}"))
 
     def draw(self) -> None:
         board = self.board

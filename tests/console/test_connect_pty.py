@@ -85,8 +85,9 @@ def test_connect_opens_a_shell_in_the_server_workspace_and_returns(sshd_pair, tm
     term = Terminal([PYTHON, "-m", "console.cli", "--config", str(config), "--workspace", str(workspace)],
                     cwd=Path(__file__).resolve().parents[2])
     try:
-        term.expect(r"srv1.{0,40}online", 60)  # the servers table, first row selected
+        term.expect(r"srv1.{0,40}online", 60)  # the servers table: the controller's workspace first, then srv1
         term.mark()
+        term.send("\x1b[B")  # down: srv1
         term.send("c")
         term.expect(r"[#$] $", 30)  # the remote login shell's prompt
         term.mark()

@@ -87,10 +87,10 @@ async def test_create_train_unit_test_remotely_and_pull(sshd_pair, imported_work
         await pilot.press("ctrl+s")
         await _wait_job(pilot, app, "localhost", "generate-regression-training-configs", 120)
 
-        # Push everything to srv1 (confirm the overwrite).
+        # Push everything to srv1 (confirm the overwrite): the only server besides this workspace, so no picker.
         await pilot.press("P")
-        await pilot.pause(0.2)
-        await pilot.press("down", "enter", "tab", "enter")  # srv1
+        await wait_for(pilot, lambda: shown(app, "ConfirmDialog"), what="the push confirmation")
+        await pilot.press("tab", "enter")
         remote_config = srv1.root / "config" / "epoch.json"
         await wait_for(pilot, lambda: any(m.startswith("Push everything srv1:") for m in app.messages), timeout=60,
                        what="push everything")
@@ -116,9 +116,7 @@ async def test_create_train_unit_test_remotely_and_pull(sshd_pair, imported_work
         assert any("epoch" in line.lower() for line in app.log_pane.view.buffer.lines())
 
         # Pull the trained regressions and chart the loss.
-        await pilot.press("R")
-        await pilot.pause(0.2)
-        await pilot.press("down", "enter")  # srv1
+        await pilot.press("R")  # from srv1, the only server besides this workspace
         regressions = app.workspace.epoch().regressions_dir
         await wait_for(pilot, lambda: any(regressions.glob("*/certificate.json")), timeout=60, what="pulled certificate")
         await pilot.press("L")
