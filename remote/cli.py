@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", "start an epoch-builder subcommand as a detached job", server="", aliases=["start"])
     p.add_argument("--force", action="store_true", help="start even if a job is running there")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- SUBCOMMAND ARGS", help="epoch-builder arguments")
+    p = add("step", "run a step that combines the cluster's results (initialize-prediction-models, "
+            "build-prediction-models, export-epoch, verify-epoch) on one server: push exactly what it reads from this "
+            "workspace, run it there, pull back what it wrote (without this, run those steps here with epoch-builder)",
+            server="")
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- SUBCOMMAND ARGS", help="epoch-builder arguments")
     p = add("stop", "stop a job (SIGTERM its process group, SIGKILL after --grace)", server="")
     p.add_argument("job_id")
     p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS")
@@ -256,6 +261,23 @@ async def _cmd_run(args, hosts, failures) -> int:
     started = await _each(hosts, failures, lambda h: jobs.start_job(h, argv, force=args.force))
     _emit(args, {n: j.to_dict() for n, j in started.items()}, "\n".join(f"{n}\t{j.job_id}\t{j.label}" for n, j in started.items()))
     return EXIT_OK
+
+
+async def _cmd_step(args, hosts, failures) -> int:
+    from remote import steps
+
+    argv = _strip_dashdash(args.argv)
+    if not argv:
+        raise RemoteError("step: give the step after --, e.g. epoch-cluster step -s gpu-1 -- build-prediction-models "
+                          f"--top 100; steps: {', '.join(steps.COMBINING_COMMANDS)}")
+    if len(hosts) + len(failures) != 1:
+        raise RemoteError("step: --server names one server (its output is pulled back into this workspace)")
+    root = _local_root(args)
+    runs = await _each(hosts, failures, lambda h: steps.run_on_server(h, argv, root))
+    for run in runs.values():
+        _emit(args, {"server": run.job.server, "job": run.job.to_dict(), "pushed": run.pushed.to_dict(),
+                     "pulled": run.pulled.to_dict() if run.pulled else None}, run.account())
+    return EXIT_OK if runs and all(run.pulled is not None for run in runs.values()) else EXIT_FAILED
 
 
 async def _cmd_stop(args, hosts, failures) -> int:

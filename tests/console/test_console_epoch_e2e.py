@@ -6,6 +6,9 @@ the servers' results run on the controller (where dispatch pulled them), never o
 
 from __future__ import annotations
 
+import json
+import zipfile
+
 import pytest
 from textual.widgets import Input
 
@@ -13,6 +16,7 @@ from conftest import shown, wait_for, write_cluster_file
 
 from console.app import EpochConsole, make_app
 from console.screens.board import AutoDispatch, BoardScreen
+from epoch_builder.platform import MODEL_CERTIFICATE_MEMBER
 from epoch_builder.workspace import Workspace
 from remote import board as boards
 
@@ -99,13 +103,23 @@ async def test_the_console_carries_an_epoch_across_two_servers_to_a_verified_epo
         await next_stage(pilot, app, boards.TRAIN_STEP, "DispatchForm")
         await dispatch_stage(pilot, app, boards.REGRESSIONS)
 
-        # 2. Initialize on the controller, from the regressions its picker shows (the controller's).
+        # 2. Initialize on the controller, from the regressions its picker shows: the controller's, every
+        # server's results pulled together, while each server holds only what it trained itself.
+        epoch = ws.epoch()
+        trained = {p.parent.name for p in epoch.regressions_dir.glob("*/certificate.json")}
+        on_servers = {s.name: {p.parent.name for p in (s.root / epoch_id / "regressions").glob("*/certificate.json")}
+                      for s in sshd_pair.servers}
+        assert len(trained) == 8 and set().union(*on_servers.values()) == trained
+        assert any(held != trained for held in on_servers.values()), on_servers
         await next_stage(pilot, app, boards.INITIALIZE_STEP, "RegressionPicker")
+        assert {r.id for r in app.screen.regressions} == trained
         assert "runs on controller" in str(app.screen.query_one("#run-on").render())
         app.screen.query_one("#f-pcr", Input).value = "1"
         app.screen.query_one("#f-per-model", Input).value = "4"
         await pilot.press("ctrl+s")
         await finished(pilot, app, "initialize-prediction-models", 240)
+        initialize = jobs_of(app, "initialize-prediction-models")[0]
+        assert initialize.server == "controller" and set(initialize.command.split()[2].split(",")) == trained
 
         # 3. Profitable configs, dispatched.
         await next_stage(pilot, app, boards.SWEEP_STEP, "DispatchForm")
@@ -117,12 +131,21 @@ async def test_the_console_carries_an_epoch_across_two_servers_to_a_verified_epo
         await pilot.press("ctrl+s")
         await finished(pilot, app, "build-prediction-models", 240)
 
-        # 5. Export the highlighted (most profitable) model, on the controller.
+        # 4b. Build read every server's profitable configs, pulled to the controller (no server holds them all).
+        swept = {p.name for p in epoch.profitable_configs_dir.glob("*.json")}
+        assert swept == {p.name for p in epoch.configs_dir.glob("*.json")}
+        assert all({p.name for p in (s.root / epoch.relative(epoch.profitable_configs_dir)).glob("*.json")} != swept
+                   for s in sshd_pair.servers) or len(swept) == 1
+
+        # 5. Export the highlighted (most profitable) model, on the controller: the picker lists its build.
         await next_stage(pilot, app, boards.EXPORT_STEP, "ModelPicker")
+        built = [m["id"] for m in json.loads(epoch.build_file.read_text())]
+        assert [m.id for m in app.screen.models] == built
         await pilot.press("ctrl+s")
         await finished(pilot, app, "export-epoch", 300)
         epoch_file = ws.root / epoch_id / f"{epoch_id}.zip"
-        assert epoch_file.is_file()
+        with zipfile.ZipFile(epoch_file) as archive:
+            assert json.loads(archive.read(MODEL_CERTIFICATE_MEMBER))["id"] == built[0]
 
         # 6. The epoch is no longer active (export moved it): the Board offers the file's verification.
         await next_stage(pilot, app, boards.VERIFY_STEP, "EpochFilePicker")

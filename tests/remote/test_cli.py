@@ -186,3 +186,25 @@ def test_logs_into_a_closed_pipe_stop_quietly(config_file: Path, sshd) -> None:
     lines = done.stdout.splitlines()
     assert len(lines) == 2 and lines[1] == "status 0", done.stdout
     assert "Traceback" not in done.stdout and "BrokenPipe" not in done.stdout
+
+
+def test_step_runs_a_combining_step_on_one_server_with_its_input_pushed(config_file: Path, sshd, tmp_path: Path) -> None:
+    """`epoch-cluster step`: the file verify-epoch reads goes to the server byte for byte, the job runs there,
+    and its verdict (this file is no Epoch File: exit 3) is the command's failure, with nothing pulled back."""
+    local = tmp_path / "controller"
+    fake = local / "_FAKE" / "_FAKE.zip"
+    fake.parent.mkdir(parents=True)
+    fake.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: no members the platform needs
+    out = cli(config_file, "step", "--server", "srv1", "--", "verify-epoch", "_FAKE/_FAKE.zip", local_root=local)
+    assert out.returncode != 0, out.stdout
+    assert out.stdout.startswith("verify-epoch on srv1: pushed 1 of 1 file(s) it reads"), out.stdout
+    assert "the job ended with exit code 3, nothing pulled back" in out.stdout
+    srv1 = next(s for s in sshd.servers if s.name == "srv1")
+    assert (srv1.root / "_FAKE" / "_FAKE.zip").read_bytes() == fake.read_bytes()
+
+    missing = cli(config_file, "step", "--server", "srv1", "--", "verify-epoch", "_NONE/_NONE.zip", local_root=local)
+    assert missing.returncode != 0
+    assert missing.stderr.strip().splitlines() == [
+        "error: verify-epoch needs _NONE/_NONE.zip, not in the controller's workspace; no server has it"], missing.stderr
+    both = cli(config_file, "step", "--server", "srv1,srv2", "--", "verify-epoch", "_FAKE/_FAKE.zip", local_root=local)
+    assert both.returncode != 0 and "--server names one server" in both.stderr
