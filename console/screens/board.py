@@ -190,8 +190,14 @@ class BoardScreen(Screen[None]):
             self.query_one("#board-next", Static).update("")
             return
         key = "  [n] to run it" if step["step"] in GATE_ACTIONS else ""
-        self.query_one("#board-next", Static).update(
-            escape(f"next: {step['step']} {self.where_text(step)} ({step['command']}){key}"))
+        line = f"next: {step['step']} {self.where_text(step)} ({step['command']}){key}"
+        if step["step"] == boards.VERIFY_STEP:  # the last step: once it passed, the epoch is complete
+            verified = [job for job in self.app.cluster.jobs.values()
+                        if job.state == "finished" and job.command == step["command"].removeprefix("epoch-builder ")]
+            if verified:
+                line = (f"done: {step['command'].split()[-1]} passed verify-epoch (job {verified[-1].id} on "
+                        f"{verified[-1].server}): install it in Epoca's platform  [n] to verify again")
+        self.query_one("#board-next", Static).update(escape(line))
 
     def draw(self) -> None:
         board = self.board

@@ -152,6 +152,9 @@ async def test_the_console_carries_an_epoch_across_two_servers_to_a_verified_epo
         await pilot.press("ctrl+s")
         await finished(pilot, app, "verify-epoch", 300)
         assert any("OK — installs in Epoca's platform" in line for line in app.log_pane.view.buffer.lines())
+        await open_board(pilot, app)  # the epoch is complete, and the Board says so
+        await wait_for(pilot, lambda: next_line(app).startswith(f"done: {epoch_id}/{epoch_id}.zip passed verify-epoch"),
+                       what="the Board's last line")
 
         combining = [j for j in app.cluster.jobs.values() if j.command.startswith(COMBINING)]
         assert sorted(j.command.split()[0] for j in combining) == sorted(COMBINING)

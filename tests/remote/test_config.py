@@ -123,3 +123,28 @@ def test_ssh_options_pass_the_port_only_when_set() -> None:
     config = parse_cluster_config({"servers": [server(), server(name="gpu-2", port=2222)]})
     assert "port" not in SSHHost(config.servers[0], config.ssh)._options()
     assert SSHHost(config.servers[1], config.ssh)._options()["port"] == 2222
+
+
+def test_the_controllers_workspace_is_a_server_of_the_console(tmp_path: Path) -> None:
+    """The console shows and acts on its own workspace: localhost without a cluster file, a local server
+    rooted there, else a `controller` added first that dispatch leaves out."""
+    from remote.config import CONTROLLER_NAME, load_cluster_config, parse_cluster_config, with_controller
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    alone, name = with_controller(load_cluster_config(None, local_root=workspace), workspace)
+    assert name == "localhost" and alone.names() == ["localhost"]
+
+    remote = {"servers": [{"name": "w0", "host": "h0", "root": "/srv/a"}, {"name": "w1", "host": "h1", "root": "/srv/b"}]}
+    added, name = with_controller(parse_cluster_config(remote), workspace)
+    assert name == CONTROLLER_NAME and added.names() == ["controller", "w0", "w1"]
+    controller = added.server("controller")
+    assert controller.local and not controller.is_cluster and controller.root == str(workspace.resolve())
+
+    here = {"servers": [*remote["servers"], {"name": "me", "local": True, "root": str(workspace)}]}
+    same, name = with_controller(parse_cluster_config(here), workspace)
+    assert name == "me" and same.names() == ["w0", "w1", "me"]
+
+    clash = {"servers": [{"name": "controller", "host": "h2", "root": "/srv/c"}]}
+    with pytest.raises(ConfigError, match="the name 'controller' is kept for this machine's workspace"):
+        with_controller(parse_cluster_config(clash, "cluster.json"), workspace)
