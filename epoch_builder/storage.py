@@ -109,6 +109,12 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None =
     return atomic_write_text(path, text)
 
 
+def not_utf8_message(path: str | os.PathLike, exc: UnicodeDecodeError) -> str:
+    """One line for a JSON file that is not UTF-8 text (damaged, or not what its name says)."""
+    byte = exc.object[exc.start:exc.start + 1].hex() if isinstance(exc.object, bytes) else "?"
+    return f"{path}: not UTF-8 text (byte 0x{byte} at offset {exc.start}), so not valid JSON; the file is damaged"
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON artifact; a missing or malformed file is an error naming it."""
     p = Path(path)
@@ -118,6 +124,8 @@ def read_json(path: str | os.PathLike) -> Any:
         raise EpochBuilderError(f"{p}: file not found") from None
     except OSError as exc:
         raise EpochBuilderError(f"{p}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise EpochBuilderError(not_utf8_message(p, exc)) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

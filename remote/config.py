@@ -182,6 +182,10 @@ def load_cluster_config(path: str | os.PathLike | None = None, *, local_root: st
         raise ConfigError(f"{file}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        from epoch_builder.storage import not_utf8_message
+
+        raise ConfigError(not_utf8_message(file, exc)) from None
     return parse_cluster_config(raw, file)
 
 

@@ -1,0 +1,63 @@
+"""Damaged state files get one line naming the file, never a traceback: bytes that are not UTF-8 text in
+each JSON file a command reads (a disk error, a bad copy, a hostile hand)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from epoch_builder.workspace import Workspace
+
+NOT_UTF8 = b'{"id": "\xff\xfe\x80 damaged"}'
+
+
+def run_cli(main, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    code = main(argv)
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def damage(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(NOT_UTF8)
+    return path
+
+
+@pytest.mark.parametrize("command", ["models list", "regressions rank", "initialize-prediction-models",
+                                     "export-epoch", "train-regression-batch", "epoch-cluster board"])
+def test_a_state_file_that_is_not_utf8_is_one_line_naming_it(command: str, trained: Workspace,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from epoch_builder.cli import main as builder
+    from remote.cli import main as cluster
+
+    ws = trained
+    epoch = ws.epoch()
+    ids = sorted(p.parent.name for p in epoch.regressions_dir.glob("*/certificate.json"))
+    root = ["--workspace", str(ws.root)]
+    if command == "models list":
+        bad, code_lines = damage(epoch.build_file), run_cli(builder, ["models", "list", *root], capsys)
+    elif command == "regressions rank":
+        bad, code_lines = damage(epoch.regression_certificate_file(ids[0])), run_cli(builder, ["regressions", "rank", *root], capsys)
+    elif command == "initialize-prediction-models":
+        bad = damage(epoch.regression_certificate_file(ids[1]))
+        code_lines = run_cli(builder, ["initialize-prediction-models", "--regressions", ",".join(ids[:4]),
+                                       "--allow-few-regressions", "--regressions-per-model", "2", *root], capsys)
+    elif command == "export-epoch":
+        bad, code_lines = damage(epoch.build_file), run_cli(builder, ["export-epoch", "--model-id", "M", *root], capsys)
+    elif command == "train-regression-batch":
+        batch = next(epoch.regression_training_configs_dir.glob("*/*.json"))
+        from epoch_builder.storage import read_json
+
+        first = read_json(batch)["configs"][0]["id"]
+        shutil.rmtree(epoch.regression_dir(first))  # not trained yet: its checkpoint is read to resume
+        bad = damage(epoch.regression_checkpoint_dir(first) / "state.json")
+        code_lines = run_cli(builder, ["train-regression-batch", "--category", batch.parent.name, "--batch", batch.name,
+                                       "--max-epochs", "1", *root], capsys)
+    else:
+        bad = damage(ws.epoch_config_file)
+        code_lines = run_cli(cluster, [*root, "board"], capsys)
+    code, lines = code_lines
+    assert code != 0
+    assert not any("Traceback" in line for line in lines), lines
+    assert lines[-1] == f"error: {bad}: not UTF-8 text (byte 0xff at offset 8), so not valid JSON; the file is damaged", lines
