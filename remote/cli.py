@@ -124,7 +124,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     from epoch_builder.errors import EpochBuilderError
+    from remote.terminal import EscapingStream
 
+    # Whatever a host sent reaches this terminal through these: its control characters shown, never obeyed.
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapingStream(sys.stdout), EscapingStream(sys.stderr)
+    try:
+        return _main(args, EpochBuilderError)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _main(args: argparse.Namespace, EpochBuilderError: type[Exception]) -> int:
     try:
         if args.command == "connect":
             return _connect(args)
@@ -307,7 +318,7 @@ def _progress_printer(args):
 
     def show(p) -> None:
         print(f"\r{p.server} {p.direction} {p.files_done}/{p.files_total} files {p.bytes_done}/{p.bytes_total} B",
-              end="", file=sys.stderr, flush=True)
+              end="", file=getattr(sys.stderr, "unescaped", sys.stderr), flush=True)  # our own \r, not a host's
 
     return show
 

@@ -52,6 +52,51 @@ def shape_error(snapshot: dict[str, Any], shape: dict[str, Any] = SNAPSHOT_SHAPE
     return None
 
 
+# What a real machine can report (a 10 MB hostname, NaN % CPU or negative memory is a lying or broken host):
+# numbers by key, finite and within these bounds; strings by key, at most this long.
+PERCENT = (0.0, 100.0)
+BYTES = (0.0, 1e18)  # an exabyte
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "cpu.percent": PERCENT, "cpu.count": (1, 1_000_000),
+    "memory.total": BYTES, "memory.used": BYTES, "memory.percent": PERCENT,
+    "disk.total": BYTES, "disk.used": BYTES, "disk.free": BYTES, "disk.percent": PERCENT,
+    "load[]": (0.0, 1e6), "uptime_s": (0.0, 1e10), "gpu[].utilization_percent": PERCENT,
+}
+MAX_TEXT = {"hostname": 255, "jobs[].id": 200, "gpu[].name": 200}
+MAX_LISTED = {"load": 3, "jobs": 1000, "gpu": 64}
+
+
+def _value_at(snapshot: dict[str, Any], key: str) -> list[Any]:
+    """The values at ``key`` (``cpu.percent``; ``load[]``: each item; ``gpu[].name``: each item's name)."""
+    values: list[Any] = [snapshot]
+    for part in key.split("."):
+        listed = part.endswith("[]")
+        name = part[:-2] if listed else part
+        values = [v.get(name) for v in values if isinstance(v, dict)]
+        if listed:
+            values = [item for v in values if isinstance(v, list) for item in v]
+    return values
+
+
+def implausible(snapshot: dict[str, Any]) -> str | None:
+    """The first key whose value no real machine reports, with the allowed range; None if all are plausible."""
+    for key, (low, high) in PLAUSIBLE.items():
+        for value in _value_at(snapshot, key):
+            if value is None and key.startswith("gpu"):
+                continue  # a GPU without a utilization figure
+            if not (isinstance(value, _NUMBER) and not isinstance(value, bool) and low <= value <= high):
+                return f"key {key.replace('[]', '')} = {str(value)[:40]!s} out of range; allowed {low:g}..{high:g}"
+    for key, longest in MAX_TEXT.items():
+        for value in _value_at(snapshot, key):
+            if isinstance(value, str) and len(value) > longest:
+                return f"key {key.replace('[]', '')} is {len(value):,} characters long; allowed at most {longest}"
+    for key, most in MAX_LISTED.items():
+        value = snapshot.get(key)
+        if isinstance(value, list) and len(value) > most:
+            return f"key {key} lists {len(value):,} items; allowed at most {most}"
+    return None
+
+
 def _refusal(snapshot: dict[str, Any]) -> str | None:
     bad = shape_error(snapshot)
     if bad is None and not all(isinstance(x, _NUMBER) for x in snapshot["load"]):
@@ -61,7 +106,9 @@ def _refusal(snapshot: dict[str, Any]) -> str | None:
             isinstance(g, dict) and isinstance(g.get("name"), str)
             and (g.get("utilization_percent") is None or isinstance(g["utilization_percent"], _NUMBER)) for g in gpu)):
         bad = "gpu"
-    return None if bad is None else f"key {bad} missing or of the wrong type"
+    if bad is not None:
+        return f"key {bad} missing or of the wrong type"
+    return implausible(snapshot)
 
 
 def _snapshot(host: "Host", raw: bytes | str) -> dict[str, Any] | str:
