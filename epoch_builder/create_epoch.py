@@ -16,7 +16,7 @@ from epoch_builder.epoch import (
     DAY_MS, PARAMS, EpochConfig, param_default, validate_epoch_id, validate_param, width_days_bounds,
 )
 from epoch_builder.errors import EpochBuilderError, UsageError
-from epoch_builder.importer import commit_bundle
+from epoch_builder.importer import commit_bundle, workspace_lock
 from epoch_builder.storage import atomic_write_json, atomic_write_text, read_json
 from epoch_builder.workspace import EpochPaths, Workspace
 
@@ -87,8 +87,6 @@ def create_epoch(
     log: Callable[[str], None] = output.info,
     **raw_params: Any,
 ) -> EpochConfig:
-    import pandas as pd
-
     validate_epoch_id(epoch_id, UsageError)
     if profile not in ("default", "small"):
         raise UsageError(f"profile {profile!r} is unknown: allowed default, small")
@@ -107,6 +105,19 @@ def create_epoch(
         params["epoch_width"] = width
     if params["validation_split"] >= params["train_split"]:
         raise UsageError("parameter validation_split must be smaller than train_split")
+
+    if not ws.root.is_dir():
+        raise EpochBuilderError(f"{ws.bundle_file}: no candlestick bundle in {ws.candlesticks_dir} "
+                                "(run `epoch-builder candlesticks import`)")
+    # From the check that no epoch is active to config/epoch.json written, the bundle read is the bundle cut:
+    # an import cannot switch it in between.
+    with workspace_lock(ws.root):
+        return _create_locked(ws, epoch_id, profile, width_unit, normalization, oos_days, params, raw_params, log)
+
+
+def _create_locked(ws: Workspace, epoch_id: str, profile: str, width_unit: str, normalization: str, oos_days: int,
+                   params: dict[str, Any], raw_params: dict[str, Any], log: Callable[[str], None]) -> EpochConfig:
+    import pandas as pd
 
     if ws.epoch_config_file.exists():
         previous = read_json(ws.epoch_config_file).get("id", "?")

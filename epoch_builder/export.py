@@ -165,13 +165,17 @@ def _finish_archive(ws: Workspace, paths: EpochPaths, model_id: str, log: Callab
 
 
 def archive_workspace(ws: Workspace, paths: EpochPaths) -> None:
-    """Move candlesticks/ and config/epoch.json into the epoch directory (renames; the config last)."""
-    target = paths.dir / "candlesticks"
-    if ws.candlesticks_dir.exists():
-        if target.exists():
-            raise EpochBuilderError(f"{target}: already exists; cannot move {ws.candlesticks_dir} there")
-        os.replace(ws.candlesticks_dir, target)
-    os.replace(ws.epoch_config_file, paths.dir / platform.EPOCH_CONFIG_MEMBER)
+    """Move candlesticks/ and config/epoch.json into the epoch directory (renames; the config last), under the
+    workspace lock: no import or create-epoch between the moves."""
+    from epoch_builder.importer import workspace_lock
+
+    with workspace_lock(ws.root):
+        target = paths.dir / "candlesticks"
+        if ws.candlesticks_dir.exists():
+            if target.exists():
+                raise EpochBuilderError(f"{target}: already exists; cannot move {ws.candlesticks_dir} there")
+            os.replace(ws.candlesticks_dir, target)
+        os.replace(ws.epoch_config_file, paths.dir / platform.EPOCH_CONFIG_MEMBER)
 
 
 # --- verify ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,11 +58,7 @@ def import_candlesticks(
     log: Callable[[str], None] = output.info,
 ) -> dict[str, Any]:
     validate_interval(interval_minutes)
-    if ws.epoch_config_file.exists():
-        raise EpochBuilderError(
-            f"{ws.epoch_config_file}: an epoch is active; importing would replace its candlesticks "
-            "(export it or remove config/epoch.json first)"
-        )
+    _refuse_if_epoch_active(ws)  # early, before minutes of reading; checked again under the lock below
     from epoch_builder import candles  # heavy (numpy, pandas): only when importing
 
     sources = expand_sources(sources)
@@ -109,10 +106,21 @@ def import_candlesticks(
             atomic_write_json(directory / BUNDLE_FILE, summary, indent=2)
 
         bar.update(description="writing the bundle")
-        commit_bundle(ws.root, write)
+        ws.root.mkdir(parents=True, exist_ok=True)
+        with workspace_lock(ws.root):  # a create-epoch that began meanwhile has finished, or not started
+            _refuse_if_epoch_active(ws)
+            commit_bundle(ws.root, write)
         bar.advance()
     log(f"bundle written in {time.perf_counter() - started:.2f}s; {gaps.describe()}")
     return summary
+
+
+def _refuse_if_epoch_active(ws: Workspace) -> None:
+    if ws.epoch_config_file.exists():
+        raise EpochBuilderError(
+            f"{ws.epoch_config_file}: an epoch is active; importing would replace its candlesticks "
+            "(export it or remove config/epoch.json first)"
+        )
 
 
 def expand_sources(sources: list[Path]) -> list[Path]:
@@ -159,19 +167,62 @@ def bundled_sample() -> Path:
 # --- committing the bundle as a whole ----------------------------------------------------
 
 
-@contextmanager
-def _bundle_lock(root: Path, *, wait: bool) -> Iterator[bool]:
-    """Exclusive flock on the workspace root directory (yields False if busy and not waiting).
+# The workspace lock this process holds: resolved root -> [fd, depth]. Reentrant, so a command that holds it
+# for its whole check-then-act (create-epoch, an import's final check and switch, export's moves) can
+# commit the bundle inside; a thread lock keeps other threads of the process out meanwhile.
+_HELD: dict[str, list[int]] = {}
+_THREADS = threading.RLock()
 
-    Held by an import from its new directory's creation to the end of the switch, so a recovery in
-    another process never mistakes a bundle being written for a leftover. The kernel drops it when
+
+@contextmanager
+def workspace_lock(root: Path) -> Iterator[None]:
+    """The one lock for every check-then-act on the candlestick bundle and ``config/epoch.json``: an exclusive
+    flock on the workspace root directory, waited for. Reentrant within a process; the kernel drops it when
     the holder dies, even by SIGKILL."""
     import fcntl
 
+    key = os.path.realpath(root)
+    with _THREADS:
+        held = _HELD.get(key)
+        if held is not None:
+            held[1] += 1
+            try:
+                yield
+            finally:
+                held[1] -= 1
+            return
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _HELD[key] = [fd, 1]
+            try:
+                yield
+            finally:
+                del _HELD[key]
+        finally:
+            os.close(fd)  # releases the lock
+
+
+@contextmanager
+def _bundle_lock(root: Path, *, wait: bool) -> Iterator[bool]:
+    """The workspace lock (yields False if busy and not waiting, or held by this very process: a recovery
+    must never run inside a switch, whose new directory it would take for a leftover).
+
+    Held by an import from its new directory's creation to the end of the switch, so a recovery in
+    another process never mistakes a bundle being written for a leftover."""
+    if wait:
+        with workspace_lock(root):
+            yield True
+        return
+    import fcntl
+
+    if os.path.realpath(root) in _HELD:
+        yield False
+        return
     fd = os.open(root, os.O_RDONLY)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return
