@@ -61,3 +61,33 @@ def test_a_state_file_that_is_not_utf8_is_one_line_naming_it(command: str, train
     assert code != 0
     assert not any("Traceback" in line for line in lines), lines
     assert lines[-1] == f"error: {bad}: not UTF-8 text (byte 0xff at offset 8), so not valid JSON; the file is damaged", lines
+
+
+def test_a_text_decompression_bomb_is_refused_at_its_first_bad_row_in_bounded_memory(tmp_path: Path) -> None:
+    """300 MB of one valid row repeated, gzip'd to about a megabyte: refused at row 3 while streaming, the
+    import's memory bounded by its block size, not by the inflated file."""
+    import gzip
+    import resource
+    import subprocess
+    import sys
+    import time
+
+    bomb = tmp_path / "bomb.csv.gz"
+    row = b"2023-03-01 00:00:00+00:00,23140.48,23150.77,23128.52,23142.31,2.131777\n"
+    block = row * (1 << 20 // len(row) + 1)
+    with gzip.open(bomb, "wb", compresslevel=1) as out:
+        out.write(b"open_time,open,high,low,close,volume\n")
+        for _ in range(300 * (1 << 20) // len(block)):
+            out.write(block)
+    assert bomb.stat().st_size < 5 << 20
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "epoch_builder.cli", "candlesticks", "import", str(bomb),
+                           "--workspace", str(tmp_path / "ws")], capture_output=True, text=True, timeout=120)
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: {bomb}: row 3: open time 2023-03-01"), done.stderr
+    print(f"bomb refused in {seconds:.1f} s, peak RSS {peak_mb:.0f} MB")
+    assert peak_mb < 400, f"peak RSS {peak_mb:.0f} MB"  # the interpreter with pandas and pyarrow alone: ~140 MB
+    assert seconds < 30, seconds
+    assert not (tmp_path / "ws" / "candlesticks").exists()
