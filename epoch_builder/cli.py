@@ -92,6 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk in a write no atomic writer wraps: still one line naming the file
+        from epoch_builder.errors import EXIT_FAILED
+        from epoch_builder.storage import disk_full_message, is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        print(f"error: {disk_full_message(exc.filename or getattr(args, 'workspace', None) or '.')}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ normalise the prediction close, store the config, lay out the epoch tree."""
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from epoch_builder.epoch import (
 )
 from epoch_builder.errors import EpochBuilderError, UsageError
 from epoch_builder.importer import commit_bundle, workspace_lock
-from epoch_builder.storage import atomic_write_json, atomic_write_text, read_json
+from epoch_builder.storage import atomic_write_json, atomic_write_text, disk_full_message, is_disk_full, read_json
 from epoch_builder.workspace import EpochPaths, Workspace
 
 
@@ -184,10 +185,6 @@ def _create_locked(ws: Workspace, epoch_id: str, profile: str, width_unit: str, 
 
     # Directory tree and receipt, then the cut bundle as a whole (it records the config, so a kill
     # before the last step is finished by a rerun), then config/epoch.json: it marks the epoch created.
-    for sub in paths.subdirs():
-        sub.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(paths.receipt_file, render_receipt(config, len(minute)))
-
     def write(directory: Path) -> None:
         candles.write_candles(directory / ws.candlesticks_file.name, minute)
         candles.write_candles(directory / ws.prediction_candlesticks_file.name, prediction)
@@ -195,7 +192,18 @@ def _create_locked(ws: Workspace, epoch_id: str, profile: str, width_unit: str, 
                               pd.DataFrame({"ot": prediction["ot"], "ct": prediction["ct"], "c": normalized}))
         atomic_write_json(directory / ws.bundle_file.name, {**bundle, CUT_FOR_EPOCH: config.to_json()}, indent=2)
 
-    commit_bundle(ws.root, write)
+    made_here = not paths.dir.exists()  # a leftover skeleton of an earlier attempt is reused, not removed
+    try:
+        for sub in paths.subdirs():
+            sub.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(paths.receipt_file, render_receipt(config, len(minute)))
+        commit_bundle(ws.root, write)
+    except BaseException as exc:  # the bundle was not cut (its switch is all or nothing): no skeleton stays
+        if made_here:
+            shutil.rmtree(paths.dir, ignore_errors=True)
+        if is_disk_full(exc):
+            raise EpochBuilderError(disk_full_message(getattr(exc, "filename", None) or paths.dir)) from None
+        raise
     config.save(ws.epoch_config_file)
     atomic_write_json(ws.bundle_file, bundle, indent=2)  # done: nothing left to finish
     log(f"epoch {config.id} created; receipt in {paths.receipt_file}")

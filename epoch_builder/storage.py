@@ -7,6 +7,7 @@ crash leaves either the old file or the new one, never a truncated one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -90,10 +91,35 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) ->
             os.fsync(fh.fileno())
         os.replace(tmp, target)
         fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise EpochBuilderError(disk_full_message(target)) from None
         raise
     return target
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An out-of-space error, from Python's own I/O (errno) or a library's (pyarrow's carries only the text)."""
+    return isinstance(exc, OSError) and (exc.errno in DISK_FULL_ERRNOS or "No space left on device" in str(exc)
+                                         or "Disk quota exceeded" in str(exc))
+
+
+def disk_full_message(path: str | os.PathLike) -> str:
+    """One line for a write that ran out of space: the file, and what is free where it goes."""
+    import shutil
+
+    where = Path(path).parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        free = f"{shutil.disk_usage(where).free / 1e6:,.1f} MB free there"
+    except OSError:
+        free = "free space unknown"
+    return f"{path}: no space left on the device while writing it ({free}); free some space and rerun"
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
