@@ -31,8 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from remote.hosts import Host
 
 CONSTRAINTS_FILE = "constraints.txt"
+# The suite `epoch-cluster test` runs there reads docs/ too (the cited SEMANTICS sections).
 PROJECT_PATHS = ("pyproject.toml", CONSTRAINTS_FILE, "README.md", "Makefile", "epoch_builder", "remote", "console", "tests",
-                 "bench", "config", "scripts")
+                 "bench", "config", "scripts", "docs")
 HOST_EXTRAS = ("dev",)  # pytest and the test tools: `epoch-cluster test` runs the suite on the host
 REPORTED_PACKAGES = ("epoch-builder", "tensorflow", "tensorflow-cpu", "keras", "numpy", "pandas", "pyarrow", "numba", "psutil",
                      "pytest")

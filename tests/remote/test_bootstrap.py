@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from remote import bootstrap
+from remote import bootstrap, power
 from remote.ssh_host import SSHHost
 
 from conftest import PYTHON
@@ -31,6 +31,10 @@ async def test_bootstrap_installs_the_project_into_a_new_venv(sshd, tmp_path: Pa
         assert again["pushed"]["bytes_sent"] == 0
         check = await host.run([server.python, "-c", "import remote.agent, epoch_builder.cli; print('ok')"])
         assert check.stdout.strip() == "ok", check.stderr
+        # `epoch-cluster test -- ARGS` on the bootstrapped host: the tests that read the docs pass there.
+        output: list[str] = []
+        code = await power.unit_tests(host, ["tests/test_docs.py", "-p", "no:cacheprovider"], on_output=output.append)
+        assert code == 0 and any("1 passed" in line for line in output), output
 
 
 # --- what bootstrap installs, per accelerator -------------------------------------------------------
