@@ -425,12 +425,9 @@ class SSHHost(Host):
         """Await an SFTP put or get; a lost link is HostUnreachable, a refused request one RemoteError."""
         import asyncssh
 
+        _claim_parallel_requests(asyncio.get_running_loop())
         try:
-            try:
-                await transfer
-            except BaseException:
-                _claim_parallel_requests()
-                raise
+            await transfer
         except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError,
                 asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection) as exc:  # the last two: SFTP saw the link go
             raise self._lost(exc) from None
@@ -442,16 +439,28 @@ class SSHHost(Host):
 _PARALLEL_REQUEST = "_SFTPParallelIO._start_task"
 
 
-def _claim_parallel_requests() -> None:
-    """After a failed transfer: read the outcome of asyncssh's request tasks that it leaves behind.
+def _claim_parallel_requests(loop: asyncio.AbstractEventLoop) -> None:
+    """Have every SFTP request task of this loop read its own outcome when it ends.
 
-    When the link dies mid-transfer, asyncssh raises from its first failed request and leaves the others
-    in flight; each then fails too, and asyncio reports every failure nobody read ("Task exception was
-    never retrieved") on stderr, long after the one clear error was shown. Reading a task's exception
-    changes nothing for whoever else awaits it (another transfer on the same loop gets its own error)."""
-    for task in asyncio.all_tasks():
-        if getattr(task.get_coro(), "__qualname__", "") == _PARALLEL_REQUEST:
+    asyncssh runs a transfer as one task per request in flight. When the link dies mid-transfer some of them
+    are left behind on more than one path (a transfer cancelled while it waits on them, one whose first error
+    ends it while others are still being started); each then fails too, and asyncio reports every failure
+    nobody read ("Task exception was never retrieved") on stderr, long after the one clear error was shown.
+    A snapshot of the tasks at the failure misses those created after it, so the claim is made where each
+    task is created: a task factory on the loop (chained to any earlier one) adds the reader to the request
+    tasks. Reading a task's exception changes nothing for whoever else awaits it."""
+    if getattr(loop, "_claims_sftp_requests", False):
+        return
+    previous = loop.get_task_factory()
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> "asyncio.Future[Any]":
+        task = previous(loop, coro, **kwargs) if previous is not None else asyncio.Task(coro, loop=loop, **kwargs)
+        if getattr(coro, "__qualname__", "") == _PARALLEL_REQUEST:
             task.add_done_callback(_read_outcome)
+        return task
+
+    loop.set_task_factory(factory)
+    loop._claims_sftp_requests = True  # type: ignore[attr-defined]
 
 
 def _read_outcome(task: asyncio.Task[Any]) -> None:
