@@ -221,16 +221,30 @@ def check_job_argv(argv: object) -> list:
     return argv
 
 
+def new_job_id(command: str) -> str:
+    """A fresh job id: the time, the subcommand, six random hex digits (JOB_ID_RE)."""
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{command}-{secrets.token_hex(3)}"
+
+
 def cmd_start(req: dict) -> dict:
+    """Start a job. The caller names it (``job_id``) before asking: a start whose answer was lost is asked
+    again with the same id, and the host answers with the job it already started instead of a second one."""
     root, argv, python = req["root"], check_job_argv(req.get("argv")), req["python"]
+    job_id = req.get("job_id") or new_job_id(argv[0])
+    if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
+        raise AgentError("invalid", f"job id {job_id!r} is not a job id (like 20240501T101112-train-regression-batch-a1b2c3)")
+    directory = os.path.join(_jobs_dir(root), job_id)
     os.makedirs(_jobs_dir(root), exist_ok=True)
     with open(os.path.join(_jobs_dir(root), ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # check + create as one step against concurrent starts
+        if os.path.isdir(directory):  # asked again: the answer is the job this id already names
+            existing = _job_info(root, job_id)
+            if list(existing.get("argv") or []) != argv:
+                raise AgentError("conflict", f"job {job_id} exists with another command: {' '.join(existing.get('argv') or [])}")
+            return existing
         running = [j["id"] for j in _all_jobs(root) if j["state"] == "running"]
         if running and not req.get("force"):
             raise AgentError("conflict", f"job {running[-1]} is running on this host; stop it or start with force")
-        job_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{argv[0]}-{secrets.token_hex(3)}"
-        directory = os.path.join(_jobs_dir(root), job_id)
         os.makedirs(directory)
         _atomic_write(os.path.join(directory, "argv.json"), json.dumps(argv).encode())
         read_fd, write_fd = os.pipe()

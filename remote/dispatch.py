@@ -43,11 +43,9 @@ if TYPE_CHECKING:  # pragma: no cover
 Log = Callable[[str], None]
 
 ENGINES = ("ssh", "ray")
-# Failure id of a batch whose server went away before its job id was known.
+# Failure id of a batch whose server went away before its job was asked for (during its push), or in a
+# board state written before job ids were chosen by the dispatcher.
 UNREACHABLE_JOB = "unreachable-"
-# With every batch done, how long to keep ticking for a silent server that may still run a moved
-# batch's old job (a server just restarted answers within it).
-MOVED_JOB_GRACE_S = 30.0
 # How long a moved batch's old job gets to stop (SIGTERM, then SIGKILL) before it is killed.
 STOP_GRACE_S = 10.0
 
@@ -192,18 +190,14 @@ class Dispatcher:
         self.state.set_dispatch(self.options.stage)
         self.log(f"dispatch {self.options.stage}: epoch {self.epoch_id}, servers {', '.join(h.name for h in self.hosts)}")
         try:
-            done_since: float | None = None
             while True:
                 board = await self.tick()
                 if self.options.until_done and board.stage_done(self.options.stage):
-                    done_since = time.monotonic() if done_since is None else done_since
-                    silent = self._silent_hosts_with_moved_jobs(board)
-                    if not silent or time.monotonic() - done_since >= MOVED_JOB_GRACE_S:
-                        if silent:
-                            self.alert(f"server(s) {', '.join(silent)} did not answer: a job of a batch that moved "
-                                       "away may still run there; the next dispatch stops it when they answer")
-                        self.log(f"dispatch {self.options.stage}: every batch done")
-                        return board
+                    for host, job_ids in self._moved_jobs_on_silent_hosts(board).items():
+                        self.alert(f"server {host} did not answer: job(s) {', '.join(job_ids)} of a batch that moved "
+                                   "away, if still running there, are stopped by the next dispatch once it answers")
+                    self.log(f"dispatch {self.options.stage}: every batch done")
+                    return board
                 if not board.stage_rows(self.options.stage):
                     raise RemoteError(f"dispatch {self.options.stage}: the epoch {self.epoch_id} has no batches for this stage")
                 open_rows = [r for r in board.stage_rows(self.options.stage) if r.state != boards.DONE]
@@ -293,12 +287,16 @@ class Dispatcher:
             board = await self.board()
         return board
 
-    def _silent_hosts_with_moved_jobs(self, board: boards.Board) -> list[str]:
-        """Hosts not answering this tick that hold a job of a batch moved away from them: worth a few
-        more ticks before ending, so their old job is stopped when they answer (e.g. just restarted)."""
-        hosts = {host for row in board.stage_rows(self.options.stage)
-                 for host in self.state.failed_jobs(row.spec.key) if board.hosts.get(host) != "online"}
-        return sorted(hosts & {h.name for h in self.hosts})
+    def _moved_jobs_on_silent_hosts(self, board: boards.Board) -> dict[str, list[str]]:
+        """The jobs, by host, of batches that moved away from hosts not answering now: named (job ids are
+        chosen before a start), so the next dispatch stops them when their host answers."""
+        mine = {h.name for h in self.hosts}
+        found: dict[str, list[str]] = {}
+        for row in board.stage_rows(self.options.stage):
+            for host, job_ids in self.state.failed_jobs(row.spec.key).items():
+                if host in mine and board.hosts.get(host) != "online":
+                    found.setdefault(host, []).extend(job_ids)
+        return {host: sorted(set(ids)) for host, ids in sorted(found.items())}
 
     def _reassign_from_lost_hosts(self, rows: list[boards.BatchRow]) -> None:
         """``reassign_after_s``: a batch held by a server unreachable that long counts one failure there
@@ -383,11 +381,14 @@ class Dispatcher:
         try:
             pushed = await self._transfer(host, "push", lambda progress: sync.push(
                 host, row.spec.push_paths(self.epoch_id), local_root=self.root, progress=progress))
-            self.state.assign(key, host.name, pushed=True)
-            job = await jobs.start_job(host, row.spec.argv(max_epochs=self.options.max_epochs, workers=self.options.workers,
-                                                     fast=self.options.fast, pack=self.options.pack,
-                                                     mixed_precision=self.options.mixed_precision,
-                                                     processes=self.options.processes))
+            argv = row.spec.argv(max_epochs=self.options.max_epochs, workers=self.options.workers, fast=self.options.fast,
+                                 pack=self.options.pack, mixed_precision=self.options.mixed_precision,
+                                 processes=self.options.processes)
+            # The job's id is chosen and recorded before the host is asked: if the answer is lost, the board
+            # still names the job, a retry of the start finds it, and a moved batch's old job can be stopped.
+            job_id = jobs.new_job_id(argv)
+            self.state.assign(key, host.name, job_id, pushed=True)
+            job = await jobs.start_job(host, argv, job_id=job_id)
         except JobConflict as exc:
             self.state.release(key)  # someone else started a job there meanwhile: try again next tick
             raise RemoteError(str(exc)) from None

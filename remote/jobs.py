@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
 
 from remote import agent, agent_client
-from remote.errors import HostUnreachable, RemoteError
+from remote.errors import HostUnreachable, RemoteCommandFailed, RemoteError
 from remote.hosts import HostState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -92,10 +92,30 @@ def validate_job_argv(argv: Sequence[str]) -> list[str]:
         raise RemoteError(str(exc)) from None
 
 
-async def start_job(host: "Host", argv: Sequence[str], *, force: bool = False) -> JobInfo:
+def new_job_id(argv: Sequence[str]) -> str:
+    """The id a job will have, chosen here before the host is asked to start it."""
+    return agent.new_job_id(validate_job_argv(argv)[0])
+
+
+START_ATTEMPTS = 3  # a start whose answer is lost is asked again (with its id) this many times in all
+
+
+async def start_job(host: "Host", argv: Sequence[str], *, force: bool = False, job_id: str | None = None) -> JobInfo:
+    """Start ``argv`` as a detached job named ``job_id`` (chosen here when not given). Idempotent: when the answer
+    is lost (the link drops, the helper dies before it answers), the same start is asked again once the host
+    is back, and a host that already started it answers with that job; so a lost answer never leaves a job
+    the controller cannot name, nor starts a second one."""
     argv = validate_job_argv(argv)
-    raw = await agent_client.call(host, "start", {"root": host.root, "argv": argv, "python": host.python, "force": force})
-    return JobInfo.from_agent(host.name, raw)
+    job_id = job_id or agent.new_job_id(argv[0])
+    request = {"root": host.root, "argv": argv, "python": host.python, "force": force, "job_id": job_id}
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return JobInfo.from_agent(host.name, await agent_client.call(host, "start", request))
+        except (HostUnreachable, RemoteCommandFailed):
+            if attempt == START_ATTEMPTS:
+                raise
+            await host.wait_online(timeout=host.ssh.connect_timeout_s * 3 + host.ssh.command_timeout_s)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 async def list_jobs(host: "Host") -> list[JobInfo]:
