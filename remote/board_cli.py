@@ -33,6 +33,9 @@ def add_board_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
                    help="ray: CPUs a batch holds (default 1; profitable-configs: --workers when given)")
     p.add_argument("--gpus-per-batch", type=float, default=0.0, metavar="F",
                    help="ray, regressions: GPUs a batch holds; a fraction (0.25) lets batches share a GPU (default 0)")
+    p.add_argument("--ray-wait", type=float, default=600.0, metavar="SECONDS",
+                   help="ray: give up after waiting this long for the cluster to connect, for its checkpoint store, or "
+                        "for a node that can run a batch while none runs (default 600); what it waits for is said sooner")
     p.add_argument("--interval", type=float, default=5.0, metavar="SECONDS", help="seconds between checks (default 5)")
     p.add_argument("--max-failures", type=int, default=2, metavar="N",
                    help="failures of a batch on one server before it moves to another (default 2)")
@@ -96,7 +99,8 @@ def dispatch_options(args: argparse.Namespace) -> Any:
                            max_epochs=args.max_epochs, workers=args.workers, fast=args.fast, pack=args.pack,
                            mixed_precision=args.mixed_precision, processes=args.processes,
                            until_done=not args.forever, engine=args.engine, ray_address=args.address,
-                           cpus_per_batch=args.cpus_per_batch, gpus_per_batch=args.gpus_per_batch)
+                           cpus_per_batch=args.cpus_per_batch, gpus_per_batch=args.gpus_per_batch,
+                           ray_wait_s=args.ray_wait)
 
 
 async def run_ray_dispatch(args: argparse.Namespace, local_root: Path) -> int:

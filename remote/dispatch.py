@@ -70,12 +70,17 @@ class DispatchOptions:
     ray_address: str | None = None  # ray: the cluster to join (None: $RAY_ADDRESS or this machine's)
     cpus_per_batch: float | None = None  # ray: CPUs a batch holds (None: 1, the sweep's --workers when given)
     gpus_per_batch: float = 0.0  # ray, regressions: GPUs a batch holds (a fraction shares a GPU)
+    # ray: how long the dispatcher waits for the cluster (to connect, for the store, for a node that can run a
+    # batch while none runs) before it gives up with one line; what it waits for is said within WAIT_NOTICE_S.
+    ray_wait_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise RemoteError(f"--engine {self.engine!r} unknown; allowed: {', '.join(ENGINES)}")
         if self.cpus_per_batch is not None and not 0 < self.cpus_per_batch <= 1024:
             raise RemoteError(f"--cpus-per-batch {self.cpus_per_batch} out of range; allowed above 0 up to 1024")
+        if not 5 <= self.ray_wait_s <= 7 * 86400:
+            raise RemoteError(f"--ray-wait {self.ray_wait_s} out of range; allowed 5..604800 seconds")
         if not 0 <= self.gpus_per_batch <= 64:
             raise RemoteError(f"--gpus-per-batch {self.gpus_per_batch} out of range; allowed 0..64")
         if self.stage not in boards.STAGES:

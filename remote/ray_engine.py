@@ -59,6 +59,7 @@ SNAPSHOT_EVERY_S = 2.0  # a running batch ships its checkpoints back at most thi
 STATUS_WAIT_S = 1.0  # per tick, how long the runners get to answer (one still waiting for a node never does)
 HEAD_RESOURCE = "node:__internal_head__"  # Ray's marker resource of the head node
 LOG_CHUNK_BYTES = 64 * 1024  # of a runner's log per call
+WAIT_NOTICE_S = 10.0  # what a dispatch waits for on the cluster is said after this long (then every this long)
 CALL_TIMEOUT_S = 300.0  # any other call to an actor (inputs, results: possibly large); a hung call is an error
 EVENTS_FILE = ".ray-events.jsonl"  # in a runner's directory
 LOG_FILE = ".ray-job.log"
@@ -417,6 +418,8 @@ class RayDispatcher:
         self._common: str | None = None  # name of the stage's common inputs in the store, put once
         self._told: set[tuple[str, int]] = set()  # (batch, run) restarts already logged
         self._address_joined: str | None = None  # for the board's readers (the console follows logs there)
+        self._waiting_since: dict[str, float] = {}  # batch key -> when it was first seen waiting for a node
+        self._said: set[tuple[str, str]] = set()  # (batch, reason) waits already told
 
     def stop(self) -> None:
         self._stop.set()
@@ -425,7 +428,9 @@ class RayDispatcher:
         from remote.dispatch import DispatcherLock
 
         with DispatcherLock(self.root, self.epoch_id):
-            await asyncio.to_thread(self._connect)
+            self.log(f"dispatch {self.options.stage} (ray): connecting to {self.address or 'the cluster of $RAY_ADDRESS or this machine'}")
+            await self._bounded(f"connect to the Ray cluster at {self.address or 'auto'} and start its checkpoint store",
+                                self._connect)
             self.state.set_dispatch(self.options.stage)
             try:
                 while True:
@@ -449,6 +454,37 @@ class RayDispatcher:
             finally:
                 self.state.set_dispatch(None)
 
+    async def _bounded(self, what: str, call: Callable[[], Any]) -> Any:
+        """``call()`` in a thread of its own (a daemon: a Ray call stuck for good must not keep the process
+        alive), saying every WAIT_NOTICE_S what it waits for, and giving up after ``ray_wait_s`` with one line."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def settle(outcome: Any, failed: bool) -> None:
+            if not future.done():
+                (future.set_exception if failed else future.set_result)(outcome)
+
+        def target() -> None:
+            try:
+                result = call()
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side as it is
+                loop.call_soon_threadsafe(settle, exc, True)
+            else:
+                loop.call_soon_threadsafe(settle, result, False)
+
+        threading.Thread(target=target, name=f"ray: {what}"[:60], daemon=True).start()
+        started = time.monotonic()
+        while True:
+            left = self.options.ray_wait_s - (time.monotonic() - started)
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), max(0.1, min(WAIT_NOTICE_S, left)))
+            except TimeoutError:
+                waited = time.monotonic() - started
+                if waited >= self.options.ray_wait_s:
+                    raise RemoteError(f"dispatch {self.options.stage} (ray): could not {what} in {waited:.0f} s; "
+                                      "giving up (--ray-wait)") from None
+                self.alert(f"ray: waiting {waited:.0f} s to {what}")
+
     def _connect(self) -> None:
         ray = ray_module()
         if not ray.is_initialized():
@@ -456,6 +492,7 @@ class RayDispatcher:
         self._ray = ray
         self._address_joined = self.address or ray.get_runtime_context().gcs_address
         self._store = self._store_actor()
+        self._store_call("has_inputs", "")  # the store answers: it was placed on the head and started
         self.log(f"dispatch {self.options.stage} (ray): epoch {self.epoch_id}, cluster "
                  f"{ray.cluster_resources().get('CPU', 0):g} CPU(s), {ray.cluster_resources().get('GPU', 0):g} GPU(s), "
                  f"{len([n for n in ray.nodes() if n.get('Alive')])} node(s)")
@@ -471,12 +508,16 @@ class RayDispatcher:
         """A call to the store; a store that died (its node was lost) is made again, empty: the inputs are
         sent again, and a batch without its checkpoint starts over (its result is the same)."""
         try:
-            return self._ray.get(getattr(self._store, method).remote(*args), timeout=CALL_TIMEOUT_S)
-        except self._ray.exceptions.RayActorError:
-            self.alert("ray: the checkpoint store was lost (its node went away); starting a new one")
-            self._store = self._store_actor()
-            self._common = None
-            return self._ray.get(getattr(self._store, method).remote(*args), timeout=CALL_TIMEOUT_S)
+            try:
+                return self._ray.get(getattr(self._store, method).remote(*args), timeout=CALL_TIMEOUT_S)
+            except self._ray.exceptions.RayActorError:
+                self.alert("ray: the checkpoint store was lost (its node went away); starting a new one")
+                self._store = self._store_actor()
+                self._common = None
+                return self._ray.get(getattr(self._store, method).remote(*args), timeout=CALL_TIMEOUT_S)
+        except self._ray.exceptions.GetTimeoutError:
+            raise RemoteError(f"dispatch {self.options.stage} (ray): the checkpoint store did not answer in "
+                              f"{CALL_TIMEOUT_S:.0f} s (it runs on the head node: is the head reachable from here?)") from None
 
     def _actor(self, spec: boards.BatchSpec) -> Any:
         try:
@@ -541,6 +582,8 @@ class RayDispatcher:
         refs = [ref for _, _, ref in polls.values()]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=STATUS_WAIT_S) if refs else ([], [])
         ready_set = set(ready)
+        waiting = {key for key, (_spec, _actor, ref) in polls.items() if ref not in ready_set}
+        self._check_waits({key: polls[key][0] for key in waiting}, running=len(polls) - len(waiting))
         for key, (spec, actor, ref) in polls.items():
             if ref not in ready_set:
                 rows[key] = {"state": boards.PUSHED, "host": f"{RAY_HOST} (waiting for a node)"}
@@ -569,6 +612,41 @@ class RayDispatcher:
                              "done": event.get("done"), "total": event.get("total"), "eta_s": event.get("eta_s")}
         return rows
 
+    def _check_waits(self, waiting: dict[str, boards.BatchSpec], running: int) -> None:
+        """Say what the batches that wait for a node wait for, once they have waited WAIT_NOTICE_S; give up after
+        ``ray_wait_s`` when no node of the cluster could ever run one, or when none runs at all (waiting for
+        a free node while others run batches is just a queue)."""
+        now = time.monotonic()
+        self._waiting_since = {key: self._waiting_since.get(key, now) for key in waiting}
+        nodes = [node.get("Resources") or {} for node in self._ray.nodes() if node.get("Alive")]
+        for key, spec in waiting.items():
+            waited = now - self._waiting_since[key]
+            if waited < WAIT_NOTICE_S:
+                continue
+            asked = batch_resources(spec, self.cpus, self.gpus)
+            need = {"CPU": asked["num_cpus"], "GPU": asked["num_gpus"]}
+            wanted = ", ".join(f"{v:g} {k}" for k, v in need.items() if v)
+            fits = [n for n in nodes if all(n.get(k, 0) >= v for k, v in need.items())]
+            if not fits:
+                largest = ", ".join(f"{max((n.get(k, 0) for n in nodes), default=0):g} {k}" for k in need)
+                reason = f"no node of the cluster has that much ({len(nodes)} node(s), at most {largest} on one)"
+            elif running:
+                reason = f"the {len(fits)} node(s) that fit are busy with the other batches"
+            else:
+                reason = (f"{len(fits)} node(s) fit but no runner started (a node the driver cannot reach? check "
+                          "`ray status` and each node's --node-ip-address)")
+            if (key, reason) not in self._said:
+                self._said.add((key, reason))
+                self.alert(f"{spec.name}: waiting {waited:.0f} s for a node with {wanted}: {reason}")
+            if waited >= self.options.ray_wait_s and (not fits or not running):
+                for other in waiting.values():  # never started: gone, so a later dispatch asks afresh
+                    actor = self._actor(other)
+                    if actor is not None:
+                        self._ray.kill(actor, no_restart=True)
+                    self.state.release(other.key)
+                raise RemoteError(f"dispatch {self.options.stage} (ray): {spec.name} waited {waited:.0f} s for a node "
+                                  f"with {wanted}: {reason}; giving up (--ray-wait)")
+
     def _collect(self, spec: boards.BatchSpec, actor: Any, host: str) -> None:
         answer = self._ray.get(actor.result.remote(), timeout=CALL_TIMEOUT_S)
         committed, refused = commit_answer(self.root, spec.pull_paths(self.epoch_id), answer)
@@ -593,6 +671,6 @@ class RayDispatcher:
         self._end(spec, actor)
 
     async def tick(self) -> boards.Board:
-        rows = await asyncio.to_thread(self._ray_tick)
+        rows = await self._bounded("hear from the cluster (the checkpoint store, the batches' runners)", self._ray_tick)
         boards.write_ray_rows(self.root, self.epoch_id, rows, address=self._address_joined)
         return await boards.build_board(self.root, [], self.state, (self.options.stage,))

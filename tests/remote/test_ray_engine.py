@@ -269,3 +269,32 @@ def test_ray_options_are_checked_before_anything_runs(small_epoch: Workspace, ca
     assert main(["--workspace", str(small_epoch.root), "dispatch", "--engine", "ray", "--stage", "regressions",
                  "--max-failures", "0"]) == 1
     assert "--max-failures 0 out of range" in capsys.readouterr().err and time.monotonic() - started < 5
+
+
+def test_a_dispatch_that_cannot_be_scheduled_says_why_and_gives_up(small_epoch: Workspace, ray_cluster,
+                                                                   tmp_path: Path) -> None:
+    """A batch no node can hold (4 CPUs; the test cluster's nodes have 1): the dispatcher says what it waits
+    for within seconds and gives up with one line after --ray-wait, instead of waiting silently forever; an
+    address nobody answers at is given up the same way."""
+    cluster, _workers = ray_cluster
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_1_1", ["RW0"])
+    log = tmp_path / "dispatch.log"
+    started = time.monotonic()
+    dispatcher = start_dispatcher(small_epoch, cluster.address, "regressions", log, "--cpus-per-batch", "4",
+                                  "--ray-wait", "12")
+    assert dispatcher.wait(120) == 1, log.read_text()
+    assert time.monotonic() - started < 60
+    lines = log.read_text().splitlines()
+    assert any("KR_DNN_1_1: waiting" in line and "for a node with 4 CPU: no node of the cluster has that much" in line
+               for line in lines), lines
+    assert lines[-1].startswith("error: dispatch regressions (ray): KR_DNN_1_1 waited ") and lines[-1].endswith(
+        "giving up (--ray-wait)"), lines[-1]
+    with pytest.raises(ValueError):  # the runner that never started is gone: the next dispatch asks afresh
+        ray.get_actor(ray_engine.actor_name(small_epoch.active_epoch_id(), spec_of(small_epoch, "regressions", "KR_DNN_1_1")),
+                      namespace=ray_engine.NAMESPACE)
+
+    nobody = start_dispatcher(small_epoch, "127.0.0.1:1", "regressions", tmp_path / "nobody.log", "--ray-wait", "5")
+    assert nobody.wait(60) == 1
+    last = (tmp_path / "nobody.log").read_text().splitlines()[-1]
+    assert last.startswith("error: dispatch regressions (ray): could not connect to the Ray cluster at 127.0.0.1:1 "
+                           "and start its checkpoint store in ") and last.endswith(" s; giving up (--ray-wait)"), last
