@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import tempfile
@@ -54,8 +53,9 @@ def main() -> int:
         totals = Counter()
         storm_s = 0.0
         differences: list[str] = []
-        rounds = math.ceil(args.faults / args.per_round)
-        for number in range(1, rounds + 1):
+        number = 0
+        while sum(faults.values()) < args.faults:  # a stage can end before its share of faults: go on until done
+            number += 1
             root = epoch_with_batches(base / f"round{number}" / "ws", template)
             storm = Storm(root, base / f"round{number}" / "storm", servers=args.servers, seed=number,
                           faults=args.per_round, mean_gap_s=args.gap)
@@ -70,10 +70,11 @@ def main() -> int:
                            "outside": len(report.outside_changes), "tracebacks": len(report.tracebacks),
                            "restart_faults": report.restart_causing_faults})
             differences += [f"round {number}: {d}" for d in report.differences + report.outside_changes]
-            print(f"round {number}/{rounds}: {sum(report.faults.values())} faults, {report.storm_s:.1f} s, "
+            print(f"round {number}: {sum(report.faults.values())} faults ({sum(faults.values())} in all), "
+                  f"{report.storm_s:.1f} s, "
                   f"{len(report.differences)} differences, extra starts {report.extra_starts}", flush=True)
             shutil.rmtree(base / f"round{number}", ignore_errors=True)
-        total = sum(faults.values())
+        total, rounds = sum(faults.values()), number
         print(f"faults injected: {total} ({', '.join(f'{k} {faults[k]}' for k in FAULTS)})")
         print(f"dispatcher restarts: {totals['restarts']}")
         print(f"batches: {totals['batches']}, job starts: {totals['starts']}, extra starts: "
