@@ -261,14 +261,23 @@ class Dispatcher:
                     and (assigned is None or assigned.get("host") != job["host"]))
                 if moved_away and job["label"] == "running" and job["host"] in work:
                     work[job["host"]].append(self._stop_moved(row, job["host"], job["job_id"]))
-        # An assignment ends when its batch is done, or when its host answers and holds no job of it
-        # (the start never happened, or the job directory was removed).
+        # An assignment ends when its batch is done, or when its host answers, nothing of this dispatcher is under
+        # way there, the batch runs nowhere there, and the host holds no job under the assigned id: the start never
+        # happened (a dispatcher killed during the push, an answer lost before the job was made) or its job
+        # directory was removed. A batch whose earlier jobs there failed is no exception: such a stale
+        # assignment once kept it from ever starting again.
         for row in rows:
             assigned = self.state.assigned(row.spec.key)
-            if assigned and (row.state == boards.DONE or (
-                    assigned["host"] in board.host_jobs and assigned["host"] not in self._inflight
-                    and row.state in (boards.PENDING, boards.PUSHED))):
+            if not assigned:
+                continue
+            host = assigned["host"]
+            if row.state == boards.DONE:
                 self.state.release(row.spec.key)
+            elif host in board.host_jobs and host not in self._inflight and not (
+                    row.state == boards.RUNNING and row.host == host):
+                ids_there = {job["job_id"] for job in row.jobs if job["host"] == host}
+                if assigned.get("job_id") is None or assigned["job_id"] not in ids_there:
+                    self.state.release(row.spec.key)
         busy_hosts = {h for h, jobs in board.host_jobs.items() if any(j.state == "running" for j in jobs)}
         busy_hosts |= {a["host"] for a in self.state.data["assigned"].values()}
         idle = [h for h in online if h.name not in busy_hosts and not work[h.name]]
