@@ -120,15 +120,28 @@ async def import_candlesticks(app: "EpochConsole") -> None:
     from console.screens.forms import ImportCandlesForm
 
     server = app.selected_server
-    args = await app.push_screen_wait(ImportCandlesForm(server))
+    # The controller's workspace without candles: a newcomer's first step, so the sample is offered ticked.
+    first_time = app.cluster.is_controller(server) and not app.workspace.bundle_file.exists()
+    args = await app.push_screen_wait(ImportCandlesForm(server, sample=first_time))
     if args:
         await launch(app, args, server=server)  # its log ends with the import's report
+
+
+def bundle_days(app: "EpochConsole") -> float | None:
+    """How many days the controller's imported candles cover (what create-epoch is pushed), None if unknown."""
+    from epoch_builder.storage import read_json
+
+    try:
+        bundle = read_json(app.workspace.bundle_file)
+        return (int(bundle["last_ct"]) + 1 - int(bundle["first_ot"])) / 86_400_000
+    except (EpochBuilderError, KeyError, TypeError, ValueError):
+        return None
 
 
 async def create_epoch(app: "EpochConsole") -> None:
     from console.screens.forms import CreateEpochForm
 
-    args = await app.push_screen_wait(CreateEpochForm())
+    args = await app.push_screen_wait(CreateEpochForm(bundle_days(app)))
     if args:
         await launch(app, args, inputs=[CANDLESTICKS_DIR])
 

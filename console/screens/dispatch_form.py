@@ -16,7 +16,7 @@ from epoch_builder.errors import EpochBuilderError
 from remote.board import STAGES
 from remote.dispatch import DispatchOptions
 
-from console.screens.forms import FormScreen
+from console.screens.forms import FormScreen, TickBox
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class DispatchForm(FormScreen):
                     yield Label(field.allowed, classes="field-range")
             with Horizontal(classes="field"):
                 yield Label("fast (regressions)", classes="field-label")
-                yield Checkbox("op determinism off (--fast): not repeatable", self.defaults.fast, id="f-fast")
+                yield TickBox("op determinism off (--fast): not repeatable", self.defaults.fast, id="f-fast")
 
     def on_mount(self) -> None:
         self.query_one("#f-stage", Select).focus()

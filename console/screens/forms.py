@@ -20,10 +20,20 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DataTable, Footer, Input, Label, OptionList, Select, SelectionList, Static
 from textual.widgets.option_list import Option
 
-from epoch_builder.epoch import PARAMS, PROFILES, param_bounds, param_default, validate_epoch_id, validate_param
+from epoch_builder.epoch import (PARAMS, PARAMS_BY_NAME, PROFILES, param_bounds, param_default, validate_epoch_id,
+                                 validate_param, width_days_bounds)
 from epoch_builder.errors import EpochBuilderError
 
 from console.workspace_files import BatchFile, EpochFile, ModelSummary, RegressionSummary
+
+
+class TickBox(Checkbox):
+    """A checkbox whose mark says its state in any colour scheme: ``X`` ticked, blank not (Textual's shows
+    an ``X`` either way and tells them apart by colour only)."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]
+        return "X" if self.value else " "
 
 
 def plain_number(value: float) -> str:
@@ -124,7 +134,14 @@ class CreateEpochForm(FormScreen):
     TITLE_TEXT = "Create epoch"
     OK_LABEL = "Create"
 
+    def __init__(self, bundle_days: float | None = None) -> None:
+        """``bundle_days``: how many days the imported candles cover (None: unknown); the form then offers the
+        profile and width that fit them, and says why."""
+        super().__init__()
+        self.bundle_days = bundle_days
+
     def compose_body(self) -> ComposeResult:
+        yield Label("", id="profile-note")
         with VerticalScroll(classes="form-fields"):
             with Horizontal(classes="field"):
                 yield Label("id", classes="field-label")
@@ -152,7 +169,29 @@ class CreateEpochForm(FormScreen):
 
     def on_mount(self) -> None:
         self._show_ranges("default")
+        self._fit_to_bundle()
         self.query_one("#f-id", Input).focus()
+
+    def _fit_to_bundle(self) -> None:
+        """Too few days for the default profile (its shortest epoch is 6 months): offer the small one with a
+        width in days that the candles hold, instead of a form whose defaults the command refuses."""
+        note = self.query_one("#profile-note", Label)
+        days = self.bundle_days
+        shortest = width_days_bounds("default")[0]
+        if days is None or days >= shortest:
+            note.display = False
+            return
+        width = max(1, min(int(param_default(PARAMS_BY_NAME["epoch_width"], "small")), int(days) - 1))
+        with self.prevent(Select.Changed):
+            self.query_one("#f-profile", Select).value = "small"
+            self.query_one("#f-unit", Select).value = "days"
+        for param in PARAMS:
+            self.query_one(f"#f-{param.name}", Input).value = str(param_default(param, "small"))
+        self.query_one("#f-epoch_width", Input).value = str(width)
+        self._profile = "small"
+        self._show_ranges("small")
+        note.update(f"profile small, {width} days: the imported candles cover {days:.1f} days, and the default "
+                    f"profile needs at least {shortest // 30} months ({shortest} days)")
 
     def _show_ranges(self, profile: str) -> None:
         for param in PARAMS:
@@ -234,7 +273,7 @@ class OptionsForm(FormScreen):
                 with Horizontal(classes="field"):
                     yield Label(spec.label, classes="field-label")
                     if spec.kind == "flag":
-                        yield Checkbox(spec.hint, id=f"f-{spec.name}")
+                        yield TickBox(spec.hint, id=f"f-{spec.name}")
                     else:
                         yield Input(placeholder=spec.hint, id=f"f-{spec.name}",
                                     type="integer" if spec.kind == "int" else "text")
@@ -268,10 +307,12 @@ class ImportCandlesForm(FormScreen):
 
     OK_LABEL = "Import"
 
-    def __init__(self, server: str) -> None:
+    def __init__(self, server: str, *, sample: bool = False) -> None:
+        """``sample``: offer the bundled sample ticked (a workspace without candles yet: a newcomer's first step)."""
         super().__init__()
         self.TITLE_TEXT = f"Import candlesticks on {server}"
         self.server = server
+        self.sample = sample
 
     def compose_body(self) -> ComposeResult:
         from epoch_builder.importer import INTERVAL_RANGE
@@ -282,14 +323,15 @@ class ImportCandlesForm(FormScreen):
                 yield Input(placeholder="paths, space-separated (.csv .zip .csv.gz)", id="f-sources")
             with Horizontal(classes="field"):
                 yield Label("bundled sample", classes="field-label")
-                yield Checkbox("21 days of BTCUSDT (try the pipeline)", id="f-sample")
+                note = "; ticked: no candles here yet" if self.sample else ""
+                yield TickBox(f"21 days of BTCUSDT (try the pipeline{note})", self.sample, id="f-sample")
             with Horizontal(classes="field"):
                 yield Label("interval (minutes)", classes="field-label")
                 yield Input("30", id="f-interval", type="integer")
                 yield Label(f"{INTERVAL_RANGE[0]} to {INTERVAL_RANGE[1]}", classes="field-range")
             with Horizontal(classes="field"):
                 yield Label("missing minutes", classes="field-label")
-                yield Checkbox("fill at the previous close (else refused)", id="f-fill-gaps")
+                yield TickBox("fill at the previous close (else refused)", id="f-fill-gaps")
 
     def on_mount(self) -> None:
         self.query_one("#f-sources", Input).focus()

@@ -82,10 +82,30 @@ async def test_a_newcomer_starts_from_an_empty_directory_with_console_keys(tmp_p
 
         await pilot.press("I")
         await wait_for(pilot, lambda: shown(app, "ImportCandlesForm"), what="the import form")
+        # No candles yet: the bundled sample is offered ticked, and its mark says so (not only its colour).
+        sample = app.screen.query_one("#f-sample", Checkbox)
+        assert sample.value and "▐X▌" in str(sample.render()) and "no candles here yet" in str(sample.render())
+        sample.value = False
+        await pilot.pause()
+        assert "▐ ▌" in str(sample.render())
         await pilot.press("ctrl+s")  # nothing chosen: the form says what it needs
         assert "bundled sample" in str(app.screen.query_one(".form-error", Static).render())
-        app.screen.query_one("#f-sample", Checkbox).value = True
+        sample.value = True
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: any("imported 30,240 1m candles" in line for line in app.log_pane.view.buffer.lines()),
                        timeout=90, what="the import's report in the log pane")
         assert (tmp_path / "candlesticks" / "bundle.json").is_file()
+
+        # Create epoch: 21 days of candles are too few for the default profile (6 months at least), so the form
+        # offers the small one with a width the candles hold, says why, and its defaults are accepted as they are.
+        await pilot.press("e")
+        await wait_for(pilot, lambda: shown(app, "CreateEpochForm"), what="the create-epoch form")
+        form = app.screen
+        assert form.query_one("#f-profile").value == "small" and form.query_one("#f-unit").value == "days"
+        assert form.query_one("#f-epoch_width").value == "20"
+        note = str(form.query_one("#profile-note", Static).render())
+        assert "the imported candles cover 21.0 days" in note and "at least 6 months" in note, note
+        form.query_one("#f-id").value = "_NEW"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: (tmp_path / "config" / "epoch.json").is_file(), timeout=90,
+                       what="the epoch created with the offered profile")
