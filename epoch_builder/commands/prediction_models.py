@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from epoch_builder.commands import add_group, add_hidden_alias, add_json_option, print_rows, workspace_of
+from epoch_builder.commands import add_group, add_hidden_alias, add_json_option, add_wide_option, print_rows, workspace_of
 from epoch_builder.errors import UsageError
 from epoch_builder.prediction import selection
 from epoch_builder.storage import read_json
@@ -86,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                                     "`export-epoch --best` exports the first.")
     listing.add_argument("--top", type=int, metavar="N", help="show only the first N")
     add_json_option(listing, "the models")
+    add_wide_option(listing)
     listing.set_defaults(func=start_models_list)
 
 
@@ -144,7 +145,7 @@ def start_models_list(args: argparse.Namespace) -> int:
         raise UsageError(f"parameter --top={args.top} must be >= 1")
     paths = workspace_of(args).epoch()
     certificates = load_build(paths)
-    _print_models(summary_rows(certificates)[: args.top], args.json)
+    _print_models(summary_rows(certificates)[: args.top], args.json, wide=args.wide)
     if not args.json:
         _print_luck(load_summary(paths, model_ids(certificates)))
     return 0
@@ -158,7 +159,7 @@ def _print_luck(summary: dict | None) -> None:
     (output.result if summary is not None else output.info)(luck_line(summary))
 
 
-def _print_models(rows: list[dict], as_json: bool) -> None:
+def _print_models(rows: list[dict], as_json: bool, *, wide: bool = True) -> None:
     with_oos = any(r["oos_profit"] is not None for r in rows)
     oos_header = ("oos profit", "oos acc.") if with_oos else ()
     header = ("#", "id", "profit", "accuracy", "positions", "drawdown", *oos_header, "dsr", "pcr", "msf", "msaf",
@@ -172,7 +173,10 @@ def _print_models(rows: list[dict], as_json: bool) -> None:
                 f"{r['pcr']:g}", r["msf"], f"{r['msaf']:g}", ",".join(r["families"]) or "-")
 
     names = len(header)
-    print_rows(rows, as_json, "the build holds no model", header, cells, left=(1, names - 3, names - 1))
+    # Narrow terminals: the headers' short forms (their cells are narrower than the words).
+    short = {"accuracy": "acc.", "positions": "pos.", "drawdown": "dd", "oos profit": "oos", "oos acc.": "oos%"}
+    print_rows(rows, as_json, "the build holds no model", header, cells, left=(1, names - 3, names - 1), id_column=1,
+               wide=wide, aliases={c: {name: short[name]} for c, name in enumerate(header) if name in short})
 
 
 def start_build(args: argparse.Namespace) -> int:

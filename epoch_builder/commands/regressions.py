@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from epoch_builder.commands import add_group, add_json_option, print_rows, workspace_of
+from epoch_builder.commands import add_group, add_json_option, add_wide_option, print_rows, workspace_of
 from epoch_builder.regressions.configs import DEFAULT_PACK_SIZES, MAX_PACK_SIZE, MAX_PROCESSES
 
 CATEGORIES = ("CNN", "DNN", "CDNN", "LSTM", "CLSTM", "GRU", "UNIT_TEST")
@@ -69,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     rank.add_argument("--by", choices=RANK_KEYS, default="test_loss", help="ranking key (default test_loss)")
     rank.add_argument("--top", type=int, metavar="N", help="show only the best N")
     add_json_option(rank, "the ranking")
+    add_wide_option(rank)
     rank.set_defaults(func=start_rank)
 
 
@@ -112,6 +113,11 @@ def _fmt(value: object, digits: int = 6) -> str:
     return str(value)
 
 
+# Keras's own short names of the losses, for a table that must fit the terminal.
+LOSS_ALIASES = {"mean_absolute_error": "mae", "mean_squared_error": "mse", "mean_absolute_percentage_error": "mape",
+                "mean_squared_logarithmic_error": "msle"}
+
+
 def start_rank(args: argparse.Namespace) -> int:
     from epoch_builder.regressions.rank import rank_regressions
 
@@ -119,5 +125,6 @@ def start_rank(args: argparse.Namespace) -> int:
     header = ("#", "id", "category", "loss fn", "test_loss", "test_metric", "accuracy", "points", "epochs")
     print_rows(rows, args.json, "no trained regressions yet", header, lambda i, r: (
         str(i), r["id"], r["category"] or "-", r["loss"] or "-", _fmt(r["test_loss"]), _fmt(r["test_metric"]),
-        _fmt(r["accuracy"], 2), _fmt(r["points"], 0), str(r["epochs"])), left=(0, 1, 2, 3))
+        _fmt(r["accuracy"], 2), _fmt(r["points"], 0), str(r["epochs"])), left=(0, 1, 2, 3), id_column=1, wide=args.wide,
+        aliases={2: {"category": "family"}, 3: LOSS_ALIASES, 5: {"test_metric": "metric"}})
     return 0
