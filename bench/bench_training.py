@@ -109,13 +109,13 @@ def bare_fit(cfg: dict[str, Any], data: Any, validation_split: float, seed: int,
 
     from epoch_builder.regressions.architectures import build_model
     from epoch_builder.regressions.runtime import seed_everything
-    from epoch_builder.regressions.training import BATCH_SIZE, _validation_cut, compile_model
+    from epoch_builder.regressions.training import BATCH_SIZE, validation_cut, compile_model
 
     keras.backend.clear_session()
     seed_everything(seed)
     model = build_model(cfg["keras_model"], cfg["lookback"], cfg["predictions"])
     compile_model(model, cfg)
-    cut = _validation_cut(len(data.train_x), validation_split)
+    cut = validation_cut(len(data.train_x), validation_split)
     times: list[float] = []
 
     class Timer(keras.callbacks.Callback):
@@ -493,7 +493,7 @@ def main() -> None:
     from epoch_builder.regressions.datasets import load_datasets
     from epoch_builder.regressions.grid import load_grid
     from epoch_builder.regressions.runtime import configure_tensorflow
-    from epoch_builder.regressions.training import _validation_cut
+    from epoch_builder.regressions.training import validation_cut
 
     configure_tensorflow()
     observed = observed_epochs(args.observed) if args.observed else {}
@@ -507,7 +507,7 @@ def main() -> None:
             log(f"--windows {args.windows}: {len(data.train_x):,} train / {len(data.test_x):,} test windows")
         picks, models = sampled_configs(ws, args.families, args.seed)
         batch_sizes = load_grid(None)["batch_sizes"]
-        cut = _validation_cut(len(data.train_x), config.validation_split)
+        cut = validation_cut(len(data.train_x), config.validation_split)
         results, packing = [], []
         for family in args.families:
             if not args.skip_single:
@@ -534,7 +534,7 @@ def main() -> None:
         per_model = {f: ASSUMED_EPOCHS_PER_MODEL for f in args.families}
         source = (f"{ASSUMED_EPOCHS_PER_MODEL} ASSUMED (the project records no observed early-stopping epochs; patience "
                   "10 means at least 11, the cap is 500; pass --epochs-per-model or --observed WORKSPACE)")
-    validation = len(data.train_x) - _validation_cut(len(data.train_x), config.validation_split)
+    validation = len(data.train_x) - validation_cut(len(data.train_x), config.validation_split)
     report = {"setup": {"candles": candles, "train_windows": len(data.train_x), "validation_windows": validation,
                         "lookback": config.regression_lookback,
                         "predictions": config.regression_predictions, "epochs": args.epochs, "seed": args.seed,

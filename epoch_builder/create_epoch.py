@@ -17,7 +17,7 @@ from epoch_builder.epoch import (
     DAY_MS, PARAMS, EpochConfig, param_default, validate_epoch_id, validate_param, width_days_bounds,
 )
 from epoch_builder.errors import EpochBuilderError, UsageError
-from epoch_builder.importer import commit_bundle, workspace_lock
+from epoch_builder.bundle import commit_bundle, workspace_lock
 from epoch_builder.storage import atomic_write_json, atomic_write_text, disk_full_message, is_disk_full, read_json
 from epoch_builder.workspace import EpochPaths, Workspace
 

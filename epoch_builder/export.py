@@ -167,7 +167,7 @@ def _finish_archive(ws: Workspace, paths: EpochPaths, model_id: str, log: Callab
 def archive_workspace(ws: Workspace, paths: EpochPaths) -> None:
     """Move candlesticks/ and config/epoch.json into the epoch directory (renames; the config last), under the
     workspace lock: no import or create-epoch between the moves."""
-    from epoch_builder.importer import workspace_lock
+    from epoch_builder.bundle import workspace_lock
 
     with workspace_lock(ws.root):
         target = paths.dir / "candlesticks"

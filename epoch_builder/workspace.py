@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from epoch_builder.bundle import BUNDLE_FILE, CANDLESTICKS_DIR  # the bundle's names, re-exported
 from epoch_builder.errors import EpochBuilderError
 
 HOME_ENV = "EPOCH_BUILDER_HOME"
@@ -24,13 +25,11 @@ def resolve_root(option: str | None) -> Path:
     return Path(option or os.environ.get(HOME_ENV) or ".").expanduser().resolve()
 
 
-CANDLESTICKS_DIR = "candlesticks"
 CONFIG_DIR = "config"
 EPOCH_CONFIG_FILE = "epoch.json"
 JOBS_DIR = ".jobs"  # detached jobs of the remote layer (layout in remote/agent.py)
 CERTIFICATE_FILE = "certificate.json"  # one per trained regression, in its own directory
 REGRESSION_CHECKPOINTS_DIR = ".regression_checkpoints"  # per epoch: models in training
-BUNDLE_FILE = "bundle.json"  # the import's report; written last into a new bundle, so it marks one complete
 DOWNLOADS_DIR = "downloads"  # `candlesticks download`: <root>/downloads/<market>/<SYMBOL>/
 TENSORBOARD_DIR = "tensorboard"  # <epoch>/tensorboard/<regression id>/: one TensorBoard run per regression
 HISTORY_FILE = "history.csv"  # a trained regression's per-epoch history, beside its certificate
@@ -48,7 +47,7 @@ class Workspace:
     def candlesticks_dir(self) -> Path:
         """The bundle directory; an import cut short while switching bundles is completed or rolled
         back first, so every path below it is the complete old bundle or the complete new one."""
-        from epoch_builder.importer import recover_bundle  # light; imported here as it imports this module
+        from epoch_builder.bundle import recover_bundle  # light; imported here: only a use of the bundle needs it
 
         recover_bundle(self.root)
         return self.root / CANDLESTICKS_DIR

@@ -6,7 +6,8 @@ import asyncio
 from typing import Any, Awaitable, Callable, TypeVar
 
 from remote.config import ClusterConfig, load_cluster_config
-from remote.hosts import Host, make_host
+from remote.host_factory import make_host
+from remote.hosts import Host
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@
 A host only runs commands and copies files, like a command runner; what runs
 *on* it is built elsewhere and uses these primitives::
 
-    host = make_host(server_config, ssh_options)
+    host = make_host(server_config, ssh_options)  # remote.host_factory
     await host.connect()                      # raises HostUnreachable / HostKeyError
     result = await host.run(["uname", "-a"], timeout=10)
     async for chunk in host.stream(argv): ...
@@ -356,12 +356,3 @@ def _copy_file(src: Path, dst: Path, progress: TransferProgress | None) -> None:
                 progress(done, total)
     if progress and total == 0:
         progress(0, 0)
-
-
-def make_host(config: ServerConfig, ssh: SSHOptions | None = None) -> Host:
-    """The right implementation for a server: LocalHost for ``local`` servers, SSHHost otherwise."""
-    if config.local:
-        return LocalHost(config, ssh)
-    from remote.ssh_host import SSHHost  # asyncssh loads only for SSH servers
-
-    return SSHHost(config, ssh)

@@ -162,7 +162,7 @@ def test_dispatch_survives_dispatcher_crash_sshd_kill_and_kill_9(small_epoch: Wo
 
     # Certificates identical to a single-host run of the same batches.
     from epoch_builder.regressions.inference import load_regression
-    from epoch_builder.regressions.training import train_batch
+    from epoch_builder.regressions.batch import train_batch
 
     for name in BATCHES:
         train_batch(reference, "DNN", name, max_epochs=MAX_EPOCHS, log=lambda *_: None)

@@ -43,7 +43,7 @@ def quiet(*_: object) -> None:
 def train_tiny_regressions(root: Path) -> Workspace:
     """TINY_GRID's six DNNs generated and trained in ``root`` (a copy of the small epoch's workspace)."""
     from epoch_builder.regressions.grid import generate
-    from epoch_builder.regressions.training import train_batch
+    from epoch_builder.regressions.batch import train_batch
 
     ws = Workspace(root)
     grid = root.parent / "tiny_grid.json"

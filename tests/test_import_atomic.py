@@ -1,5 +1,5 @@
 """`candlesticks import` commits the bundle as a whole: after any crash the workspace holds the complete
-old bundle or the complete new one, never a mix (importer.commit_bundle / recover_bundle)."""
+old bundle or the complete new one, never a mix (bundle.commit_bundle / recover_bundle)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from epoch_builder import importer
+from epoch_builder import bundle
 from epoch_builder.candles import read_candles
 from epoch_builder.errors import EpochBuilderError
-from epoch_builder.importer import (
-    NEW_PREFIX, OLD_PREFIX, _bundle_lock, bundled_sample, commit_bundle, import_candlesticks, recover_bundle,
-)
+from epoch_builder.bundle import NEW_PREFIX, OLD_PREFIX, _bundle_lock, commit_bundle, recover_bundle
+from epoch_builder.importer import bundled_sample, import_candlesticks
 from epoch_builder.workspace import Workspace
 
 OLD_FILES = {"bundle.json", "candlesticks.parquet", "prediction_candlesticks.parquet"}
@@ -119,7 +118,7 @@ def test_workspace_paths_recover_before_use(tmp_path: Path) -> None:
 @pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two-renames"])
 def test_commit_replaces_the_whole_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool) -> None:
     if not exchange:  # platforms or filesystems without renameat2(RENAME_EXCHANGE)
-        monkeypatch.setattr(importer, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(bundle, "_exchange", lambda a, b: False)
     old = make_bundle(tmp_path / "candlesticks", "old")
     (old / "normalized_prediction_candlesticks.parquet").write_text("an epoch's")
     commit_bundle(tmp_path, fill_new)
@@ -138,7 +137,7 @@ def test_a_linked_bundle_directory_is_replaced_and_its_target_kept(tmp_path: Pat
 
 
 def test_a_failing_second_rename_puts_the_old_bundle_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(importer, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(bundle, "_exchange", lambda a, b: False)
     make_bundle(tmp_path / "candlesticks", "old")
     real_rename = os.rename
 
@@ -147,10 +146,10 @@ def test_a_failing_second_rename_puts_the_old_bundle_back(tmp_path: Path, monkey
             raise OSError(5, "Input/output error")
         real_rename(src, dst)
 
-    monkeypatch.setattr(importer.os, "rename", rename)
+    monkeypatch.setattr(bundle.os, "rename", rename)
     with pytest.raises(OSError):
         commit_bundle(tmp_path, fill_new)
-    monkeypatch.setattr(importer.os, "rename", real_rename)
+    monkeypatch.setattr(bundle.os, "rename", real_rename)
     assert tag_of(tmp_path) == "old" and leftovers(tmp_path) == []
 
 

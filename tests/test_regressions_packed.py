@@ -17,7 +17,7 @@ import pytest
 
 from epoch_builder.errors import UsageError
 from epoch_builder.regressions import training
-from epoch_builder.regressions.training import train_batch
+from epoch_builder.regressions.batch import train_batch
 from epoch_builder.workspace import REGRESSION_CHECKPOINTS_DIR as CHECKPOINTS_DIR
 from epoch_builder.storage import read_json
 from epoch_builder.workspace import Workspace

@@ -25,7 +25,7 @@ from epoch_builder.regressions.grid import load_grid, unit_test_config
 from epoch_builder.regressions.inference import load_regression, predict_features
 from epoch_builder.regressions.rank import rank_regressions
 from epoch_builder.regressions.signals import features_from_changes
-from epoch_builder.regressions.training import train_batch
+from epoch_builder.regressions.batch import train_batch
 from epoch_builder.workspace import REGRESSION_CHECKPOINTS_DIR as CHECKPOINTS_DIR
 from epoch_builder.storage import atomic_write_json, read_json
 from epoch_builder.workspace import Workspace

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from epoch_builder.regressions.training import train_batch
+from epoch_builder.regressions.batch import train_batch
 from epoch_builder.workspace import TENSORBOARD_EVENTS_FILE, Workspace
 from remote import sync
 from remote.board import REGRESSIONS, BatchSpec

@@ -92,7 +92,7 @@ def start_generate(args: argparse.Namespace) -> int:
 
 
 def start_train(args: argparse.Namespace) -> int:
-    from epoch_builder.regressions.training import train_batch
+    from epoch_builder.regressions.batch import train_batch
 
     certificates = train_batch(workspace_of(args), args.category, args.batch, max_epochs=args.max_epochs,
                                fast=args.fast, pack=args.pack, mixed_precision=args.mixed_precision,

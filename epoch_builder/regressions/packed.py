@@ -186,7 +186,7 @@ def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], dat
             members.append(_open_member(ws, cfg, number, seed, deterministic, log, total))
         ids = ", ".join(m.id for m in members)
         log(f"[{members[0].number}-{members[-1].number}/{total}] training {len(members)} models together: {ids}")
-        cut = training._validation_cut(len(data.train_x), validation_split)
+        cut = training.validation_cut(len(data.train_x), validation_split)
         validation = tf.data.Dataset.from_tensor_slices((data.train_x[cut:], data.train_y[cut:])).batch(
             training.BATCH_SIZE)
         validation_steps = int(validation.cardinality())
@@ -256,9 +256,9 @@ def _finish(ws: Workspace, member: Member, data: RegressionDatasets, limit: int,
     model = member.model
     if member.stopping.best_weights is not None:
         model.set_weights(member.stopping.best_weights)
-    cert = training._certificate(member.cfg, data, model, member.state, limit, seed, summary, pack_size)
+    cert = training.certificate_for(member.cfg, data, model, member.state, limit, seed, summary, pack_size)
     out_dir = ws.epoch().regressions_dir / member.id
-    training._save_model(model, out_dir / training.MODEL_FILE)
+    training.save_model(model, out_dir / training.MODEL_FILE)
     training.write_history(ws.epoch(), member.id, cert["training_history"],
                            member.checkpoint.dir / training.EVENTS_SCRATCH_DIR)
     atomic_write_json(out_dir / CERTIFICATE_FILE, cert, indent=2)  # last: the model is done

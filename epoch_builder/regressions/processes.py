@@ -11,6 +11,7 @@ keeps training, and the rerun resumes every model from its checkpoint.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import sys
@@ -52,15 +53,14 @@ def split(ids: Sequence[str], parts: int) -> list[tuple[str, ...]]:
     return groups
 
 
-def _train_group(job: ChildJob) -> None:
-    """A child's body: its share of the cores, then ``train_batch`` on its models only."""
+def _run_child(body: Callable[[ChildJob], None], job: ChildJob) -> None:
+    """A child's life: its share of the cores, its parent's logging, then ``body(job)`` (the batch's training of
+    its models only: ``batch.train_share``, handed over by the caller so that this module imports it not)."""
     die_with_parent(job.parent_pid)
     # Before TensorFlow starts: its thread pools are sized once, at start-up.
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(job.threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     from epoch_builder import events, output
-    from epoch_builder.regressions.training import train_batch
-    from epoch_builder.workspace import Workspace
 
     events.configure(job.events)
     # The parent's log lines, on the stderr they share; no progress bars (two would fight over the terminal).
@@ -73,18 +73,18 @@ def _train_group(job: ChildJob) -> None:
 
         tf.config.threading.set_intra_op_parallelism_threads(job.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        train_batch(Workspace(Path(job.root)), job.category, job.batch_file, max_epochs=job.max_epochs, fast=job.fast,
-                    pack=job.pack, mixed_precision=job.mixed_precision, only=job.model_ids, log=output.info)
+        body(job)
     except EpochBuilderError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
 
 
-def train_in_processes(root: Path, category: str, batch_file: Path, model_ids: Sequence[str], processes: int, *,
-                       max_epochs: int | None, fast: bool, pack: int | None, mixed_precision: bool,
-                       events: str | None, log: Callable[[str], None]) -> None:
-    """Train ``model_ids`` of the batch in ``processes`` spawned processes; raises when any of them failed
-    (after all have ended: the others' models are done and certified)."""
+def train_in_processes(root: Path, category: str, batch_file: Path, model_ids: Sequence[str], processes: int,
+                       body: Callable[[ChildJob], None], *, max_epochs: int | None, fast: bool, pack: int | None,
+                       mixed_precision: bool, events: str | None, log: Callable[[str], None]) -> None:
+    """Train ``model_ids`` of the batch in ``processes`` spawned processes, each running ``body`` (a module-level
+    function: the child imports it by name) on its share; raises when any of them failed (after all have
+    ended: the others' models are done and certified)."""
     import logging
 
     from epoch_builder import output
@@ -100,7 +100,8 @@ def train_in_processes(root: Path, category: str, batch_file: Path, model_ids: S
     for group in groups:
         job = ChildJob(str(root), category, str(batch_file), group, threads, os.getpid(), max_epochs, fast, pack,
                        mixed_precision, events, verbosity)
-        child = context.Process(target=_train_group, args=(job,), name=f"train {group[0]}..{group[-1]}")
+        child = context.Process(target=functools.partial(_run_child, body), args=(job,),
+                                name=f"train {group[0]}..{group[-1]}")
         child.start()
         children.append((group, child))
     failed = []

@@ -124,7 +124,7 @@ def batch_category(batch: dict[str, Any], path: Path) -> str:
     return declared
 
 
-def _check_batch(batch: dict[str, Any], path: Path, category: str, lookback: int, predictions: int) -> None:
+def check_batch(batch: dict[str, Any], path: Path, category: str, lookback: int, predictions: int) -> None:
     if category not in BATCH_CATEGORIES:
         raise UsageError(f"--category {category!r} is unknown; allowed {', '.join(BATCH_CATEGORIES)}")
     declared = batch.get("category")
@@ -312,7 +312,7 @@ def compile_model(model: Any, cfg: dict[str, Any]) -> None:
     model.optimizer.build(model.trainable_variables)
 
 
-def _validation_cut(rows: int, validation_split: float) -> int:
+def validation_cut(rows: int, validation_split: float) -> int:
     """Keras' ``validation_split``: the last share of the (unshuffled) train windows validates."""
     cut = int(math.floor(rows * (1.0 - validation_split)))
     if cut <= 0 or cut >= rows:
@@ -426,7 +426,7 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
                             loss=logs.get("loss"), val_loss=current, eta_s=eta_s)
 
         if not state["stopped"] and state["epoch"] < limit:
-            cut = _validation_cut(len(data.train_x), validation_split)
+            cut = validation_cut(len(data.train_x), validation_split)
             batches, steps = epoch_batches(data.train_x[:cut], data.train_y[:cut], seed, state["epoch"], limit)
             # Validation as a tf.data dataset, in order, batches of BATCH_SIZE (what Keras does with arrays, but
             # its array adapter makes TensorFlow log a native NodeDef error for every model under op determinism).
@@ -435,8 +435,8 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
                       validation_data=validation, shuffle=False, callbacks=[EpochEnd()], verbose=0)
         if stopping.best_weights is not None:
             model.set_weights(stopping.best_weights)
-        cert = _certificate(cfg, data, model, state, limit, seed, model_summary(model, cfg))
-        _save_model(model, out_dir / MODEL_FILE)
+        cert = certificate_for(cfg, data, model, state, limit, seed, model_summary(model, cfg))
+        save_model(model, out_dir / MODEL_FILE)
         write_history(ws.epoch(), model_id, cert["training_history"], checkpoint.dir / EVENTS_SCRATCH_DIR)
         atomic_write_json(out_dir / CERTIFICATE_FILE, cert, indent=2)  # last: the model is done
         checkpoint.remove()
@@ -445,7 +445,7 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
         checkpoint.unlock()
 
 
-def _save_model(model: Any, target: Path) -> None:
+def save_model(model: Any, target: Path) -> None:
     """Keras insists on a ``.keras`` name: save to a sibling, then let the atomic writer move it."""
     def write(tmp: Path) -> None:
         staging = tmp.with_name(tmp.name + ".keras")
@@ -553,7 +553,7 @@ def evaluation_from_predictions(cfg: dict[str, Any], model: Any, predictions: np
     return mean(cfg["loss"]) + regularisation, mean(cfg["metric"])
 
 
-def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, state: dict[str, Any], limit: int,
+def certificate_for(cfg: dict[str, Any], data: RegressionDatasets, model: Any, state: dict[str, Any], limit: int,
                  seed: int, summary: dict[str, Any], pack_size: int = 1) -> dict[str, Any]:
     import keras
     import tensorflow as tf
@@ -599,118 +599,3 @@ def _certificate(cfg: dict[str, Any], data: RegressionDatasets, model: Any, stat
         "runtime": {"keras": keras.__version__, "tensorflow": tf.__version__,
                     "devices": [d.name for d in tf.config.list_logical_devices()]},
     }
-
-
-# --- a batch ----------------------------------------------------------------------------
-
-def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLike, *, max_epochs: int | None = None,
-                fast: bool = False, pack: int | None = None, mixed_precision: bool = False,
-                processes: int | None = None, only: Sequence[str] | None = None,
-                log: Callable[[str], None] = output.info) -> list[dict[str, Any]]:
-    """Train every config of a batch that has no certificate yet; returns all the batch's certificates.
-    ``fast``: op determinism off for this process (``--fast``). ``pack``: models trained together in one
-    compiled step (``--pack``; default per family, ``packed.DEFAULT_PACK_SIZES``; 1: one at a time).
-    ``processes``: that many training processes with the cores split between them (``--processes``).
-    ``only``: train just these ids (a training process's share; no batch certificates file then)."""
-    from epoch_builder import events as event_sink
-    from epoch_builder.events import Eta
-    from epoch_builder.regressions import packed
-    from epoch_builder.children import available_cores
-    from epoch_builder.regressions.runtime import configure_tensorflow, size_thread_pools, thread_pools
-
-    if max_epochs is not None and max_epochs < 1:
-        raise UsageError(f"--max-epochs {max_epochs} must be a positive integer")
-    if pack is not None and not 1 <= pack <= MAX_PACK_SIZE:
-        raise UsageError(f"--pack {pack} must be 1 to {MAX_PACK_SIZE} (models trained together)")
-    if processes is not None and not 1 <= processes <= MAX_PROCESSES:
-        raise UsageError(f"--processes {processes} must be 1 to {MAX_PROCESSES} (training processes)")
-    config = ws.load_epoch_config()
-    paths = ws.epoch()
-    path = resolve_batch_file(ws, category, batch_file)
-    batch = read_batch(path)
-    category = category or batch_category(batch, path)  # the file says which; --category only checks it
-    _check_batch(batch, path, category, config.regression_lookback, config.regression_predictions)
-    configs = batch["configs"]
-    total = len(configs)
-
-    def still_pending() -> list[dict[str, Any]]:
-        return [c for c in configs if not paths.regression_certificate_file(c["id"]).exists()
-                and (only is None or c["id"] in only)]
-
-    pending = still_pending()
-    if processes and processes > 1 and only is None and len(pending) > 1:
-        from epoch_builder.regressions.processes import train_in_processes
-
-        train_in_processes(ws.root, category, path, [c["id"] for c in pending], processes, max_epochs=max_epochs,
-                           fast=fast, pack=pack, mixed_precision=mixed_precision, events=event_sink.destination(),
-                           log=lambda line: log(f"batch {batch['name']}: {line}"))
-        pending = still_pending()  # none, unless a process failed (it raised then)
-    pack_size = pack or packed.default_pack_size(category)
-    if pending:  # TensorFlow only when there is something to train: a finished batch's rerun stays quick
-        gpus = configure_tensorflow(op_determinism=not fast)
-        if pack_size > 1 and not gpus:
-            size_thread_pools(*packed.cpu_thread_pools(pack_size, available_cores()))
-        import keras
-
-        # Set for every batch (a process may train several): float16 compute only when asked for.
-        keras.mixed_precision.set_global_policy(MIXED_POLICY if mixed_precision else "float32")
-        mode = f"op determinism off ({FAST_FLAG}: not repeatable)" if fast else "op determinism on (repeatable)"
-        if mixed_precision:
-            mode += f", {MIXED_POLICY} ({MIXED_PRECISION_FLAG})" + ("" if gpus else ": no GPU, float16 on a CPU is slower")
-        log(f"batch {batch['name']} ({category}): {total} model(s), device {'GPU ' + ', '.join(gpus) if gpus else 'CPU'}, "
-            f"{mode}")
-    else:
-        log(f"batch {batch['name']} ({category}): {total} model(s), nothing left to train")
-    data = load_datasets(ws, config.regression_lookback, config.regression_predictions) if pending else None
-    if data is not None:
-        log(f"datasets: {data.sizes['train_size']} train / {data.sizes['test_size']} test windows")
-    eta = Eta(len(pending))
-    if pending and pack_size > 1:
-        pools = thread_pools()
-        log(f"{len(pending)} model(s) to train, up to {pack_size} together (--pack {pack_size})"
-            + ("" if gpus else f"; CPU: {pools['inter_op']} op(s) side by side, {pools['intra_op']} thread(s) each"))
-    by_id: dict[str, dict[str, Any]] = {}
-    trained = 0
-    with output.progress_bars() as bars:
-        models_bar = bars.add(f"batch {batch['name']} models", total)
-        epochs_bar = bars.add("  epochs", None)
-        todo: list[tuple[int, dict[str, Any]]] = []
-        for number, cfg in enumerate(configs, 1):
-            cert_path = paths.regression_certificate_file(cfg["id"])
-            if only is not None and cfg["id"] not in only:
-                continue  # another training process's model
-            if cert_path.exists():
-                log(f"[{number}/{total}] {cfg['id']}: certificate exists, skipped")
-                by_id[cfg["id"]] = read_json(cert_path)
-                events.emit(STAGE, done=number, total=total, model=cfg["id"], skipped=True)
-                models_bar.advance()
-            else:
-                todo.append((number, cfg))
-        for first in range(0, len(todo), pack_size):
-            group = todo[first:first + pack_size]
-            started = time.monotonic()
-            if pack_size == 1:
-                (number, cfg), = group
-                done = [train_model(ws, cfg, data, seed=config.seed, validation_split=config.validation_split,
-                                    max_epochs=max_epochs, position=(number, total), eta=eta, models_done=trained,
-                                    log=log, bar=epochs_bar)]
-            else:
-                done = packed.train_pack(ws, group, data, seed=config.seed, validation_split=config.validation_split,
-                                         max_epochs=max_epochs, total=total, eta=eta, models_done=trained, log=log,
-                                         bar=epochs_bar)
-            for (number, cfg), cert in zip(group, done):
-                trained += 1
-                by_id[cfg["id"]] = cert
-                test_loss = cert["test_evaluation"]["loss"]
-                log(f"[{number}/{total}] {cfg['id']}: done in {time.monotonic() - started:.1f}s"
-                    f"{f' (a pack of {len(group)})' if pack_size > 1 else ''}, {cert['epochs']} epochs, "
-                    f"test loss {'diverged' if test_loss is None else f'{test_loss:.6f}'}, "
-                    f"accuracy {cert['discovery']['accuracy']}%")
-                models_bar.advance(info=f"last {cfg['id']}")
-    certificates = [by_id[cfg["id"]] for cfg in configs if cfg["id"] in by_id]
-    if only is not None:
-        return certificates  # the parent writes the batch's file once every process is done
-    atomic_write_json(paths.batched_certificates_file(batch["name"]), certificates)
-    log(f"batch {batch['name']}: {trained} trained, {total - trained} skipped")
-    return certificates
-

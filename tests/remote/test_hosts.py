@@ -13,7 +13,8 @@ import pytest
 import sshd_cluster
 from remote.config import default_local_server
 from remote.errors import HostKeyError, HostUnreachable, RemoteError
-from remote.hosts import HostState, LocalHost, make_host
+from remote.host_factory import make_host
+from remote.hosts import HostState, LocalHost
 from remote.ssh_host import SSHHost
 
 from conftest import PYTHON

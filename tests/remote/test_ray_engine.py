@@ -129,7 +129,7 @@ def test_regressions_survive_a_lost_node_and_a_killed_dispatcher(small_epoch: Wo
     (two starts), the other is never started again (one start), and every certificate and weight equals an
     uninterrupted local run's."""
     from epoch_builder.regressions.inference import load_regression
-    from epoch_builder.regressions.training import train_batch
+    from epoch_builder.regressions.batch import train_batch
 
     cluster, workers = ray_cluster
     for name, ids in BATCHES.items():
