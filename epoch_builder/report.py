@@ -427,7 +427,7 @@ def _discovery_tables(discovery: dict[str, Any]) -> str:
 
 
 def _luck_section(cert: dict[str, Any]) -> str:
-    """In-sample vs out-of-sample figures and the deflated Sharpe ratio (README, How much is luck?)."""
+    """In-sample vs out-of-sample figures and the deflated Sharpe ratio (docs/prediction-models.md, How much is luck?)."""
     parts = ["<h3>How much is luck?</h3>"]
     window = cert.get("out_of_sample")
     if isinstance(window, dict):

@@ -101,7 +101,7 @@ def _epoch_after_perturbing(tmp_path: Path, sample_csv: Path, name: str, cutoff_
 @pytest.mark.parametrize("normalization", ["global", "expanding"])
 def test_research_integrity_before_t(tmp_path: Path, sample_csv: Path, normalization: str) -> None:
     """Perturb candles after t: with the leak-free normalisation nothing before t changes; the original's
-    global min/max normalisation leaks the future into the past (documented in README)."""
+    global min/max normalisation leaks the future into the past (documented in docs/pipeline.md)."""
     cutoff_row = 25_000  # t = 2023-03-18 08:40, inside the test dataset
     base_ws, base = _epoch_after_perturbing(tmp_path, sample_csv, f"base-{normalization}", None, normalization)
     pert_ws, pert = _epoch_after_perturbing(tmp_path, sample_csv, f"pert-{normalization}", cutoff_row, normalization)
@@ -115,7 +115,7 @@ def test_research_integrity_before_t(tmp_path: Path, sample_csv: Path, normaliza
     if normalization == "expanding":
         assert same
     else:
-        assert not same  # the leak the README documents
+        assert not same  # the leak docs/pipeline.md documents
 
 
 @pytest.mark.parametrize("key, value, message", [

@@ -562,7 +562,7 @@ class ModelPicker(TablePicker):
     def __init__(self, models: Sequence[ModelSummary], luck: str = "") -> None:
         super().__init__(models)
         self.models: list[ModelSummary] = self.items
-        self.luck = luck  # the build's PBO line (README, How much is luck?)
+        self.luck = luck  # the build's PBO line (docs/prediction-models.md, How much is luck?)
 
     def row(self, rank: int, m: ModelSummary) -> Sequence[str]:
         return (str(rank), m.id, _or_dash(m.profit, ".2f"), _or_dash(m.accuracy, ".2f"),

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--oos-days", type=int, default=0, metavar="DAYS",
                         help="keep the last DAYS days of the test dataset out of find-profitable-configs; "
                         "build-prediction-models then trades every built model on them too (default 0: none, as the "
-                        "original). See README, How much is luck?")
+                        "original). See docs/prediction-models.md, How much is luck?")
     parser.add_argument("--width-days", type=int, metavar="DAYS", help="epoch width in days instead of --epoch-width months")
     for param in PARAMS:
         low, high = param.low, param.high

@@ -152,7 +152,7 @@ def start_models_list(args: argparse.Namespace) -> int:
 
 
 def _print_luck(summary: dict | None) -> None:
-    """The sweep-wide selection-bias line under the table (README, How much is luck?)."""
+    """The sweep-wide selection-bias line under the table (docs/prediction-models.md, How much is luck?)."""
     from epoch_builder import output
     from epoch_builder.prediction.build import luck_line
 

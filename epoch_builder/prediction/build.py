@@ -15,7 +15,7 @@ profit, high to low::
 Every profitable configuration is re-evaluated with the fast engine first (the
 same figures as the full payload), then only the kept ones get the full payload.
 
-Beyond the original, each certificate also holds (README, "How much is luck?"):
+Beyond the original, each certificate also holds (docs/prediction-models.md, "How much is luck?"):
 
 * ``"deflated_sharpe"``: the deflated Sharpe ratio of its per-position returns
   (``selection.py``), or ``"dsr": null`` with the reason;

@@ -1,4 +1,4 @@
-"""How much of the best backtest is selection luck? (README, "How much is luck?")
+"""How much of the best backtest is selection luck? (docs/prediction-models.md, "How much is luck?")
 
 ``build-prediction-models`` keeps the most profitable of every configuration the
 sweep tried, all backtested on the same candles, and the best of many noisy

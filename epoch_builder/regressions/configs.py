@@ -26,7 +26,7 @@ UNIT_TEST = "UNIT_TEST"
 BATCH_CATEGORIES = (*FAMILIES, UNIT_TEST)
 DEFAULT_MAX_EPOCHS = 500
 # Models trained together in one compiled step (train-regression-batch --pack) when --pack is not given,
-# by family: measured with bench/bench_training.py --pack (README "Training throughput"; recurrent packs of
+# by family: measured with bench/bench_training.py --pack (docs/benchmarks.md "Training throughput"; recurrent packs of
 # 4 on 2 cores: LSTM 1.23x, CLSTM 1.38x, GRU 1.61x). CNN is left out and trains one at a time: a CNN alone
 # already runs at ~92% of the machine's rate on its layer shapes (a pack of 4: 1.01x).
 DEFAULT_PACK_SIZES = {"DNN": 8, "CDNN": 8, "LSTM": 4, "CLSTM": 4, "GRU": 4}

@@ -4,7 +4,7 @@ Small models (the DNN and CDNN families) spend most of a ``model.fit`` step in T
 dispatch, not in arithmetic. Here K models of one batch share each batch of windows: one compiled step
 runs every model's forward pass, loss, gradients and optimizer update, so the dispatch is paid once for K
 models, and one call runs a whole epoch's steps in the graph (``bench/bench_training.py`` measures the
-factor per family; README "Training throughput").
+factor per family; docs/benchmarks.md "Training throughput").
 
 Each model stays its own: its own optimizer and learning rate, loss and metric, early stopping (a model
 that stops leaves the pack while the others go on; the step is rebuilt for those left), best weights,

@@ -1,7 +1,7 @@
 """Training a batch in several processes, the host's cores split between them (``--processes N``).
 
 On a few CPU cores TensorFlow spreads one small model's matmuls thinly over its threads; N processes of
-cores/N threads each keep the cores busier (bench/bench_training.py ``--processes`` measures it; README
+cores/N threads each keep the cores busier (bench/bench_training.py ``--processes`` measures it; docs/benchmarks.md
 "Training throughput"). The batch's pending models are cut into N contiguous groups, each trained by one
 spawned process with ``train_batch`` (so each group still trains in packs, checkpoints every epoch and
 writes its own certificates); the parent waits for all, then writes the batch's certificates file from
