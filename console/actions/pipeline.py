@@ -98,6 +98,7 @@ async def run_step(app: "EpochConsole", args: list[str], where: str) -> "JobView
         app.follow_log(job)
 
     run = await steps.run_on_server(app.cluster.host(where), args, root, started=started)
+    await app.guarded(f"{args[0]} on {where}", app.cluster.refresh_job(where, run.job.job_id))  # the table: ended now
     if run.pulled is None:
         raise EpochBuilderError(run.account())
     app.notify(run.account(), timeout=20)
