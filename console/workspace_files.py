@@ -200,13 +200,9 @@ class EpochFile:
 
 
 def list_epoch_files(ws: Workspace) -> list[EpochFile]:
-    """The workspace's Epoch Files (``<id>/<id>.zip``, where export writes them), newest first."""
+    """The workspace's Epoch Files, newest first (``Workspace.epoch_files``), with their size and time."""
     import time
 
-    found = []
-    for path in ws.root.glob("*/*.zip") if ws.root.is_dir() else []:
-        if path.stem == path.parent.name and path.is_file():
-            stat = path.stat()
-            found.append((stat.st_mtime, EpochFile(ws.relative(path), stat.st_size,
-                                                   time.strftime("%Y-%m-%d %H:%M", time.localtime(stat.st_mtime)))))
-    return [item for _, item in sorted(found, key=lambda pair: pair[0], reverse=True)]
+    return [EpochFile(ws.relative(path), path.stat().st_size,
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime)))
+            for path in ws.epoch_files()]

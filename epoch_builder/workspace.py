@@ -122,6 +122,13 @@ class Workspace:
     def jobs_dir(self) -> Path:
         return self.root / JOBS_DIR
 
+    def epoch_files(self) -> list[Path]:
+        """The Epoch Files of the workspace (``<id>/<id>.zip``, where export writes them), newest first."""
+        if not self.root.is_dir():
+            return []
+        files = [p for p in self.root.glob("*/*.zip") if p.stem == p.parent.name and p.is_file()]
+        return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+
 
 @dataclass(frozen=True)
 class EpochPaths:

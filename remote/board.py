@@ -166,12 +166,9 @@ def verify_step(relative_file: str) -> dict[str, str]:
 def exported_step(root: Path) -> dict[str, str] | None:
     """With no active epoch left (an export moves ``config/epoch.json`` into the epoch's directory): the
     newest Epoch File's verification, else None."""
-    root = Path(root)
-    files = [p for p in root.glob("*/*.zip") if p.stem == p.parent.name and p.is_file()] if root.is_dir() else []
-    if not files:
-        return None
-    newest = max(files, key=lambda p: p.stat().st_mtime)
-    return verify_step(newest.relative_to(root).as_posix())
+    ws = Workspace(Path(root))
+    files = ws.epoch_files()
+    return verify_step(ws.relative(files[0])) if files else None
 
 
 def epoch_id_of(root: Path) -> str:

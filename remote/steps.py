@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 from epoch_builder.errors import EpochBuilderError
+from epoch_builder.storage import read_json
 from remote.errors import HostUnreachable, RemoteError
 from epoch_builder.workspace import (CANDLESTICKS_DIR, CERTIFICATE_FILE, CONFIG_DIR, EPOCH_CONFIG_FILE, EpochPaths,
                                      Workspace)
@@ -58,12 +59,6 @@ def option_value(argv: Sequence[str], option: str) -> str | None:
     return None
 
 
-def _read_json(path: Path) -> object:
-    from epoch_builder.storage import read_json
-
-    return read_json(path)
-
-
 def _trained_ids(epoch: EpochPaths) -> list[str]:
     directory = epoch.regressions_dir
     return sorted(p.parent.name for p in directory.glob(f"*/{CERTIFICATE_FILE}")) if directory.is_dir() else []
@@ -77,25 +72,25 @@ def _assets_regressions(epoch: EpochPaths) -> list[str]:
     meta_file = epoch.assets_dir / ASSETS_META_FILE
     if not meta_file.is_file():
         return []
-    meta = _read_json(meta_file)
+    meta = read_json(meta_file)
     ids = meta.get("regression_ids") if isinstance(meta, dict) else None
     return [str(rid) for rid in ids] if isinstance(ids, list) else []
 
 
-def _exported_model(epoch: EpochPaths, argv: Sequence[str]) -> tuple[str | None, list[str]]:
-    """The model an export names (``--model-id`` or ``--best``) and its regression ids, from build.json."""
+def _exported_regressions(epoch: EpochPaths, argv: Sequence[str]) -> list[str]:
+    """The regression ids of the model an export names (``--model-id`` or ``--best``), from build.json."""
     if not epoch.build_file.is_file():
-        return option_value(argv, "--model-id"), []
-    build = _read_json(epoch.build_file)
+        return []
+    build = read_json(epoch.build_file)
     models = [m for m in build if isinstance(m, dict)] if isinstance(build, list) else []
     wanted = option_value(argv, "--model-id")
     model = models[0] if "--best" in argv and models else next((m for m in models if m.get("id") == wanted), None)
     if model is None:
-        return wanted, []
+        return []
     inner = model.get("model")  # the certificate's model: its regressions, each {"id": ...} (SEMANTICS)
     regressions = inner.get("regressions") if isinstance(inner, dict) else None
     ids = [r.get("id") for r in regressions if isinstance(r, dict)] if isinstance(regressions, list) else []
-    return str(model.get("id")), [str(i) for i in ids if isinstance(i, str)]
+    return [str(i) for i in ids if isinstance(i, str)]
 
 
 def step_files(root: str | Path, argv: Sequence[str]) -> StepFiles:
@@ -124,7 +119,7 @@ def step_files(root: str | Path, argv: Sequence[str]) -> StepFiles:
         return StepFiles(command, reads, (rel(epoch.build_summary_file), rel(epoch.build_file)),
                          (EPOCH_CONFIG, rel(epoch.assets_dir / ASSETS_META_FILE), *wanted, *certificates))
     if command == EXPORT:
-        _model, ids = _exported_model(epoch, argv)
+        ids = _exported_regressions(epoch, argv)
         dirs = tuple(rel(epoch.regression_dir(rid)) for rid in ids)
         reads = inputs + (rel(epoch.build_file), rel(epoch.build_summary_file)) + dirs
         return StepFiles(command, reads, (rel(epoch.epoch_file),),
@@ -227,9 +222,6 @@ async def run_on_server(host: "Host", argv: Sequence[str], root: str | Path, *,
             await host.wait_online(timeout=None)
     if job.exit_code != 0:
         return ServerRun(pushed, job, None)
-    pulled = await sync.pull(host, list(files.writes), local_root=root) if files.writes else None
-    if pulled is None:
-        from remote.sync import SyncReport
-
-        pulled = SyncReport(host.name, "pull")
+    pulled = (await sync.pull(host, list(files.writes), local_root=root) if files.writes
+              else sync.SyncReport(host.name, "pull"))
     return ServerRun(pushed, job, pulled)
