@@ -25,6 +25,7 @@ from epoch_builder.errors import EpochBuilderError
 from epoch_builder.workspace import Workspace
 
 from console.actions import ACTIONS, ACTIONS_BY_ID, ActionSpec, with_console_keys
+from console.auto_dispatch import AutoDispatch
 from console.cluster import Cluster
 from console.commands import ActionsProvider
 from console.state import ONLINE, JobView
@@ -65,6 +66,7 @@ class EpochConsole(App[None]):
         self.live = live
         self.messages: deque[str] = deque(maxlen=200)  # every notification shown, newest last
         self.following: str | None = None  # job key shown in the log pane
+        self.auto_dispatch = AutoDispatch(self.notify, self.report_error)  # the Board's dispatcher: outlives the Board screen
 
     # --- layout ---------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -152,7 +154,11 @@ class EpochConsole(App[None]):
         else:
             message = f"{type(error).__name__}: {error}"
         prefix = f"{context}: " if context else ""
-        self.notify(escape(with_console_keys(prefix + message)), title="Error", severity="error", timeout=10)
+        self.notify(escape(self.with_console_keys(prefix + message)), title="Error", severity="error", timeout=10)
+
+    def with_console_keys(self, message: str) -> str:
+        """A pipeline message with the console action (and key) of each `epoch-builder X` it names."""
+        return with_console_keys(message)
 
     async def guarded(self, context: str, step: Awaitable[Any]) -> Any:
         try:
@@ -171,7 +177,7 @@ class EpochConsole(App[None]):
             if action_id:
                 self.run_action_id(action_id)
 
-        self.push_screen(ActionMenu(self._selection_context()), chosen)
+        self.push_screen(ActionMenu(ACTIONS, self._selection_context()), chosen)
 
     def _selection_context(self) -> str:
         server = self.servers_table.selected_server
@@ -209,8 +215,8 @@ class EpochConsole(App[None]):
 
     async def _quit(self) -> None:
         """Quit; while auto-dispatch runs, only after a confirmation (quitting ends it)."""
-        auto = getattr(self, "_auto_dispatch", None)
-        if auto is not None and auto.running and not await self.confirm(
+        auto = self.auto_dispatch
+        if auto.running and not await self.confirm(
                 f"Auto-dispatch of {auto.stage} is running. Quitting stops it: running jobs go on on their "
                 "servers and the next dispatch adopts them. Quit?", "Quit"):
             return
@@ -219,7 +225,7 @@ class EpochConsole(App[None]):
     def action_help(self) -> None:
         from console.screens.help import HelpScreen
 
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(ACTIONS))
 
     async def confirm(self, question: str, label: str) -> bool:
         from console.screens.confirm import ConfirmDialog
@@ -230,7 +236,7 @@ class EpochConsole(App[None]):
                              not_the_controller: bool = False) -> list[str] | None:
         """``all_but_this_machine``: "all servers" leaves out the console's own machine (power actions);
         ``not_the_controller``: the console's own workspace is not offered at all (pushes and pulls)."""
-        from console.screens.forms import ServerPicker
+        from console.screens.pickers import ServerPicker
 
         names = self.cluster.servers if not_the_controller else list(self.cluster.hosts)
         if not names:
@@ -273,6 +279,6 @@ def make_app(config_path: str | Path | None = None, workspace: str | Path | None
     localhost alone when that file does not exist) and a local workspace."""
     from epoch_builder.workspace import resolve_root
 
-    ws = Workspace(resolve_root(str(workspace) if workspace else None))
+    ws = Workspace.open(resolve_root(str(workspace) if workspace else None))
     cluster = Cluster.from_config(config_path, ws.root)
     return EpochConsole(cluster, ws)

@@ -3,7 +3,7 @@
 Every file of a new bundle is written into a sibling directory ``candlesticks.new-<id>`` (``bundle.json``
 last: its presence marks the directory complete), fsynced, then swapped with ``candlesticks/`` in one step
 (Linux ``renameat2(RENAME_EXCHANGE)``), or elsewhere by two renames through ``candlesticks.old-<id>``.
-``recover_bundle`` (run by ``Workspace.candlesticks_dir`` before any use of the bundle's paths) completes or
+``recover_bundle`` (run by ``Workspace.open``, before any command uses the bundle's paths) completes or
 rolls back a switch cut short by a crash and removes leftovers, so a reader, and the next command after a
 ``kill -9``, sees the complete old bundle or the complete new one. ``workspace_lock`` is the one lock for
 every check-then-act on the bundle and ``config/epoch.json`` (import, create-epoch, export's moves).

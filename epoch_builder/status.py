@@ -2,7 +2,7 @@
 
 Imports only psutil and the standard library so a status stream starts in
 well under a second on every host.  Jobs are read from ``<root>/.jobs/*``
-(the remote layer's detached jobs; layout in remote/agent.py): a job is
+(the remote layer's detached jobs; layout in remote/host_program.py): a job is
 running while its recorded process is alive with the recorded start time
 and no ``exit_code`` file exists; the newest event of a running job is
 included so the console can show progress without another channel.

@@ -11,7 +11,7 @@ A host only runs commands and copies files, like a command runner; what runs
     await host.close()
 
 - jobs (start, list, stop, follow log and events): :mod:`remote.jobs`
-- helper calls (manifests, commits, job control on the host): :mod:`remote.agent_client`
+- helper calls (manifests, commits, job control on the host): :mod:`remote.host_program_client`
 - status snapshots and their stream: :mod:`remote.status`
 - file sync: :mod:`remote.sync`
 
@@ -32,9 +32,9 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Callable, Sequence
+from typing import AsyncIterator, Awaitable, Callable, Sequence
 
-from remote.agent import JOB_ENV
+from epoch_builder.events import JOB_ENV
 from remote.config import ServerConfig, SSHOptions
 from remote.errors import RemoteCommandFailed, RemoteError
 
@@ -77,6 +77,9 @@ def tagged_argv(argv: Sequence[str], token: str) -> list[str]:
     """``argv`` run through ``env`` with the command tag set (``env`` execs it: same pid, same group)."""
     return ["env", f"{COMMAND_TAG_ENV}={token}", *argv]
 
+
+# A streamed command's stdout is read at most this much at a time.
+STREAM_CHUNK_BYTES = 65536
 
 # Backoff between reconnect attempts: base * 2**n, capped, with +-25% jitter.
 RECONNECT_BASE_S = 0.25
@@ -279,33 +282,13 @@ class LocalHost(Host):
             start_new_session=True,
         )
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        stdin = proc.stdin
-
-        async def feed() -> None:
-            try:
-                async for chunk in chunks:
-                    stdin.write(chunk)
-                    await stdin.drain()  # at most a pipe's worth ahead of the command
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the command stopped reading: its output and exit status say why
-            finally:
-                stdin.close()
-                if hasattr(chunks, "aclose"):
-                    await chunks.aclose()  # its own clean-up now, not at garbage collection
-
+        stdin, stdout = proc.stdin, proc.stdout
         stderr_task = asyncio.ensure_future(proc.stderr.read())
-        feeder = asyncio.ensure_future(feed())
+        feeder = asyncio.ensure_future(feed_stdin(chunks, stdin.write, stdin.drain, stdin.close,
+                                                  stopped_reading=(BrokenPipeError, ConnectionResetError)))
         try:
-            while True:
-                try:
-                    async with asyncio.timeout(idle_timeout):
-                        chunk = await proc.stdout.read(65536)
-                except TimeoutError:
-                    await _kill_group(proc)
-                    raise RemoteError(f"server {self.name}: no output from `{quote_argv(argv)[:120]}` for "
-                                      f"{idle_timeout:g} s (stopped)") from None
-                if not chunk:
-                    break
+            while chunk := await read_output(self, argv, stdout.read, idle_timeout, lambda: _kill_group(proc),
+                                             "stopped"):
                 yield chunk
             await feeder
             async with asyncio.timeout(self.ssh.command_timeout_s):
@@ -328,6 +311,41 @@ class LocalHost(Host):
 
     async def download(self, remote_path: str, local_path: Path, progress: TransferProgress | None = None) -> None:
         await asyncio.to_thread(_copy_file, Path(remote_path), Path(local_path), progress)
+
+
+# =========================================================================== streams (both transports)
+
+
+async def feed_stdin(chunks: AsyncIterator[bytes], write: Callable[[bytes], None], drain: Callable[[], Awaitable[None]],
+                     end: Callable[[], None], *, stopped_reading: tuple[type[BaseException], ...]) -> None:
+    """Feed a streamed command's stdin (:meth:`Host.stream_with_stdin`): each chunk written and drained
+    before the next is taken (never more than the pipe's or channel's window ahead of the command), then
+    ``end`` (close stdin, or send its end of file). An error of ``stopped_reading`` (the command stopped
+    reading, or the link went) ends the feeding quietly: the command's output and exit status tell why.
+    ``chunks`` is closed at the end: its own clean-up now, not at garbage collection."""
+    try:
+        async for chunk in chunks:
+            write(chunk)
+            await drain()
+    except stopped_reading:
+        pass
+    finally:
+        end()
+        if hasattr(chunks, "aclose"):
+            await chunks.aclose()
+
+
+async def read_output(host: Host, argv: Sequence[str], read: Callable[[int], Awaitable[bytes]],
+                      idle_timeout: float | None, stop: Callable[[], Awaitable[None]], stopped: str) -> bytes:
+    """The next chunk of a streamed command's stdout (``b""`` at its end). When nothing arrives for
+    ``idle_timeout`` seconds: ``stop`` the command, then RemoteError (``stopped`` says where it was stopped)."""
+    try:
+        async with asyncio.timeout(idle_timeout):
+            return await read(STREAM_CHUNK_BYTES)
+    except TimeoutError:
+        await stop()
+        raise RemoteError(f"server {host.name}: no output from `{quote_argv(argv)[:120]}` for "
+                          f"{idle_timeout:g} s ({stopped})") from None
 
 
 async def _chunks_of(data: bytes | None) -> AsyncIterator[bytes]:

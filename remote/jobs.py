@@ -1,7 +1,7 @@
 """Detached jobs on a host: start, list, stop, follow log and events.
 
 A job is one ``epoch-builder <subcommand> ...`` process started detached by
-:mod:`remote.agent` in ``<root>/.jobs/<job-id>/`` (layout in that module).  It
+:mod:`remote.host_program` in ``<root>/.jobs/<job-id>/`` (layout in that module).  It
 survives the console and a dropped SSH link.  One running job per host
 unless ``force`` (the original trains one batch per machine at a time).
 
@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
 
-from remote import agent, agent_client
+from remote import host_program, host_program_client
 from remote.errors import HostUnreachable, RemoteCommandFailed, RemoteError
 from remote.hosts import HostState
 
@@ -56,7 +56,7 @@ class JobInfo:
         return self.argv[0] if self.argv else ""
 
     @classmethod
-    def from_agent(cls, server: str, raw: Any) -> "JobInfo":
+    def from_answer(cls, server: str, raw: Any) -> "JobInfo":
         """A job record from a host's answer, which is untrusted: each field is checked for its type
         (RemoteError naming the server for a record without a job id or state)."""
         if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or raw.get("state") not in JOB_STATES:
@@ -85,16 +85,16 @@ class JobInfo:
 
 
 def validate_job_argv(argv: Sequence[str]) -> list[str]:
-    """The epoch-builder argument vector of a job, checked by the agent's own rules before anything is sent."""
+    """The epoch-builder argument vector of a job, checked by the host program's own rules before anything is sent."""
     try:
-        return agent.check_job_argv([str(a) for a in argv])
-    except agent.AgentError as exc:
+        return host_program.check_job_argv([str(a) for a in argv])
+    except host_program.HostProgramError as exc:
         raise RemoteError(str(exc)) from None
 
 
 def new_job_id(argv: Sequence[str]) -> str:
     """The id a job will have, chosen here before the host is asked to start it."""
-    return agent.new_job_id(validate_job_argv(argv)[0])
+    return host_program.new_job_id(validate_job_argv(argv)[0])
 
 
 START_ATTEMPTS = 3  # a start whose answer is lost is asked again (with its id) this many times in all
@@ -106,11 +106,11 @@ async def start_job(host: "Host", argv: Sequence[str], *, force: bool = False, j
     is back, and a host that already started it answers with that job; so a lost answer never leaves a job
     the controller cannot name, nor starts a second one."""
     argv = validate_job_argv(argv)
-    job_id = job_id or agent.new_job_id(argv[0])
+    job_id = job_id or host_program.new_job_id(argv[0])
     request = {"root": host.root, "argv": argv, "python": host.python, "force": force, "job_id": job_id}
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
-            return JobInfo.from_agent(host.name, await agent_client.call(host, "start", request))
+            return JobInfo.from_answer(host.name, await host_program_client.call(host, "start", request))
         except (HostUnreachable, RemoteCommandFailed):
             if attempt == START_ATTEMPTS:
                 raise
@@ -119,22 +119,23 @@ async def start_job(host: "Host", argv: Sequence[str], *, force: bool = False, j
 
 
 async def list_jobs(host: "Host") -> list[JobInfo]:
-    raw = await agent_client.call(host, "list", {"root": host.root})
+    raw = await host_program_client.call(host, "list", {"root": host.root})
     if not isinstance(raw, list):
         raise RemoteError(f"server {host.name}: its job list is not a list")
-    return [JobInfo.from_agent(host.name, item) for item in raw]
+    return [JobInfo.from_answer(host.name, item) for item in raw]
 
 
 async def job_info(host: "Host", job_id: str) -> JobInfo:
-    return JobInfo.from_agent(host.name, await agent_client.call(host, "info", {"root": host.root, "job_id": job_id}))
+    answer = await host_program_client.call(host, "info", {"root": host.root, "job_id": job_id})
+    return JobInfo.from_answer(host.name, answer)
 
 
 async def stop_job(host: "Host", job_id: str, *, grace_s: float = 10.0) -> JobInfo:
     if not 0 <= grace_s <= 3600:
         raise RemoteError(f"grace period {grace_s} s out of range; allowed 0..3600")
-    raw = await agent_client.call(host, "stop", {"root": host.root, "job_id": job_id, "grace_s": grace_s},
-                                  timeout=grace_s + host.ssh.command_timeout_s)
-    return JobInfo.from_agent(host.name, raw)
+    raw = await host_program_client.call(host, "stop", {"root": host.root, "job_id": job_id, "grace_s": grace_s},
+                                         timeout=grace_s + host.ssh.command_timeout_s)
+    return JobInfo.from_answer(host.name, raw)
 
 
 async def follow_file(
@@ -154,7 +155,7 @@ async def follow_file(
         pending = b""
         request = {"root": host.root, "job_id": job_id, "file": name, "offset": position, "follow": follow}
         try:
-            async for chunk in agent_client.stream(host, "follow", request):
+            async for chunk in host_program_client.stream(host, "follow", request):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for raw in lines:

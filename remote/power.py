@@ -15,7 +15,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from remote import agent_client
+from remote import host_program_client
 from remote.config import ServerConfig, SSHOptions
 from remote.errors import HostUnreachable, RemoteCommandFailed, RemoteError, SudoPasswordRequired
 from remote.hosts import Result, quote_argv
@@ -95,7 +95,7 @@ async def install_key(
     host: Host = LocalHost(server, ssh) if server.local else SSHHost(server, ssh, password=password)
     async with host:
         path = authorized_keys or server.authorized_keys
-        answer = await agent_client.call(host, "append_key", {"key": key, "path": path})
+        answer = await host_program_client.call(host, "append_key", {"key": key, "path": path})
     return isinstance(answer, dict) and answer.get("added") is True
 
 

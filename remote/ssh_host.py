@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Seque
 
 from remote.config import ServerConfig, SSHOptions
 from remote.errors import HostKeyError, HostUnreachable, RemoteCommandFailed, RemoteError
-from remote.hosts import (KILL_TAGGED_PROGRAM, Host, HostState, Result, TransferProgress, backoff_delay, quote_argv,
-                          tagged_argv)
+from remote.hosts import (KILL_TAGGED_PROGRAM, Host, HostState, Result, TransferProgress, backoff_delay, feed_stdin,
+                          quote_argv, read_output, tagged_argv)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import asyncssh
@@ -342,33 +342,18 @@ class SSHHost(Host):
             except (asyncssh.ConnectionLost, asyncssh.DisconnectError, asyncssh.ChannelOpenError, ConnectionError) as exc:
                 raise self._lost(exc) from None
 
-            async def feed() -> None:
+            def end_stdin() -> None:
                 try:
-                    async for chunk in chunks:
-                        process.stdin.write(chunk)
-                        await process.stdin.drain()  # at most the channel's window ahead of the command
-                except (asyncssh.Error, BrokenPipeError, ConnectionError):
-                    return  # the command stopped reading, or the link is gone: output and exit status tell
-                finally:
-                    try:
-                        process.stdin.write_eof()
-                    except (asyncssh.Error, BrokenPipeError, ConnectionError, OSError):
-                        pass
-                    if hasattr(chunks, "aclose"):
-                        await chunks.aclose()  # its own clean-up now, not at garbage collection
+                    process.stdin.write_eof()
+                except (asyncssh.Error, BrokenPipeError, ConnectionError, OSError):
+                    pass
 
-            feeder = asyncio.ensure_future(feed())
+            stopped_reading = (asyncssh.Error, BrokenPipeError, ConnectionError)  # or the link is gone
+            feeder = asyncio.ensure_future(feed_stdin(chunks, process.stdin.write, process.stdin.drain, end_stdin,
+                                                      stopped_reading=stopped_reading))
             try:
-                while True:
-                    try:
-                        async with asyncio.timeout(idle_timeout):
-                            chunk = await process.stdout.read(65536)
-                    except TimeoutError:
-                        await self._stop_tagged(token)
-                        raise RemoteError(f"server {self.name}: no output from `{quote_argv(argv)[:120]}` for "
-                                          f"{idle_timeout:g} s (stopped on the server)") from None
-                    if not chunk:
-                        break
+                while chunk := await read_output(self, argv, process.stdout.read, idle_timeout,
+                                                 lambda: self._stop_tagged(token), "stopped on the server"):
                     yield chunk
                 await feeder
                 if self._conn is not conn or conn.is_closed():

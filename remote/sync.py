@@ -76,7 +76,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 from epoch_builder.workspace import CANDLESTICKS_DIR, CONFIG_DIR, DOWNLOADS_DIR, EpochPaths
-from remote import agent, agent_client
+from remote import host_program, host_program_client
 from remote.config import ServerConfig
 from remote.errors import RemoteError, UnsafePath
 from remote.hosts import LocalHost
@@ -148,8 +148,8 @@ class SyncReport:
 def safe_relpath(rel: str) -> str:
     """A workspace-relative POSIX path, normalised; UnsafePath for anything that could leave it."""
     try:
-        return agent.safe_relpath(rel)
-    except agent.AgentError as exc:
+        return host_program.safe_relpath(rel)
+    except host_program.HostProgramError as exc:
         raise UnsafePath(str(exc)) from None
 
 
@@ -162,7 +162,7 @@ def active_epoch_id(local_root: Path) -> str:
 
 def _top_level(local_root: Path, files_only: bool) -> list[str]:
     # Raw downloads stay on the controller: servers read the imported candlesticks/ bundle.
-    skip = {".jobs", agent.STAGING_DIR, DOWNLOADS_DIR}
+    skip = {".jobs", host_program.STAGING_DIR, DOWNLOADS_DIR}
     names = []
     for entry in sorted(Path(local_root).iterdir()):
         if entry.name in skip:
@@ -205,10 +205,10 @@ def _sha256(path: Path) -> str:
 
 def _local_manifest(root: Path, paths: list[str], unsendable: list[str]) -> dict[str, list[int]]:
     """The local files under ``paths``; names that cannot travel are appended to ``unsendable``."""
-    agent.remove_stale_staging(str(root))  # a killed pull's copies (as the host's manifest does for a push)
+    host_program.remove_stale_staging(str(root))  # a killed pull's copies (as the host's manifest does for a push)
     try:
-        listing = agent.manifest(str(root), paths)
-    except agent.AgentError as exc:
+        listing = host_program.manifest(str(root), paths)
+    except host_program.HostProgramError as exc:
         raise UnsafePath(str(exc)) from None
     if listing["refused"]:
         raise UnsafePath(f"{root}: refused paths that leave the workspace (symlinks out): {', '.join(listing['refused'][:5])}")
@@ -217,7 +217,7 @@ def _local_manifest(root: Path, paths: list[str], unsendable: list[str]) -> dict
 
 
 async def _remote_manifest(host: "Host", root: str, paths: list[str]) -> dict[str, list[int]]:
-    listing = await agent_client.call(host, "manifest", {"root": root, "paths": paths, "remove_stale_staging": True})
+    listing = await host_program_client.call(host, "manifest", {"root": root, "paths": paths, "remove_stale_staging": True})
     if not isinstance(listing, dict) or not isinstance(listing.get("refused", []), list):
         raise RemoteError(f"server {host.name}: its file listing is not the helper's answer; nothing was synced")
     if listing.get("refused"):
@@ -243,7 +243,7 @@ def _trusted_listing(host: "Host", listing: object, paths: Sequence[str], refuse
             clean = None
         well_formed = (isinstance(meta, (list, tuple)) and len(meta) == 2
                        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in meta))
-        if clean != rel or not agent.under_requested(clean, list(paths)) or not well_formed:
+        if clean != rel or not host_program.under_requested(clean, list(paths)) or not well_formed:
             refused.append(rel if isinstance(rel, str) and clean == rel else repr(rel))
             continue
         kept[rel] = [int(meta[0]), int(meta[1])]
@@ -324,7 +324,7 @@ async def pull(
 
 
 class _LocalSide:
-    """This machine's workspace as one end of a sync (agent functions called in a thread)."""
+    """This machine's workspace as one end of a sync (host program functions called in a thread)."""
 
     def __init__(self, host: "Host", root: Path) -> None:
         self.host, self.root = host, root
@@ -338,11 +338,11 @@ class _LocalSide:
         return await asyncio.to_thread(lambda: {r: _sha256(root / r) if (root / r).is_file() else None for r in rels})
 
     async def touch(self, items: dict[str, int]) -> None:
-        await asyncio.to_thread(agent.cmd_touch, {"root": str(self.root), "items": items})
+        await asyncio.to_thread(host_program.cmd_touch, {"root": str(self.root), "items": items})
 
 
 class _RemoteSide:
-    """A host's workspace as one end of a sync (agent calls over the host's link)."""
+    """A host's workspace as one end of a sync (host program calls over the host's link)."""
 
     def __init__(self, host: "Host", root: str) -> None:
         self.host, self.root = host, root
@@ -351,10 +351,10 @@ class _RemoteSide:
         return await _remote_manifest(self.host, self.root, paths)
 
     async def hash(self, rels: list[str]) -> dict[str, str]:
-        return await agent_client.call(self.host, "hash", {"root": self.root, "paths": rels}, timeout=600)
+        return await host_program_client.call(self.host, "hash", {"root": self.root, "paths": rels}, timeout=600)
 
     async def touch(self, items: dict[str, int]) -> None:
-        await agent_client.call(self.host, "touch", {"root": self.root, "items": items})
+        await host_program_client.call(self.host, "touch", {"root": self.root, "items": items})
 
 
 def _split_by_size(send: list[str], source: dict[str, list[int]]) -> tuple[list[list], list[tuple[int, str]]]:
@@ -371,8 +371,8 @@ def _split_by_size(send: list[str], source: dict[str, list[int]]) -> tuple[list[
 
 
 async def _tar_chunks(root: Path, members: list[list]) -> AsyncIterator[tuple[bytes, dict[str, list]]]:
-    """:func:`remote.agent.pack_files` of local files, read in a thread one chunk ahead of the sending."""
-    chunks = agent.pack_files(str(root), members)
+    """:func:`remote.host_program.pack_files` of local files, read in a thread one chunk ahead of the sending."""
+    chunks = host_program.pack_files(str(root), members)
     ahead = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
     try:
         while (chunk := await ahead) is not None:
@@ -392,9 +392,9 @@ async def _push_files(
     directory, 8 at a time, meanwhile; last the sha256 of each file.
     """
     small, large = _split_by_size(send, source)
-    by_name = {agent.part_name(index): rel for index, rel in small}
+    by_name = {host_program.part_name(index): rel for index, rel in small}
     modes = await asyncio.to_thread(lambda: {rel: (local_root / rel).stat().st_mode & 0o777 for rel in send})
-    items = [{"tmp": agent.part_name(index), "path": rel, "size": source[rel][0], "mtime_ns": source[rel][1],
+    items = [{"tmp": host_program.part_name(index), "path": rel, "size": source[rel][0], "mtime_ns": source[rel][1],
               "mode": modes[rel]} for index, rel in [*small, *large]]
     digests: dict[str, str] = {}
 
@@ -403,8 +403,9 @@ async def _push_files(
             async with limit:
                 path = local_root / rel
                 digest_task = asyncio.ensure_future(asyncio.to_thread(_sha256, path))
-                await host.upload(path, f"{staging}/{agent.part_name(index)}", lambda done, _total: meter.update(rel, done))
-                digests[agent.part_name(index)] = await digest_task
+                await host.upload(path, f"{staging}/{host_program.part_name(index)}",
+                                  lambda done, _total: meter.update(rel, done))
+                digests[host_program.part_name(index)] = await digest_task
                 meter.finished(rel)
 
         limit = asyncio.Semaphore(PARALLEL_FILES)
@@ -415,7 +416,7 @@ async def _push_files(
             yield data
             digests.update((name, sha256) for name, (_size, sha256, _mode) in packed.items())
             meter.finished(*(by_name[name] for name in packed))
-        yield agent.TAR_END
+        yield host_program.TAR_END
         await copies
         yield json.dumps(digests).encode()
 
@@ -440,15 +441,15 @@ async def _pull_files(
     refused.extend(rel for _index, rel in large if not _is_sha256(expected.get(rel)))
     large = [(index, rel) for index, rel in large if rel not in refused]
     meter = _Meter(host, "pull", {rel: source[rel][0] for rel in send if rel not in refused}, progress)
-    items = ([{"tmp": agent.part_name(index), "path": rel, "size": source[rel][0], "mtime_ns": source[rel][1]}
+    items = ([{"tmp": host_program.part_name(index), "path": rel, "size": source[rel][0], "mtime_ns": source[rel][1]}
               for index, rel in small]
-             + [{"tmp": agent.part_name(index), "path": rel, "size": source[rel][0], "mtime_ns": source[rel][1],
+             + [{"tmp": host_program.part_name(index), "path": rel, "size": source[rel][0], "mtime_ns": source[rel][1],
                  "sha256": expected[rel]} for index, rel in large])
 
     async def download_large(staging: str) -> None:
         async def download_one(index: int, rel: str) -> None:
             async with limit:
-                await host.download(f"{remote_root}/{rel}", Path(staging) / agent.part_name(index),
+                await host.download(f"{remote_root}/{rel}", Path(staging) / host_program.part_name(index),
                                     lambda done, _t: meter.update(rel, done))
                 meter.finished(rel)
 
@@ -458,11 +459,11 @@ async def _pull_files(
     async def stream(copies: asyncio.Future) -> AsyncIterator[bytes]:
         if small:
             # Where each member ends in an honest stream: progress as the bytes pass by.
-            ends = list(itertools.accumulate(agent.TAR_BLOCK + size + -size % agent.TAR_BLOCK
+            ends = list(itertools.accumulate(host_program.TAR_BLOCK + size + -size % host_program.TAR_BLOCK
                                              for size in (source[rel][0] for _index, rel in small)))
             relayed = done = 0
             request = {"root": remote_root, "files": small}
-            async with contextlib.aclosing(agent_client.stream(host, "send", request, idle_timeout=600)) as chunks:
+            async with contextlib.aclosing(host_program_client.stream(host, "send", request, idle_timeout=600)) as chunks:
                 async for chunk in chunks:
                     yield chunk
                     relayed += len(chunk)
@@ -470,17 +471,17 @@ async def _pull_files(
                     meter.finished(*(rel for _index, rel in small[done:passed]))
                     done = passed
         else:
-            yield agent.TAR_END + b"{}"
+            yield host_program.TAR_END + b"{}"
         await copies
 
     here = LocalHost(ServerConfig(name="local", root=str(local_root), python=sys.executable, local=True))
     result = await _receive(here, str(local_root), items, stream, download_large, untrusted=True)
-    asked_names, streamed = {agent.part_name(index) for index, _rel in small}, {rel for _index, rel in small}
+    asked_names, streamed = {host_program.part_name(index) for index, _rel in small}, {rel for _index, rel in small}
     offered = result.get("refused")
     refused.extend(repr(name) for name, _why in (offered if isinstance(offered, list) else []) if name not in asked_names)
     failed: list[dict] = []
     for failure in result["failed"]:
-        if failure.get("path") in streamed and failure.get("reason") in agent.STAGING_FAILURES:
+        if failure.get("path") in streamed and failure.get("reason") in host_program.STAGING_FAILURES:
             refused.append(failure["path"])  # not sent as asked, whole and with the sha256 of what came
         else:
             failed.append(failure)
@@ -509,7 +510,7 @@ async def _receive(
     result: object = None
     request = {"root": root, "items": items, "untrusted": untrusted}
     try:
-        async for answer in agent_client.session(helper_host, "receive", request, helper_stdin()):
+        async for answer in host_program_client.session(helper_host, "receive", request, helper_stdin()):
             if not staging_named.done():
                 if not isinstance(answer, dict) or not isinstance(answer.get("staging"), str):
                     raise RemoteError(f"server {helper_host.name}: its helper named no staging directory; nothing was sent")

@@ -87,9 +87,9 @@ def _is_result(rel: str) -> bool:
 
 
 def _jobs(root: Path) -> list[dict]:
-    from remote import agent
+    from remote import host_program
 
-    return agent.cmd_list({"root": str(root)}) if (root / ".jobs").is_dir() else []
+    return host_program.cmd_list({"root": str(root)}) if (root / ".jobs").is_dir() else []
 
 
 def _kill(pids: list[int]) -> int:

@@ -12,7 +12,7 @@ from textual.widgets import Input, Log
 from console.app import make_app
 from console.screens.board import AutoDispatch, BoardScreen
 from epoch_builder.workspace import Workspace
-from remote import agent
+from remote import host_program
 from tests.test_board import write_regression_batch
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,7 @@ async def test_board_dispatches_survives_a_console_restart_and_offers_the_next_s
         assert app.is_running and AutoDispatch.of(app).running
         await pilot.press("o")
     # The console is gone (its dispatcher with it); the job keeps running.
-    jobs = agent.cmd_list({"root": str(small_epoch.root)})
+    jobs = host_program.cmd_list({"root": str(small_epoch.root)})
     assert [j["state"] for j in jobs] == ["running"]
 
     app = make_app(missing_cluster, small_epoch.root)
@@ -79,7 +79,7 @@ async def test_board_dispatches_survives_a_console_restart_and_offers_the_next_s
         await wait_for(pilot, lambda: row_states(app).get("KR_DNN_1_1") in ("running", "finished"), what="adopted job")
         await pilot.press("d", "ctrl+s")  # adopts: waits for the running job instead of starting another
         await wait_for(pilot, lambda: row_states(app) == {"KR_DNN_1_1": "done"}, 120, "batch done")
-        assert len(agent.cmd_list({"root": str(small_epoch.root)})) == 1
+        assert len(host_program.cmd_list({"root": str(small_epoch.root)})) == 1
         summary = str(app.screen.query_one("#board-next").render())
         assert "rank regressions and initialize prediction models" in summary
         await wait_for(pilot, lambda: not AutoDispatch.of(app).running, what="dispatch to stop when all is done")

@@ -107,12 +107,23 @@ def test_recovery_leaves_a_running_imports_directory_alone(tmp_path: Path) -> No
     assert leftovers(tmp_path) == []
 
 
-def test_workspace_paths_recover_before_use(tmp_path: Path) -> None:
+def test_opening_the_workspace_recovers_before_use(tmp_path: Path) -> None:
     make_bundle(tmp_path / f"{OLD_PREFIX}7", "old")
     make_bundle(tmp_path / f"{NEW_PREFIX}7", "new")
-    ws = Workspace(tmp_path)
+    assert Workspace(tmp_path).candlesticks_dir == tmp_path / "candlesticks"  # naming a path changes nothing
+    assert len(leftovers(tmp_path)) == 2
+    ws = Workspace.open(tmp_path)
     assert json.loads(ws.bundle_file.read_text()) == {"tag": "new"} and leftovers(tmp_path) == []
-    assert Workspace(tmp_path / "missing").candlesticks_dir == tmp_path / "missing" / "candlesticks"
+    assert Workspace.open(tmp_path / "missing").candlesticks_dir == tmp_path / "missing" / "candlesticks"
+
+
+def test_every_command_opens_its_workspace_recovered(tmp_path: Path) -> None:
+    from epoch_builder.cli import main
+
+    make_bundle(tmp_path / f"{OLD_PREFIX}7", "old")
+    make_bundle(tmp_path / f"{NEW_PREFIX}7", "new")
+    main(["status", "--workspace", str(tmp_path)])  # any command: status reads nothing of the bundle
+    assert tag_of(tmp_path) == "new" and leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two-renames"])
@@ -232,7 +243,7 @@ def test_sigkill_at_random_points_leaves_the_old_or_the_new_bundle(tmp_path: Pat
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
-        recover_bundle(root)  # what every later command does first (Workspace.candlesticks_dir)
+        recover_bundle(root)  # what every later command does first (Workspace.open)
         outcomes.append((round(delay, 2), proc.returncode, classify(root, old, new)))
         check_consistent(root / "candlesticks")
     assert len(outcomes) == kills, outcomes

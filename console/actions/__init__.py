@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from console.actions.spec import GROUPS, ActionSpec
+from console.actions.spec import actions_in as _actions_in
 from console.actions.spec import with_console_keys as _with_console_keys
 from console.actions import charts, pipeline, server, sync
 
@@ -16,7 +17,8 @@ __all__ = ["ACTIONS", "ACTIONS_BY_ID", "GROUPS", "ActionSpec", "actions_in", "wi
 
 
 def actions_in(group: str) -> list[ActionSpec]:
-    return [action for action in ACTIONS if action.group == group]
+    """``spec.actions_in`` over every console action."""
+    return _actions_in(ACTIONS, group)
 
 
 def with_console_keys(message: str) -> str:

@@ -11,14 +11,14 @@ from console.actions.pipeline import NO_REGRESSIONS
 from console.actions.spec import ActionSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from console.app import EpochConsole
+    from console.app_interface import ConsoleApp
 
 GROUP = "Charts"
 
 
-async def chart_regression(app: "EpochConsole") -> None:
+async def chart_regression(app: "ConsoleApp") -> None:
     from console.screens.charts import loss_chart_for
-    from console.screens.forms import RegressionChooser
+    from console.screens.pickers import RegressionChooser
     from console.workspace_files import list_regressions
 
     regressions = list_regressions(app.workspace)
@@ -29,9 +29,9 @@ async def chart_regression(app: "EpochConsole") -> None:
         app.push_screen(loss_chart_for(chosen.path))
 
 
-async def chart_model(app: "EpochConsole") -> None:
+async def chart_model(app: "ConsoleApp") -> None:
     from console.screens.charts import BalanceChartScreen
-    from console.screens.forms import ModelPicker
+    from console.screens.pickers import ModelPicker
     from console.workspace_files import build_luck, list_build_models
 
     models = list_build_models(app.workspace)
@@ -40,10 +40,10 @@ async def chart_model(app: "EpochConsole") -> None:
         app.push_screen(BalanceChartScreen(next(m for m in models if m.id == model_id)))
 
 
-async def html_report(app: "EpochConsole") -> None:
+async def html_report(app: "ConsoleApp") -> None:
     """`epoch-builder report --model-id ID` on the console's own workspace, in a thread (plotly and matplotlib
     take a few seconds and the screen stays live); the page's path is shown and put on the clipboard."""
-    from console.screens.forms import ReportModelPicker
+    from console.screens.pickers import ReportModelPicker
     from console.workspace_files import build_luck, list_build_models
     from epoch_builder.report import write_report
 

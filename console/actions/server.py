@@ -10,12 +10,12 @@ from epoch_builder.errors import EpochBuilderError
 from console.actions.spec import ActionSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from console.app import EpochConsole
+    from console.app_interface import ConsoleApp
 
 GROUP = "Server"
 
 
-async def connect(app: "EpochConsole") -> None:
+async def connect(app: "ConsoleApp") -> None:
     """Hand the terminal to an interactive ssh in the server's workspace."""
     import subprocess
 
@@ -27,19 +27,19 @@ async def connect(app: "EpochConsole") -> None:
         raise EpochBuilderError(f"{argv[0]} on {server} exited with code {completed.returncode}")
 
 
-async def view_status(app: "EpochConsole") -> None:
+async def view_status(app: "ConsoleApp") -> None:
     from console.screens.status import StatusScreen
 
     server = app.selected_server
     app.push_screen(StatusScreen(server, app.cluster.hosts[server].status))
 
 
-async def subscribe_logs(app: "EpochConsole") -> None:
+async def subscribe_logs(app: "ConsoleApp") -> None:
     job = app.selected_job if app.jobs_table.has_focus else app.newest_running_job(app.selected_server)
     app.follow_log(job)
 
 
-async def _power(app: "EpochConsole", what: str) -> None:
+async def _power(app: "ConsoleApp", what: str) -> None:
     servers = await app.choose_servers(f"{what.capitalize()} which server?", allow_all=True, all_but_this_machine=True)
     if not servers:
         return
@@ -50,15 +50,15 @@ async def _power(app: "EpochConsole", what: str) -> None:
             app.notify(f"{what} sent to {server}")
 
 
-async def reboot(app: "EpochConsole") -> None:
+async def reboot(app: "ConsoleApp") -> None:
     await _power(app, "reboot")
 
 
-async def shutdown(app: "EpochConsole") -> None:
+async def shutdown(app: "ConsoleApp") -> None:
     await _power(app, "shutdown")
 
 
-async def kill_process(app: "EpochConsole") -> None:
+async def kill_process(app: "ConsoleApp") -> None:
     job = app.target_job()
     if app.live:  # the state the server reports now (a recorded showcase has no server to ask)
         job = await app.cluster.refresh_job(job.server, job.id)
@@ -75,7 +75,7 @@ async def kill_process(app: "EpochConsole") -> None:
         app.notify(f"job {job.id} on {job.server} had already ended: {ended.state_label}; nothing was stopped")
 
 
-async def install_key(app: "EpochConsole") -> None:
+async def install_key(app: "ConsoleApp") -> None:
     from console.screens.forms import TextForm
 
     servers = await app.choose_servers("Install your SSH public key on which server?", allow_all=True)

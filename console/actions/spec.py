@@ -2,7 +2,8 @@
 
 Pure data plus one function: the action menu, the command palette, the key
 bindings and the help screen are all generated from the specs, so they never
-disagree; ``EpochConsole.run_action_id`` runs ``spec.run(app)`` as a worker and
+disagree; ``EpochConsole.run_action_id`` runs ``spec.run(app)`` (the app as a
+``console.app_interface.ConsoleApp``) as a worker and
 sends whatever it raises to the app's one error handler.
 """
 
@@ -13,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from console.app import EpochConsole
+    from console.app_interface import ConsoleApp
 
 GROUPS = ("Server", "Epoch Builder", "Push", "Pull", "Charts")
 
-ActionBody = Callable[["EpochConsole"], Awaitable[None]]
+ActionBody = Callable[["ConsoleApp"], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class ActionSpec:
     def context(self) -> str:
         """How its failures are prefixed: "kill process: ..."."""
         return self.title.lower()
+
+
+def actions_in(actions: Iterable[ActionSpec], group: str) -> list[ActionSpec]:
+    """The actions of one menu group, in catalogue order."""
+    return [action for action in actions if action.group == group]
 
 
 # `epoch-builder <command> ...` in a message (the pipeline's hints are written for the shell).

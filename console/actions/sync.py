@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 from console.actions.spec import ActionBody, ActionSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from console.app import EpochConsole
+    from console.app_interface import ConsoleApp
 
 
-async def sync_group(app: "EpochConsole", direction: str, group: str, title: str) -> None:
+async def sync_group(app: "ConsoleApp", direction: str, group: str, title: str) -> None:
     servers = await app.choose_servers(f"{title}: which server?", allow_all=True, not_the_controller=True)
     if not servers:
         return
@@ -30,7 +30,7 @@ async def sync_group(app: "EpochConsole", direction: str, group: str, title: str
 
 
 def _sync_action(action_id: str, title: str, help: str, direction: str, group: str, key: str | None = None) -> ActionSpec:
-    async def run(app: "EpochConsole") -> None:
+    async def run(app: "ConsoleApp") -> None:
         await sync_group(app, direction, group, title)
 
     body: ActionBody = run

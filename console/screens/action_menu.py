@@ -1,4 +1,4 @@
-"""`a`: every action in one list, grouped like the original's menu."""
+"""`a`: every action it is given in one list, grouped like the original's menu."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
-from console.actions import GROUPS, actions_in
+from typing import Sequence
+
+from console.actions.spec import GROUPS, ActionSpec, actions_in
 
 
 class ActionMenu(ModalScreen[str | None]):
@@ -18,8 +20,10 @@ class ActionMenu(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Close")]
 
-    def __init__(self, context: str = "") -> None:
+    def __init__(self, actions: Sequence[ActionSpec], context: str = "") -> None:
+        """``actions``: what it lists (the app hands it its catalogue)."""
         super().__init__()
+        self.actions = actions
         self.context = context
 
     def compose(self) -> ComposeResult:
@@ -28,7 +32,7 @@ class ActionMenu(ModalScreen[str | None]):
             if options:
                 options.append(None)  # separator
             options.append(Option(f"[b]{group}[/]", disabled=True))
-            for action in actions_in(group):
+            for action in actions_in(self.actions, group):
                 key = f"  [dim]{action.key}[/]" if action.key else ""
                 options.append(Option(f"  {action.title}{key}", id=action.id))
         with Vertical(id="menu-box", classes="dialog"):

@@ -1,4 +1,4 @@
-"""`?`: every key binding and action, generated from the action catalogue."""
+"""`?`: every key binding and action, generated from the action catalogue it is given."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
-from console.actions import GROUPS, actions_in
+from typing import Sequence
+
+from console.actions.spec import GROUPS, ActionSpec, actions_in
 
 GENERAL = """\
 # Epoch Console
@@ -33,11 +35,11 @@ console never stops them; `q` asks first while auto-dispatch runs.
 """
 
 
-def help_markdown() -> str:
+def help_markdown(actions: Sequence[ActionSpec]) -> str:
     parts = [GENERAL]
     for group in GROUPS:
         parts.append(f"\n## {group}\n\n| Key | Action | Does |\n|---|---|---|")
-        for action in actions_in(group):
+        for action in actions_in(actions, group):
             key = f"`{action.key}`" if action.key else ""
             flag = " (asks to confirm)" if action.destructive else ""
             parts.append(f"| {key} | {action.title} | {action.help}{flag} |")
@@ -47,9 +49,14 @@ def help_markdown() -> str:
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
+    def __init__(self, actions: Sequence[ActionSpec]) -> None:
+        """``actions``: the catalogue it documents (the app hands it its own)."""
+        super().__init__()
+        self.actions = actions
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box", classes="dialog"):
-            yield Markdown(help_markdown())
+            yield Markdown(help_markdown(self.actions))
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)

@@ -29,7 +29,7 @@ def add_completion_option(parser: argparse.ArgumentParser) -> None:
 
 
 def workspace_of(args: argparse.Namespace) -> Workspace:
-    return Workspace(resolve_root(getattr(args, "workspace", None)))
+    return Workspace.open(resolve_root(getattr(args, "workspace", None)))
 
 
 def add_group(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:

@@ -30,11 +30,11 @@ def console_user_key(tmp_path_factory: pytest.TempPathFactory) -> sshd_cluster.U
 
 def stop_leftover_jobs(root: Path) -> None:
     """Stop jobs a failed test left running under ``root`` (only those jobs' own processes)."""
-    from remote import agent
+    from remote import host_program
 
-    for job in agent._all_jobs(str(root)) if root.is_dir() else []:
+    for job in host_program._all_jobs(str(root)) if root.is_dir() else []:
         if job["state"] == "running":
-            for pid in agent._job_members(job):
+            for pid in host_program._job_members(job):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:

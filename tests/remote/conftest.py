@@ -42,11 +42,11 @@ def sshd(tmp_path: Path, user_key: sshd_cluster.UserKey):
 
 
 def stop_leftover_jobs(root: Path) -> None:
-    from remote import agent
+    from remote import host_program
 
-    for job in agent.cmd_list({"root": str(root)}):
+    for job in host_program.cmd_list({"root": str(root)}):
         if job["state"] == "running":
-            agent.cmd_stop({"root": str(root), "job_id": job["id"], "grace_s": 1})
+            host_program.cmd_stop({"root": str(root), "job_id": job["id"], "grace_s": 1})
 
 
 @pytest.fixture

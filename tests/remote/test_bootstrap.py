@@ -25,11 +25,11 @@ async def test_bootstrap_installs_the_project_into_a_new_venv(sshd, tmp_path: Pa
     async with SSHHost(server, config.ssh) as host:
         result = await bootstrap.bootstrap(host, system_site_packages=True, no_deps=True, base_python=BASE_PYTHON)
         assert result["versions"]["packages"]["epoch-builder"] == "0.1.0"
-        assert (tmp_path / "host-src" / "remote" / "agent.py").read_bytes() == (
-            Path(bootstrap.__file__).with_name("agent.py").read_bytes())
+        assert (tmp_path / "host-src" / "remote" / "host_program.py").read_bytes() == (
+            Path(bootstrap.__file__).with_name("host_program.py").read_bytes())
         again = await bootstrap.bootstrap(host, no_deps=True)  # incremental: nothing to send the second time
         assert again["pushed"]["bytes_sent"] == 0
-        check = await host.run([server.python, "-c", "import remote.agent, epoch_builder.cli; print('ok')"])
+        check = await host.run([server.python, "-c", "import remote.host_program, epoch_builder.cli; print('ok')"])
         assert check.stdout.strip() == "ok", check.stderr
         # `epoch-cluster test -- ARGS` on the bootstrapped host: the test that reads docs/SEMANTICS.md passes there
         # (the docs' other test parses the CLIs, whose dependencies this no-deps venv lacks).

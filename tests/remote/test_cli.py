@@ -168,10 +168,10 @@ def test_job_records_from_a_host_are_checked_field_by_field() -> None:
     from remote.jobs import JobInfo
 
     with pytest.raises(RemoteError, match="server evil: a job record without a valid id and state"):
-        JobInfo.from_agent("evil", {"id": "x", "state": "rm -rf"})
+        JobInfo.from_answer("evil", {"id": "x", "state": "rm -rf"})
     with pytest.raises(RemoteError, match="server evil"):
-        JobInfo.from_agent("evil", ["not", "a", "record"])
-    job = JobInfo.from_agent("evil", {"id": "j", "state": "exited", "exit_code": "0", "pid": True, "argv": "status",
+        JobInfo.from_answer("evil", ["not", "a", "record"])
+    job = JobInfo.from_answer("evil", {"id": "j", "state": "exited", "exit_code": "0", "pid": True, "argv": "status",
                                       "log_size": -0.5, "stopped": "yes", "epoch": ["_E"]})
     assert (job.exit_code, job.pid, job.argv, job.log_size, job.stopped, job.epoch) == (None, None, (), 0, False, None)
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from remote import agent, jobs
+from remote import host_program, jobs
 from remote.errors import RemoteError
 from remote.ssh_host import SSHHost
 
 from conftest import PYTHON
 
 # The host's python, dropping the answer of the first `start` helper call after the job was started
-# (as a link lost at that moment would): the agent runs, its answer never reaches the controller.
+# (as a link lost at that moment would): the host program runs, its answer never reaches the controller.
 DROP_FIRST_START = '''#!{python}
 import os, subprocess, sys
 program = sys.stdin.buffer.read()
@@ -54,5 +54,5 @@ async def test_a_start_whose_answer_is_lost_is_asked_again_and_gives_one_job(ssh
 
 
 def test_a_job_id_given_by_the_caller_is_checked(tmp_path: Path) -> None:
-    with pytest.raises(agent.AgentError, match="is not a job id"):
-        agent.cmd_start({"root": str(tmp_path), "argv": ["status"], "python": sys.executable, "job_id": "../../etc"})
+    with pytest.raises(host_program.HostProgramError, match="is not a job id"):
+        host_program.cmd_start({"root": str(tmp_path), "argv": ["status"], "python": sys.executable, "job_id": "../../etc"})

@@ -13,12 +13,29 @@ from pathlib import Path
 import pytest
 
 from remote.errors import JobConflict, JobNotFound, RemoteError
-from remote import agent_client
+from remote import host_program_client
 from remote import jobs as remote_jobs
 
 
 def job_dir(sshd, index: int, job_id: str) -> Path:
     return sshd.servers[index].root / ".jobs" / job_id
+
+
+def test_the_host_program_stands_alone_and_names_the_job_variable_as_the_pipeline_does() -> None:
+    """The host program runs from its source text alone (no project module to import on the host), so it
+    writes the job id's variable out itself: the same name epoch_builder.events reads."""
+    import ast
+
+    from epoch_builder import events
+    from remote import host_program
+
+    assert host_program.JOB_ENV == events.JOB_ENV
+    tree = ast.parse(Path(host_program.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module if node.level == 0 and node.module else "." for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom)}
+    project = {name for name in imported if name.split(".")[0] in {"epoch_builder", "remote", "console", "."}}
+    assert not project, f"the host program imports project modules: {sorted(project)}"
 
 
 async def wait_for(predicate, timeout: float = 15.0) -> None:
@@ -98,7 +115,7 @@ async def test_hostile_job_arguments(cluster, sshd) -> None:
     # The host runs the same rules itself, so a request that skips the controller's check is refused there too.
     for bad_argv in (["status", "--events", "/etc/x"], ["status; id"], "status", [["status"]]):
         with pytest.raises(RemoteError, match=r"server srv1: job (argument|command|arguments)"):
-            await agent_client.call(host, "start", {"root": host.root, "argv": bad_argv, "python": host.python})
+            await host_program_client.call(host, "start", {"root": host.root, "argv": bad_argv, "python": host.python})
     job = await remote_jobs.start_job(host, ["candlesticks", "import", "$(touch pwned)", "a b;touch pwned2"])
     lines = [line async for _o, line in remote_jobs.follow_log(host, job.job_id)]
     assert (await remote_jobs.job_info(host, job.job_id)).exit_code == 2  # the importer's clean error, arguments taken literally

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from epoch_builder import status as eb_status
-from remote import agent_client, power
+from remote import host_program_client, power
 from remote import jobs as remote_jobs
 from remote import status as remote_status
 from remote.errors import RemoteError, SudoPasswordRequired
@@ -122,8 +122,9 @@ async def test_install_key_is_idempotent_and_the_key_then_logs_in(sshd, tmp_path
     authorized = sshd.servers[0].directory / "authorized_keys"  # the file this sshd reads
     before = authorized.read_text()
     async with SSHHost(config.servers[0], config.ssh) as host:
-        assert (await agent_client.call(host, "append_key", {"key": new_key.public.read_text(), "path": str(authorized)}))["added"]
-        assert not (await agent_client.call(host, "append_key", {"key": new_key.public.read_text(), "path": str(authorized)}))["added"]
+        request = {"key": new_key.public.read_text(), "path": str(authorized)}
+        assert (await host_program_client.call(host, "append_key", request))["added"]
+        assert not (await host_program_client.call(host, "append_key", request))["added"]
     assert authorized.read_text() == before + new_key.public.read_text()
     server = dataclasses.replace(config.servers[0], key=new_key.private)
     async with SSHHost(server, config.ssh) as host:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from remote import agent, agent_client, sync
+from remote import host_program, host_program_client, sync
 from remote.config import ServerConfig
 from remote.errors import HostUnreachable, RemoteError, UnsafePath
 from remote.hosts import LocalHost
@@ -302,8 +302,8 @@ async def test_epoch_cluster_pull_killed_leaves_its_staging_to_the_next_pull(clu
 
 
 def test_stale_staging_goes_and_live_staging_stays(tmp_path: Path) -> None:
-    live = agent.Staging(str(tmp_path))
-    killed = agent.Staging(str(tmp_path))
+    live = host_program.Staging(str(tmp_path))
+    killed = host_program.Staging(str(tmp_path))
     (Path(killed.path) / "0.part").write_bytes(b"left by a killed sync")
     os.close(killed._lock)  # what the kernel does when its owner dies: the flock is free
     being_made = tmp_path / ".sync-staging" / ".new-1-2-abcd"
@@ -312,7 +312,7 @@ def test_stale_staging_goes_and_live_staging_stays(tmp_path: Path) -> None:
     cut_short.mkdir()
     os.utime(cut_short, (0, 0))
 
-    assert sorted(agent.remove_stale_staging(str(tmp_path))) == sorted([Path(killed.path).name, cut_short.name])
+    assert sorted(host_program.remove_stale_staging(str(tmp_path))) == sorted([Path(killed.path).name, cut_short.name])
     assert staging_dirs(tmp_path) == sorted([Path(live.path).name, being_made.name])
     live.remove()
     assert staging_dirs(tmp_path) == [being_made.name]
@@ -320,9 +320,9 @@ def test_stale_staging_goes_and_live_staging_stays(tmp_path: Path) -> None:
 
 def receive_helper(root: Path, items: list) -> subprocess.Popen:
     """The host helper's `receive`, as a push starts it, on this machine."""
-    helper = subprocess.Popen([sys.executable, "-c", agent_client.BOOTSTRAP, "receive"], stdin=subprocess.PIPE,
+    helper = subprocess.Popen([sys.executable, "-c", host_program_client.BOOTSTRAP, "receive"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    helper.stdin.write(agent_client.framed_program({"root": str(root), "items": items}))
+    helper.stdin.write(host_program_client.framed_program({"root": str(root), "items": items}))
     helper.stdin.flush()
     return helper
 
@@ -338,8 +338,8 @@ async def test_a_push_running_beside_another_keeps_its_staging(cluster, sshd, lo
         second = await sync.push(cluster.hosts["srv1"], "workspace", local_root=local)  # its listing cleans up
         assert second.files_sent == 9 and os.path.isdir(staging)
         digest = hashlib.sha256(data).hexdigest()
-        out, err = first.communicate(agent.tar_header("0.part", len(data)) + data + b"\0" * (512 - len(data))
-                                     + agent.TAR_END + json.dumps({"0.part": digest}).encode(), timeout=30)
+        out, err = first.communicate(host_program.tar_header("0.part", len(data)) + data + b"\0" * (512 - len(data))
+                                     + host_program.TAR_END + json.dumps({"0.part": digest}).encode(), timeout=30)
     finally:
         first.kill()
     assert first.returncode == 0, err
@@ -375,11 +375,12 @@ def test_a_tar_stream_unpacks_the_same_in_chunks_of_any_size(tmp_path: Path) -> 
         (source / f"d{i}").mkdir(parents=True)
         (source / f"d{i}" / "f").write_bytes(os.urandom(size))
     members = [[i, f"d{i}/f"] for i in range(len(sizes))]
-    stream = b"".join(chunk for chunk, _sent in agent.pack_files(str(source), members)) + agent.TAR_END + b"trailer"
+    stream = (b"".join(chunk for chunk, _sent in host_program.pack_files(str(source), members))
+              + host_program.TAR_END + b"trailer")
     for step in (1, 7, 512, 4096, len(stream)):
         staging = tmp_path / f"staging-{step}"
         staging.mkdir()
-        receiver = agent.TarReceiver(str(staging), {f"{i}.part": size for i, size in enumerate(sizes)})
+        receiver = host_program.TarReceiver(str(staging), {f"{i}.part": size for i, size in enumerate(sizes)})
         rest = b"".join(receiver.feed(stream[at:at + step]) for at in range(0, len(stream), step))
         receiver.close()
         assert receiver.finished and not receiver.refused and rest == b"trailer", step

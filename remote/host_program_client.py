@@ -1,9 +1,9 @@
-"""Controller side of :mod:`remote.agent`: build a request, run it on a host, read its answer.
+"""Controller side of :mod:`remote.host_program`: build a request, run it on a host, read its answer.
 
-``remote/agent.py`` holds only code that runs on the host (standard library,
-the host's own Python).  Its source travels on the host's stdin with the
-request inside it (:func:`agent_program`), so the command line is a few bytes
-whatever the request's size and the helper always matches this client.
+``remote/host_program.py`` holds only code that runs on the host (standard
+library, the host's own Python).  Its source travels on the host's stdin with
+the request inside it (:func:`request_program`), so the command line is a few
+bytes whatever the request's size and the program always matches this client.
 A command that also reads data from stdin (a push's files, :func:`session`)
 is started by a one-line loader instead (:data:`BOOTSTRAP`), which reads
 the program length-prefixed and leaves the rest of stdin to it.
@@ -26,11 +26,11 @@ from remote.errors import JobConflict, JobNotFound, RemoteCommandFailed, RemoteE
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from remote.hosts import Host, Result
 
-AGENT_SOURCE = Path(__file__).with_name("agent.py").read_text(encoding="utf-8")
+HOST_PROGRAM_SOURCE = Path(__file__).with_name("host_program.py").read_text(encoding="utf-8")
 _REQUEST_PLACEHOLDER = "STDIN_REQUEST = None  # request placeholder\n"
-assert AGENT_SOURCE.count(_REQUEST_PLACEHOLDER) == 1, "remote/agent.py lost its request placeholder"
+assert HOST_PROGRAM_SOURCE.count(_REQUEST_PLACEHOLDER) == 1, "remote/host_program.py lost its request placeholder"
 
-# An agent error's kind -> the exception the controller raises (others: RemoteError).
+# A host program error's kind -> the exception the controller raises (others: RemoteError).
 _ERROR_KINDS: dict[str, type[RemoteError]] = {
     "conflict": JobConflict,
     "not_found": JobNotFound,
@@ -39,32 +39,32 @@ _ERROR_KINDS: dict[str, type[RemoteError]] = {
 }
 
 
-def agent_program(request: dict[str, Any]) -> bytes:
+def request_program(request: dict[str, Any]) -> bytes:
     """The helper's source with the request in it, for ``python -`` on the host's stdin: the command
     line stays a few bytes whatever the request's size (a commit of 20,000 paths is megabytes)."""
     literal = repr(json.dumps(request, separators=(",", ":")))
-    return AGENT_SOURCE.replace(_REQUEST_PLACEHOLDER, f"STDIN_REQUEST = {literal}\n").encode()
+    return HOST_PROGRAM_SOURCE.replace(_REQUEST_PLACEHOLDER, f"STDIN_REQUEST = {literal}\n").encode()
 
 
 # ``python -c BOOTSTRAP command``: reads a line with the program's length, then the program (the request
 # inside it), and runs it as ``__main__``; the rest of stdin stays in the same buffer for the command's
 # data (a push's files). ``python -`` would take all of stdin as the program.
-BOOTSTRAP = 'import sys;i=sys.stdin.buffer;exec(compile(i.read(int(i.readline())),"remote/agent.py","exec"))'
+BOOTSTRAP = 'import sys;i=sys.stdin.buffer;exec(compile(i.read(int(i.readline())),"remote/host_program.py","exec"))'
 
 
 def framed_program(request: dict[str, Any]) -> bytes:
     """The helper's program for :data:`BOOTSTRAP`: its length on a line, then the program."""
-    program = agent_program(request)
+    program = request_program(request)
     return b"%d\n" % len(program) + program
 
 
-def agent_argv(host: "Host", command: str) -> list[str]:
+def program_argv(host: "Host", command: str) -> list[str]:
     """The command line of a helper call: the program and its request come on stdin."""
     return [host.python, "-", command]
 
 
 def error_from_answer(error: object, server: str) -> RemoteError:
-    """The remote.errors exception for an agent's error answer (its message shown as one line)."""
+    """The remote.errors exception for the host program's error answer (its message shown as one line)."""
     kind = error.get("kind") if isinstance(error, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
     text = " ".join(str(message if message is not None else error).split())[:500]
@@ -89,14 +89,14 @@ def read_answer(host: "Host", command: str, result: "Result") -> Any:
 
 
 async def call(host: "Host", command: str, request: dict[str, Any], *, timeout: float | None = None) -> Any:
-    """Run one agent command on ``host`` and return its answer's ``ok`` value."""
-    result = await host.run(agent_argv(host, command), timeout=timeout, input=agent_program(request))
+    """Run one host program command on ``host`` and return its answer's ``ok`` value."""
+    result = await host.run(program_argv(host, command), timeout=timeout, input=request_program(request))
     return read_answer(host, command, result)
 
 
 def stream(host: "Host", command: str, request: dict[str, Any], *, idle_timeout: float | None = None) -> AsyncIterator[bytes]:
-    """The raw stdout of a long-running agent command (``follow``)."""
-    return host.stream(agent_argv(host, command), input=agent_program(request), idle_timeout=idle_timeout)
+    """The raw stdout of a long-running host program command (``follow``)."""
+    return host.stream(program_argv(host, command), input=request_program(request), idle_timeout=idle_timeout)
 
 
 async def session(

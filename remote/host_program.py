@@ -1,13 +1,14 @@
-"""Host-side helper: job control, file manifests and verified commits.
+"""The program that runs on a host: job control, file manifests and verified commits.
 
 Runs on the server with the server's own Python and the standard library
-only.  The controller (:mod:`remote.agent_client`) sends this file on stdin
-with the JSON request inside it (``python - <command>``), so the helper needs
-no install and always matches the controller.  Every answer is one JSON line on stdout:
+only, and imports nothing of the project: the controller
+(:mod:`remote.host_program_client`) sends this file's source on stdin with
+the JSON request inside it (``python - <command>``), so the program needs no
+install and always matches the controller.  Every answer is one JSON line on stdout:
 ``{"ok": ...}`` or ``{"error": {"kind": ..., "message": ...}}``; ``follow``
 and ``send`` instead stream raw bytes (a log; a tar of files for a pull).
 ``receive`` (a push) is loaded by a small bootstrap (``python -c``, see
-``remote.agent_client.BOOTSTRAP``) so that stdin carries files after the
+``remote.host_program_client.BOOTSTRAP``) so that stdin carries files after the
 program; it prints its staging directory first, then its answer.
 
 Job layout ``<root>/.jobs/<job-id>/``:
@@ -20,7 +21,7 @@ Job layout ``<root>/.jobs/<job-id>/``:
     exit_code     written by the wrapper when the process ends (atomic)
     stopped       written by ``stop`` (time of the request)
 
-The wrapper is a forked copy of this helper that calls ``setsid()`` (its pid
+The wrapper is a forked copy of this program that calls ``setsid()`` (its pid
 becomes the job's process group), reads stdin from /dev/null, runs
 ``python -m epoch_builder.cli <argv> --workspace <root> --events <job>/events.jsonl``
 and writes ``exit_code`` when it ends.  A job is *running* while a process of
@@ -47,10 +48,12 @@ import tarfile
 import threading
 import time
 
+# The job id's variable in a job's environment: epoch_builder.events.JOB_ENV, written out here because this
+# program runs from its source text alone (tests/remote/test_jobs.py checks that the two are equal).
 JOB_ENV = "EPOCH_BUILDER_JOB_ID"
 # The controller sends this file on stdin with the line below replaced by the request's JSON (see
-# ``remote.agent_client.agent_program``): a request of any size (20,000 paths) never meets the command
-# line's limits. Run as a file, the request comes as the second argument instead.
+# ``remote.host_program_client.request_program``): a request of any size (20,000 paths) never meets the
+# command line's limits. Run as a file, the request comes as the second argument instead.
 STDIN_REQUEST = None  # request placeholder
 CONTROL_CHARACTER_RE = re.compile(r"[\x00-\x1f\x7f]")
 SUBCOMMAND_RE = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
@@ -62,7 +65,7 @@ STAGING_NEW_PREFIX = ".new-"  # a staging directory before its lock is taken
 STAGING_MAX_AGE_S = 3600  # a .new- directory older than this was cut short while being made
 
 
-class AgentError(Exception):
+class HostProgramError(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
@@ -128,10 +131,10 @@ def _jobs_dir(root: str) -> str:
 
 def _job_dir(root: str, job_id: str) -> str:
     if not JOB_ID_RE.match(job_id or ""):
-        raise AgentError("not_found", f"job id {job_id!r} is not a job id (like 20240501T101112-train-regression-batch-a1b2c3)")
+        raise HostProgramError("not_found", f"job id {job_id!r} is not a job id (like 20240501T101112-train-regression-batch-a1b2c3)")
     path = os.path.join(_jobs_dir(root), job_id)
     if not os.path.isdir(path):
-        raise AgentError("not_found", f"no job {job_id} under {_jobs_dir(root)}")
+        raise HostProgramError("not_found", f"no job {job_id} under {_jobs_dir(root)}")
     return path
 
 
@@ -209,15 +212,15 @@ def check_job_argv(argv: object) -> list:
     """The rules for a job's epoch-builder arguments, in one place: the controller runs them for an early
     clear error (remote.jobs) and the host again before it starts anything."""
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-        raise AgentError("invalid", "job arguments must be a list of strings")
+        raise HostProgramError("invalid", "job arguments must be a list of strings")
     if not argv or not SUBCOMMAND_RE.match(argv[0]):
-        raise AgentError("invalid", f"job command {argv[0] if argv else ''!r} is not an epoch-builder subcommand "
-                                    "(lowercase letters, digits, '-')")
+        raise HostProgramError("invalid", f"job command {argv[0] if argv else ''!r} is not an epoch-builder "
+                                          "subcommand (lowercase letters, digits, '-')")
     for arg in argv[1:]:
         if "\0" in arg:
-            raise AgentError("invalid", f"job argument {arg!r} contains a NUL byte")
+            raise HostProgramError("invalid", f"job argument {arg!r} contains a NUL byte")
         if arg.split("=", 1)[0] in RESERVED_JOB_OPTIONS:
-            raise AgentError("invalid", f"job argument {arg!r} not allowed: the job sets --workspace and --events itself")
+            raise HostProgramError("invalid", f"job argument {arg!r} not allowed: the job sets --workspace and --events itself")
     return argv
 
 
@@ -232,7 +235,7 @@ def cmd_start(req: dict) -> dict:
     root, argv, python = req["root"], check_job_argv(req.get("argv")), req["python"]
     job_id = req.get("job_id") or new_job_id(argv[0])
     if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
-        raise AgentError("invalid", f"job id {job_id!r} is not a job id (like 20240501T101112-train-regression-batch-a1b2c3)")
+        raise HostProgramError("invalid", f"job id {job_id!r} is not a job id (like 20240501T101112-train-regression-batch-a1b2c3)")
     directory = os.path.join(_jobs_dir(root), job_id)
     os.makedirs(_jobs_dir(root), exist_ok=True)
     with open(os.path.join(_jobs_dir(root), ".lock"), "w") as lock:
@@ -240,11 +243,11 @@ def cmd_start(req: dict) -> dict:
         if os.path.isdir(directory):  # asked again: the answer is the job this id already names
             existing = _job_info(root, job_id)
             if list(existing.get("argv") or []) != argv:
-                raise AgentError("conflict", f"job {job_id} exists with another command: {' '.join(existing.get('argv') or [])}")
+                raise HostProgramError("conflict", f"job {job_id} exists with another command: {' '.join(existing.get('argv') or [])}")
             return existing
         running = [j["id"] for j in _all_jobs(root) if j["state"] == "running"]
         if running and not req.get("force"):
-            raise AgentError("conflict", f"job {running[-1]} is running on this host; stop it or start with force")
+            raise HostProgramError("conflict", f"job {running[-1]} is running on this host; stop it or start with force")
         os.makedirs(directory)
         _atomic_write(os.path.join(directory, "argv.json"), json.dumps(argv).encode())
         read_fd, write_fd = os.pipe()
@@ -260,7 +263,7 @@ def cmd_start(req: dict) -> dict:
             ready = pipe.read()
         os.waitpid(pid, os.WNOHANG)
     if not ready:
-        raise AgentError("start_failed", f"job {job_id} did not start (see {directory}/log)")
+        raise HostProgramError("start_failed", f"job {job_id} did not start (see {directory}/log)")
     return _job_info(root, job_id)
 
 
@@ -357,7 +360,7 @@ def cmd_follow(req: dict) -> None:
     """Stream ``<job>/<file>`` from ``offset`` until the job has ended and all is sent."""
     root, job_id, name = req["root"], req["job_id"], req["file"]
     if name not in ("log", "events.jsonl"):
-        raise AgentError("invalid", f"file {name!r} not allowed; allowed: log, events.jsonl")
+        raise HostProgramError("invalid", f"file {name!r} not allowed; allowed: log, events.jsonl")
     directory = _job_dir(root, job_id)
     path = os.path.join(directory, name)
     offset = int(req.get("offset", 0))
@@ -396,12 +399,12 @@ def cmd_follow(req: dict) -> None:
 def safe_relpath(rel: str) -> str:
     """Normalise a workspace-relative POSIX path; refuse anything that could leave the root."""
     if not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel:
-        raise AgentError("unsafe_path", f"path {rel!r} refused: must be relative to the workspace")
+        raise HostProgramError("unsafe_path", f"path {rel!r} refused: must be relative to the workspace")
     if CONTROL_CHARACTER_RE.search(rel):
-        raise AgentError("unsafe_path", f"path {rel!r} refused: control characters")
+        raise HostProgramError("unsafe_path", f"path {rel!r} refused: control characters")
     parts = [p for p in rel.split("/") if p not in ("", ".")]
     if not parts or any(p == ".." for p in parts):
-        raise AgentError("unsafe_path", f"path {rel!r} refused: '..' would leave the workspace")
+        raise HostProgramError("unsafe_path", f"path {rel!r} refused: '..' would leave the workspace")
     return "/".join(parts)
 
 
@@ -541,7 +544,7 @@ def cmd_hash(req: dict) -> dict:
         rel = safe_relpath(rel)
         path = os.path.join(root, rel)
         if not within(path):
-            raise AgentError("unsafe_path", f"path {rel!r} refused: leaves the workspace")
+            raise HostProgramError("unsafe_path", f"path {rel!r} refused: leaves the workspace")
         out[rel] = _sha256(path) if os.path.isfile(path) else None
     return out
 
@@ -878,26 +881,26 @@ def cmd_receive(req: dict) -> dict:
                 trailer += chunk if receiver.finished else receiver.feed(chunk)
                 flush.staged(len(chunk))
                 if receiver.broken and not untrusted:
-                    raise AgentError("invalid", f"file stream refused: {receiver.broken}; nothing was committed")
+                    raise HostProgramError("invalid", f"file stream refused: {receiver.broken}; nothing was committed")
                 if untrusted and (receiver.broken or len(trailer) > trailer_limit):
                     break  # the host sends something else than asked: read no further
         finally:
             receiver.close()
             flush.close()
         if not untrusted and not receiver.finished:
-            raise AgentError("truncated", "the file stream ended before the archive's end (the controller stopped?); "
-                                          "nothing was committed")
+            raise HostProgramError("truncated", "the file stream ended before the archive's end (the controller "
+                                                "stopped?); nothing was committed")
         if not untrusted and receiver.refused:
             name, why = receiver.refused[0]
-            raise AgentError("invalid", f"file stream refused: member {name!r}: {why} "
-                                        f"({len(receiver.refused)} in all); nothing was committed")
+            raise HostProgramError("invalid", f"file stream refused: member {name!r}: {why} "
+                                              f"({len(receiver.refused)} in all); nothing was committed")
         try:
             sent = json.loads(bytes(trailer)) if receiver.finished and len(trailer) <= trailer_limit else None
         except ValueError:
             sent = None
         if not isinstance(sent, dict):
             if not untrusted:
-                raise AgentError("invalid", "the sha256s after the file stream are not a JSON object; nothing was committed")
+                raise HostProgramError("invalid", "the sha256s after the file stream are not a JSON object; nothing was committed")
             sent = {}
         directories.join()
         result = commit(root, staging.path, [dict(item, sha256=item.get("sha256") or sent.get(item["tmp"])) for item in items],
@@ -1026,7 +1029,7 @@ def commit(root: str, staging: str, items: list, staged_digests: dict | None = N
     root = os.path.abspath(root)
     staging = os.path.abspath(staging)
     if not _inside(root, staging):
-        raise AgentError("unsafe_path", f"staging directory {staging} is outside the workspace")
+        raise HostProgramError("unsafe_path", f"staging directory {staging} is outside the workspace")
     rels = [safe_relpath(item["path"]) for item in items]  # a hostile path refuses the whole commit up front
     tmps = [os.path.join(staging, os.path.basename(item["tmp"])) for item in items]
     digests = dict(staged_digests or {})
@@ -1096,7 +1099,7 @@ def cmd_append_key(req: dict) -> dict:
     """Append a public key to ~/.ssh/authorized_keys (or ``path``) unless already there (idempotent)."""
     key = req["key"].strip()
     if "\n" in key or not key:
-        raise AgentError("invalid", "public key must be one non-empty line")
+        raise HostProgramError("invalid", "public key must be one non-empty line")
     path = req.get("path") or os.path.join(os.path.expanduser("~/.ssh"), "authorized_keys")
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     existing = _read(path) or ""
@@ -1138,9 +1141,9 @@ def main(argv: list) -> int:
         return 2
     try:
         answer = COMMANDS[argv[0]](json.loads(argv[1]))
-    except (AgentError, OSError) as exc:
-        kind = exc.kind if isinstance(exc, AgentError) else "os"
-        message = str(exc) if isinstance(exc, AgentError) else f"{exc.filename or ''}: {exc.strerror}".strip(": ")
+    except (HostProgramError, OSError) as exc:
+        kind = exc.kind if isinstance(exc, HostProgramError) else "os"
+        message = str(exc) if isinstance(exc, HostProgramError) else f"{exc.filename or ''}: {exc.strerror}".strip(": ")
         # follow and send stream raw bytes on stdout, so their errors go to stderr
         print(json.dumps({"error": {"kind": kind, "message": message}}),
               file=sys.stderr if argv[0] in RAW_OUTPUT_COMMANDS else sys.stdout)
