@@ -21,6 +21,11 @@ regressions: then each family's median ``epochs`` of their certificates.
 
     .venv/bin/python bench/bench_training.py [--families DNN,CDNN] [--epochs 2] [--epochs-per-model 30]
         [--observed WORKSPACE] [--seed 60184] [--pack 8] [--skip-single] [--windows N] [--json]
+        [--fast] [--mixed-precision] [--search halving [--eta 2] [--first-rung 1]]
+
+The packing measurement's runs of ``train-regression-batch`` take the command's own options (those of
+``epoch_builder/regressions/options.py`` that the bench does not set itself: it sets the epochs, the pack and
+the processes); with ``--search halving`` the two-process run is left out (halving trains in one process).
 
 LSTM, CLSTM and GRU are expected to take minutes per epoch at default size on a 2-core CPU: ``--windows N``
 trains every run on the first N windows (the packing factors hold; per-epoch times are not the default's).
@@ -38,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +52,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the Keras array adapter's native NodeDef lines (bare runs)
 
 from bench_import import synthetic_binance_csv  # noqa: E402  (4 years of 1m candles, the import bench's)
+from epoch_builder.errors import UsageError  # noqa: E402
 from epoch_builder.regressions.architectures import FAMILIES  # noqa: E402
+from epoch_builder.regressions.options import TrainingOptions, add_arguments  # noqa: E402
 from epoch_builder.workspace import Workspace  # noqa: E402
 
 EPOCH_ID = "_BENCH_TRAINING"
@@ -292,17 +300,19 @@ def use_limited_windows(windows: int) -> None:
 PACK_EPOCH_LINE = re.compile(r" epoch (\d+)/\d+ .*\((\d+\.\d+)s for the pack\)")
 
 
-def train_command(ws: Workspace, family: str, batch: str, epochs: int, options: list[str],
-                  log: Callable[[str], None], windows: int) -> None:
+def train_command(ws: Workspace, family: str, batch: str, training: TrainingOptions, log: Callable[[str], None],
+                  windows: int) -> None:
     """`epoch-builder train-regression-batch` in its own process, as a server runs it (TensorFlow's thread
-    pools are sized per process, for its pack size, so the environment's sizes are left out); ``log`` gets
-    its log lines. ``windows`` (--windows, 0: all): that process trains on the limited datasets."""
+    pools are sized per process, for its pack size, so the environment's sizes are left out), with the flags
+    of ``training``; ``log`` gets its log lines. ``windows`` (--windows, 0: all): that process trains on the
+    limited datasets."""
     import subprocess
 
     from epoch_builder.regressions.runtime import THREAD_POOL_VARIABLES
 
     argv = ["train-regression-batch", "--workspace", str(ws.root), "--category", family, "--batch", batch,
-            "--max-epochs", str(epochs), *options]
+            *training.argv()]
+    options = training.argv()
     code = ("import sys; sys.argv[1:] = {argv!r}; sys.path.insert(0, {bench!r}); import bench_training; "
             "bench_training.use_limited_windows({windows}) if {windows} else None; "
             "from epoch_builder.cli import main; sys.exit(main(sys.argv[1:]))").format(
@@ -319,7 +329,8 @@ def train_command(ws: Workspace, family: str, batch: str, epochs: int, options: 
 
 
 def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epochs: int,
-                  epochs_per_model: float, rows: tuple[int, int], batch_models: int, windows: int = 0) -> dict[str, Any]:
+                  epochs_per_model: float, rows: tuple[int, int], batch_models: int, windows: int = 0,
+                  training: TrainingOptions | None = None) -> dict[str, Any]:
     """The same batch of K = len(configs) models trained with --pack 1 and with --pack K.
 
     Reported: the whole batch's wall time each way (build, tracing, every epoch, evaluation, files) and its
@@ -333,6 +344,7 @@ def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epo
     from epoch_builder.children import available_cores
     from epoch_builder.storage import atomic_write_json
 
+    base = replace(training or TrainingOptions(), max_epochs=epochs)  # the command's options, the bench's epochs
     name = f"KR_BENCH_PACK_{family}"
     path = ws.epoch().regression_training_configs_dir / family / f"{name}.json"
     atomic_write_json(path, {"name": name, "category": family, "configs": configs}, indent=2)
@@ -353,14 +365,14 @@ def bench_packing(ws: Workspace, family: str, configs: list[dict[str, Any]], epo
                 epoch_seconds[mode].append((int(found.group(1)), float(found.group(2))))
 
         started = time.monotonic()
-        train_command(ws, family, name, epochs, ["--pack", str(size)], log, windows)
+        train_command(ws, family, name, replace(base, pack=size), log, windows)
         seconds[mode] = time.monotonic() - started
     processes = min(2, available_cores())
-    if processes > 1 and not windows:  # packs of K/2 in 2 processes, the cores split
+    if processes > 1 and not windows and not base.halving:  # packs of K/2 in 2 processes, the cores split
         _forget(ws, ids, name)
         started = time.monotonic()
-        train_command(ws, family, name, epochs, ["--pack", str(max(1, count // processes)),
-                                                 "--processes", str(processes)], lambda _line: None, windows)
+        train_command(ws, family, name, replace(base, pack=max(1, count // processes), processes=processes),
+                      lambda _line: None, windows)
         seconds["packed_processes"] = time.monotonic() - started
     _forget(ws, ids, name)
     path.unlink()
@@ -483,7 +495,13 @@ def main() -> None:
                         help="train and test on the first N windows only (fewer steps an epoch, same batch size; "
                         "for the recurrent families' packing factors; skips the two-process run)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    # train-regression-batch's own options for the packing runs, from its table; the bench sets these three
+    add_arguments(parser, prefix="packing runs: ", exclude=("max_epochs", "pack", "processes"))
     args = parser.parse_args()
+    try:
+        training = TrainingOptions.from_args(args, max_epochs=None, pack=None, processes=None)
+    except UsageError as exc:
+        parser.error(str(exc))
     if args.epochs < 1:
         parser.error(f"--epochs {args.epochs} must be a positive integer")
     if args.windows is not None and args.windows < 1024:
@@ -520,7 +538,7 @@ def main() -> None:
                 packing.append(bench_packing(ws, family, configs, args.epochs,
                                              args.epochs_per_model or observed.get(family, ASSUMED_EPOCHS_PER_MODEL),
                                              (cut, len(data.train_x) - cut), batch_sizes[family],
-                                             windows=args.windows or 0))
+                                             windows=args.windows or 0, training=training))
                 log(f"{family}: packing factor {packing[-1]['factor']:.2f}x")
         candles = int(json.loads(ws.bundle_file.read_text())["candles"])
     if args.epochs_per_model is not None:

@@ -63,6 +63,7 @@ class RegressionSummary:
     points: float | None
     epochs: int
     path: Path
+    stopped_rung: int | None = None  # --search halving stopped it at this rung (None: trained to its end)
 
 
 def _history(cert: dict[str, Any]) -> dict[str, list[float]]:
@@ -93,6 +94,17 @@ def _discovery_figure(cert: dict[str, Any], *keys: str) -> float | None:
         if isinstance(value, list) and value and isinstance(value[-1], (int, float)):
             return float(value[-1])  # points history: the last sample is the total
     return None
+
+
+def _stopped_rung(cert: dict[str, Any]) -> int | None:
+    """The rung at which ``--search halving`` stopped the model (``training_mode.search``; docs/training.md), or
+    None: trained to its end (the pipeline's reader is ``epoch_builder.regressions.rank.stopped_by_search``)."""
+    mode = cert.get("training_mode")
+    search = mode.get("search") if isinstance(mode, dict) else None
+    if not isinstance(search, dict) or search.get("stopped") is not True:
+        return None
+    rung = search.get("rung")
+    return rung if isinstance(rung, int) and not isinstance(rung, bool) else None
 
 
 def read_certificate(path: Path) -> dict[str, Any]:
@@ -126,6 +138,7 @@ def list_regressions(ws: Workspace) -> list[RegressionSummary]:
             points=_discovery_figure(cert, "points", "points_hist", "points_history"),
             epochs=len(_history(cert).get("loss", [])),
             path=cert_path,
+            stopped_rung=_stopped_rung(cert),
         ))
     found.sort(key=lambda r: (r.test_loss is None, r.test_loss if r.test_loss is not None else 0.0))
     return found

@@ -462,6 +462,7 @@ def _luck_section(cert: dict[str, Any]) -> str:
 
 def _regressions_section(regressions: list[Regression], figure_html: str | None) -> str:
     from epoch_builder.regressions.architectures import family_of_id
+    from epoch_builder.regressions.rank import stopped_by_search, stopped_mark
 
     rows = []
     for r in regressions:
@@ -472,11 +473,13 @@ def _regressions_section(regressions: list[Regression], figure_html: str | None)
             f"<code>{html.escape(r.id)}</code>", html.escape(family_of_id(r.id) or "-"),
             _cell(r.config.get("lookback")), _cell(r.config.get("predictions")),
             _cell(cert.get("epochs")), _cell(cert.get("best_epoch")),
+            # rN: --search halving stopped it at rung N (certified from its best weights then)
+            "-" if stopped_by_search(cert) is None else f"stopped {stopped_mark(stopped_by_search(cert))}",
             _cell(evaluation.get("loss"), 6), f"{_cell(discovery.get('accuracy'))}%" if discovery else "-",
             html.escape("present" if r.problem is None else r.problem),
         ])
-    table = _table(["regression", "family", "lookback", "predictions", "epochs", "best epoch", "test loss",
-                    "discovery accuracy", "certificate"], rows, text_columns=(0, 1, 8))
+    table = _table(["regression", "family", "lookback", "predictions", "epochs", "best epoch", "search", "test loss",
+                    "discovery accuracy", "certificate"], rows, text_columns=(0, 1, 6, 9))
     notes = []
     for r in regressions:
         if r.problem is not None:

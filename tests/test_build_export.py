@@ -44,13 +44,14 @@ def train_tiny_regressions(root: Path) -> Workspace:
     """TINY_GRID's six DNNs generated and trained in ``root`` (a copy of the small epoch's workspace)."""
     from epoch_builder.regressions.grid import generate
     from epoch_builder.regressions.batch import train_batch
+    from epoch_builder.regressions.options import TrainingOptions
 
     ws = Workspace(root)
     grid = root.parent / "tiny_grid.json"
     grid.write_text(json.dumps(TINY_GRID))
     generate(ws, grid, log=quiet)
     batch = next((ws.epoch().regression_training_configs_dir / "DNN").glob("KR_DNN_*.json"))
-    train_batch(ws, "DNN", batch, max_epochs=30, log=quiet)
+    train_batch(ws, "DNN", batch, TrainingOptions(max_epochs=30), log=quiet)
     assert len(regression_ids(ws)) == 6
     return ws
 

@@ -26,6 +26,7 @@ from epoch_builder.regressions.inference import load_regression, predict_feature
 from epoch_builder.regressions.rank import rank_regressions
 from epoch_builder.regressions.signals import features_from_changes
 from epoch_builder.regressions.batch import train_batch
+from epoch_builder.regressions.options import TrainingOptions
 from epoch_builder.workspace import REGRESSION_CHECKPOINTS_DIR as CHECKPOINTS_DIR
 from epoch_builder.storage import atomic_write_json, read_json
 from epoch_builder.workspace import Workspace
@@ -62,7 +63,7 @@ def test_one_tiny_config_of_every_family_trains_and_is_usable(small_epoch: Works
     configs = [training_config(small_epoch, f"T_{name}", name, optimizer="rmsprop" if i % 2 else "adam",
                                learning_rate=-1 if i % 3 else 0.001) for i, name in enumerate(FAMILY_TEMPLATES)]
     batch = write_batch(small_epoch, "UNIT_TEST", "KR_FAMILIES", configs)
-    certificates = train_batch(small_epoch, "UNIT_TEST", batch, max_epochs=2, log=quiet)
+    certificates = train_batch(small_epoch, "UNIT_TEST", batch, TrainingOptions(max_epochs=2), log=quiet)
 
     paths = small_epoch.epoch()
     assert [c["id"] for c in certificates] == [c["id"] for c in configs]
@@ -77,7 +78,7 @@ def test_one_tiny_config_of_every_family_trains_and_is_usable(small_epoch: Works
 
     # Rerun: every certificate exists, nothing trains again.
     lines: list[str] = []
-    again = train_batch(small_epoch, "UNIT_TEST", batch, max_epochs=2, log=lines.append)
+    again = train_batch(small_epoch, "UNIT_TEST", batch, TrainingOptions(max_epochs=2), log=lines.append)
     assert again == certificates and sum("certificate exists, skipped" in line for line in lines) == len(configs)
 
     # Inference: one batched predict equals the §3 rule applied window by window.
@@ -115,7 +116,7 @@ def test_one_tiny_config_of_every_family_trains_and_is_usable(small_epoch: Works
 
 def test_certificate_discovery_matches_the_section_3_rule(small_epoch: Workspace) -> None:
     batch = write_batch(small_epoch, "DNN", "KR_ONE", [training_config(small_epoch, "ONE", "KR_DNN_S2")])
-    cert = train_batch(small_epoch, "DNN", batch, max_epochs=2, log=quiet)[0]
+    cert = train_batch(small_epoch, "DNN", batch, TrainingOptions(max_epochs=2), log=quiet)[0]
     config = small_epoch.load_epoch_config()
     close = read_candles(small_epoch.normalized_prediction_candlesticks_file)["c"].to_numpy()
     reg = load_regression(small_epoch.epoch().regressions_dir / "ONE")
@@ -181,7 +182,7 @@ def test_same_seed_and_data_give_identical_results(small_epoch: Workspace, tmp_p
     results = []
     for ws in (small_epoch, twin):
         batch = write_batch(ws, "GRU", "KR_DET", [training_config(ws, "DET", "KR_GRU_S2")])
-        cert = train_batch(ws, "GRU", batch, max_epochs=3, log=quiet)[0]
+        cert = train_batch(ws, "GRU", batch, TrainingOptions(max_epochs=3), log=quiet)[0]
         weights = load_regression(ws.epoch().regressions_dir / "DET").model.get_weights()
         results.append((cert, weights))
     (a, wa), (b, wb) = results
@@ -251,7 +252,7 @@ def test_kill_9_resumes_from_the_last_completed_epoch_and_matches_an_uninterrupt
                and e["loss"] > 0 and e["val_loss"] > 0 and "eta_s" in e for e in progress)
 
     lines: list[str] = []
-    resumed = train_batch(small_epoch, "CNN", "KR_RESUME", max_epochs=12, fast=fast, log=lines.append)[0]
+    resumed = train_batch(small_epoch, "CNN", "KR_RESUME", TrainingOptions(max_epochs=12, fast=fast), log=lines.append)[0]
     resumed_at = [line for line in lines if "resumed at epoch" in line]
     assert resumed_at and int(resumed_at[0].split("resumed at epoch ")[1].split()[0]) == state["epoch"] > 0
     assert resumed["resumed_from_epochs"] == [state["epoch"]]
@@ -261,7 +262,7 @@ def test_kill_9_resumes_from_the_last_completed_epoch_and_matches_an_uninterrupt
     if fast:
         return
 
-    uninterrupted = train_batch(reference, "CNN", "KR_RESUME", max_epochs=12, log=quiet)[0]
+    uninterrupted = train_batch(reference, "CNN", "KR_RESUME", TrainingOptions(max_epochs=12), log=quiet)[0]
     assert resumed["training_history"] == uninterrupted["training_history"]
     assert resumed["test_evaluation"] == uninterrupted["test_evaluation"]
     assert resumed["discovery"] == uninterrupted["discovery"]
@@ -339,7 +340,7 @@ def test_the_certificate_records_the_training_mode_and_the_log_says_it(
 
     write_batch(small_epoch, "DNN", "KR_MODES", [training_config(small_epoch, "DETERMINISTIC", "KR_DNN_S2")])
     lines: list[str] = []
-    normal = train_batch(small_epoch, "DNN", "KR_MODES", max_epochs=2, log=lines.append)[0]
+    normal = train_batch(small_epoch, "DNN", "KR_MODES", TrainingOptions(max_epochs=2), log=lines.append)[0]
     assert normal["training_mode"] == {"op_determinism": True, "deterministic_epochs": 2, "pack_size": 1, "mixed_precision": False, "threads": POOLS}
     assert "op determinism on (repeatable)" in lines[0]
 
@@ -356,26 +357,26 @@ def test_the_certificate_records_the_training_mode_and_the_log_says_it(
     assert not op_determinism_enabled()
     # a plain run switches it back on for the process, and its certificates say true again
     again = train_batch(small_epoch, "DNN", write_batch(small_epoch, "DNN", "KR_AGAIN", [
-        training_config(small_epoch, "AGAIN", "KR_DNN_S2")]), max_epochs=1, log=quiet)[0]
+        training_config(small_epoch, "AGAIN", "KR_DNN_S2")]), TrainingOptions(max_epochs=1), log=quiet)[0]
     assert op_determinism_enabled() and again["training_mode"] == {"op_determinism": True, "deterministic_epochs": 1, "pack_size": 1, "mixed_precision": False, "threads": POOLS}
 
 
 def test_a_fast_checkpoint_resumes_only_with_fast(small_epoch: Workspace, restores_op_determinism) -> None:
     write_batch(small_epoch, "DNN", "KR_RF", [training_config(small_epoch, "RF", "KR_DNN_S2")])
     with pytest.raises(Interrupted):
-        train_batch(small_epoch, "DNN", "KR_RF", max_epochs=4, fast=True, log=interrupt_at(2))
+        train_batch(small_epoch, "DNN", "KR_RF", TrainingOptions(max_epochs=4, fast=True), log=interrupt_at(2))
     state_file = small_epoch.epoch().dir / CHECKPOINTS_DIR / "RF" / "state.json"
     assert read_json(state_file)["op_determinism"] is False and read_json(state_file)["epoch"] == 2
 
     with pytest.raises(EpochBuilderError) as refused:
-        train_batch(small_epoch, "DNN", "KR_RF", max_epochs=4, log=quiet)
+        train_batch(small_epoch, "DNN", "KR_RF", TrainingOptions(max_epochs=4), log=quiet)
     message = str(refused.value)
     assert message == (f"{state_file}: checkpoint of RF was written with --fast (op determinism off); rerun with "
                        f"--fast to resume it, or delete {state_file.parent} to retrain it deterministically")
     assert read_json(state_file)["epoch"] == 2  # the refusal changed nothing
 
     lines: list[str] = []
-    cert = train_batch(small_epoch, "DNN", "KR_RF", max_epochs=4, fast=True, log=lines.append)[0]
+    cert = train_batch(small_epoch, "DNN", "KR_RF", TrainingOptions(max_epochs=4, fast=True), log=lines.append)[0]
     assert any("RF: resumed at epoch 2 from checkpoint" in line for line in lines)
     assert cert["epochs"] == 4 and cert["resumed_from_epochs"] == [2]
     assert cert["training_mode"] == {"op_determinism": False, "deterministic_epochs": 0, "pack_size": 1, "mixed_precision": False, "threads": POOLS}
@@ -385,7 +386,7 @@ def test_a_deterministic_checkpoint_may_go_on_with_fast_and_is_then_certified_fa
         small_epoch: Workspace, restores_op_determinism) -> None:
     write_batch(small_epoch, "DNN", "KR_DF", [training_config(small_epoch, "DF", "KR_DNN_S2")])
     with pytest.raises(Interrupted):
-        train_batch(small_epoch, "DNN", "KR_DF", max_epochs=4, log=interrupt_at(2))
+        train_batch(small_epoch, "DNN", "KR_DF", TrainingOptions(max_epochs=4), log=interrupt_at(2))
     # A checkpoint from before --fast existed has no mode: it was deterministic.
     state_file = small_epoch.epoch().dir / CHECKPOINTS_DIR / "DF" / "state.json"
     state = read_json(state_file)
@@ -395,13 +396,13 @@ def test_a_deterministic_checkpoint_may_go_on_with_fast_and_is_then_certified_fa
 
     lines: list[str] = []
     with pytest.raises(Interrupted):  # resumed with --fast, interrupted again: the checkpoint is now a fast one
-        train_batch(small_epoch, "DNN", "KR_DF", max_epochs=4, fast=True,
+        train_batch(small_epoch, "DNN", "KR_DF", TrainingOptions(max_epochs=4, fast=True),
                     log=lambda line: (lines.append(line), interrupt_at(3)(line)))
     assert any("DF: resumed at epoch 2 from checkpoint; its 2 epoch(s) so far were deterministic, --fast from here on"
                in line for line in lines)
     with pytest.raises(EpochBuilderError, match="checkpoint of DF was written with --fast"):
-        train_batch(small_epoch, "DNN", "KR_DF", max_epochs=4, log=quiet)
-    cert = train_batch(small_epoch, "DNN", "KR_DF", max_epochs=4, fast=True, log=quiet)[0]
+        train_batch(small_epoch, "DNN", "KR_DF", TrainingOptions(max_epochs=4), log=quiet)
+    cert = train_batch(small_epoch, "DNN", "KR_DF", TrainingOptions(max_epochs=4, fast=True), log=quiet)[0]
     assert cert["epochs"] == 4 and cert["resumed_from_epochs"] == [2, 3]
     assert cert["training_mode"] == {"op_determinism": False, "deterministic_epochs": 2, "pack_size": 1, "mixed_precision": False, "threads": POOLS}
 

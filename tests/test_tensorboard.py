@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from epoch_builder.regressions.batch import train_batch
+from epoch_builder.regressions.options import TrainingOptions
 from epoch_builder.workspace import TENSORBOARD_EVENTS_FILE, Workspace
 from remote import sync
 from remote.board import REGRESSIONS, BatchSpec
@@ -31,7 +32,7 @@ def read_events(path: Path) -> dict[str, list[tuple[int, float]]]:
 
 def _train(ws: Workspace, epochs: int = 3) -> dict:
     batch = write_batch(ws, "DNN", "KR_TB", [training_config(ws, "TB", "KR_DNN_S2")])
-    return train_batch(ws, "DNN", batch, max_epochs=epochs, log=quiet)[0]
+    return train_batch(ws, "DNN", batch, TrainingOptions(max_epochs=epochs), log=quiet)[0]
 
 
 def test_each_regression_writes_one_scalar_per_epoch_and_key_and_a_csv(small_epoch: Workspace) -> None:
@@ -56,7 +57,7 @@ def test_each_regression_writes_one_scalar_per_epoch_and_key_and_a_csv(small_epo
     # A rerun of the batch finds the model done: the files are untouched, no second run appears.
     before = {p: p.stat().st_mtime_ns for p in (paths.regression_events_file("TB"), paths.regression_history_file("TB"))}
     write_batch(small_epoch, "DNN", "KR_TB", [training_config(small_epoch, "TB", "KR_DNN_S2")])
-    train_batch(small_epoch, "DNN", "KR_TB", max_epochs=3, log=quiet)
+    train_batch(small_epoch, "DNN", "KR_TB", TrainingOptions(max_epochs=3), log=quiet)
     assert {p: p.stat().st_mtime_ns for p in before} == before
     assert len(list(run.iterdir())) == 1
 

@@ -20,19 +20,18 @@ from epoch_builder.errors import EpochBuilderError
 from epoch_builder.workspace import CANDLESTICKS_DIR, CONFIG_DIR
 from remote import steps
 from remote.board import PROFITABLE_CONFIGS, REGRESSIONS, BatchSpec
-from remote.dispatch import MAX_PACK_SIZE, MAX_PROCESSES  # the ranges the dispatcher checks (epoch_builder's)
 
 from console.actions.spec import ActionSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from console.app import EpochConsole
+    from console.app_interface import ConsoleApp
     from console.state import JobView
 
 GROUP = "Epoch Builder"
 NO_REGRESSIONS = "no trained regressions in the local workspace: pull trained regressions first (key R)"
 
 
-async def launch(app: "EpochConsole", args: list[str], *, server: str | None = None, follow: bool = True,
+async def launch(app: "ConsoleApp", args: list[str], *, server: str | None = None, follow: bool = True,
                  inputs: Sequence[str] = ()) -> "JobView | None":
     """Start ``epoch-builder <args>`` as a detached job and follow its log. ``inputs``: the workspace paths
     it reads, offered as a push first where the server lacks them or holds older versions.
@@ -47,7 +46,7 @@ async def launch(app: "EpochConsole", args: list[str], *, server: str | None = N
     return job
 
 
-async def preflight(app: "EpochConsole", command: str, server: str, inputs: Sequence[str]) -> bool:
+async def preflight(app: "ConsoleApp", command: str, server: str, inputs: Sequence[str]) -> bool:
     """What dispatch does before a job, for a job started by hand: push the inputs the server lacks."""
     if app.cluster.is_local(server):
         return True
@@ -63,21 +62,21 @@ async def preflight(app: "EpochConsole", command: str, server: str, inputs: Sequ
     return True
 
 
-def step_places(app: "EpochConsole") -> tuple[list[str], dict[str, str]]:
+def step_places(app: "ConsoleApp") -> tuple[list[str], dict[str, str]]:
     """Where a combining step may run, the controller first (its default), with what each place means."""
     notes = {app.cluster.controller: "this workspace, which holds every pulled result"}
     notes.update({name: "its inputs are pushed first, its output pulled back" for name in app.cluster.servers})
     return [app.cluster.controller, *app.cluster.servers], notes
 
 
-async def ask_step(app: "EpochConsole", form: Any) -> tuple[Any, str]:
+async def ask_step(app: "ConsoleApp", form: Any) -> tuple[Any, str]:
     """Show a combining step's form with the places it may run; (the form's answer, the chosen place)."""
     form.offer_places(*step_places(app))
     answer = await app.push_screen_wait(form)
     return answer, form.place or app.cluster.controller
 
 
-async def run_step(app: "EpochConsole", args: list[str], where: str) -> "JobView | None":
+async def run_step(app: "ConsoleApp", args: list[str], where: str) -> "JobView | None":
     """Run a combining step (``remote.steps``) where the user chose: on the controller, where its inputs are,
     or on a server after pushing them (its output pulled back). A missing input is one line naming it, the
     servers that hold it and the pull that brings it."""
@@ -105,19 +104,19 @@ async def run_step(app: "EpochConsole", args: list[str], where: str) -> "JobView
     return app.cluster.jobs.get(f"{where}/{run.job.job_id}")
 
 
-def batch_inputs(app: "EpochConsole", stage: str, batch: Any) -> list[str]:
+def batch_inputs(app: "ConsoleApp", stage: str, batch: Any) -> list[str]:
     """The paths a batch's job reads: the rule dispatch pushes by (remote.board.BatchSpec)."""
     spec = BatchSpec(stage, batch.path.stem, batch.category or None)
     return spec.push_paths(app.workspace.active_epoch_id())
 
 
-async def board(app: "EpochConsole") -> None:
+async def board(app: "ConsoleApp") -> None:
     from console.screens.board import BoardScreen  # batch board + auto-dispatch
 
     app.push_screen(BoardScreen())
 
 
-async def import_candlesticks(app: "EpochConsole") -> None:
+async def import_candlesticks(app: "ConsoleApp") -> None:
     from console.screens.forms import ImportCandlesForm
 
     server = app.selected_server
@@ -128,7 +127,7 @@ async def import_candlesticks(app: "EpochConsole") -> None:
         await launch(app, args, server=server)  # its log ends with the import's report
 
 
-def bundle_days(app: "EpochConsole") -> float | None:
+def bundle_days(app: "ConsoleApp") -> float | None:
     """How many days the controller's imported candles cover (what create-epoch is pushed), None if unknown."""
     from epoch_builder.storage import read_json
 
@@ -139,7 +138,7 @@ def bundle_days(app: "EpochConsole") -> float | None:
         return None
 
 
-async def create_epoch(app: "EpochConsole") -> None:
+async def create_epoch(app: "ConsoleApp") -> None:
     from console.screens.forms import CreateEpochForm
 
     args = await app.push_screen_wait(CreateEpochForm(bundle_days(app)))
@@ -147,7 +146,7 @@ async def create_epoch(app: "EpochConsole") -> None:
         await launch(app, args, inputs=[CANDLESTICKS_DIR])
 
 
-async def generate_configs(app: "EpochConsole") -> None:
+async def generate_configs(app: "ConsoleApp") -> None:
     """On the controller: dispatch reads the batches from its workspace."""
     from console.screens.forms import FormField, OptionsForm
 
@@ -166,8 +165,20 @@ async def generate_configs(app: "EpochConsole") -> None:
                        *(["--force"] if options["force"] else [])], server=server, inputs=[CONFIG_DIR])
 
 
-async def train_batch(app: "EpochConsole") -> None:
-    from console.screens.forms import BatchPicker, FormField, OptionsForm
+def train_form_fields() -> list[Any]:
+    """The train form's fields: one per option of train-regression-batch's table, nothing declared here."""
+    from remote.dispatch import TRAINING_OPTIONS
+
+    from console.screens.forms import FormField
+
+    return [FormField.of(option) for option in TRAINING_OPTIONS]
+
+
+async def train_batch(app: "ConsoleApp") -> None:
+    from remote.dispatch import TrainingOptions
+
+    from console.screens.forms import OptionsForm
+    from console.screens.pickers import BatchPicker
     from console.workspace_files import list_batches
 
     batches = list_batches(app.workspace)
@@ -175,27 +186,19 @@ async def train_batch(app: "EpochConsole") -> None:
     batch = await app.push_screen_wait(BatchPicker(batches, f"Train regression batch on {server}: choose a batch"))
     if not batch:
         return
-    options = await app.push_screen_wait(OptionsForm(f"Train {batch.path.stem} on {server}", [
-        FormField("max_epochs", "max epochs per model", "int", hint="empty: each config's own (else 500)",
-                  low=1, high=100_000),
-        FormField("pack", "models trained together", "int", hint="empty: per family (--pack)", low=1,
-                  high=MAX_PACK_SIZE),
-        FormField("processes", "training processes", "int", hint="empty: one (--processes)", low=1,
-                  high=MAX_PROCESSES),
-        FormField("fast", "fast", "flag", hint="op determinism off (--fast): not repeatable"),
-        FormField("mixed_precision", "mixed precision", "flag", hint="float16 compute (GPU servers)")]))
+    # The fields are train-regression-batch's options table; the form checks a value as the command does.
+    options = await app.push_screen_wait(OptionsForm(f"Train {batch.path.stem} on {server}", train_form_fields(),
+                                                     build=TrainingOptions.from_values))
     if options is None:
         return
     # The batch's name: the command finds it under regression_training_configs/<category>/ on any host;
     # the command line is the one dispatch sends (BatchSpec.argv).
     spec = BatchSpec(REGRESSIONS, batch.path.stem, batch.category or None)
-    await launch(app, spec.argv(max_epochs=options["max_epochs"], fast=bool(options["fast"]), pack=options["pack"],
-                                mixed_precision=bool(options["mixed_precision"]), processes=options["processes"]),
-                 server=server, inputs=batch_inputs(app, REGRESSIONS, batch))
+    await launch(app, spec.argv(training=options), server=server, inputs=batch_inputs(app, REGRESSIONS, batch))
 
 
-async def initialize_models(app: "EpochConsole") -> None:
-    from console.screens.forms import RegressionPicker
+async def initialize_models(app: "ConsoleApp") -> None:
+    from console.screens.pickers import RegressionPicker
     from console.workspace_files import list_regressions
 
     regressions = list_regressions(app.workspace)  # the controller's: where the step runs by default
@@ -206,8 +209,8 @@ async def initialize_models(app: "EpochConsole") -> None:
         await run_step(app, args, where)
 
 
-async def find_profitable(app: "EpochConsole") -> None:
-    from console.screens.forms import BatchPicker
+async def find_profitable(app: "ConsoleApp") -> None:
+    from console.screens.pickers import BatchPicker
     from console.workspace_files import list_batches
 
     batches = list_batches(app.workspace, "configs")
@@ -217,7 +220,7 @@ async def find_profitable(app: "EpochConsole") -> None:
                      inputs=batch_inputs(app, PROFITABLE_CONFIGS, batch))
 
 
-async def build_models(app: "EpochConsole") -> None:
+async def build_models(app: "ConsoleApp") -> None:
     from console.screens.forms import NumberForm
 
     limit, where = await ask_step(app, NumberForm("Build prediction models", "limit (models kept)", 100, 1, 10_000_000))
@@ -225,8 +228,8 @@ async def build_models(app: "EpochConsole") -> None:
         await run_step(app, ["build-prediction-models", "--top", str(limit)], where)
 
 
-async def export_epoch(app: "EpochConsole") -> None:
-    from console.screens.forms import ModelPicker
+async def export_epoch(app: "ConsoleApp") -> None:
+    from console.screens.pickers import ModelPicker
     from console.workspace_files import build_luck, list_build_models
 
     models = list_build_models(app.workspace)
@@ -235,8 +238,8 @@ async def export_epoch(app: "EpochConsole") -> None:
         await run_step(app, ["export-epoch", "--model-id", model_id], where)
 
 
-async def verify_epoch(app: "EpochConsole") -> None:
-    from console.screens.forms import EpochFilePicker
+async def verify_epoch(app: "ConsoleApp") -> None:
+    from console.screens.pickers import EpochFilePicker
     from console.workspace_files import list_epoch_files
 
     files = list_epoch_files(app.workspace)
@@ -247,7 +250,7 @@ async def verify_epoch(app: "EpochConsole") -> None:
         await run_step(app, ["verify-epoch", chosen.relative], where)
 
 
-async def unit_tests(app: "EpochConsole") -> None:
+async def unit_tests(app: "ConsoleApp") -> None:
     server = app.selected_server
     app.following = None
     pane = app.log_pane

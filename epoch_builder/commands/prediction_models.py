@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     chosen.add_argument("--regressions", type=_csv(str), metavar="ID,...", help="regression ids, comma-separated")
     chosen.add_argument("--top", type=int, metavar="N", help="the N best regressions by --by")
     init.add_argument("--by", metavar="METRIC", help="ranking metric for --top (see `epoch-builder regressions rank --help`)")
+    init.add_argument("--include-search-stopped", action="store_true",
+                      help="--top: rank the regressions that train-regression-batch --search halving stopped early too "
+                      "(default: only those trained to their end; a line says how many were left out)")
     init.add_argument("--allow-few-regressions", action="store_true",
                       help=f"accept fewer than {MIN_REGRESSIONS} regressions (small data and tests)")
     init.add_argument("--pcr", type=_csv(float), default=[3.0], metavar="P,...", help="price change requirements in %% (default 3)")
@@ -98,9 +101,11 @@ def start_initialize(args: argparse.Namespace) -> int:
         raise UsageError("parameter --by is required with --top (the ranking metric)")
     if args.by and args.top is None:
         raise UsageError("parameter --by is only used with --top N")
+    if args.include_search_stopped and args.top is None:
+        raise UsageError("parameter --include-search-stopped is only used with --top N")
     ws = workspace_of(args)
     batches = initialize_prediction_models(
-        ws, regression_ids=args.regressions, top=args.top, by=args.by,
+        ws, regression_ids=args.regressions, top=args.top, by=args.by, include_search_stopped=args.include_search_stopped,
         allow_few=args.allow_few_regressions, min_regressions=MIN_REGRESSIONS, pcrs=args.pcr, msfs=args.msf,
         msafs=args.msaf, per_model=args.regressions_per_model, batch_size=args.batch_size, force=args.force,
     )

@@ -193,16 +193,25 @@ def load_batch(path: Path, known_ids: Sequence[str], pcrs: Sequence[float]) -> l
 
 
 def select_regressions(ws: Workspace, regression_ids: Sequence[str] | None, top: int | None,
-                       by: str | None) -> list[str]:
-    """The explicit ids (each must be a trained regression of the epoch) or the top N by a metric."""
+                       by: str | None, include_search_stopped: bool = False,
+                       log: Callable[[str], None] = output.info) -> list[str]:
+    """The explicit ids (each must be a trained regression of the epoch) or the top N by a metric: of the
+    regressions trained to their end, unless ``include_search_stopped`` (those ``--search halving`` stopped
+    early were certified from fewer epochs; ``log`` gets one line saying how many were left out)."""
     paths = ws.epoch()
     if regression_ids is None:
         from epoch_builder.regressions.rank import rank_regressions
 
         if top is None or top < 1:
             raise UsageError(f"parameter --top={top} must be >= 1")
-        ranked = rank_regressions(ws, by, top)
-        regression_ids = [r if isinstance(r, str) else r["id"] for r in ranked]
+        ranked = rank_regressions(ws, by)
+        stopped = [r for r in ranked if r["stopped_by_search"] is not None]
+        if stopped and not include_search_stopped:
+            would = sum(1 for r in ranked[:top] if r["stopped_by_search"] is not None)
+            ranked = [r for r in ranked if r["stopped_by_search"] is None]
+            log(f"--top {top}: {len(stopped)} regression(s) stopped early by --search halving left out ({would} of "
+                f"them would rank in the top {top}); --include-search-stopped ranks them too")
+        regression_ids = [r["id"] for r in ranked[:top]]
     trained = sorted(p.parent.name for p in paths.regressions_dir.glob("*/certificate.json"))
     for rid in regression_ids:
         if rid not in trained:
@@ -215,7 +224,8 @@ def select_regressions(ws: Workspace, regression_ids: Sequence[str] | None, top:
 
 
 def initialize_prediction_models(ws: Workspace, *, regression_ids: Sequence[str] | None = None,
-                                 top: int | None = None, by: str | None = None, allow_few: bool = False,
+                                 top: int | None = None, by: str | None = None, include_search_stopped: bool = False,
+                                 allow_few: bool = False,
                                  min_regressions: int = 16, pcrs: Sequence[float] = DEFAULT_PCR,
                                  msfs: Sequence[str] = DEFAULT_MSF, msafs: Sequence[float] = DEFAULT_MSAF,
                                  per_model: int = DEFAULT_PER_MODEL, batch_size: int = DEFAULT_BATCH_SIZE,
@@ -234,7 +244,7 @@ def initialize_prediction_models(ws: Workspace, *, regression_ids: Sequence[str]
     if earlier and not force:
         raise EpochBuilderError(f"{paths.prediction_models_dir}: configurations or results of an earlier "
                                 f"initialization exist ({len(earlier)} file(s)); pass --force to replace them")
-    ids = select_regressions(ws, regression_ids, top, by)
+    ids = select_regressions(ws, regression_ids, top, by, include_search_stopped, log)
     if len(ids) < min_regressions and not allow_few:
         raise UsageError(f"{len(ids)} regression(s) selected; at least {min_regressions} are required "
                                 "(as the original), or pass --allow-few-regressions for small data")

@@ -82,7 +82,7 @@ def _loss_function(name: str) -> Any:
 
 
 def _open_member(ws: Workspace, cfg: dict[str, Any], number: int, seed: int, deterministic: bool,
-                 log: Callable[[str], None], total: int) -> Member:
+                 log: Callable[[str], None], total: int, stage: training.Stage) -> Member:
     from epoch_builder.regressions.architectures import build_model
     from epoch_builder.regressions.runtime import seed_everything
 
@@ -94,7 +94,8 @@ def _open_member(ws: Workspace, cfg: dict[str, Any], number: int, seed: int, det
         model = build_model(cfg["keras_model"], cfg["lookback"], cfg["predictions"], name=model_id)
         training.compile_model(model, cfg)
         state, best_weights = training.start_or_resume(checkpoint, model, model_id, deterministic,
-                                                       lambda note: log(f"[{number}/{total}] {model_id}: {note}"))
+                                                       lambda note: log(f"[{number}/{total}] {model_id}: {note}"),
+                                                       stage.mode, stage.continuing_at)
     except BaseException:
         checkpoint.unlock()  # the pack's other members are unlocked by train_pack; this one is not one yet
         raise
@@ -168,8 +169,12 @@ def _epoch_function(members: Sequence[Member], rows_of: Callable[[Sequence[Membe
 
 def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], data: RegressionDatasets, *, seed: int,
                validation_split: float, max_epochs: int | None, total: int, eta: Any, models_done: int,
-               log: Callable[[str], None] = output.info, bar: output.Bar | None = None) -> list[dict[str, Any]]:
-    """Train (or resume) the ``(number, config)`` pairs together; returns their certificates in that order."""
+               log: Callable[[str], None] = output.info, bar: output.Bar | None = None,
+               stage: training.Stage | None = None, pack_size: int | None = None) -> list[dict[str, Any] | None]:
+    """Train (or resume) the ``(number, config)`` pairs together; returns their certificates in that order.
+    With a search's ``stage``: up to its ``until`` epoch only; a model not done then keeps its checkpoint and
+    gets None. ``pack_size``: what the certificates record (default: the models trained here; a search
+    records the size of the pack its stage formed, which a resumed stage may open smaller)."""
     import tensorflow as tf
 
     from epoch_builder.regressions.architectures import model_summary
@@ -178,28 +183,30 @@ def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], dat
     if len(limits) != 1:
         raise EpochBuilderError(f"a pack needs one epoch limit; {', '.join(c['id'] for _, c in configs)} differ")
     limit = limits.pop()
+    stage = stage or training.Stage()
+    cap = stage.cap(limit)  # the last epoch trained here: the limit, or the search's rung
     deterministic = training.op_determinism_enabled()
     training.fresh_session()
     members: list[Member] = []
     try:
         for number, cfg in configs:
-            members.append(_open_member(ws, cfg, number, seed, deterministic, log, total))
+            members.append(_open_member(ws, cfg, number, seed, deterministic, log, total, stage))
         ids = ", ".join(m.id for m in members)
         log(f"[{members[0].number}-{members[-1].number}/{total}] training {len(members)} models together: {ids}")
         cut = training.validation_cut(len(data.train_x), validation_split)
         validation = tf.data.Dataset.from_tensor_slices((data.train_x[cut:], data.train_y[cut:])).batch(
             training.BATCH_SIZE)
         validation_steps = int(validation.cardinality())
-        first = min((m.state["epoch"] for m in members if m.wants(m.state["epoch"], limit)), default=limit)
+        first = min((m.state["epoch"] for m in members if m.wants(m.state["epoch"], cap)), default=cap)
         if bar is not None:
             bar.reset(total=limit, description=f"  {len(members)} models epochs")
             bar.update(first)
-        if first < limit:
-            batches, steps = training.epoch_batches(data.train_x[:cut], data.train_y[:cut], seed, first, limit)
+        if first < cap:
+            batches, steps = training.epoch_batches(data.train_x[:cut], data.train_y[:cut], seed, first, cap)
             iterator = iter(batches)
             steps_for: dict[tuple[str, ...], tuple[Any, Any]] = {}
-            for epoch in range(first, limit):
-                active = [m for m in members if m.wants(epoch, limit)]
+            for epoch in range(first, cap):
+                active = [m for m in members if m.wants(epoch, cap)]
                 key = tuple(m.id for m in active)
                 if active and key not in steps_for:  # a model left (or joined): a step for those left
                     steps_for[key] = (_epoch_function(active, _train_rows), _epoch_function(active, _eval_rows))
@@ -218,11 +225,15 @@ def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], dat
                     _end_epoch(member, epoch, trained[index], validated[index], limit, seconds, total, eta_s, log)
                 if bar is not None:
                     bar.update(epoch + 1, info=f"{len(active)} training")
-                if all(m.state["stopped"] or m.state["epoch"] >= limit for m in members):
-                    break  # every model stopped early
-        certificates = []
+                if all(m.state["stopped"] or m.state["epoch"] >= cap for m in members):
+                    break  # every model stopped early (or reached the search's rung)
+        certificates: list[dict[str, Any] | None] = []
         for member in members:
-            certificates.append(_finish(ws, member, data, limit, seed, len(members), model_summary(member.model, member.cfg)))
+            if not training.finished(member.state, limit):
+                certificates.append(None)  # at the search's rung: its checkpoint waits for the ranking
+                continue
+            certificates.append(_finish(ws, member, data, limit, seed, pack_size or len(members),
+                                        model_summary(member.model, member.cfg), stage.record(member.id)))
         return certificates
     finally:
         for member in members:
@@ -251,12 +262,12 @@ def _end_epoch(member: Member, epoch: int, trained: np.ndarray, validated: np.nd
 
 
 def _finish(ws: Workspace, member: Member, data: RegressionDatasets, limit: int, seed: int, pack_size: int,
-            summary: dict[str, Any]) -> dict[str, Any]:
+            summary: dict[str, Any], search: dict[str, Any] | None = None) -> dict[str, Any]:
     """Best weights back, certificate (with the pack size), model file, histories; the checkpoint goes."""
     model = member.model
     if member.stopping.best_weights is not None:
         model.set_weights(member.stopping.best_weights)
-    cert = training.certificate_for(member.cfg, data, model, member.state, limit, seed, summary, pack_size)
+    cert = training.certificate_for(member.cfg, data, model, member.state, limit, seed, summary, pack_size, search)
     out_dir = ws.epoch().regressions_dir / member.id
     training.save_model(model, out_dir / training.MODEL_FILE)
     training.write_history(ws.epoch(), member.id, cert["training_history"],

@@ -6,7 +6,9 @@ cores/N threads each keep the cores busier (bench/bench_training.py ``--processe
 spawned process with ``train_batch`` (so each group still trains in packs, checkpoints every epoch and
 writes its own certificates); the parent waits for all, then writes the batch's certificates file from
 the certificates on disk. A child dies with its parent (``PR_SET_PDEATHSIG``): after a kill -9 nothing
-keeps training, and the rerun resumes every model from its checkpoint.
+keeps training, and the rerun resumes every model from its checkpoint. Under ``--search full`` only: a
+halving rung ranks the whole batch, which would need every process at the rung (``TrainingOptions``
+refuses the pair).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from epoch_builder.children import available_cores, die_with_parent
 from epoch_builder.errors import EpochBuilderError
+from epoch_builder.regressions.options import TrainingOptions
 
 
 @dataclass(frozen=True)
@@ -33,10 +36,7 @@ class ChildJob:
     model_ids: tuple[str, ...]
     threads: int
     parent_pid: int
-    max_epochs: int | None
-    fast: bool
-    pack: int | None
-    mixed_precision: bool
+    options: TrainingOptions  # the parent's, whole (a child never spawns more: it trains only its share)
     events: str | None  # the parent's events destination ("-" for stdout)
     verbosity: int  # the parent's log level, as output.configure takes it
 
@@ -80,8 +80,8 @@ def _run_child(body: Callable[[ChildJob], None], job: ChildJob) -> None:
 
 
 def train_in_processes(root: Path, category: str, batch_file: Path, model_ids: Sequence[str], processes: int,
-                       body: Callable[[ChildJob], None], *, max_epochs: int | None, fast: bool, pack: int | None,
-                       mixed_precision: bool, events: str | None, log: Callable[[str], None]) -> None:
+                       body: Callable[[ChildJob], None], *, options: TrainingOptions, events: str | None,
+                       log: Callable[[str], None]) -> None:
     """Train ``model_ids`` of the batch in ``processes`` spawned processes, each running ``body`` (a module-level
     function: the child imports it by name) on its share; raises when any of them failed (after all have
     ended: the others' models are done and certified)."""
@@ -98,8 +98,7 @@ def train_in_processes(root: Path, category: str, batch_file: Path, model_ids: S
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no TensorFlow state copied
     children = []
     for group in groups:
-        job = ChildJob(str(root), category, str(batch_file), group, threads, os.getpid(), max_epochs, fast, pack,
-                       mixed_precision, events, verbosity)
+        job = ChildJob(str(root), category, str(batch_file), group, threads, os.getpid(), options, events, verbosity)
         child = context.Process(target=functools.partial(_run_child, body), args=(job,),
                                 name=f"train {group[0]}..{group[-1]}")
         child.start()

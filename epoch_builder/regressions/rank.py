@@ -16,6 +16,19 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
 
 
+def stopped_by_search(cert: dict[str, Any]) -> int | None:
+    """The rung at which ``train-regression-batch --search halving`` stopped this model (its certificate's
+    ``training_mode.search``), or None: trained to its early stop or epoch limit."""
+    search = (cert.get("training_mode") or {}).get("search") or {}
+    rung = search.get("rung")
+    return rung if search.get("stopped") is True and isinstance(rung, int) and not isinstance(rung, bool) else None
+
+
+def stopped_mark(rung: int | None) -> str:
+    """How a table marks a regression the search stopped: ``r2`` (at rung 2); ``-`` for a fully trained one."""
+    return "-" if rung is None else f"r{rung}"
+
+
 def summarize_certificate(cert: dict[str, Any]) -> dict[str, Any]:
     evaluation = cert.get("test_evaluation") or {}
     discovery = cert.get("discovery") or {}
@@ -34,6 +47,7 @@ def summarize_certificate(cert: dict[str, Any]) -> dict[str, Any]:
         "points": _number(discovery.get("points")),
         "epochs": int(cert.get("epochs") or len(history.get("loss", []))),
         "learning_rate": cert.get("learning_rate"),
+        "stopped_by_search": stopped_by_search(cert),  # the rung, or None: fully trained
     }
 
 

@@ -24,6 +24,11 @@ Per config (skipped when ``regressions/<id>/certificate.json`` exists):
   and the certificate, written last (it marks the model done), and the
   checkpoint is removed.
 
+Under ``--search halving`` (``search.py``) a training call goes only as far as the search's rung (a
+``Stage``), leaving a model that is not done with its checkpoint for the rung's ranking; a model the search
+stops is certified from its checkpoint (``certify_from_checkpoint``); every checkpoint records the search it
+was written under and goes on only under it (``check_search``).
+
 The batch's certificates are combined in ``regression_batched_certificates/<batch>.json``.
 """
 
@@ -38,6 +43,7 @@ import shutil
 import time
 import zipfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -252,32 +258,80 @@ def _resume_mode(state: dict[str, Any], deterministic: bool, where: Path, model_
     return f"; its {state['epoch']} epoch(s) so far were deterministic, {FAST_FLAG} from here on"
 
 
-def training_mode(state: dict[str, Any], pack_size: int = 1) -> dict[str, Any]:
+def training_mode(state: dict[str, Any], pack_size: int = 1, search: dict[str, Any] | None = None) -> dict[str, Any]:
     """The certificate's ``training_mode``: ``op_determinism`` true only if every epoch ran with it;
     ``deterministic_epochs`` how many of the first epochs did (all of them, none, or those before a
     deterministic checkpoint was resumed with --fast); ``threads`` the CPU thread pools of the process
-    that finished the model (``runtime.thread_pools``: the same seed gives the same model with the same pools)."""
+    that finished the model (``runtime.thread_pools``: the same seed gives the same model with the same pools);
+    ``search`` only under ``--search halving`` (``search.certificate_record``): a full run's certificate is
+    what it was before the search existed."""
     from epoch_builder.regressions.runtime import thread_pools
 
     deterministic = bool(state.get("op_determinism", True))
-    return {"op_determinism": deterministic,
+    mode = {"op_determinism": deterministic,
             "deterministic_epochs": state["epoch"] if deterministic else int(state.get("deterministic_epochs", 0)),
             "pack_size": pack_size, "mixed_precision": bool(state.get("mixed_precision", False)),
             "threads": thread_pools()}
+    if search is not None:
+        mode["search"] = search
+    return mode
+
+
+def check_search(state: dict[str, Any], search: dict[str, Any], where: Path, model_id: str) -> None:
+    """A checkpoint goes on only under the search it was written with (``--search``, and halving's eta and first
+    rung): a rung's ranking must see every model trained to it, and a model promoted by one search must not be
+    certified by another. Checkpoints from before ``--search`` existed were full runs."""
+    from epoch_builder.regressions.options import describe_search
+
+    written = state.get("search") or {"method": "full"}
+    if written != search:
+        raise EpochBuilderError(f"{where}: checkpoint of {model_id} was written with {describe_search(written)}, not "
+                                f"{describe_search(search)}; rerun with {describe_search(written)} to resume it, or "
+                                f"delete {where.parent} to restart this model")
 
 
 # --- one model --------------------------------------------------------------------------
 
+FULL_SEARCH = {"method": "full"}  # options.search_mode of --search full
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What a search asks of one training call (``search.py``); the default is a full run.
+
+    ``mode``: the search recorded in and checked against each checkpoint (``options.search_mode``);
+    ``until``: train up to this epoch only (a rung), None: to the early stop or the epoch limit;
+    ``continuing_at``: the epoch the models were promoted at (a checkpoint there is no interruption);
+    ``records``: the certificate's ``training_mode.search`` of each model that finishes in this call."""
+
+    mode: dict[str, Any] = field(default_factory=lambda: dict(FULL_SEARCH))
+    until: int | None = None
+    continuing_at: int | None = None
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def cap(self, limit: int) -> int:
+        """The last epoch this call trains to."""
+        return limit if self.until is None else min(self.until, limit)
+
+    def record(self, model_id: str) -> dict[str, Any] | None:
+        return self.records.get(model_id)
+
+
 def start_or_resume(checkpoint: Checkpoint, model: Any, model_id: str, deterministic: bool,
-                    note: Callable[[str], None]) -> tuple[dict[str, Any], list[np.ndarray] | None]:
+                    note: Callable[[str], None], search: dict[str, Any] | None = None,
+                    continuing_at: int | None = None) -> tuple[dict[str, Any], list[np.ndarray] | None]:
     """A new training state, or the checkpoint's: the compiled ``model`` (and its optimizer) get the saved
-    weights and variables. Returns ``(state, best weights or None)``; ``note`` gets the resume line."""
+    weights and variables. Returns ``(state, best weights or None)``; ``note`` gets the resume line.
+    ``search``: the run's ``options.search_mode`` (recorded in a new state, checked against a checkpoint's).
+    ``continuing_at``: the epoch a search promoted this model at; a checkpoint there is the search going on,
+    not an interruption, so it is not counted in ``resumed_from``."""
+    search = search or FULL_SEARCH
     state = checkpoint.load()
     if state is None:
         return {"id": model_id, "epoch": 0, "history": {}, "wait": 0, "best": None, "best_epoch": 0,
                 "stopped": False, "started": int(time.time() * 1000), "resumed_from": [],
                 "op_determinism": deterministic, "deterministic_epochs": 0,
-                "mixed_precision": mixed_precision_enabled()}, None
+                "mixed_precision": mixed_precision_enabled(), "search": search}, None
     if state.get("id") != model_id:
         raise EpochBuilderError(f"{checkpoint.dir / STATE_FILE}: checkpoint of {state.get('id')!r}, not {model_id}")
     if bool(state.get("mixed_precision", False)) != mixed_precision_enabled():
@@ -285,6 +339,7 @@ def start_or_resume(checkpoint: Checkpoint, model: Any, model_id: str, determini
         raise EpochBuilderError(f"{checkpoint.dir / STATE_FILE}: checkpoint of {model_id} was written {written} "
                                 f"{MIXED_PRECISION_FLAG}; rerun {written} it to resume, or delete {checkpoint.dir} "
                                 "to restart this model")
+    check_search(state, search, checkpoint.dir / STATE_FILE, model_id)
     mode_note = _resume_mode(state, deterministic, checkpoint.dir / STATE_FILE, model_id)
     saved = _read_npz(checkpoint.dir / state["weights_file"])
     weights, opt_values = _unpack("w", saved), _unpack("o", saved)
@@ -294,9 +349,17 @@ def start_or_resume(checkpoint: Checkpoint, model: Any, model_id: str, determini
     for variable, value in zip(model.optimizer.variables, opt_values):
         variable.assign(value)
     best_weights = _unpack("w", _read_npz(checkpoint.dir / state["best_file"])) if state.get("best_file") else None
-    state["resumed_from"].append(state["epoch"])
-    note(f"resumed at epoch {state['epoch']} from checkpoint{mode_note}")
+    if continuing_at is not None and state["epoch"] == continuing_at:
+        note(f"goes on from epoch {state['epoch']} (promoted by the search){mode_note}")
+    else:
+        state["resumed_from"].append(state["epoch"])
+        note(f"resumed at epoch {state['epoch']} from checkpoint{mode_note}")
     return state, best_weights
+
+
+def finished(state: dict[str, Any], limit: int) -> bool:
+    """Whether a model is done training: stopped early (or diverged), or at its epoch limit."""
+    return bool(state["stopped"]) or state["epoch"] >= limit
 
 
 def compile_model(model: Any, cfg: dict[str, Any]) -> None:
@@ -369,8 +432,11 @@ class EarlyStoppingState:
 
 def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *, seed: int, validation_split: float,
                 max_epochs: int | None, position: tuple[int, int], eta: Any, models_done: int,
-                log: Callable[[str], None] = output.info, bar: output.Bar | None = None) -> dict[str, Any]:
-    """Train (or resume) one config, write its model and certificate; returns the certificate."""
+                log: Callable[[str], None] = output.info, bar: output.Bar | None = None,
+                stage: Stage | None = None) -> dict[str, Any] | None:
+    """Train (or resume) one config, write its model and certificate; returns the certificate. With a search's
+    ``stage``: train up to its ``until`` epoch only; a model that is not done then keeps its checkpoint and
+    returns None (the search decides whether it goes on)."""
     import keras
     import tensorflow as tf
 
@@ -388,9 +454,12 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
         seed_everything(seed)
         model = build_model(cfg["keras_model"], cfg["lookback"], cfg["predictions"], name=model_id)
         compile_model(model, cfg)
+        stage = stage or Stage()
         state, best_weights = start_or_resume(checkpoint, model, model_id, op_determinism_enabled(),
-                                              lambda note: log(f"[{number}/{total}] {model_id}: {note}"))
+                                              lambda note: log(f"[{number}/{total}] {model_id}: {note}"),
+                                              stage.mode, stage.continuing_at)
         stopping = EarlyStoppingState(state, best_weights)
+        cap = stage.cap(limit)
         if bar is not None:
             bar.reset(total=limit, description=f"  {model_id} epochs")
             bar.update(state["epoch"])
@@ -425,17 +494,57 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
                 events.emit(STAGE, done=number, total=total, model=model_id, epoch=state["epoch"], max_epochs=limit,
                             loss=logs.get("loss"), val_loss=current, eta_s=eta_s)
 
-        if not state["stopped"] and state["epoch"] < limit:
+        if not state["stopped"] and state["epoch"] < cap:
             cut = validation_cut(len(data.train_x), validation_split)
-            batches, steps = epoch_batches(data.train_x[:cut], data.train_y[:cut], seed, state["epoch"], limit)
+            batches, steps = epoch_batches(data.train_x[:cut], data.train_y[:cut], seed, state["epoch"], cap)
             # Validation as a tf.data dataset, in order, batches of BATCH_SIZE (what Keras does with arrays, but
             # its array adapter makes TensorFlow log a native NodeDef error for every model under op determinism).
             validation = tf.data.Dataset.from_tensor_slices((data.train_x[cut:], data.train_y[cut:])).batch(BATCH_SIZE)
-            model.fit(batches, steps_per_epoch=steps, epochs=limit, initial_epoch=state["epoch"],
+            model.fit(batches, steps_per_epoch=steps, epochs=cap, initial_epoch=state["epoch"],
                       validation_data=validation, shuffle=False, callbacks=[EpochEnd()], verbose=0)
+        if not finished(state, limit):
+            return None  # at the search's rung: its checkpoint waits for the ranking
         if stopping.best_weights is not None:
             model.set_weights(stopping.best_weights)
-        cert = certificate_for(cfg, data, model, state, limit, seed, model_summary(model, cfg))
+        cert = certificate_for(cfg, data, model, state, limit, seed, model_summary(model, cfg),
+                               search=stage.record(model_id))
+        save_model(model, out_dir / MODEL_FILE)
+        write_history(ws.epoch(), model_id, cert["training_history"], checkpoint.dir / EVENTS_SCRATCH_DIR)
+        atomic_write_json(out_dir / CERTIFICATE_FILE, cert, indent=2)  # last: the model is done
+        checkpoint.remove()
+        return cert
+    finally:
+        checkpoint.unlock()
+
+
+def certify_from_checkpoint(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *, seed: int, limit: int,
+                            pack_size: int, record: dict[str, Any]) -> dict[str, Any]:
+    """A model the search stopped (``search.py``): certified from its checkpoint's best weights, with the epochs it
+    trained, as a model whose training ended there (``record``: its ``training_mode.search``); then its model file,
+    histories and certificate are written and the checkpoint goes, as for any trained model. Always from the
+    checkpoint, never from a model in memory: a run resumed after a kill certifies it the same way."""
+    from epoch_builder.regressions.architectures import build_model, model_summary
+    from epoch_builder.regressions.runtime import seed_everything
+
+    model_id = cfg["id"]
+    checkpoint = Checkpoint(ws.epoch().regression_checkpoint_dir(model_id))
+    checkpoint.lock()
+    try:
+        state = checkpoint.load()
+        if state is None or state.get("id") != model_id:
+            raise EpochBuilderError(f"{checkpoint.dir / STATE_FILE}: no checkpoint of {model_id} to certify (the search "
+                                    f"stopped it at epoch {record.get('epochs')}); delete the batch's search state to "
+                                    "train it again")
+        fresh_session()
+        seed_everything(seed)
+        model = build_model(cfg["keras_model"], cfg["lookback"], cfg["predictions"], name=model_id)
+        compile_model(model, cfg)
+        weights = _unpack("w", _read_npz(checkpoint.dir / (state.get("best_file") or state["weights_file"])))
+        if len(weights) != len(model.get_weights()):
+            raise EpochBuilderError(f"{checkpoint.dir}: checkpoint does not match config {model_id}; delete it to restart")
+        model.set_weights(weights)
+        cert = certificate_for(cfg, data, model, state, limit, seed, model_summary(model, cfg), pack_size, record)
+        out_dir = ws.epoch().regressions_dir / model_id
         save_model(model, out_dir / MODEL_FILE)
         write_history(ws.epoch(), model_id, cert["training_history"], checkpoint.dir / EVENTS_SCRATCH_DIR)
         atomic_write_json(out_dir / CERTIFICATE_FILE, cert, indent=2)  # last: the model is done
@@ -554,7 +663,8 @@ def evaluation_from_predictions(cfg: dict[str, Any], model: Any, predictions: np
 
 
 def certificate_for(cfg: dict[str, Any], data: RegressionDatasets, model: Any, state: dict[str, Any], limit: int,
-                 seed: int, summary: dict[str, Any], pack_size: int = 1) -> dict[str, Any]:
+                 seed: int, summary: dict[str, Any], pack_size: int = 1,
+                 search: dict[str, Any] | None = None) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
@@ -587,7 +697,7 @@ def certificate_for(cfg: dict[str, Any], data: RegressionDatasets, model: Any, s
         "epochs": state["epoch"],
         "best_epoch": state["best_epoch"] + 1,
         "resumed_from_epochs": state.get("resumed_from", []),
-        "training_mode": training_mode(state, pack_size),
+        "training_mode": training_mode(state, pack_size, search),
         "training_history": history,
         # The platform's ITestDatasetEvaluation: both errors, whichever pair trained the model.
         "test_ds_evaluation": _test_errors(preds, data.test_y),

@@ -14,7 +14,7 @@ from conftest import PYTHON, shown, wait_for
 from console.app import EpochConsole, make_app
 from epoch_builder.workspace import Workspace
 from console.screens.charts import LossChartScreen
-from console.screens.forms import BatchPicker
+from console.screens.pickers import BatchPicker
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 SIZE = (150, 45)

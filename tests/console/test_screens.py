@@ -15,10 +15,11 @@ from console.actions import ACTIONS
 from console.screens.action_menu import ActionMenu
 from console.screens.confirm import ConfirmDialog
 from console.screens.dispatch_form import DispatchForm
-from console.screens.forms import (BatchPicker, CreateEpochForm, FormField, ImportCandlesForm, ModelPicker, NumberForm,
-                                   OptionsForm, RegressionPicker, ServerPicker, TextForm)
+from console.screens.forms import CreateEpochForm, ImportCandlesForm, NumberForm, OptionsForm, TextForm
+from console.screens.pickers import BatchPicker, ModelPicker, RegressionPicker, ServerPicker
 from console.screens.help import HelpScreen, help_markdown
 from console.workspace_files import list_batches, list_build_models, list_regressions
+from epoch_builder.regressions.options import TrainingOptions
 from remote.dispatch import DispatchOptions
 
 
@@ -142,8 +143,8 @@ async def test_dispatch_form_checks_like_the_command_and_returns_its_options() -
         screen.query_one("#f-ray-address", Input).value = "10.0.0.5:6379"
         await pilot.press("ctrl+s")
     [options] = app.results
-    assert (options.stage, options.max_failures, options.reassign_after_s, options.workers, options.max_epochs,
-            options.stall_s, options.interval_s, options.pack, options.fast) == (
+    assert (options.stage, options.max_failures, options.reassign_after_s, options.workers, options.training.max_epochs,
+            options.stall_s, options.interval_s, options.training.pack, options.training.fast) == (
         "regressions", 3, 600.0, 2, None, 120.0, 3.0, 4, True)
     assert (options.engine, options.ray_address, options.gpus_per_batch, options.cpus_per_batch) == (
         "ray", "10.0.0.5:6379", 0.25, None)
@@ -180,6 +181,26 @@ async def test_regression_picker_ranks_and_multiselects(small_epoch) -> None:
         await pilot.press("ctrl+s")
     assert app.results[0] == ["initialize-prediction-models", "--regressions", "R1,R2,R0", "--pcr", "1,3",
                               "--regressions-per-model", "2", "--allow-few-regressions"]
+
+
+async def test_regression_picker_marks_the_ones_the_search_stopped_and_does_not_tick_them(small_epoch) -> None:
+    """A regression --search halving stopped early shows its rung ("1 r1") and is not among the preselected
+    best, as initialize-prediction-models --top leaves it out."""
+    base = small_epoch.epoch().regressions_dir
+    for i, loss in enumerate([0.01, 0.02, 0.03]):
+        mode = {"search": {"method": "halving", "stopped": True, "rung": 1}} if i == 0 else {}
+        _write(base / f"S{i}" / "certificate.json", {"id": f"S{i}", "test_evaluation": {"loss": loss, "metric": loss},
+                                                      "training_mode": mode,
+                                                      "training_history": {"loss": [0.1] * (1 if i == 0 else 3)}})
+    ranked = list_regressions(small_epoch)
+    assert [(r.id, r.stopped_rung) for r in ranked] == [("S0", 1), ("S1", None), ("S2", None)]
+    app = Host(RegressionPicker(ranked, preselect=2))
+    async with app.run_test(size=(110, 50)) as pilot:
+        assert "stopped early by --search halving" in str(app.screen.query_one("#stopped-note").render())
+        options = app.screen.query_one("#regression-list")
+        assert "1 r1" in str(options.get_option_at_index(0).prompt)
+        assert sorted(options.selected) == ["S1", "S2"]
+        await pilot.pause()
 
 
 async def test_model_picker_over_build_and_balance_chart(small_epoch) -> None:
@@ -249,7 +270,7 @@ def test_unreadable_build_file_names_the_file(small_epoch) -> None:
 
 
 async def test_action_menu_lists_every_action_grouped() -> None:
-    app = Host(ActionMenu())
+    app = Host(ActionMenu(ACTIONS))
     async with app.run_test(size=(100, 60)) as pilot:
         option_list = app.screen.query_one("#action-list")
         ids = [option_list.get_option_at_index(i).id for i in range(option_list.option_count)]
@@ -259,24 +280,24 @@ async def test_action_menu_lists_every_action_grouped() -> None:
 
 
 async def test_help_lists_every_binding() -> None:
-    text = help_markdown()
+    text = help_markdown(ACTIONS)
     for action in ACTIONS:
         assert action.title in text
-    app = Host(HelpScreen())
+    app = Host(HelpScreen(ACTIONS))
     async with app.run_test() as pilot:
         await pilot.press("escape")
     assert app.results == [None]
 
 
 def test_the_board_is_in_the_footer_help_palette_and_menu() -> None:
-    from console.actions import ACTIONS_BY_ID, actions_in
+    from console.actions import ACTIONS, ACTIONS_BY_ID, actions_in
     from console.app import EpochConsole
     from console.screens.help import help_markdown
 
     board = ACTIONS_BY_ID["board"]
     assert board.key == "o" and board.footer
     assert any(b.key == "o" and b.show and b.action == "perform('board')" for b in EpochConsole.BINDINGS)
-    assert "| `o` | Board |" in help_markdown()
+    assert "| `o` | Board |" in help_markdown(ACTIONS)
     assert board in actions_in(board.group)  # the `a` menu and the palette list every ACTIONS entry
 
 
@@ -358,9 +379,39 @@ async def test_a_form_keeps_its_error_line_buttons_and_keys_on_screen(size: tupl
         assert app.results and app.results[0][:3] == ["create-epoch", "--id", "_TEST"]
 
 
+async def test_the_dispatch_form_offers_train_regression_batchs_options_from_their_table() -> None:
+    """One field per option of epoch_builder/regressions/options.py, its range beside it; the form's values
+    make the one TrainingOptions object (checked there: one line naming the flag)."""
+    from epoch_builder.regressions.options import CHOICE, FLAG, OPTIONS
+
+    defaults = DispatchOptions(stage="regressions", interval_s=3.0, training=TrainingOptions(pack=3))
+    app = Host(DispatchForm(defaults))
+    async with app.run_test(size=(120, 60)) as pilot:
+        screen = app.screen
+        for option in OPTIONS:
+            widget = screen.query_one(f"#f-{option.flag[2:]}")
+            expected = {FLAG: Checkbox, CHOICE: Select}.get(option.kind, Input)
+            assert isinstance(widget, expected), option.flag
+            if expected is Input:
+                beside = widget.parent.query_one(".field-range", Static)
+                assert str(beside.render()) == option.allowed
+        assert screen.query_one("#f-pack", Input).value == "3" and screen.query_one("#f-eta", Input).value == "2"
+        screen.query_one("#f-eta", Input).value = "3"
+        await pilot.press("ctrl+s")
+        error = str(screen.query_one(".form-error", Static).render())
+        assert "--eta applies to --search halving only" in error and not app.results
+        screen.query_one("#f-search", Select).value = "halving"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+    [options] = app.results
+    assert options.training == TrainingOptions(pack=3, search="halving", eta=3)
+
+
 def _train_options() -> OptionsForm:
-    return OptionsForm("Train KR_DNN_1_10 on srv2", [
-        FormField("max_epochs", "max epochs per model", "int", hint="empty: each config's own", low=1, high=100_000)])
+    """The train form as the console opens it: train-regression-batch's options table, checked by TrainingOptions."""
+    from console.actions.pipeline import train_form_fields
+
+    return OptionsForm("Train KR_DNN_1_10 on srv2", train_form_fields(), build=TrainingOptions.from_values)
 
 
 # Every form the console opens: (make it, put a bad value in, put a good value in, what it returns).
@@ -368,7 +419,7 @@ FORMS = {
     "import candlesticks": (lambda: ImportCandlesForm("srv1"), {"#f-interval": "0"},
                             {"#f-sources": "/data/BTCUSDT-1m-2024-01.zip", "#f-interval": "30"},
                             ["candlesticks", "import", "/data/BTCUSDT-1m-2024-01.zip", "--interval", "30"]),
-    "train options": (_train_options, {"#f-max_epochs": "0"}, {"#f-max_epochs": "5"}, {"max_epochs": 5}),
+    "train options": (_train_options, {"#f-max_epochs": "0"}, {"#f-max_epochs": "5"}, TrainingOptions(max_epochs=5)),
     "build limit": (lambda: NumberForm("Build prediction models", "limit (models kept)", 100, 1, 10_000_000),
                     {"#f-number": "0"}, {"#f-number": "250"}, 250),
     "ssh key": (lambda: TextForm("Install SSH key", "public key file"), {"#f-text": ""}, {"#f-text": "~/.ssh/k.pub"},
