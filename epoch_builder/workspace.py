@@ -27,7 +27,8 @@ def resolve_root(option: str | None) -> Path:
 
 CONFIG_DIR = "config"
 EPOCH_CONFIG_FILE = "epoch.json"
-JOBS_DIR = ".jobs"  # detached jobs of the remote layer (layout in remote/agent.py)
+TRAINING_RATES_FILE = "training_rates.json"  # epoch-cluster calibrate's records
+JOBS_DIR = ".jobs"  # detached jobs of the remote layer (layout in remote/host_program.py)
 CERTIFICATE_FILE = "certificate.json"  # one per trained regression, in its own directory
 REGRESSION_CHECKPOINTS_DIR = ".regression_checkpoints"  # per epoch: models in training
 DOWNLOADS_DIR = "downloads"  # `candlesticks download`: <root>/downloads/<market>/<SYMBOL>/
@@ -42,14 +43,21 @@ TENSORBOARD_EVENTS_FILE = "events.out.tfevents.training_history.v2"
 class Workspace:
     root: Path
 
+    @classmethod
+    def open(cls, root: Path) -> Workspace:
+        """The workspace at ``root``, made whole before anything reads it: an import cut short while
+        switching candle bundles is completed or rolled back (``bundle.recover_bundle``), so every path
+        below ``candlesticks_dir`` is the complete old bundle or the complete new one.  Every command
+        and the console open their workspace this way; a bare ``Workspace(root)`` only names paths."""
+        from epoch_builder.bundle import recover_bundle  # light; imported here: only opening needs it
+
+        recover_bundle(root)
+        return cls(root)
+
     # --- candlesticks -------------------------------------------------------
     @property
     def candlesticks_dir(self) -> Path:
-        """The bundle directory; an import cut short while switching bundles is completed or rolled
-        back first, so every path below it is the complete old bundle or the complete new one."""
-        from epoch_builder.bundle import recover_bundle  # light; imported here: only a use of the bundle needs it
-
-        recover_bundle(self.root)
+        """The bundle directory (complete once the workspace was opened with ``Workspace.open``)."""
         return self.root / CANDLESTICKS_DIR
 
     @property
@@ -77,6 +85,11 @@ class Workspace:
     @property
     def epoch_config_file(self) -> Path:
         return self.config_dir / EPOCH_CONFIG_FILE
+
+    @property
+    def training_rates_file(self) -> Path:
+        """Each server's calibrated training rate per family (``regressions.calibrate``)."""
+        return self.config_dir / TRAINING_RATES_FILE
 
     def load_epoch_config(self) -> "EpochConfig":  # noqa: F821 - light import below
         from epoch_builder.epoch import EpochConfig
@@ -213,6 +226,11 @@ class EpochPaths:
     def regression_checkpoint_dir(self, regression_id: str) -> Path:
         """Where a model in training keeps its checkpoint (removed once the model is done)."""
         return self.dir / REGRESSION_CHECKPOINTS_DIR / regression_id
+
+    def search_state_file(self, batch_name: str) -> Path:
+        """A batch's successive-halving state beside its models' checkpoints (``--search halving``; removed once
+        the batch is done). A file, where checkpoints are directories: no model id holds a dot."""
+        return self.dir / REGRESSION_CHECKPOINTS_DIR / f"{batch_name}.search.json"
 
     def sweep_journal_file(self, batch_name: str) -> Path:
         """find-profitable-configs' progress of a batch (removed once its output is written)."""

@@ -37,6 +37,7 @@ from remote import jobs as remote_jobs
 from remote.errors import RemoteError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from epoch_builder.regressions.options import TrainingOptions
     from remote.hosts import Host
     from remote.jobs import JobInfo
 
@@ -73,14 +74,12 @@ class BatchSpec:
     def key(self) -> str:
         return f"{self.stage}:{self.name}"
 
-    def argv(self, *, max_epochs: int | None = None, workers: int | None = None, fast: bool = False,
-             pack: int | None = None, mixed_precision: bool = False, processes: int | None = None) -> list[str]:
-        """The job's epoch-builder command line; the training options apply to the regressions stage."""
+    def argv(self, *, training: TrainingOptions | None = None, workers: int | None = None) -> list[str]:
+        """The job's epoch-builder command line; ``training`` (train-regression-batch's options, only those that
+        differ from its defaults) applies to the regressions stage, ``workers`` to the profitable-configs one."""
         if self.stage == REGRESSIONS:
             argv = ["train-regression-batch", "--category", str(self.category), "--batch", self.name]
-            return (argv + (["--max-epochs", str(max_epochs)] if max_epochs else []) + (["--fast"] if fast else [])
-                    + (["--pack", str(pack)] if pack else []) + (["--mixed-precision"] if mixed_precision else [])
-                    + (["--processes", str(processes)] if processes else []))
+            return argv + (training.argv() if training is not None else [])
         return ["find-profitable-configs", "--batch", f"{self.name}.json"] + (["--workers", str(workers)] if workers else [])
 
     def push_paths(self, epoch_id: str) -> list[str]:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 STAGES = ("regressions", "profitable-configs")
 ENGINES = ("ssh", "ray")  # remote.dispatch.ENGINES (checked equal in the tests; this module stays import-light)
+ORDERS = ("cost", "file")  # remote.plan.ORDERS, the first the default (checked equal in the tests, likewise)
 
 
 def add_board_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
@@ -36,6 +37,10 @@ def add_board_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--ray-wait", type=float, default=600.0, metavar="SECONDS",
                    help="ray: give up after waiting this long for the cluster to connect, for its checkpoint store, or "
                         "for a node that can run a batch while none runs (default 600); what it waits for is said sooner")
+    p.add_argument("--order", choices=ORDERS, default=ORDERS[0],
+                   help="regressions: which pending batch a free server takes: cost (default: the longest batches to the "
+                        "servers that finish them first, by epoch-cluster calibrate's rates; see epoch-cluster plan) or "
+                        "file (the next batch file)")
     p.add_argument("--interval", type=float, default=5.0, metavar="SECONDS", help="seconds between checks (default 5)")
     p.add_argument("--max-failures", type=int, default=2, metavar="N",
                    help="failures of a batch on one server before it moves to another (default 2)")
@@ -44,14 +49,9 @@ def add_board_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--reassign-after", type=float, metavar="SECONDS",
                    help="move a batch whose server has been unreachable this long to another server "
                         "(default: wait for that server; its job may still be running)")
-    p.add_argument("--max-epochs", type=int, metavar="N", help="regressions: train-regression-batch --max-epochs")
-    p.add_argument("--fast", action="store_true", help="regressions: train-regression-batch --fast (op determinism off)")
-    p.add_argument("--pack", type=int, metavar="K",
-                   help="regressions: train-regression-batch --pack (models trained together; default per family)")
-    p.add_argument("--processes", type=int, metavar="N",
-                   help="regressions: train-regression-batch --processes (training processes per server)")
-    p.add_argument("--mixed-precision", action="store_true",
-                   help="regressions: train-regression-batch --mixed-precision (float16 compute, for GPU servers)")
+    from epoch_builder.regressions.options import add_arguments
+
+    add_arguments(p, prefix="regressions: ")  # train-regression-batch's options, from its one table
     p.add_argument("--workers", type=int, metavar="N", help="profitable-configs: find-profitable-configs --workers")
     p.add_argument("--forever", action="store_true", help="keep watching after every batch is done")
 
@@ -92,15 +92,15 @@ def _dump_tasks() -> None:
 
 
 def dispatch_options(args: argparse.Namespace) -> Any:
+    from epoch_builder.regressions.options import TrainingOptions
     from remote.dispatch import DispatchOptions
 
     return DispatchOptions(stage=args.stage, interval_s=args.interval, max_failures=args.max_failures, stall_s=args.stall,
                            reassign_after_s=args.reassign_after,
-                           max_epochs=args.max_epochs, workers=args.workers, fast=args.fast, pack=args.pack,
-                           mixed_precision=args.mixed_precision, processes=args.processes,
+                           training=TrainingOptions.from_args(args), workers=args.workers,
                            until_done=not args.forever, engine=args.engine, ray_address=args.address,
                            cpus_per_batch=args.cpus_per_batch, gpus_per_batch=args.gpus_per_batch,
-                           ray_wait_s=args.ray_wait)
+                           ray_wait_s=args.ray_wait, order=args.order)
 
 
 async def run_ray_dispatch(args: argparse.Namespace, local_root: Path) -> int:

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     from remote.board_cli import add_board_commands
 
     add_board_commands(add)
+    from remote.plan_cli import add_plan_commands
+
+    add_plan_commands(add)
     return parser
 
 
@@ -201,6 +204,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
             from remote.board_cli import run_board_command
 
             return await run_board_command(args, cluster.select(args.server), _local_root(args))
+        if args.command in ("calibrate", "plan"):  # they reach each host themselves, and say which did not answer
+            from remote.plan_cli import run_plan_command
+
+            return await run_plan_command(args, cluster.select(args.server), _local_root(args))
         failures: dict[str, str] = {}
         connected = await cluster.connect_all(args.server)
         for name, exc in connected.items():

@@ -15,7 +15,7 @@ Each tick (every ``interval_s``) rebuilds the :mod:`remote.board` and then, per 
   long moves to another server; its old job is stopped when the server
   answers again.
 
-Never two jobs on one host (the agent refuses a second one as well), never the
+Never two jobs on one host (the host program refuses a second one as well), never the
 same batch twice at once: a batch running, or assigned to a host that cannot
 be reached right now, is not started elsewhere.  A restarted dispatcher adopts
 running jobs from the job directories instead of restarting them.
@@ -31,9 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
-from epoch_builder.regressions.configs import MAX_PACK_SIZE, MAX_PROCESSES
+from epoch_builder.errors import EpochBuilderError
+# train-regression-batch's options: the console's forms take the table and the object from here (the console
+# imports nothing of epoch_builder.regressions: tests/test_layers.py)
+from epoch_builder.regressions.options import OPTIONS as TRAINING_OPTIONS, TrainingOptions
 from remote import board as boards
 from remote import jobs
+from remote.plan import DEFAULT_ORDER, ORDERS, CostPlanner
 from remote.errors import JobConflict, RemoteError
 from remote.hosts import HostState
 
@@ -55,13 +59,13 @@ class DispatchOptions:
     stage: str
     interval_s: float = 5.0
     max_failures: int = 2  # failures of a batch on one host before it moves to another host
-    max_epochs: int | None = None  # train-regression-batch --max-epochs
     workers: int | None = None  # find-profitable-configs --workers
-    fast: bool = False  # train-regression-batch --fast
-    pack: int | None = None  # train-regression-batch --pack (None: its default per family)
-    mixed_precision: bool = False  # train-regression-batch --mixed-precision (GPU servers)
-    processes: int | None = None  # train-regression-batch --processes (None: one)
+    # train-regression-batch's options (regressions stage), checked by TrainingOptions itself
+    training: TrainingOptions = field(default_factory=TrainingOptions)
     until_done: bool = True  # stop once every batch of the stage is done
+    # regressions: which pending batch a free server takes (remote.plan.ORDERS): cost, the longest batches to
+    # the servers that finish them first (remote.schedule); file, the next batch file (the original's order)
+    order: str = DEFAULT_ORDER
     stall_s: float = 120.0  # a push / pull that moves no byte for this long is abandoned and retried
     # A batch whose server stays unreachable this long moves to another server (None: it waits for its
     # server, the safe default: the job may still be running there). Its old job is stopped if it returns.
@@ -75,6 +79,8 @@ class DispatchOptions:
     ray_wait_s: float = 600.0
 
     def __post_init__(self) -> None:
+        if self.order not in ORDERS:
+            raise RemoteError(f"--order {self.order!r} unknown; allowed: {', '.join(ORDERS)}")
         if self.engine not in ENGINES:
             raise RemoteError(f"--engine {self.engine!r} unknown; allowed: {', '.join(ENGINES)}")
         if self.cpus_per_batch is not None and not 0 < self.cpus_per_batch <= 1024:
@@ -93,12 +99,6 @@ class DispatchOptions:
             raise RemoteError(f"--stall {self.stall_s} out of range; allowed 1..86400 seconds")
         if self.reassign_after_s is not None and not 1 <= self.reassign_after_s <= 30 * 86400:
             raise RemoteError(f"--reassign-after {self.reassign_after_s} out of range; allowed 1..2592000 seconds")
-        if self.max_epochs is not None and not 1 <= self.max_epochs <= 100_000:
-            raise RemoteError(f"--max-epochs {self.max_epochs} out of range; allowed 1..100000")
-        if self.pack is not None and not 1 <= self.pack <= MAX_PACK_SIZE:
-            raise RemoteError(f"--pack {self.pack} out of range; allowed 1..{MAX_PACK_SIZE}")
-        if self.processes is not None and not 1 <= self.processes <= MAX_PROCESSES:
-            raise RemoteError(f"--processes {self.processes} out of range; allowed 1..{MAX_PROCESSES}")
         if self.workers is not None and not 1 <= self.workers <= 1024:
             raise RemoteError(f"--workers {self.workers} out of range; allowed 1..1024")
 
@@ -147,6 +147,26 @@ class DispatcherLock:
             self._fd = None
 
 
+async def end_of_round(board: boards.Board, options: DispatchOptions, stop: asyncio.Event, *, label: str,
+                       given_up: Callable[[boards.BatchRow], bool], where: str = "", busy: bool = False) -> bool:
+    """The end of a dispatch round, for both engines (this module's and :mod:`remote.ray_engine`'s).
+
+    When every open batch of the stage has given up (``given_up``: failed ``max_failures`` times wherever
+    it may run) and nothing is under way (``busy``), raise RemoteError naming them (``label``, then the
+    batches, ``where`` they failed). Else wait ``interval_s`` for ``stop``: True when it was set (the
+    dispatcher returns its last board), False when the next round is due."""
+    open_rows = [r for r in board.stage_rows(options.stage) if r.state != boards.DONE]
+    failed = [r for r in open_rows if given_up(r)]
+    if open_rows and len(failed) == len(open_rows) and not busy:
+        raise RemoteError(f"{label}: batch(es) {', '.join(r.spec.name for r in failed)} failed {options.max_failures} "
+                          f"times{where}; see `epoch-cluster board` for their logs")
+    try:
+        await asyncio.wait_for(stop.wait(), options.interval_s)
+        return True
+    except TimeoutError:
+        return False
+
+
 def _describe_holder(text: str) -> str:
     try:
         holder = json.loads(text)
@@ -177,6 +197,9 @@ class Dispatcher:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._host_status: dict[str, str] = {}  # last reported per host, so each change is logged once
         self._down_since: dict[str, float] = {}  # host -> when this dispatcher first saw it unreachable
+        self._planner = (CostPlanner(self.root, [h.name for h in self.hosts])
+                         if options.order == "cost" and options.stage == boards.REGRESSIONS else None)
+        self._said: dict[str, str] = {}  # host -> the last reason logged for it (each new one is logged once)
 
     def stop(self) -> None:
         self._stop.set()
@@ -205,18 +228,9 @@ class Dispatcher:
                     return board
                 if not board.stage_rows(self.options.stage):
                     raise RemoteError(f"dispatch {self.options.stage}: the epoch {self.epoch_id} has no batches for this stage")
-                open_rows = [r for r in board.stage_rows(self.options.stage) if r.state != boards.DONE]
-                given_up = [r for r in open_rows if r.state == boards.FAILED and all(
-                    r.failures.get(h.name, 0) >= self.options.max_failures for h in self.hosts)]
-                if open_rows and len(given_up) == len(open_rows) and not self._inflight:
-                    raise RemoteError(
-                        f"dispatch {self.options.stage}: batch(es) {', '.join(r.spec.name for r in given_up)} failed "
-                        f"{self.options.max_failures} times on every server; see `epoch-cluster board` for their logs")
-                try:
-                    await asyncio.wait_for(self._stop.wait(), self.options.interval_s)
+                if await end_of_round(board, self.options, self._stop, label=f"dispatch {self.options.stage}",
+                                      given_up=self._given_up, where=" on every server", busy=bool(self._inflight)):
                     return board
-                except TimeoutError:
-                    pass
         finally:
             self.state.set_dispatch(None)
             pending = [t for t in self._inflight.values() if not t.done()]
@@ -224,6 +238,11 @@ class Dispatcher:
                 bound = max(self.options.interval_s, STOP_GRACE_S + max((h.ssh.command_timeout_s for h in self.hosts),
                                                                         default=30.0)) + 10
                 await asyncio.wait(pending, timeout=bound)
+
+    def _given_up(self, row: boards.BatchRow) -> bool:
+        """A failed batch that failed ``max_failures`` times on every server."""
+        return row.state == boards.FAILED and all(
+            row.failures.get(h.name, 0) >= self.options.max_failures for h in self.hosts)
 
     async def tick(self) -> boards.Board:
         board = await self.board()
@@ -283,6 +302,12 @@ class Dispatcher:
         idle = [h for h in online if h.name not in busy_hosts and not work[h.name]]
         candidates = [r for r in rows if r.state in (boards.PENDING, boards.PUSHED, boards.FAILED)
                       and not self.state.assigned(r.spec.key)]
+        if self._planner is not None and idle and candidates:
+            try:
+                self._planner.refresh(board, [h.name for h in online], time.time())
+            except (EpochBuilderError, OSError, ValueError) as exc:  # e.g. a garbled rates file: one line, go on
+                self.alert(f"dispatch: cost-aware order unavailable ({exc}); batches go in file order")
+                self._planner = None
         for host in idle:
             row = self._choose(candidates, host.name)
             if row is None:
@@ -337,11 +362,16 @@ class Dispatcher:
         self.log(f"{row.spec.name}: stopped job {job_id} on {host_name} (the batch had moved to another server)")
 
     def _choose(self, candidates: list[boards.BatchRow], host: str) -> boards.BatchRow | None:
-        """The first batch that failed fewer than ``max_failures`` times on this host."""
-        for row in candidates:
-            if row.failures.get(host, 0) < self.options.max_failures:
-                return row
-        return None
+        """Of the batches that failed fewer than ``max_failures`` times on this host: the first (``--order
+        file``, and the sweep's batches), or the cost-aware choice, which may be none (``--order cost``)."""
+        allowed = [row for row in candidates if row.failures.get(host, 0) < self.options.max_failures]
+        if self._planner is None or not allowed:
+            return allowed[0] if allowed else None
+        name, reason = self._planner.choose([row.spec.name for row in allowed], host)
+        if self._said.get(host) != (name or "idle"):  # a start is news; staying idle is said once, not each tick
+            self._said[host] = name or "idle"
+            self.log(reason)
+        return next((row for row in allowed if row.spec.name == name), None)
 
     async def _run_host(self, name: str, actions: list, report: TickReport) -> None:
         for action in actions:  # one host's actions in order; hosts run in parallel
@@ -395,9 +425,7 @@ class Dispatcher:
         try:
             pushed = await self._transfer(host, "push", lambda progress: sync.push(
                 host, row.spec.push_paths(self.epoch_id), local_root=self.root, progress=progress))
-            argv = row.spec.argv(max_epochs=self.options.max_epochs, workers=self.options.workers, fast=self.options.fast,
-                                 pack=self.options.pack, mixed_precision=self.options.mixed_precision,
-                                 processes=self.options.processes)
+            argv = row.spec.argv(training=self.options.training, workers=self.options.workers)
             # The job's id is chosen and recorded before the host is asked: if the answer is lost, the board
             # still names the job, a retry of the start finds it, and a moved batch's old job can be stopped.
             job_id = jobs.new_job_id(argv)

@@ -5,7 +5,12 @@ dispatcher: Ray places the work (CPUs per sweep batch; CPUs or a fraction of a
 GPU per training batch), restarts it when a node is lost, and needs no shared
 filesystem.
 
-* **One detached, named actor per batch** (``BatchRunner``, named
+This module is the side that runs where the workspace is: the dispatcher
+(:class:`RayDispatcher`), the commit of the runners' answers, and following a
+runner's log. What runs on the cluster's nodes (the actors) is
+:mod:`remote.ray_nodes`.
+
+* **One detached, named actor per batch** (:class:`remote.ray_nodes.BatchRunner`, named
   ``<epoch>/<stage>:<batch>`` in namespace ``epoch-builder``): Ray schedules it
   with the stage's resources; it writes the batch's inputs (shipped through the
   object store: the epoch's common inputs once per stage, the batch file per
@@ -17,13 +22,14 @@ filesystem.
 * **Checkpoints travel back while it runs**: every ``SNAPSHOT_EVERY_S`` the
   runner sends the batch's resume state (``BatchSpec.checkpoint_paths``: the
   models done so far and those in training's checkpoints, the sweep's journal)
-  to a ``CheckpointStore`` actor on the dispatcher's node. When a worker node
+  to a :class:`remote.ray_nodes.CheckpointStore` actor on the dispatcher's node. When a worker node
   dies, Ray restarts the runner elsewhere (``max_restarts``); it starts from the
   stored checkpoints, so the batch resumes, and both stages' resume is exact.
 * **Answers are untrusted** (as an SFTP pull): the finished runner hands back
   the files of ``BatchSpec.pull_paths``; :func:`commit_answer` keeps only clean
   paths under them and commits them atomically and verified
-  (``agent.Staging`` + ``agent.commit``); anything else is refused and named.
+  (``host_program.Staging`` + ``host_program.commit``); anything else is
+  refused and named.
 * **The board**: each tick writes the Ray rows (``board.RAY_STATE_FILE``) that
   ``build_board`` shows: pending, pushed (waiting for a node), running on
   ``ray:<node>`` with the job's last progress event, failed with its log tail.
@@ -39,32 +45,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from remote import agent
 from remote import board as boards
+from remote import host_program
 from remote.errors import RemoteError
+from remote.ray_nodes import CALL_TIMEOUT_S, NAMESPACE, BatchRunner, CheckpointStore, fingerprint_of, read_files
 
-NAMESPACE = "epoch-builder"
 RAY_HOST = "ray"  # the server name of Ray-run batches on the board and in the failure counts
-SNAPSHOT_EVERY_S = 2.0  # a running batch ships its checkpoints back at most this often
 STATUS_WAIT_S = 1.0  # per tick, how long the runners get to answer (one still waiting for a node never does)
 HEAD_RESOURCE = "node:__internal_head__"  # Ray's marker resource of the head node
-LOG_CHUNK_BYTES = 64 * 1024  # of a runner's log per call
 WAIT_NOTICE_S = 10.0  # what a dispatch waits for on the cluster is said after this long (then every this long)
-CALL_TIMEOUT_S = 300.0  # any other call to an actor (inputs, results: possibly large); a hung call is an error
-EVENTS_FILE = ".ray-events.jsonl"  # in a runner's directory
-LOG_FILE = ".ray-job.log"
-
-Files = dict[str, list]  # workspace-relative path -> [content bytes, mtime_ns]
 
 
 def is_ray_host(host: str | None) -> bool:
@@ -88,48 +83,7 @@ def store_name(epoch_id: str) -> str:
     return f"{epoch_id}/checkpoints"
 
 
-# --- files in and out ------------------------------------------------------------------------------
-
-
-def _regular_files(root: Path, rel: str) -> Iterable[Path]:
-    """Regular files at or under ``root/rel``; links (to files or directories) are never followed."""
-    path = root / rel
-    if path.is_symlink():
-        return
-    if path.is_file():
-        yield path
-    elif path.is_dir():
-        for directory, subdirs, names in os.walk(path):  # followlinks=False: linked directories stay out
-            subdirs.sort()
-            for name in sorted(names):
-                file = Path(directory) / name
-                if file.is_file() and not file.is_symlink():
-                    yield file
-
-
-def read_files(root: Path, rels: Iterable[str]) -> Files:
-    """Every regular file under the workspace-relative ``rels`` (files or directories), links skipped."""
-    files: Files = {}
-    for rel in rels:
-        for path in _regular_files(root, rel):
-            files[path.relative_to(root).as_posix()] = [path.read_bytes(), path.stat().st_mtime_ns]
-    return files
-
-
-def write_files(root: Path, files: Files) -> None:
-    """The controller's own inputs (trusted) or stored checkpoints into a runner's directory."""
-    for rel, (data, mtime_ns) in files.items():
-        path = root / agent.safe_relpath(rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        os.utime(path, ns=(int(mtime_ns), int(mtime_ns)))
-
-
-def _fingerprint(files: Files) -> str:
-    digest = hashlib.sha256()
-    for rel in sorted(files):
-        digest.update(rel.encode() + b"\0" + hashlib.sha256(files[rel][0]).digest())
-    return digest.hexdigest()
+# --- answers in ----------------------------------------------------------------------------------
 
 
 def commit_answer(root: Path, allowed: list[str], answer: Any) -> tuple[list[str], list[str]]:
@@ -143,214 +97,28 @@ def commit_answer(root: Path, allowed: list[str], answer: Any) -> tuple[list[str
         return [], [f"(the answer is a {type(answer).__name__}, not a file map)"]
     refused: list[str] = []
     items: list[dict[str, Any]] = []
-    staging = agent.Staging(str(root))
+    staging = host_program.Staging(str(root))
     try:
         for index, (rel, entry) in enumerate(answer.items()):
             try:
-                clean = agent.safe_relpath(rel) if isinstance(rel, str) else None
-            except agent.AgentError:
+                clean = host_program.safe_relpath(rel) if isinstance(rel, str) else None
+            except host_program.HostProgramError:
                 clean = None
             well_formed = (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], bytes)
                            and isinstance(entry[1], int) and not isinstance(entry[1], bool) and entry[1] >= 0)
-            if clean != rel or not agent.under_requested(rel, allowed) or not well_formed:
+            if clean != rel or not host_program.under_requested(rel, allowed) or not well_formed:
                 refused.append(rel if isinstance(rel, str) and clean == rel else repr(rel)[:200])
                 continue
-            name = agent.part_name(index)
+            name = host_program.part_name(index)
             with open(os.path.join(staging.path, name), "wb") as handle:
                 handle.write(entry[0])
             items.append({"tmp": name, "path": rel, "size": len(entry[0]),
                           "sha256": hashlib.sha256(entry[0]).hexdigest(), "mtime_ns": entry[1]})
-        result = agent.commit(str(root), staging.path, items) if items else {"committed": [], "failed": []}
+        result = host_program.commit(str(root), staging.path, items) if items else {"committed": [], "failed": []}
     finally:
         staging.remove()
     refused += [f"{failure['path']} ({failure['reason']})" for failure in result["failed"]]
     return result["committed"], refused
-
-
-# --- the actors (run on the cluster's nodes) ----------------------------------------------------------
-
-
-class CheckpointStore:
-    """On the dispatcher's node (it survives a worker node's loss), detached (it survives the dispatcher):
-    the batches' inputs, each batch's last checkpoint, and where each of its runs started (a restarted
-    runner counts one more start). Runners fetch their inputs from here, so their constructor arguments
-    are names only and a runner restarts even after the dispatcher that created it is gone (Ray cannot
-    restart an actor whose arguments were objects owned by a dead driver)."""
-
-    def __init__(self) -> None:
-        self.inputs: dict[str, Files] = {}
-        self.saved: dict[str, Files] = {}
-        self.starts: dict[str, list[str]] = {}
-
-    def node(self) -> str:
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
-
-    def put_inputs(self, name: str, files: Files) -> None:
-        self.inputs[name] = files
-
-    def has_inputs(self, name: str) -> bool:
-        return name in self.inputs
-
-    def inputs_of(self, name: str) -> Files:
-        return self.inputs[name]
-
-    def save(self, key: str, files: Files) -> None:
-        self.saved[key] = files
-
-    def checkpoint(self, key: str) -> Files | None:
-        return self.saved.get(key)
-
-    def started(self, key: str, node: str) -> int:
-        self.starts.setdefault(key, []).append(node)
-        return len(self.starts[key])
-
-    def starts_of(self, key: str) -> list[str]:
-        return list(self.starts.get(key, []))
-
-    def drop(self, key: str) -> None:
-        """A batch done: its checkpoint and its own inputs go (its starts stay, for the record)."""
-        self.saved.pop(key, None)
-        for name in [n for n in self.inputs if n.startswith(f"{key}:")]:
-            del self.inputs[name]
-
-    def drop_inputs(self, prefix: str) -> None:
-        for name in [n for n in self.inputs if n.startswith(prefix)]:
-            del self.inputs[name]
-
-
-class BatchRunner:
-    """One batch on one node: its inputs and last checkpoint written into a fresh directory, the batch's
-    ``epoch-builder`` subcommand run there in a child process; status and, once done, its results."""
-
-    def __init__(self, key: str, argv: list[str], pull_paths: list[str], checkpoint_paths: list[str],
-                 inputs: list[str], store: str) -> None:
-        import ray
-
-        self.key, self.argv = key, list(argv)
-        self.pull_paths, self.checkpoint_paths = list(pull_paths), list(checkpoint_paths)
-        self.node = ray.get_runtime_context().get_node_id()
-        self.store_name = store
-        self.store = ray.get_actor(store, namespace=NAMESPACE)
-        self.workdir = Path(tempfile.mkdtemp(prefix="epoch-builder-ray-"))
-        for name in inputs:  # the stage's common inputs, then the batch's own
-            write_files(self.workdir, ray.get(self.store.inputs_of.remote(name)))
-        saved = ray.get(self.store.checkpoint.remote(key))
-        self.resumed_files = len(saved or {})
-        if saved:
-            write_files(self.workdir, saved)
-        self.start = ray.get(self.store.started.remote(key, self.node))
-        self.state, self.exit_code, self.result_files = "running", None, None
-        self._process: subprocess.Popen | None = None
-        self._lock = threading.Lock()
-        threading.Thread(target=self._run, name=f"batch {key}", daemon=True).start()
-
-    def _find_store(self) -> None:
-        import ray
-
-        try:
-            self.store = ray.get_actor(self.store_name, namespace=NAMESPACE)  # a new one the dispatcher made
-        except ValueError:
-            pass
-
-    def _command(self) -> list[str]:
-        return [sys.executable, "-m", "epoch_builder", self.argv[0], "--workspace", str(self.workdir), "--no-progress",
-                *self.argv[1:]]
-
-    def _run(self) -> None:
-        try:
-            self._run_batch()
-        except Exception as exc:  # noqa: BLE001 - reported as the batch's failure, never a silent hang
-            with self._lock:
-                self.state, self.exit_code = "failed", self.exit_code if self.exit_code is not None else -1
-            with open(self.workdir / LOG_FILE, "a", encoding="utf-8") as log:
-                log.write(f"ray runner: {type(exc).__name__}: {exc}\n")
-
-    def _run_batch(self) -> None:
-        import ray
-
-        from epoch_builder.children import die_with_parent
-        from epoch_builder.events import EVENTS_ENV, JOB_ENV
-
-        env = {**os.environ, EVENTS_ENV: str(self.workdir / EVENTS_FILE), JOB_ENV: f"{self.key}#{self.start}"}
-        parent = os.getpid()
-        with open(self.workdir / LOG_FILE, "ab") as log:
-            self._process = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                             cwd=self.workdir, preexec_fn=lambda: die_with_parent(parent))
-            shipped = ""
-            while True:
-                try:
-                    code = self._process.wait(timeout=SNAPSHOT_EVERY_S)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-                snapshot = read_files(self.workdir, self.checkpoint_paths)
-                fingerprint = _fingerprint(snapshot)
-                if snapshot and fingerprint != shipped:  # the store keeps the last complete one
-                    try:
-                        ray.get(self.store.save.remote(self.key, snapshot), timeout=CALL_TIMEOUT_S)
-                        shipped = fingerprint
-                    except Exception:  # noqa: BLE001 - the store is gone or slow: the batch goes on, unshipped
-                        self._find_store()
-        with self._lock:
-            self.exit_code = code
-            if code == 0:
-                self.result_files = read_files(self.workdir, self.pull_paths)
-                self.state = "done"
-            else:
-                self.state = "failed"
-
-    def _last_event(self) -> dict[str, Any] | None:
-        import json
-
-        try:
-            lines = (self.workdir / EVENTS_FILE).read_bytes().splitlines()
-        except OSError:
-            return None
-        for line in reversed(lines[-20:]):
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                return event
-        return None
-
-    def status(self) -> dict[str, Any]:
-        with self._lock:
-            state, code = self.state, self.exit_code
-        tail: list[str] = []
-        if state == "failed":
-            try:
-                text = (self.workdir / LOG_FILE).read_text(encoding="utf-8", errors="replace")
-                tail = text.splitlines()[-boards.LOG_TAIL_LINES:]
-            except OSError:
-                pass
-        return {"state": state, "node": self.node, "exit_code": code, "event": self._last_event(),
-                "log_tail": tail, "start": self.start, "resumed_files": self.resumed_files}
-
-    def result(self) -> Files | None:
-        return self.result_files
-
-    def log_since(self, offset: int) -> list:
-        """``[the job log's bytes from offset (at most LOG_CHUNK_BYTES), the next offset, still running]``."""
-        try:
-            with open(self.workdir / LOG_FILE, "rb") as handle:
-                handle.seek(max(0, int(offset)))
-                data = handle.read(LOG_CHUNK_BYTES)
-        except OSError:
-            data = b""
-        with self._lock:
-            running = self.state == "running"
-        return [data, int(offset) + len(data), running]
-
-    def stop(self) -> None:
-        """End the child (if it still runs) and remove the directory: before the dispatcher kills the actor."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 async def follow_log(job_id: str, *, address: str | None = None, offset: int = 0,
@@ -425,7 +193,7 @@ class RayDispatcher:
         self._stop.set()
 
     async def run(self) -> boards.Board:
-        from remote.dispatch import DispatcherLock
+        from remote.dispatch import DispatcherLock, end_of_round
 
         with DispatcherLock(self.root, self.epoch_id):
             self.log(f"dispatch {self.options.stage} (ray): connecting to {self.address or 'the cluster of $RAY_ADDRESS or this machine'}")
@@ -441,16 +209,9 @@ class RayDispatcher:
                     if self.options.until_done and board.stage_done(self.options.stage):
                         self.log(f"dispatch {self.options.stage} (ray): every batch done")
                         return board
-                    open_rows = [r for r in board.stage_rows(self.options.stage) if r.state != boards.DONE]
-                    if open_rows and all(r.failures.get(RAY_HOST, 0) >= self.options.max_failures for r in open_rows):
-                        raise RemoteError(
-                            f"dispatch {self.options.stage} (ray): batch(es) {', '.join(r.spec.name for r in open_rows)} "
-                            f"failed {self.options.max_failures} times; see `epoch-cluster board` for their logs")
-                    try:
-                        await asyncio.wait_for(self._stop.wait(), self.options.interval_s)
+                    if await end_of_round(board, self.options, self._stop, label=f"dispatch {self.options.stage} (ray)",
+                                          given_up=lambda r: r.failures.get(RAY_HOST, 0) >= self.options.max_failures):
                         return board
-                    except TimeoutError:
-                        pass
             finally:
                 self.state.set_dispatch(None)
 
@@ -534,7 +295,7 @@ class RayDispatcher:
         runner restarted later still finds the ones it was made with)."""
         if self._common is None:
             files = read_files(self.root, sorted(self._shared_paths(specs)))
-            self._common = f"{self.options.stage}:common:{_fingerprint(files)[:16]}"
+            self._common = f"{self.options.stage}:common:{fingerprint_of(files)[:16]}"
             if not self._store_call("has_inputs", self._common):
                 self._store_call("put_inputs", self._common, files)
         return self._common
@@ -542,11 +303,10 @@ class RayDispatcher:
     def _create(self, spec: boards.BatchSpec, specs: list[boards.BatchSpec]) -> Any:
         shared = self._shared_paths(specs)
         own = read_files(self.root, [p for p in spec.push_paths(self.epoch_id) if p not in shared])
-        own_name = f"{spec.key}:{_fingerprint(own)[:16]}"
+        own_name = f"{spec.key}:{fingerprint_of(own)[:16]}"
         self._store_call("put_inputs", own_name, own)
         o = self.options
-        argv = spec.argv(max_epochs=o.max_epochs, workers=o.workers, fast=o.fast, pack=o.pack,
-                         mixed_precision=o.mixed_precision, processes=o.processes)
+        argv = spec.argv(training=o.training, workers=o.workers)
         return self._ray.remote(BatchRunner).options(
             name=actor_name(self.epoch_id, spec), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
             max_restarts=o.max_failures, max_task_retries=-1, **batch_resources(spec, self.cpus, self.gpus),

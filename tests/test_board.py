@@ -190,10 +190,7 @@ def test_unknown_stage_is_refused(small_epoch: Workspace) -> None:
     ("max_failures", 0, "--max-failures 0 out of range; allowed 1..100"),
     ("stall_s", 0.5, "--stall 0.5 out of range; allowed 1..86400 seconds"),
     ("reassign_after_s", float("nan"), "--reassign-after nan out of range"),
-    ("max_epochs", 0, "--max-epochs 0 out of range; allowed 1..100000"),
     ("workers", 2000, "--workers 2000 out of range; allowed 1..1024"),
-    ("pack", 0, "--pack 0 out of range; allowed 1..64"),
-    ("processes", 65, "--processes 65 out of range; allowed 1..64"),
 ])
 def test_dispatch_options_name_the_option_and_its_allowed_values(option: str, value: object, message: str) -> None:
     from remote.dispatch import DispatchOptions
@@ -204,15 +201,36 @@ def test_dispatch_options_name_the_option_and_its_allowed_values(option: str, va
     assert message in str(raised.value)
 
 
+@pytest.mark.parametrize(("training", "message"), [
+    ({"max_epochs": 0}, "--max-epochs 0 out of range; allowed 1..100000"),
+    ({"pack": 0}, "--pack 0 out of range; allowed 1..64"),
+    ({"processes": 65}, "--processes 65 out of range; allowed 1..64"),
+    ({"search": "halving", "first_rung": 0}, "--first-rung 0 out of range; allowed 1..1000"),
+])
+def test_dispatch_refuses_training_options_as_train_regression_batch_does(training: dict, message: str) -> None:
+    """The training options are one object, checked once (epoch_builder.regressions.options): the same line
+    from `epoch-cluster dispatch`, the console's forms and the command on the server."""
+    from epoch_builder.errors import UsageError
+    from epoch_builder.regressions.options import TrainingOptions
+
+    with pytest.raises(UsageError) as raised:
+        TrainingOptions(**training)
+    assert str(raised.value) == message
+
+
 def test_a_batch_job_command_carries_the_training_options() -> None:
+    from epoch_builder.regressions.options import TrainingOptions
     from remote.board import PROFITABLE_CONFIGS, REGRESSIONS, BatchSpec
 
     spec = BatchSpec(REGRESSIONS, "KR_DNN_1_2", "DNN")
     assert spec.argv() == ["train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_1_2"]
-    assert spec.argv(max_epochs=40, fast=True, pack=4, workers=3, mixed_precision=True, processes=2) == [
+    training = TrainingOptions(max_epochs=40, fast=True, pack=4, mixed_precision=True, processes=2)
+    assert spec.argv(training=training, workers=3) == [
         "train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_1_2", "--max-epochs", "40", "--fast",
         "--pack", "4", "--mixed-precision", "--processes", "2"]
-    assert BatchSpec(PROFITABLE_CONFIGS, "_E_1_8", None).argv(fast=True, pack=4, workers=3) == [
+    assert spec.argv(training=TrainingOptions(search="halving", eta=3)) == [
+        "train-regression-batch", "--category", "DNN", "--batch", "KR_DNN_1_2", "--search", "halving", "--eta", "3"]
+    assert BatchSpec(PROFITABLE_CONFIGS, "_E_1_8", None).argv(training=training, workers=3) == [
         "find-profitable-configs", "--batch", "_E_1_8.json", "--workers", "3"]
 
 

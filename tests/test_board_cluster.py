@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from epoch_builder.workspace import Workspace
-from remote import agent
+from remote import host_program
 from tests.test_board import write_regression_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,7 +30,7 @@ MAX_EPOCHS = 2
 
 
 def jobs_on(root: Path) -> list[dict]:
-    return agent.cmd_list({"root": str(root)}) if (root / ".jobs").exists() else []
+    return host_program.cmd_list({"root": str(root)}) if (root / ".jobs").exists() else []
 
 
 def all_jobs(servers) -> list[tuple[str, dict]]:
@@ -77,7 +77,7 @@ def three_hosts(tmp_path: Path):
     for server in cluster.servers:  # a failed test must not leave detached jobs running
         for job in jobs_on(server.root):
             if job["state"] == "running":
-                agent.cmd_stop({"root": str(server.root), "job_id": job["id"], "grace_s": 1})
+                host_program.cmd_stop({"root": str(server.root), "job_id": job["id"], "grace_s": 1})
 
 
 @pytest.mark.timeout(300)
@@ -128,7 +128,7 @@ def test_dispatch_survives_dispatcher_crash_sshd_kill_and_kill_9(small_epoch: Wo
         time.sleep(4)  # several ticks of the new dispatcher with srv3 unreachable
         for name, job_id in running_before - {("srv1", victim["id"])}:
             server = {"srv2": srv2, "srv3": srv3}[name]
-            batch = agent.cmd_info({"root": str(server.root), "job_id": job_id})["argv"][4]
+            batch = host_program.cmd_info({"root": str(server.root), "job_id": job_id})["argv"][4]
             same_batch = [j for _, j in all_jobs(three_hosts.servers) if j["argv"][4] == batch]
             assert len(same_batch) == 1, same_batch
         srv3.start()
@@ -163,9 +163,10 @@ def test_dispatch_survives_dispatcher_crash_sshd_kill_and_kill_9(small_epoch: Wo
     # Certificates identical to a single-host run of the same batches.
     from epoch_builder.regressions.inference import load_regression
     from epoch_builder.regressions.batch import train_batch
+    from epoch_builder.regressions.options import TrainingOptions
 
     for name in BATCHES:
-        train_batch(reference, "DNN", name, max_epochs=MAX_EPOCHS, log=lambda *_: None)
+        train_batch(reference, "DNN", name, TrainingOptions(max_epochs=MAX_EPOCHS), log=lambda *_: None)
     for ids in BATCHES.values():
         for model_id in ids:
             ours = json.loads((small_epoch.epoch().regressions_dir / model_id / "certificate.json").read_text())
@@ -264,7 +265,7 @@ def test_a_batch_moves_off_a_server_that_stays_unreachable(small_epoch: Workspac
         wait_until(lambda: first["pid"] not in lost.session_pids(), 60, "the job detached from its start call")
         os.killpg(first["pid"], signal.SIGSTOP)  # first: the job there stays alive but makes no progress
         lost.kill()
-        frozen = agent.cmd_info({"root": str(lost.root), "job_id": first["id"]})
+        frozen = host_program.cmd_info({"root": str(lost.root), "job_id": first["id"]})
         assert frozen["state"] == "running", frozen  # it did not end before it was frozen
         assert dispatcher.wait(240) == 0, log.read_text()[-3000:]
     finally:
@@ -287,8 +288,8 @@ def test_a_batch_moves_off_a_server_that_stays_unreachable(small_epoch: Workspac
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         assert f"stopped job {first['id']} on {lost_name}" in done.stdout, (
-            done.stdout, agent.cmd_info({"root": str(lost.root), "job_id": first["id"]}), text[-3000:])
-        stopped = agent.cmd_info({"root": str(lost.root), "job_id": first["id"]})
+            done.stdout, host_program.cmd_info({"root": str(lost.root), "job_id": first["id"]}), text[-3000:])
+        stopped = host_program.cmd_info({"root": str(lost.root), "job_id": first["id"]})
         assert stopped["state"] == "exited" and stopped["stopped"], stopped
     finally:
         try:

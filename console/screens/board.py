@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections import deque
-from typing import Any, Callable
-
+from pathlib import Path
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
@@ -24,13 +22,14 @@ from textual.widgets import DataTable, Footer, Header, Log, Static
 
 from epoch_builder.errors import EpochBuilderError
 from remote import board as boards
-from remote.dispatch import DispatchOptions, Dispatcher
+from remote.dispatch import DispatchOptions
+from remote.plan import DEFAULT_ORDER
 
-from console.actions import with_console_keys
+from console.auto_dispatch import MESSAGES_KEPT, AutoDispatch
 from console.screens.dispatch_form import DispatchForm
 
 REFRESH_S = 3.0
-MESSAGES_KEPT = 500  # lines of the dispatcher's log kept for the Board screen
+PLAN_REFRESH_S = 60.0  # the plan line is priced again this often, or when a batch is done
 # The console action offered by each stage gate (see remote.board.Board.next_step); DISPATCH: the Board's
 # own auto-dispatch form (key d), for the stages that run batch by batch on the servers.
 DISPATCH = "dispatch"
@@ -44,64 +43,17 @@ GATE_ACTIONS = {
     boards.VERIFY_STEP: "verify_epoch",
 }
 
-class AutoDispatch:
-    """One Dispatcher task per app, kept on the app so it outlives the Board screen."""
+def plan_summary(root: Path, board: boards.Board, servers: list[str], order: str) -> str:
+    """``remote.plan.summary_line`` of the epoch's regressions on these servers ("" without regression batches)."""
+    from epoch_builder.workspace import Workspace
+    from remote import plan as plans
 
-    def __init__(self) -> None:
-        self.dispatcher: Dispatcher | None = None
-        self.task: asyncio.Task[Any] | None = None
-        self.messages: deque[str] = deque(maxlen=MESSAGES_KEPT)  # the dispatcher's log, newest last
-        self.on_message: Callable[[str], None] | None = None  # the open Board screen's log panel
-        self.last_options: DispatchOptions | None = None  # offered again the next time it is switched on
-
-    @property
-    def running(self) -> bool:
-        return self.task is not None and not self.task.done()
-
-    @property
-    def stage(self) -> str | None:
-        return self.dispatcher.options.stage if self.running and self.dispatcher else None
-
-    @classmethod
-    def of(cls, app: Any) -> "AutoDispatch":
-        if not hasattr(app, "_auto_dispatch"):
-            app._auto_dispatch = cls()
-        return app._auto_dispatch
-
-    def start(self, app: Any, options: DispatchOptions) -> None:
-        hosts = list(app.cluster.remote_hosts.values())
-
-        def alert(message: str) -> None:  # failures also pop up, wherever the user is
-            self.record(message)
-            app.notify(escape(message), severity="warning")
-
-        if options.engine == "ray":  # the batches go to a Ray cluster: the same board, no cluster file servers
-            from remote.ray_engine import RayDispatcher
-
-            self.dispatcher = RayDispatcher(app.workspace.root, options, log=self.record, alert=alert)
-        else:
-            self.dispatcher = Dispatcher(hosts, app.workspace.root, options, log=self.record, alert=alert)
-        self.last_options = options
-        self.task = asyncio.get_running_loop().create_task(self._run(app))
-
-    async def _run(self, app: Any) -> None:
-        try:
-            assert self.dispatcher is not None
-            await self.dispatcher.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a message, never a crash
-            app.report_error(exc, "auto-dispatch")
-
-    def record(self, message: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {message}"
-        self.messages.append(line)
-        if self.on_message is not None:
-            self.on_message(line)
-
-    def stop(self) -> None:
-        if self.dispatcher is not None:
-            self.dispatcher.stop()
+    if not board.stage_rows(boards.REGRESSIONS) or not servers:
+        return ""
+    ws = Workspace(root)
+    work = plans.epoch_work(ws)
+    records = plans.calibrate.read_records(ws.training_rates_file)
+    return plans.summary_line(plans.cluster_plan(work, board, servers, records, order=order))
 
 
 def totals_line(board: boards.Board) -> str:
@@ -132,6 +84,8 @@ class BoardScreen(Screen[None]):
         super().__init__()
         self.board: boards.Board | None = None
         self.exported: dict[str, str] | None = None  # no active epoch, an Epoch File to verify
+        self.plan_line = ""  # remote.plan's summary of the regressions' plan, under the totals
+        self._planned: tuple[int, float] | None = None  # (done batches, when) of the last plan
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -171,11 +125,31 @@ class BoardScreen(Screen[None]):
             self.exported = boards.exported_step(self.app.workspace.root)
             message = (f"no active epoch: the last export wrote {self.exported['command'].split()[-1]}"
                        if self.exported else f"board: {exc}")
-            self.query_one("#board-summary", Static).update(escape(with_console_keys(message)))
+            self.query_one("#board-summary", Static).update(escape(self.app.with_console_keys(message)))
             self._show_next(self.exported)
             return
         self.exported = None
         self.draw()
+        await self._replan(self.board)
+
+    async def _replan(self, board: boards.Board) -> None:
+        """The plan line, priced again each PLAN_REFRESH_S or when a batch is done (it reads every batch file and
+        certificate: in a thread, never on the UI's loop). No regression batches, no line."""
+        done = sum(r.state == boards.DONE for r in board.stage_rows(boards.REGRESSIONS))
+        now = time.monotonic()
+        if self._planned is not None and self._planned[0] == done and now - self._planned[1] < PLAN_REFRESH_S:
+            return
+        self._planned = (done, now)
+        servers = [s.name for s in self.app.cluster.config.servers if s.is_cluster]
+        last = self.auto.last_options
+        try:
+            line = await asyncio.to_thread(plan_summary, self.app.workspace.root, board, servers,
+                                           last.order if last else DEFAULT_ORDER)
+        except (EpochBuilderError, OSError, ValueError):
+            line = ""
+        if line != self.plan_line:
+            self.plan_line = line
+            self.draw()
 
     def where_text(self, step: dict[str, str]) -> str:
         """Where a stage gate's step runs, by name."""
@@ -215,7 +189,8 @@ class BoardScreen(Screen[None]):
         hosts = ", ".join(f"{h} {s.split(':')[0]}" for h, s in board.hosts.items())
         dispatch = f"auto-dispatch [b]ON[/b] ({self.auto.stage})" if self.auto.running else "auto-dispatch off"
         self.query_one("#board-summary", Static).update(
-            f"epoch [b]{escape(board.epoch_id)}[/b] · {dispatch} · servers: {escape(hosts)}\n" + escape(totals_line(board)))
+            f"epoch [b]{escape(board.epoch_id)}[/b] · {dispatch} · servers: {escape(hosts)}\n" + escape(totals_line(board))
+            + (f"\n{escape(self.plan_line)}" if self.plan_line else ""))
         self._show_next(board.next_step(self.app.workspace.root))
 
     def action_toggle_dispatch(self) -> None:
@@ -245,7 +220,7 @@ class BoardScreen(Screen[None]):
             self.app.report_error(f"auto-dispatch: no {options.stage} batches in epoch {board.epoch_id}")
             return
         try:
-            self.auto.start(self.app, options)
+            self.auto.start(options, list(self.app.cluster.remote_hosts.values()), self.app.workspace.root)
         except EpochBuilderError as exc:  # e.g. no is_cluster server: one line
             self.app.report_error(exc, "auto-dispatch")
             return

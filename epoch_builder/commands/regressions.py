@@ -1,4 +1,4 @@
-"""`generate-regression-training-configs`, `train-regression-batch`, `regressions rank`."""
+"""`generate-regression-training-configs`, `train-regression-batch`, `regressions rank|calibrate|plan`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from epoch_builder.commands import add_group, add_json_option, add_wide_option, print_rows, workspace_of
-from epoch_builder.regressions.configs import DEFAULT_PACK_SIZES, MAX_PACK_SIZE, MAX_PROCESSES
+from epoch_builder.regressions.calibrate import FAMILY_ORDER as CALIBRATED_FAMILIES, DEFAULT_WORK, WORK_RANGE
+from epoch_builder.regressions.options import TrainingOptions, add_arguments
 
 CATEGORIES = ("CNN", "DNN", "CDNN", "LSTM", "CLSTM", "GRU", "UNIT_TEST")
 RANK_KEYS = ("test_loss", "accuracy", "points")
@@ -30,34 +31,14 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "train-regression-batch", parents=[common], help="train one batch of regressions (resumable)",
         description="Train every config of a batch that has no certificate yet. Each epoch is checkpointed; rerun "
         "the same command after an interruption to resume from the last completed epoch. Uses a GPU when "
-        "TensorFlow sees one (memory growth on).",
+        "TensorFlow sees one (memory growth on). --search halving trains on only the models that rank best by "
+        "val_loss at each rung (successive halving; docs/training.md).",
     )
     train.add_argument("--category", choices=CATEGORIES,
                        help="category of the batch (default: the one the batch file declares; given, it is checked)")
     train.add_argument("--batch", required=True, metavar="FILE",
                        help="batch file (path, or name under regression_training_configs/<category>/)")
-    train.add_argument("--max-epochs", type=int, metavar="N",
-                       help="cap on epochs per model (default: the config's max_epochs, else 500)")
-    train.add_argument("--fast", action="store_true",
-                       help="TensorFlow op determinism off for this run: can be faster on GPUs (no deterministic "
-                       "kernels; on CPUs bench/bench_training.py measured no gain), but the same seed no longer gives "
-                       "the same model and a resumed model no longer equals an uninterrupted one (resuming still "
-                       "works); each certificate records it (training_mode.op_determinism false). A checkpoint "
-                       "written with --fast resumes only with --fast; a deterministic one may go on with --fast")
-    train.add_argument("--pack", type=int, metavar="K",
-                       help=f"train up to K models of the batch together, one compiled step updating all of them "
-                       f"(1 to {MAX_PACK_SIZE}; 1: one at a time). Each keeps its own optimizer, early stopping, "
-                       f"checkpoint and certificate (training_mode.pack_size). Default per family: "
-                       + ", ".join(f"{family} {size}" for family, size in DEFAULT_PACK_SIZES.items())
-                       + ", the others 1")
-    train.add_argument("--processes", type=int, metavar="N",
-                       help=f"train the batch's models in N processes (1 to {MAX_PROCESSES}), the host's cores split "
-                       "between them; each trains its share in packs and resumes like one process (default 1)")
-    train.add_argument("--mixed-precision", action="store_true",
-                       help="compute in float16 with float32 weights and outputs (Keras mixed_float16, loss scaling): "
-                       "for GPUs with tensor cores; slower on a CPU. Recorded in the certificate "
-                       "(training_mode.mixed_precision); a checkpoint resumes only in the mode it was written in. "
-                       "The Epoch File's models compute in float32 on the platform")
+    add_arguments(train)  # --max-epochs, --fast, --pack, --mixed-precision, --processes, --search, ...
     add_json_option(train, "each model's id, epochs, test loss and accuracy")
     train.set_defaults(func=start_train)
 
@@ -65,12 +46,40 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     rank = sub.add_parser("rank", parents=[common], help="table of trained regressions, best first",
                           description="Rank the active epoch's trained regressions: by test loss (lowest first; "
                           "compare models trained with the same loss function), or by discovery accuracy or "
-                          "points (highest first).")
+                          "points (highest first). Epochs \"2 r1\": a regression that --search halving stopped at "
+                          "rung 1 (certified from its best weights then; stopped_by_search in --json).")
     rank.add_argument("--by", choices=RANK_KEYS, default="test_loss", help="ranking key (default test_loss)")
     rank.add_argument("--top", type=int, metavar="N", help="show only the best N")
     add_json_option(rank, "the ranking")
     add_wide_option(rank)
     rank.set_defaults(func=start_rank)
+
+    calibrate = sub.add_parser(
+        "calibrate", parents=[common], help="measure this machine's training rate per family (FLOP/s)",
+        description="Train one representative default-grid network per family for a fixed amount of work on this "
+        "machine's TensorFlow and devices (about a minute on 2 cores) and record its rates in "
+        "config/training_rates.json as 'local' (`regressions plan` reads them; `epoch-cluster calibrate` runs this "
+        "on every server). The record notes TensorFlow's version, the cores and the GPUs: a change makes it stale.")
+    calibrate.add_argument("--family", action="append", choices=CALIBRATED_FAMILIES, metavar="FAMILY",
+                           help=f"measure only this family (repeatable; default all: {', '.join(CALIBRATED_FAMILIES)})")
+    calibrate.add_argument("--work", type=float, default=DEFAULT_WORK / 1e9, metavar="GFLOP",
+                           help=f"work of one timed epoch per family, {WORK_RANGE[0] / 1e9:g} to {WORK_RANGE[1] / 1e9:g} "
+                           f"GFLOP (default {DEFAULT_WORK / 1e9:g}: 1-3 s on 2 cores)")
+    calibrate.add_argument("--no-save", action="store_true", help="print the record only (epoch-cluster keeps it)")
+    calibrate.add_argument("--fingerprint", action="store_true",
+                           help="print only what the rates depend on (TensorFlow, cores, GPUs); measures nothing")
+    add_json_option(calibrate, "the record")
+    calibrate.set_defaults(func=start_calibrate)
+
+    plan = sub.add_parser(
+        "plan", parents=[common], help="what the epoch's regression grid costs and how long it takes here",
+        description="Price every batch of the active epoch with the cost model (FLOP per config from its layers, "
+        "epochs per model observed in the epoch's certificates per family, else an assumption the output states) "
+        "and project the hours left on this machine at its calibrated rates (`regressions calibrate`; the "
+        "reference machine's when never calibrated, said so). For a cluster: epoch-cluster plan.")
+    add_arguments(plan, prefix="caps the estimate as train-regression-batch's: ", only=("max_epochs",))
+    add_json_option(plan, "the plan")
+    plan.set_defaults(func=start_plan)
 
 
 def start_generate(args: argparse.Namespace) -> int:
@@ -94,9 +103,7 @@ def start_generate(args: argparse.Namespace) -> int:
 def start_train(args: argparse.Namespace) -> int:
     from epoch_builder.regressions.batch import train_batch
 
-    certificates = train_batch(workspace_of(args), args.category, args.batch, max_epochs=args.max_epochs,
-                               fast=args.fast, pack=args.pack, mixed_precision=args.mixed_precision,
-                               processes=args.processes)
+    certificates = train_batch(workspace_of(args), args.category, args.batch, TrainingOptions.from_args(args))
     rows = [{"id": c["id"], "epochs": c["epochs"], "test_loss": c["test_evaluation"]["loss"],
              "accuracy": c["discovery"]["accuracy"]} for c in certificates]
     print_rows(rows, args.json, "the batch holds no model", ("#", "id", "epochs", "test_loss", "accuracy"),
@@ -118,6 +125,15 @@ LOSS_ALIASES = {"mean_absolute_error": "mae", "mean_squared_error": "mse", "mean
                 "mean_squared_logarithmic_error": "msle"}
 
 
+def _epochs(row: dict) -> str:
+    """``30``, or ``2 r1`` for a regression --search halving stopped at rung 1 (in the epochs column: a column of
+    its own would not leave the table within 80 columns)."""
+    from epoch_builder.regressions.rank import stopped_mark
+
+    rung = row["stopped_by_search"]
+    return str(row["epochs"]) + ("" if rung is None else f" {stopped_mark(rung)}")
+
+
 def start_rank(args: argparse.Namespace) -> int:
     from epoch_builder.regressions.rank import rank_regressions
 
@@ -125,6 +141,46 @@ def start_rank(args: argparse.Namespace) -> int:
     header = ("#", "id", "category", "loss fn", "test_loss", "test_metric", "accuracy", "points", "epochs")
     print_rows(rows, args.json, "no trained regressions yet", header, lambda i, r: (
         str(i), r["id"], r["category"] or "-", r["loss"] or "-", _fmt(r["test_loss"]), _fmt(r["test_metric"]),
-        _fmt(r["accuracy"], 2), _fmt(r["points"], 0), str(r["epochs"])), left=(0, 1, 2, 3), id_column=1, wide=args.wide,
+        _fmt(r["accuracy"], 2), _fmt(r["points"], 0), _epochs(r)), left=(0, 1, 2, 3), id_column=1, wide=args.wide,
         aliases={2: {"category": "family"}, 3: LOSS_ALIASES, 5: {"test_metric": "metric"}})
+    return 0
+
+def start_calibrate(args: argparse.Namespace) -> int:
+    from epoch_builder import output
+    from epoch_builder.errors import UsageError
+    from epoch_builder.regressions import calibrate
+    from epoch_builder.regressions.plan import LOCAL
+
+    if args.fingerprint:
+        found = calibrate.fingerprint()
+        output.result_json(found) if args.json else output.result(", ".join(f"{k} {v}" for k, v in found.items()))
+        return 0
+    low, high = WORK_RANGE
+    if not low <= args.work * 1e9 <= high:
+        raise UsageError(f"--work {args.work:g} out of range; allowed {low / 1e9:g} to {high / 1e9:g} GFLOP")
+    ws = workspace_of(args)
+    record = calibrate.calibrate(work=args.work * 1e9, families=args.family or calibrate.FAMILY_ORDER,
+                                 log=output.info)
+    if not args.no_save:
+        calibrate.save_record(ws.root, ws.training_rates_file, LOCAL, record)
+    if args.json:
+        output.result_json(record)
+    else:
+        output.result(", ".join(f"{family} {rate / 1e9:.1f}" for family, rate in record["rates"].items())
+                      + f" GFLOP/s ({record['seconds']:g} s)" + ("" if args.no_save else f" -> {ws.training_rates_file}"))
+    return 0
+
+
+def start_plan(args: argparse.Namespace) -> int:
+    from epoch_builder import output
+    from epoch_builder.regressions import calibrate
+    from epoch_builder.regressions.plan import LOCAL, format_machine_plan, machine_plan
+
+    ws = workspace_of(args)
+    rates, source = calibrate.rates_of(calibrate.read_records(ws.training_rates_file), LOCAL)
+    plan = machine_plan(ws, rates, source, max_epochs=args.max_epochs)
+    if args.json:
+        output.result_json(plan)
+    else:
+        output.result("\n".join(format_machine_plan(plan)))
     return 0

@@ -130,6 +130,7 @@ def test_regressions_survive_a_lost_node_and_a_killed_dispatcher(small_epoch: Wo
     uninterrupted local run's."""
     from epoch_builder.regressions.inference import load_regression
     from epoch_builder.regressions.batch import train_batch
+    from epoch_builder.regressions.options import TrainingOptions
 
     cluster, workers = ray_cluster
     for name, ids in BATCHES.items():
@@ -172,7 +173,7 @@ def test_regressions_survive_a_lost_node_and_a_killed_dispatcher(small_epoch: Wo
     board = board_of(small_epoch, ("regressions",))
     assert [(r.spec.name, r.state) for r in board.rows] == [(n, boards.DONE) for n in sorted(BATCHES)]
     for name in BATCHES:
-        train_batch(reference, "DNN", name, max_epochs=MAX_EPOCHS, log=lambda *_: None)
+        train_batch(reference, "DNN", name, TrainingOptions(max_epochs=MAX_EPOCHS), log=lambda *_: None)
     for ids in BATCHES.values():
         for model_id in ids:
             ours = json.loads(small_epoch.epoch().regression_certificate_file(model_id).read_text())
