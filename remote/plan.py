@@ -205,12 +205,13 @@ class CostPlanner:
             self.servers = {s.name: s for s in servers}
             self._done = done
         by_name = {b.name: b for b in self.work.batches}
-        self.now = now
-        self.busy = {name: now for name in online if name in self.servers}
+        # Times from this tick (0), not since 1970: a small batch's seconds vanish in a 1.7e9 timestamp's rounding.
+        self.now = 0.0
+        self.busy = {name: 0.0 for name in online if name in self.servers}
         for row in rows:
             batch = by_name.get(row.spec.name)
             if batch is not None and row.host in self.busy and row.state in (boards.RUNNING, boards.PUSHED):
-                self.busy[row.host] = max(self.busy[row.host], running_until(batch, row, self.servers[row.host], now))
+                self.busy[row.host] = max(self.busy[row.host], running_until(batch, row, self.servers[row.host], now) - now)
 
     def batch(self, name: str) -> schedule.Batch | None:
         found = next((b for b in self.work.batches if b.name == name), None) if self.work else None

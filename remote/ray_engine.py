@@ -51,6 +51,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from epoch_builder.errors import EpochBuilderError
 from remote import board as boards
 from remote import host_program
 from remote.errors import RemoteError
@@ -158,10 +159,18 @@ async def follow_log(job_id: str, *, address: str | None = None, offset: int = 0
 # --- the dispatcher (runs where the workspace is) ---------------------------------------------------------
 
 
-def batch_resources(spec: boards.BatchSpec, cpus: float | None, gpus: float) -> dict[str, float]:
+# The families that need a GPU most (recurrent stacks: 45-68 GFLOP/s on CPUs): with --order cost only their
+# batches hold one, so a DNN batch never waits for a GPU it hardly uses.
+GPU_FAMILIES = ("LSTM", "CLSTM", "GRU")
+
+
+def batch_resources(spec: boards.BatchSpec, cpus: float | None, gpus: float,
+                    gpu_families: tuple[str, ...] | None = None) -> dict[str, float]:
     """Ray resources of one batch: the sweep uses ``--workers`` CPUs (default 1); a training batch
-    ``cpus`` (default 1) and ``gpus`` (a fraction lets several small-model batches share a GPU)."""
-    return {"num_cpus": cpus if cpus is not None else 1.0, "num_gpus": gpus if spec.stage == boards.REGRESSIONS else 0.0}
+    ``cpus`` (default 1) and ``gpus`` (a fraction lets several small-model batches share a GPU), only for
+    ``gpu_families`` when given."""
+    wants_gpu = spec.stage == boards.REGRESSIONS and (gpu_families is None or spec.category in gpu_families)
+    return {"num_cpus": cpus if cpus is not None else 1.0, "num_gpus": gpus if wants_gpu else 0.0}
 
 
 class RayDispatcher:
@@ -177,6 +186,9 @@ class RayDispatcher:
         self.cpus = options.cpus_per_batch if options.cpus_per_batch is not None else (
             float(options.workers) if options.stage == boards.PROFITABLE_CONFIGS and options.workers else None)
         self.gpus = options.gpus_per_batch
+        cost_aware = getattr(options, "order", "file") == "cost" and options.stage == boards.REGRESSIONS
+        self.gpu_families = GPU_FAMILIES if cost_aware else None
+        self._longest_first: dict[str, int] | None = {} if cost_aware else None  # batch -> LPT rank, once priced
         self.log, self.alert = log, alert or log
         self.epoch_id = boards.epoch_id_of(self.root)
         self.state = boards.BoardStateFile(self.root, self.epoch_id)
@@ -309,7 +321,7 @@ class RayDispatcher:
         argv = spec.argv(training=o.training, workers=o.workers)
         return self._ray.remote(BatchRunner).options(
             name=actor_name(self.epoch_id, spec), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-            max_restarts=o.max_failures, max_task_retries=-1, **batch_resources(spec, self.cpus, self.gpus),
+            max_restarts=o.max_failures, max_task_retries=-1, **batch_resources(spec, self.cpus, self.gpus, self.gpu_families),
         ).remote(spec.key, argv, spec.pull_paths(self.epoch_id), spec.checkpoint_paths(self.epoch_id),
                  [self._common_inputs(specs), own_name], store_name(self.epoch_id))
 
@@ -320,10 +332,30 @@ class RayDispatcher:
             pass
         self._ray.kill(actor, no_restart=True)
 
+    def _in_order(self, specs: list[boards.BatchSpec]) -> list[boards.BatchSpec]:
+        """``--order cost``: the batches submitted longest first (Ray starts actors as resources free up, in
+        about the order they were created: the longest-processing-time rule); else file order."""
+        if self._longest_first is None:
+            return specs
+        if not self._longest_first:
+            from epoch_builder.regressions.plan import epoch_work
+            from epoch_builder.workspace import Workspace
+
+            try:
+                work = epoch_work(Workspace(self.root))
+            except (EpochBuilderError, OSError, ValueError) as exc:
+                self.alert(f"dispatch (ray): cost-aware order unavailable ({exc}); batches go in file order")
+                self._longest_first = None
+                return specs
+            ranked = sorted(work.batches, key=lambda b: -b.flop)
+            self._longest_first = {b.name: rank for rank, b in enumerate(ranked)}
+        last = len(self._longest_first)
+        return sorted(specs, key=lambda spec: self._longest_first.get(spec.name, last))
+
     def _ray_tick(self) -> dict[str, dict[str, Any]]:
         """One round (blocking Ray calls; run in a thread): start, poll, collect. Returns the board rows."""
         ray = self._ray
-        specs = boards.stage_batches(self.root, self.epoch_id, self.options.stage)
+        specs = self._in_order(boards.stage_batches(self.root, self.epoch_id, self.options.stage))
         rows: dict[str, dict[str, Any]] = {}
         polls: dict[str, tuple[boards.BatchSpec, Any, Any]] = {}
         for spec in specs:
@@ -337,7 +369,7 @@ class RayDispatcher:
                     continue
                 actor = self._create(spec, specs)
                 self.state.assign(spec.key, RAY_HOST, actor_name(self.epoch_id, spec), pushed=True)
-                self.log(f"{spec.name}: submitted to ray ({batch_resources(spec, self.cpus, self.gpus)})")
+                self.log(f"{spec.name}: submitted to ray ({batch_resources(spec, self.cpus, self.gpus, self.gpu_families)})")
             polls[spec.key] = (spec, actor, actor.status.remote())
         refs = [ref for _, _, ref in polls.values()]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=STATUS_WAIT_S) if refs else ([], [])
@@ -383,7 +415,7 @@ class RayDispatcher:
             waited = now - self._waiting_since[key]
             if waited < WAIT_NOTICE_S:
                 continue
-            asked = batch_resources(spec, self.cpus, self.gpus)
+            asked = batch_resources(spec, self.cpus, self.gpus, self.gpu_families)
             need = {"CPU": asked["num_cpus"], "GPU": asked["num_gpus"]}
             wanted = ", ".join(f"{v:g} {k}" for k, v in need.items() if v)
             fits = [n for n in nodes if all(n.get(k, 0) >= v for k, v in need.items())]

@@ -300,3 +300,37 @@ def test_a_batch_moves_off_a_server_that_stays_unreachable(small_epoch: Workspac
         [sys.executable, "-m", "remote.cli", "--config", str(config), "--workspace", str(small_epoch.root), "--json",
          "board", "--stage", "regressions"], capture_output=True, text=True, check=True).stdout)
     assert [(b["batch"], b["state"], b["failures"]) for b in board["batches"]] == [("KR_DNN_1_2", "done", {lost_name: 1})]
+
+
+@pytest.mark.parametrize("order", ["cost", "file"])
+async def test_cost_aware_dispatch_follows_the_plan_on_servers_of_different_speeds(small_epoch: Workspace,
+                                                                                   three_hosts, order: str) -> None:
+    """Three real sshd servers calibrated at 1x, 4x and 2x: the biggest batch starts on the fastest, the next on
+    the next fastest, the smallest on the slowest (file order would have sent them the other way round), and
+    each start is logged with its reason."""
+    from epoch_builder.regressions import calibrate
+    from remote.cluster import Cluster
+    from remote.dispatch import DispatchOptions, Dispatcher
+
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_1_3", ["P0"])
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_2_3", ["P1", "P2"])
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_3_3", ["P3", "P4", "P5", "P6"])
+    for name, speed in {"srv1": 1.0, "srv2": 4.0, "srv3": 2.0}.items():
+        calibrate.save_record(small_epoch.root, small_epoch.training_rates_file, name, {
+            "rates": {f: r * speed for f, r in calibrate.REFERENCE_RATES.items()}, "measured_at": 1.7e9, "cores": 2,
+            "gpus": [], "tensorflow": "2.x", "machine": "x86_64"})
+    cluster = Cluster(three_hosts.cluster_config(python=sys.executable))
+    messages: list[str] = []
+    dispatcher = Dispatcher(list(cluster.hosts.values()), small_epoch.root,
+                            DispatchOptions(stage="regressions", interval_s=0.5, order=order), log=messages.append)
+    try:
+        board = await dispatcher.tick()
+        started = {row.spec.name: row.host for row in board.stage_rows("regressions")}
+        if order == "cost":
+            assert started == {"KR_DNN_3_3": "srv2", "KR_DNN_2_3": "srv3", "KR_DNN_1_3": "srv1"}, messages
+            assert any(m.startswith("KR_DNN_3_3 to srv2: ") for m in messages), messages
+        else:  # the original's order: each free server in the cluster file's order takes the next batch file
+            assert started == {"KR_DNN_1_3": "srv1", "KR_DNN_2_3": "srv2", "KR_DNN_3_3": "srv3"}, messages
+            assert not any(" to srv" in m for m in messages), messages
+    finally:
+        await cluster.close()

@@ -253,6 +253,24 @@ def test_each_stage_declares_its_resources() -> None:
     assert ray_engine.batch_resources(sweep, 8.0, 0.5) == {"num_cpus": 8.0, "num_gpus": 0.0}  # the sweep: CPUs only
 
 
+def test_cost_order_gives_gpus_to_the_recurrent_families_and_submits_the_longest_first(small_epoch) -> None:
+    from remote.dispatch import DispatchOptions
+    from tests.test_board import write_regression_batch
+
+    lstm = boards.BatchSpec(boards.REGRESSIONS, "KR_LSTM_1_9", "LSTM", ("A",))
+    dnn = boards.BatchSpec(boards.REGRESSIONS, "KR_DNN_1_2", "DNN", ("B",))
+    assert ray_engine.batch_resources(lstm, None, 1.0, ray_engine.GPU_FAMILIES) == {"num_cpus": 1.0, "num_gpus": 1.0}
+    assert ray_engine.batch_resources(dnn, None, 1.0, ray_engine.GPU_FAMILIES) == {"num_cpus": 1.0, "num_gpus": 0.0}
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_1_2", ["S0"])
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_2_2", ["S1", "S2", "S3"])
+    specs = boards.regression_batches(small_epoch.root, "_SMALL")
+    cost = ray_engine.RayDispatcher(small_epoch.root, DispatchOptions(stage="regressions", engine="ray", gpus_per_batch=1))
+    assert [s.name for s in cost._in_order(specs)] == ["KR_DNN_2_2", "KR_DNN_1_2"]  # 3 models before 1
+    assert cost.gpu_families == ray_engine.GPU_FAMILIES
+    listed = ray_engine.RayDispatcher(small_epoch.root, DispatchOptions(stage="regressions", engine="ray", order="file"))
+    assert [s.name for s in listed._in_order(specs)] == ["KR_DNN_1_2", "KR_DNN_2_2"] and listed.gpu_families is None
+
+
 def test_engines_are_one_list() -> None:
     from remote.board_cli import ENGINES
     from remote.dispatch import ENGINES as CHECKED
