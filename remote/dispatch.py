@@ -37,7 +37,7 @@ from epoch_builder.errors import EpochBuilderError
 from epoch_builder.regressions.options import OPTIONS as TRAINING_OPTIONS, TrainingOptions
 from remote import board as boards
 from remote import jobs
-from remote.plan import DEFAULT_ORDER, ORDERS, CostPlanner
+from remote.plan import COST, DEFAULT_ORDER, ORDERS, CostPlanner
 from remote.errors import JobConflict, RemoteError
 from remote.hosts import HostState
 
@@ -198,7 +198,7 @@ class Dispatcher:
         self._host_status: dict[str, str] = {}  # last reported per host, so each change is logged once
         self._down_since: dict[str, float] = {}  # host -> when this dispatcher first saw it unreachable
         self._planner = (CostPlanner(self.root, [h.name for h in self.hosts])
-                         if options.order == "cost" and options.stage == boards.REGRESSIONS else None)
+                         if options.order == COST and options.stage == boards.REGRESSIONS else None)
         self._said: dict[str, str] = {}  # host -> the last reason logged for it (each new one is logged once)
 
     def stop(self) -> None:

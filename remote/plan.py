@@ -25,8 +25,9 @@ from remote import schedule
 if TYPE_CHECKING:  # pragma: no cover
     from remote.board import Board
 
-ORDERS = {"cost": schedule.COST_AWARE, "file": schedule.FILE_ORDER}  # --order: the dispatch policy
-DEFAULT_ORDER = "cost"
+COST, FILE = "cost", "file"
+ORDERS = {COST: schedule.COST_AWARE, FILE: schedule.FILE_ORDER}  # --order: the dispatch policy
+DEFAULT_ORDER = COST
 NOT_STARTED = (boards.PENDING, boards.FAILED, boards.PUSHED)  # batches the dispatcher will still start
 
 
@@ -137,6 +138,16 @@ def cluster_plan(work: EpochWork, board: Board, server_names: Sequence[str],
     }
 
 
+def workspace_plan(root: Any, board: Board, server_names: Sequence[str], *, order: str = DEFAULT_ORDER,
+                   max_epochs: int | None = None, stale: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """``cluster_plan`` of the workspace at ``root``: its active epoch's work and its servers' rate records."""
+    from epoch_builder.workspace import Workspace
+
+    ws = Workspace(root)
+    return cluster_plan(epoch_work(ws, max_epochs=max_epochs), board, server_names,
+                        calibrate.read_records(ws.training_rates_file), order=order, stale=stale)
+
+
 def format_cluster_plan(plan: Mapping[str, Any]) -> list[str]:
     """The plan for a terminal of 80 columns: the families with their remaining hours on each server (up to
     four columns: the rest in --json), the servers' rate sources, the projected finish."""
@@ -189,6 +200,7 @@ class CostPlanner:
         self.server_names = list(server_names)
         self._done: int | None = None
         self.work: EpochWork | None = None
+        self._batches: dict[str, schedule.Batch] = {}  # by name: what is left of each, at its family's rates
         self.servers: dict[str, schedule.Server] = {}
         self.sources: dict[str, str] = {}
         self.busy: dict[str, float] = {}
@@ -203,6 +215,7 @@ class CostPlanner:
             records = calibrate.read_records(self.ws.training_rates_file)
             servers, self.sources = cluster_servers(self.server_names, records, observed_rates(self.work, board))
             self.servers = {s.name: s for s in servers}
+            self._batches = {b.name: schedule.Batch(b.name, b.family, b.remaining_flop or b.flop) for b in self.work.batches}
             self._done = done
         by_name = {b.name: b for b in self.work.batches}
         # Times from this tick (0), not since 1970: a small batch's seconds vanish in a 1.7e9 timestamp's rounding.
@@ -214,8 +227,7 @@ class CostPlanner:
                 self.busy[row.host] = max(self.busy[row.host], running_until(batch, row, self.servers[row.host], now) - now)
 
     def batch(self, name: str) -> schedule.Batch | None:
-        found = next((b for b in self.work.batches if b.name == name), None) if self.work else None
-        return schedule.Batch(found.name, found.family, found.remaining_flop or found.flop) if found else None
+        return self._batches.get(name)
 
     def choose(self, names: Sequence[str], server: str) -> tuple[str | None, str]:
         """Of the pending batches ``names`` (those this server may run), the one it should start now, or None;

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     from remote.hosts import Host
 
-from remote.board_cli import ORDERS  # noqa: E402 - light: remote.plan.ORDERS without its imports
+from epoch_builder.regressions.calibrate import FAMILY_ORDER  # light: the standard library only
+from remote.board_cli import ORDERS  # light: remote.plan.ORDERS without its imports
 CALIBRATE_TIMEOUT_S = 1800.0  # a big GPU server's six families take a few minutes; a stuck one is given up
 FINGERPRINT_TIMEOUT_S = 60.0
 MAX_ANSWER_BYTES = 1 << 20  # a record is a few hundred bytes: more is not a record
@@ -29,8 +30,8 @@ def add_plan_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("calibrate", "measure each server's training rate per family (a short fixed benchmark on its own "
             "TensorFlow and devices) and keep it in config/training_rates.json for plan and dispatch")
     p.add_argument("--work", type=float, metavar="GFLOP", help="epoch-builder regressions calibrate --work (default its own)")
-    p.add_argument("--family", action="append", metavar="FAMILY",
-                   help="measure only this family (repeatable; epoch-builder regressions calibrate checks the name)")
+    p.add_argument("--family", action="append", choices=FAMILY_ORDER, metavar="FAMILY",
+                   help=f"measure only this family (repeatable; default all: {', '.join(FAMILY_ORDER)})")
     p.add_argument("--force", action="store_true", help="measure even while a job runs there (its rate then reads low)")
     p = add("plan", "what the epoch's regression grid costs, the hours it takes on each server and the cluster's "
             "projected finish with the current dispatch (updated from observed epochs and rates)")
@@ -132,7 +133,6 @@ async def _calibrate(args: argparse.Namespace, hosts: Sequence["Host"], local_ro
 
 async def _plan(args: argparse.Namespace, hosts: Sequence["Host"], local_root: Path) -> int:
     from epoch_builder.regressions import calibrate
-    from epoch_builder.regressions.plan import epoch_work
     from epoch_builder.workspace import Workspace
     from remote import board as boards
     from remote import plan as plans
@@ -140,13 +140,13 @@ async def _plan(args: argparse.Namespace, hosts: Sequence["Host"], local_root: P
     ws = Workspace.open(local_root)
     cluster = [h for h in hosts if h.config.is_cluster]
     records = calibrate.read_records(ws.training_rates_file)
-    work = epoch_work(ws, max_epochs=args.max_epochs)
     board = await boards.build_board(ws.root, cluster, stages=(boards.REGRESSIONS,))
     fingerprints = await asyncio.gather(*(server_fingerprint(h) for h in cluster if h.name in records),
                                         return_exceptions=True)
     stale = {h.name: calibrate.stale_reasons(records[h.name], found)
              for h, found in zip([h for h in cluster if h.name in records], fingerprints) if isinstance(found, dict)}
-    plan = plans.cluster_plan(work, board, [h.name for h in cluster], records, order=args.order, stale=stale)
+    plan = plans.workspace_plan(ws.root, board, [h.name for h in cluster], order=args.order, max_epochs=args.max_epochs,
+                                stale=stale)
     if args.json:
         print(json.dumps(plan))
     else:

@@ -55,6 +55,7 @@ from epoch_builder.errors import EpochBuilderError
 from remote import board as boards
 from remote import host_program
 from remote.errors import RemoteError
+from remote.plan import COST
 from remote.ray_nodes import CALL_TIMEOUT_S, NAMESPACE, BatchRunner, CheckpointStore, fingerprint_of, read_files
 
 RAY_HOST = "ray"  # the server name of Ray-run batches on the board and in the failure counts
@@ -186,7 +187,7 @@ class RayDispatcher:
         self.cpus = options.cpus_per_batch if options.cpus_per_batch is not None else (
             float(options.workers) if options.stage == boards.PROFITABLE_CONFIGS and options.workers else None)
         self.gpus = options.gpus_per_batch
-        cost_aware = getattr(options, "order", "file") == "cost" and options.stage == boards.REGRESSIONS
+        cost_aware = options.order == COST and options.stage == boards.REGRESSIONS
         self.gpu_families = GPU_FAMILIES if cost_aware else None
         self._longest_first: dict[str, int] | None = {} if cost_aware else None  # batch -> LPT rank, once priced
         self.log, self.alert = log, alert or log

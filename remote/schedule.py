@@ -27,6 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from epoch_builder.regressions.plan import duration as hours  # one formatter for every projected time
+
 FILE_ORDER, COST_AWARE = "file-order", "cost-aware"
 POLICIES = (FILE_ORDER, COST_AWARE)
 # A finish on the free server counts as "no later" than elsewhere within this share of the batch's time:
@@ -98,19 +100,6 @@ class Simulation(NamedTuple):
         for assignment in self.assignments:
             found.setdefault(assignment.server, []).append(assignment)
         return found
-
-
-def hours(seconds: float) -> str:
-    """A duration for a reason string: 45 s, 12 min, 2.1 h, 3.4 d."""
-    if seconds == float("inf"):
-        return "never"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 120 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 72 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
 
 
 # --- file order ---------------------------------------------------------------------------

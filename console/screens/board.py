@@ -45,15 +45,11 @@ GATE_ACTIONS = {
 
 def plan_summary(root: Path, board: boards.Board, servers: list[str], order: str) -> str:
     """``remote.plan.summary_line`` of the epoch's regressions on these servers ("" without regression batches)."""
-    from epoch_builder.workspace import Workspace
-    from remote import plan as plans
+    from remote.plan import summary_line, workspace_plan
 
     if not board.stage_rows(boards.REGRESSIONS) or not servers:
         return ""
-    ws = Workspace(root)
-    work = plans.epoch_work(ws)
-    records = plans.calibrate.read_records(ws.training_rates_file)
-    return plans.summary_line(plans.cluster_plan(work, board, servers, records, order=order))
+    return summary_line(workspace_plan(root, board, servers, order=order))
 
 
 def totals_line(board: boards.Board) -> str:

@@ -153,7 +153,10 @@ def start_calibrate(args: argparse.Namespace) -> int:
 
     if args.fingerprint:
         found = calibrate.fingerprint()
-        output.result_json(found) if args.json else output.result(", ".join(f"{k} {v}" for k, v in found.items()))
+        if args.json:
+            output.result_json(found)
+        else:
+            output.result(", ".join(f"{k} {v}" for k, v in found.items()))
         return 0
     low, high = WORK_RANGE
     if not low <= args.work * 1e9 <= high:

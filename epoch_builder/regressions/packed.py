@@ -33,8 +33,7 @@ from epoch_builder.errors import EpochBuilderError
 from epoch_builder.regressions.configs import DEFAULT_MAX_EPOCHS, DEFAULT_PACK_SIZES
 from epoch_builder.regressions.datasets import RegressionDatasets
 from epoch_builder.regressions import training
-from epoch_builder.storage import atomic_write_json
-from epoch_builder.workspace import CERTIFICATE_FILE, Workspace
+from epoch_builder.workspace import Workspace
 
 def default_pack_size(category: str) -> int:
     """``--pack`` when not given: configs.DEFAULT_PACK_SIZES, else one model at a time."""
@@ -268,10 +267,4 @@ def _finish(ws: Workspace, member: Member, data: RegressionDatasets, limit: int,
     if member.stopping.best_weights is not None:
         model.set_weights(member.stopping.best_weights)
     cert = training.certificate_for(member.cfg, data, model, member.state, limit, seed, summary, pack_size, search)
-    out_dir = ws.epoch().regressions_dir / member.id
-    training.save_model(model, out_dir / training.MODEL_FILE)
-    training.write_history(ws.epoch(), member.id, cert["training_history"],
-                           member.checkpoint.dir / training.EVENTS_SCRATCH_DIR)
-    atomic_write_json(out_dir / CERTIFICATE_FILE, cert, indent=2)  # last: the model is done
-    member.checkpoint.remove()
-    return cert
+    return training.store_trained(ws, member.id, model, cert, member.checkpoint)

@@ -128,10 +128,12 @@ def flop_text(flop: float) -> str:
 
 
 def duration(seconds: float) -> str:
-    """12 min, 3.4 h, 2.1 d: a plan's figure (never falsely precise)."""
+    """45 s, 12 min, 3.4 h, 2.1 d: a plan's figure (never falsely precise); also the scheduler's reasons'."""
     if seconds == float("inf"):
         return "never"
-    if seconds < 3600:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 120 * 60:
         return f"{seconds / 60:.0f} min"
     if seconds < 72 * 3600:
         return f"{seconds / 3600:.1f} h"

@@ -445,7 +445,6 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
 
     number, total = position
     model_id = cfg["id"]
-    out_dir = ws.epoch().regressions_dir / model_id
     limit = int(max_epochs or cfg.get("max_epochs", DEFAULT_MAX_EPOCHS))
     checkpoint = Checkpoint(ws.epoch().regression_checkpoint_dir(model_id))
     checkpoint.lock()
@@ -508,11 +507,7 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
             model.set_weights(stopping.best_weights)
         cert = certificate_for(cfg, data, model, state, limit, seed, model_summary(model, cfg),
                                search=stage.record(model_id))
-        save_model(model, out_dir / MODEL_FILE)
-        write_history(ws.epoch(), model_id, cert["training_history"], checkpoint.dir / EVENTS_SCRATCH_DIR)
-        atomic_write_json(out_dir / CERTIFICATE_FILE, cert, indent=2)  # last: the model is done
-        checkpoint.remove()
-        return cert
+        return store_trained(ws, model_id, model, cert, checkpoint)
     finally:
         checkpoint.unlock()
 
@@ -544,14 +539,20 @@ def certify_from_checkpoint(ws: Workspace, cfg: dict[str, Any], data: Regression
             raise EpochBuilderError(f"{checkpoint.dir}: checkpoint does not match config {model_id}; delete it to restart")
         model.set_weights(weights)
         cert = certificate_for(cfg, data, model, state, limit, seed, model_summary(model, cfg), pack_size, record)
-        out_dir = ws.epoch().regressions_dir / model_id
-        save_model(model, out_dir / MODEL_FILE)
-        write_history(ws.epoch(), model_id, cert["training_history"], checkpoint.dir / EVENTS_SCRATCH_DIR)
-        atomic_write_json(out_dir / CERTIFICATE_FILE, cert, indent=2)  # last: the model is done
-        checkpoint.remove()
-        return cert
+        return store_trained(ws, model_id, model, cert, checkpoint)
     finally:
         checkpoint.unlock()
+
+
+def store_trained(ws: Workspace, model_id: str, model: Any, cert: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]:
+    """A finished model's files, in the order that keeps a kill harmless: the model file and histories, then the
+    certificate (its presence means done), then the checkpoint goes. Returns ``cert``."""
+    out_dir = ws.epoch().regressions_dir / model_id
+    save_model(model, out_dir / MODEL_FILE)
+    write_history(ws.epoch(), model_id, cert["training_history"], checkpoint.dir / EVENTS_SCRATCH_DIR)
+    atomic_write_json(out_dir / CERTIFICATE_FILE, cert, indent=2)  # last: the model is done
+    checkpoint.remove()
+    return cert
 
 
 def save_model(model: Any, target: Path) -> None:
