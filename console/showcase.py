@@ -86,7 +86,8 @@ def showcase_board() -> Board:
     rows = [
         BatchRow(spec(1), DONE, "gpu-1", "20260101T001000-train-regression-batch-0a0b0c"),
         BatchRow(spec(2), DONE, "localhost", "20260101T001100-train-regression-batch-1a1b1c", failures={"gpu-1": 1}),
-        BatchRow(spec(3), RUNNING, "gpu-1", "20260101T001500-train-regression-batch-9f8e7d", done=37, total=150, eta_s=8_100.0),
+        BatchRow(spec(3), RUNNING, "gpu-1", "20260101T001500-train-regression-batch-9f8e7d", done=37, total=150, eta_s=8_100.0,
+                 reason="KR_DNN_3_10 to gpu-1: 2.3 h here, 31 h on cpu-2"),
         BatchRow(spec(4), FINISHED, "localhost", "20260101T001600-train-regression-batch-2a2b2c", exit_code=0),
         BatchRow(spec(5), FAILED, "cpu-2", "20260101T000500-train-regression-batch-4d5e6f", exit_code=1,
                  log_tail=["MemoryError: Unable to allocate 3.1 GiB for an array"], failures={"cpu-2": 1}),

@@ -224,7 +224,8 @@ class BoardStateFile:
 
     def __init__(self, root: Path, epoch_id: str) -> None:
         self.path = Path(root) / STATE_DIR / f"{epoch_id}.json"
-        self.data: dict[str, Any] = {"failed_jobs": {}, "assigned": {}, "dispatch": {}}
+        # reasons: why the dispatcher sent each batch where it runs (cost-aware order), shown in its row
+        self.data: dict[str, Any] = {"failed_jobs": {}, "assigned": {}, "dispatch": {}, "reasons": {}}
         if self.path.exists():
             try:
                 loaded = json.loads(self.path.read_text(encoding="utf-8"))
@@ -254,6 +255,14 @@ class BoardStateFile:
     def assign(self, key: str, host: str, job_id: str | None = None, pushed: bool = False) -> None:
         self.data["assigned"][key] = {"host": host, "job_id": job_id, "pushed": pushed}
         self.save()
+
+    def record_reason(self, key: str, reason: str) -> None:
+        self.data["reasons"][key] = reason
+        self.save()
+
+    def reason(self, key: str) -> str | None:
+        found = self.data["reasons"].get(key)
+        return found if isinstance(found, str) else None
 
     def release(self, key: str) -> None:
         if self.data["assigned"].pop(key, None) is not None:
@@ -305,12 +314,14 @@ class BatchRow:
     log_tail: list[str] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
     jobs: list[dict[str, Any]] = field(default_factory=list)  # every job of this batch: host, id, label
+    reason: str | None = None  # why it was sent to its host (cost-aware dispatch), while it is there
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "stage": self.spec.stage, "batch": self.spec.name, "category": self.spec.category, "state": self.state,
             "host": self.host, "job_id": self.job_id, "done": self.done, "total": self.total, "eta_s": self.eta_s,
             "exit_code": self.exit_code, "log_tail": self.log_tail, "failures": self.failures, "jobs": self.jobs,
+            "reason": self.reason,
         }
 
     @property
@@ -498,6 +509,8 @@ async def build_board(root: Path, hosts: Sequence["Host"], state: BoardStateFile
                     row.log_tail = (await _tail(by_name[job.server], job, "log", job.log_size))[-LOG_TAIL_LINES:]
         elif assigned and assigned.get("pushed"):
             row.state, row.host = PUSHED, assigned["host"]
+        if row.state in (PUSHED, RUNNING, FINISHED):
+            row.reason = state.reason(spec.key)
         rows.append(row)
     return Board(epoch_id, rows, host_status, host_jobs, tuple(stages))
 
@@ -543,6 +556,7 @@ def format_board(board: Board, root: Path) -> str:
         for row in rows:
             extra = f"  failures {row.failures}" if row.failures else ""
             lines.append(f"  {row.spec.name.ljust(width)}  {row.label}{extra}")
+            lines += [f"      why: {row.reason}"] if row.reason else []
             lines += [f"      | {tail}" for tail in row.log_tail] if row.state == FAILED else []
     totals = board.totals()
     for name in sorted(totals):

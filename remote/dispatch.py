@@ -309,10 +309,12 @@ class Dispatcher:
                 self.alert(f"dispatch: cost-aware order unavailable ({exc}); batches go in file order")
                 self._planner = None
         for host in idle:
-            row = self._choose(candidates, host.name)
+            row, reason = self._choose(candidates, host.name)
             if row is None:
                 continue
             candidates.remove(row)
+            if reason:
+                self.state.record_reason(row.spec.key, reason)
             self.state.assign(row.spec.key, host.name)
             work[host.name].append(self._start(host, row, report))
         tasks = []
@@ -361,17 +363,18 @@ class Dispatcher:
         await jobs.stop_job(host, job_id, grace_s=STOP_GRACE_S)
         self.log(f"{row.spec.name}: stopped job {job_id} on {host_name} (the batch had moved to another server)")
 
-    def _choose(self, candidates: list[boards.BatchRow], host: str) -> boards.BatchRow | None:
+    def _choose(self, candidates: list[boards.BatchRow], host: str) -> tuple[boards.BatchRow | None, str | None]:
         """Of the batches that failed fewer than ``max_failures`` times on this host: the first (``--order
-        file``, and the sweep's batches), or the cost-aware choice, which may be none (``--order cost``)."""
+        file``, and the sweep's batches), or the cost-aware choice, which may be none (``--order cost``); with
+        the cost-aware choice's reason."""
         allowed = [row for row in candidates if row.failures.get(host, 0) < self.options.max_failures]
         if self._planner is None or not allowed:
-            return allowed[0] if allowed else None
+            return (allowed[0] if allowed else None), None
         name, reason = self._planner.choose([row.spec.name for row in allowed], host)
         if self._said.get(host) != (name or "idle"):  # a start is news; staying idle is said once, not each tick
             self._said[host] = name or "idle"
             self.log(reason)
-        return next((row for row in allowed if row.spec.name == name), None)
+        return next((row for row in allowed if row.spec.name == name), None), reason
 
     async def _run_host(self, name: str, actions: list, report: TickReport) -> None:
         for action in actions:  # one host's actions in order; hosts run in parallel

@@ -329,8 +329,14 @@ async def test_cost_aware_dispatch_follows_the_plan_on_servers_of_different_spee
         if order == "cost":
             assert started == {"KR_DNN_3_3": "srv2", "KR_DNN_2_3": "srv3", "KR_DNN_1_3": "srv1"}, messages
             assert any(m.startswith("KR_DNN_3_3 to srv2: ") for m in messages), messages
+            why = {row.spec.name: row.to_dict()["reason"] for row in board.stage_rows("regressions")}
+            assert all(why[name].startswith(f"{name} to {host}: ") for name, host in started.items()), why
+            from remote.board import format_board
+
+            assert "      why: KR_DNN_3_3 to srv2: " in format_board(board, small_epoch.root)
         else:  # the original's order: each free server in the cluster file's order takes the next batch file
             assert started == {"KR_DNN_1_3": "srv1", "KR_DNN_2_3": "srv2", "KR_DNN_3_3": "srv3"}, messages
             assert not any(" to srv" in m for m in messages), messages
+            assert all(row.reason is None for row in board.stage_rows("regressions"))
     finally:
         await cluster.close()

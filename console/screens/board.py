@@ -93,7 +93,8 @@ class BoardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#board-table", DataTable)
-        table.add_columns("stage", "batch", "category", "state", "failures", "last log line")
+        # detail: a failed batch's last log line; a running one's reason for being where it is (cost-aware order)
+        table.add_columns("stage", "batch", "category", "state", "failures", "detail")
         table.border_title = "Batches"
         table.border_subtitle = "enter: follow the batch's job log"
         self.query_one("#board-summary", Static).border_title = "Board"
@@ -179,7 +180,7 @@ class BoardScreen(Screen[None]):
         for row in board.rows:
             failures = ", ".join(f"{h} {n}" for h, n in row.failures.items())
             table.add_row(row.spec.stage, row.spec.name, row.spec.category or "-", row.label, failures or "-",
-                          escape(row.log_tail[-1][:60]) if row.log_tail else "", key=row.spec.key)
+                          escape((row.log_tail[-1] if row.log_tail else (row.reason or "").partition(": ")[2])[:60]), key=row.spec.key)
         if board.rows:
             table.move_cursor(row=min(cursor, len(board.rows) - 1), animate=False)
         hosts = ", ".join(f"{h} {s.split(':')[0]}" for h, s in board.hosts.items())
