@@ -92,6 +92,9 @@ class ServerConfig:
     local: bool = False  # drive this machine directly (LocalHost) instead of over SSH
     authorized_keys: str | None = None  # install-key target on the host (None: ~/.ssh/authorized_keys)
     accelerator: str = DEFAULT_ACCELERATOR  # one of ACCELERATOR_EXTRAS: which TensorFlow build bootstrap installs
+    # The cores this server's jobs and calibration may use (None: all): a shared machine's share, or
+    # servers of different speeds on one machine. Jobs get it as their CPU affinity, calibration runs under taskset.
+    cpus: tuple[int, ...] | None = None
 
     @property
     def project_path(self) -> str:
@@ -256,6 +259,17 @@ class _Reader:
             raise self.error(f"{where}.{key}", "must be true or false")
         return doc[key]
 
+    def cores(self, doc: Mapping[str, Any], key: str, where: str) -> tuple[int, ...] | None:
+        """A list of distinct CPU core numbers (0 to MAX_CORE), or None when absent."""
+        value = doc.get(key)
+        if value is None:
+            return None
+        if (not isinstance(value, list) or not value or len(set(map(repr, value))) != len(value)
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_CORE for v in value)):
+            raise self.error(f"{where}.{key}", f"must be a non-empty list of distinct core numbers 0 to {MAX_CORE}, "
+                             "e.g. [0, 1]")
+        return tuple(value)
+
     def command(self, doc: Mapping[str, Any], key: str, where: str, default: tuple[str, ...]) -> tuple[str, ...]:
         """A command as a list of arguments, or a string split like a shell would."""
         if key not in doc or doc[key] is None:
@@ -292,8 +306,9 @@ def _parse_ssh(reader: _Reader, raw: Any) -> SSHOptions:
 
 _SERVER_KEYS = {
     "name", "host", "port", "user", "key", "root", "python", "venv", "project_dir", "is_cluster",
-    "reboot_command", "shutdown_command", "local", "authorized_keys", "accelerator",
+    "reboot_command", "shutdown_command", "local", "authorized_keys", "accelerator", "cpus",
 }
+MAX_CORE = 4095
 
 
 def _parse_server(reader: _Reader, raw: Any, where: str) -> ServerConfig:
@@ -340,4 +355,5 @@ def _parse_server(reader: _Reader, raw: Any, where: str) -> ServerConfig:
         shutdown_command=reader.command(doc, "shutdown_command", where, DEFAULT_SHUTDOWN_COMMAND),
         local=local,
         accelerator=accelerator,
+        cpus=reader.cores(doc, "cpus", where),
     )

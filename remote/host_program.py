@@ -233,6 +233,10 @@ def cmd_start(req: dict) -> dict:
     """Start a job. The caller names it (``job_id``) before asking: a start whose answer was lost is asked
     again with the same id, and the host answers with the job it already started instead of a second one."""
     root, argv, python = req["root"], check_job_argv(req.get("argv")), req["python"]
+    cpus = req.get("cpus")
+    if cpus is not None and (not isinstance(cpus, list) or not cpus
+                             or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cpus)):
+        raise HostProgramError("invalid", f"cpus must be a list of core numbers, got {str(cpus)[:80]}")
     job_id = req.get("job_id") or new_job_id(argv[0])
     if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
         raise HostProgramError("invalid", f"job id {job_id!r} is not a job id (like 20240501T101112-train-regression-batch-a1b2c3)")
@@ -255,7 +259,7 @@ def cmd_start(req: dict) -> dict:
         if pid == 0:  # the wrapper
             try:
                 os.close(read_fd)
-                _run_wrapper(root, directory, job_id, argv, python, write_fd, _active_epoch(root))
+                _run_wrapper(root, directory, job_id, argv, python, write_fd, _active_epoch(root), cpus)
             finally:
                 os._exit(0)
         os.close(write_fd)
@@ -276,7 +280,8 @@ def _active_epoch(root: str) -> str | None:
     return epoch if isinstance(epoch, str) else None
 
 
-def _run_wrapper(root: str, directory: str, job_id: str, argv: list, python: str, ready_fd: int, epoch: str | None) -> None:
+def _run_wrapper(root: str, directory: str, job_id: str, argv: list, python: str, ready_fd: int, epoch: str | None,
+                 cpus: list | None = None) -> None:
     os.setsid()  # own session and process group: stop signals exactly this group
     devnull = os.open(os.devnull, os.O_RDONLY)
     log = os.open(os.path.join(directory, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -300,6 +305,11 @@ def _run_wrapper(root: str, directory: str, job_id: str, argv: list, python: str
     job = {"id": job_id, "argv": argv, "command": command, "pid": me, "start_ticks": info[2] if info else None,
            "started_at": time.time(), "epoch": epoch}
     try:
+        if cpus:  # the server's share of the cores (cluster file "cpus"): the job inherits the wrapper's affinity
+            try:
+                os.sched_setaffinity(0, cpus)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot run on cores {cpus}: {exc.strerror}") from None
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=1, stderr=2, cwd=root, env=env)
     except OSError as exc:
         os.write(2, f"cannot start {python}: {exc.strerror}\n".encode())

@@ -107,7 +107,8 @@ async def start_job(host: "Host", argv: Sequence[str], *, force: bool = False, j
     the controller cannot name, nor starts a second one."""
     argv = validate_job_argv(argv)
     job_id = job_id or host_program.new_job_id(argv[0])
-    request = {"root": host.root, "argv": argv, "python": host.python, "force": force, "job_id": job_id}
+    request = {"root": host.root, "argv": argv, "python": host.python, "force": force, "job_id": job_id,
+               "cpus": list(host.config.cpus) if host.config.cpus else None}
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
             return JobInfo.from_answer(host.name, await host_program_client.call(host, "start", request))

@@ -72,6 +72,8 @@ async def calibrate_server(host: "Host", *, work: float | None = None, families:
             "--workspace", host.root] + (["--work", f"{work:g}"] if work is not None else [])
     for family in families:
         argv += ["--family", family]
+    if host.config.cpus:  # measured on the cores its jobs get
+        argv = ["taskset", "-c", ",".join(map(str, host.config.cpus)), *argv]
     result = await host.check_run(argv, timeout=CALIBRATE_TIMEOUT_S)
     return check_record(_last_json(result.stdout, f"server {host.name}: calibrate"), f"server {host.name}: calibrate")
 

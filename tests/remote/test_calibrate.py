@@ -99,3 +99,36 @@ def test_a_lying_hosts_calibration_is_refused_by_key_and_nothing_recorded(sshd, 
     assert len(lines) == 1 and lines[0].startswith("error: server srv1: calibrate") and refusal in lines[0], lines
     assert "\x1b" not in out.stderr  # shown escaped, never obeyed
     assert not (workspace / "config" / "training_rates.json").exists()
+
+
+def test_a_servers_cores_bound_its_jobs_and_its_calibration(sshd, tmp_path: Path) -> None:
+    """"cpus" in the cluster file: the server's jobs run with that CPU affinity, and its calibration measures
+    on those cores (its record says 1 core where the other server has them all)."""
+    import os
+    import time
+
+    from remote import host_program
+
+    doc = json.loads(cluster_file(sshd, tmp_path).read_text())
+    doc["servers"][0]["cpus"] = [0]
+    config = tmp_path / "cluster.json"
+    config.write_text(json.dumps(doc))
+    workspace = tmp_path / "controller"
+    workspace.mkdir()
+    started = cluster_cli(config, workspace, "--json", "run", "--server", "srv1", "--", "status", "--watch", "1")
+    assert started.returncode == 0, started.stderr
+    job_id = json.loads(started.stdout)["srv1"]["job_id"]
+    job_file = sshd.servers[0].root / ".jobs" / job_id / "job.json"
+    for _ in range(100):
+        if job_file.exists() and "child_pid" in job_file.read_text():
+            break
+        time.sleep(0.1)
+    child = json.loads(job_file.read_text())["child_pid"]
+    try:
+        assert os.sched_getaffinity(child) == {0}
+    finally:
+        host_program.cmd_stop({"root": str(sshd.servers[0].root), "job_id": job_id, "grace_s": 1})
+    out = cluster_cli(config, workspace, "calibrate", "--work", "0.2", "--family", "DNN")
+    assert out.returncode == 0, out.stderr
+    records = json.loads((workspace / "config" / "training_rates.json").read_text())["servers"]
+    assert records["srv1"]["cores"] == 1 and records["srv2"]["cores"] == len(os.sched_getaffinity(0))

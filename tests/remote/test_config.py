@@ -62,6 +62,7 @@ def test_example_file_is_valid() -> None:
     assert config.server("cpu-2").shutdown_command == ("sudo", "-n", "/sbin/poweroff")
     assert config.server("cpu-2").reboot_command == ("sudo", "-n", "/sbin/reboot")
     assert config.ssh.host_key_policy == "strict"
+    assert config.server("cpu-2").cpus == (0, 1, 2, 3) and config.server("gpu-1").cpus is None
 
 
 @pytest.mark.parametrize(
@@ -78,6 +79,9 @@ def test_example_file_is_valid() -> None:
         ({"servers": [server(host="-oProxyCommand=x")]}, "servers[0].host: '-oProxyCommand=x' is not a host name"),
         ({"servers": [server(venv="/v", python="/p")]}, "servers[0].python: give either 'venv' or 'python'"),
         ({"servers": [server(reboot_command=[])]}, "servers[0].reboot_command: must be a command"),
+        ({"servers": [server(cpus=[0, 0])]}, "servers[0].cpus: must be a non-empty list of distinct core numbers 0 to 4095"),
+        ({"servers": [server(cpus=[-1])]}, "servers[0].cpus: must be a non-empty list of distinct core numbers"),
+        ({"servers": [server(cpus="0-3")]}, "servers[0].cpus: must be a non-empty list of distinct core numbers"),
         ({"ssh": {"host_key_policy": "off"}, "servers": [server()]}, "ssh.host_key_policy: 'off' not allowed; allowed: strict, accept-new"),
         ({"ssh": {"max_channels": 0}, "servers": [server()]}, "ssh.max_channels: 0 out of range; allowed 1..64"),
         ({"servers": [{"host": "x", "root": "/r"}]}, "servers[0].name: is required"),
