@@ -340,3 +340,43 @@ async def test_cost_aware_dispatch_follows_the_plan_on_servers_of_different_spee
             assert all(row.reason is None for row in board.stage_rows("regressions"))
     finally:
         await cluster.close()
+
+
+async def test_the_dispatcher_follows_the_plan_made_from_rates_measured_on_servers_of_different_cores(
+        small_epoch: Workspace, three_hosts, tmp_path: Path) -> None:
+    """The same three batches on three sshd servers, srv1's jobs and calibration bound to one core ("cpus"): the
+    rates are measured there for real (epoch-cluster calibrate), and the real dispatcher's first starts are the
+    first wave of the plan those rates make (remote.schedule.simulate, cost-aware)."""
+    from epoch_builder.regressions import calibrate
+    from epoch_builder.regressions.plan import epoch_work
+    from remote import schedule
+    from remote.cluster import Cluster
+    from remote.config import parse_cluster_config
+    from remote.dispatch import DispatchOptions, Dispatcher
+
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_1_3", ["Q0"])
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_2_3", ["Q1", "Q2"])
+    write_regression_batch(small_epoch, "DNN", "KR_DNN_3_3", ["Q3", "Q4", "Q5", "Q6"])
+    doc = three_hosts.config_dict(python=sys.executable)
+    doc["servers"][0]["cpus"] = [0]
+    config = tmp_path / "cluster.json"
+    config.write_text(json.dumps(doc))
+    measured = subprocess.run([sys.executable, "-m", "remote.cli", "--config", str(config), "--workspace",
+                               str(small_epoch.root), "calibrate", "--work", "0.2", "--family", "DNN"],
+                              capture_output=True, text=True, timeout=300)
+    assert measured.returncode == 0, measured.stderr
+    records = calibrate.read_records(small_epoch.training_rates_file)
+    assert records["srv1"]["cores"] == 1
+    servers = [schedule.Server(name, calibrate.rates_of(records, name)[0]) for name in ("srv1", "srv2", "srv3")]
+    batches = [schedule.Batch(b.name, b.family, b.flop) for b in epoch_work(small_epoch).batches]
+    plan = schedule.simulate(batches, servers, schedule.COST_AWARE)
+    first_wave = {a.batch.name: a.server for a in plan.assignments if a.start == 0}
+    cluster = Cluster(parse_cluster_config(doc, config))
+    dispatcher = Dispatcher(list(cluster.hosts.values()), small_epoch.root,
+                            DispatchOptions(stage="regressions", interval_s=0.5), log=lambda _m: None)
+    try:
+        board = await dispatcher.tick()
+        started = {row.spec.name: row.host for row in board.stage_rows("regressions") if row.host}
+        assert started == first_wave, (started, {n: r["rates"] for n, r in records.items()})
+    finally:
+        await cluster.close()
