@@ -15,9 +15,10 @@ noisy: only ratios against a run in the same process mean much):
 Reported per family: seconds per warm epoch (the first epoch, which traces the functions, is left out;
 ``--epochs 1`` reports the first), the overhead ratio ours / bare, the --fast factor ours / fast (> 1: --fast
 is faster), and the projection of hours for the family's whole default grid = models x s/epoch x epochs per
-model. The project records no observed early-stopping epochs, so the epochs per model is an assumption
-(``--epochs-per-model``) unless ``--observed WORKSPACE`` names a workspace whose active epoch holds trained
-regressions: then each family's median ``epochs`` of their certificates.
+model. The epochs per model are the cost model's (``epoch_builder/regressions/cost.py``): with ``--observed
+WORKSPACE``, each family's mean ``epochs`` of the certificates in that workspace's active epoch; for a family
+without any, the stated assumption ``DEFAULT_EPOCHS`` (measured on real candles), and the report says which
+it used per family; ``--epochs-per-model N`` overrides both.
 
     .venv/bin/python bench/bench_training.py [--families DNN,CDNN] [--epochs 2] [--epochs-per-model 30]
         [--observed WORKSPACE] [--seed 60184] [--pack 8] [--skip-single] [--windows N] [--json]
@@ -58,7 +59,6 @@ from epoch_builder.regressions.options import TrainingOptions, add_arguments  # 
 from epoch_builder.workspace import Workspace  # noqa: E402
 
 EPOCH_ID = "_BENCH_TRAINING"
-ASSUMED_EPOCHS_PER_MODEL = 30  # no observed figure in the project: patience 10 means at least 11, the cap is 500
 EPOCH_LINE = re.compile(r" epoch (\d+)/\d+ .*\((\d+\.\d+)s\)")
 
 
@@ -91,16 +91,12 @@ def sampled_configs(ws: Workspace, families: list[str], seed: int) -> tuple[dict
     return picks, {family: len(configs) for family, configs in per_family.items()}
 
 
-def observed_epochs(root: Path) -> dict[str, float]:
-    """Median trained epochs per family of the certificates in ``root``'s active epoch."""
-    from epoch_builder.storage import read_json
+def observed_epochs(root: Path) -> dict[str, Any]:
+    """Each family's epochs per model in ``root``'s active epoch (the cost model's: the mean of its
+    certificates), for the families that have any."""
+    from epoch_builder.regressions import cost
 
-    ws = Workspace(root)
-    by_family: dict[str, list[int]] = {}
-    for path in sorted(ws.epoch().regressions_dir.glob("*/certificate.json")):
-        cert = read_json(path)
-        by_family.setdefault(cert.get("category"), []).append(int(cert["epochs"]))
-    return {family: float(statistics.median(epochs)) for family, epochs in by_family.items() if family in FAMILIES}
+    return cost.observed_epochs(cost.read_certificates(Workspace(root).epoch().regressions_dir))
 
 
 # --- the three runs -------------------------------------------------------------------------
@@ -481,10 +477,11 @@ def main() -> None:
                         help=f"families to measure (default: all, {','.join(FAMILIES)})")
     parser.add_argument("--epochs", type=int, default=2, metavar="N", help="epochs of each run (default 2)")
     parser.add_argument("--epochs-per-model", type=float, metavar="N",
-                        help=f"epochs a model trains before early stopping, for the projection (default: the median "
-                        f"of --observed, else the assumption {ASSUMED_EPOCHS_PER_MODEL})")
+                        help="epochs a model trains before early stopping, for the projection (default: each "
+                        "family's mean in --observed, else the cost model's stated assumption, "
+                        "epoch_builder/regressions/cost.py DEFAULT_EPOCHS)")
     parser.add_argument("--observed", type=Path, metavar="WORKSPACE",
-                        help="a workspace with trained regressions: each family's median epochs")
+                        help="a workspace with trained regressions: each family's mean epochs in its active epoch")
     parser.add_argument("--seed", type=int, default=60184, help="seed of the config choice (default 60184)")
     parser.add_argument("--pack", type=int, default=8, metavar="K",
                         help="also train K seeded configs of each family one at a time and packed together "
@@ -513,8 +510,17 @@ def main() -> None:
     from epoch_builder.regressions.runtime import configure_tensorflow
     from epoch_builder.regressions.training import validation_cut
 
+    from epoch_builder.regressions import cost
+
     configure_tensorflow()
     observed = observed_epochs(args.observed) if args.observed else {}
+    estimates = cost.epochs_per_family(observed, families=args.families)
+    if args.epochs_per_model is not None:
+        per_model = {f: args.epochs_per_model for f in args.families}
+        source = f"{args.epochs_per_model:g} (--epochs-per-model)"
+    else:
+        per_model = {f: float(e.epochs) for f, e in estimates.items()}
+        source = "; ".join(f"{f}: {e.describe()}" for f, e in estimates.items())
     with tempfile.TemporaryDirectory() as tmp:
         ws = default_epoch(Path(tmp), log)
         config = ws.load_epoch_config()
@@ -535,23 +541,11 @@ def main() -> None:
             if args.pack > 1:
                 configs = packed_configs(ws, family, args.pack, args.seed)
                 log(f"{family}: {len(configs)} models alone, then packed: {', '.join(c['id'] for c in configs)}")
-                packing.append(bench_packing(ws, family, configs, args.epochs,
-                                             args.epochs_per_model or observed.get(family, ASSUMED_EPOCHS_PER_MODEL),
+                packing.append(bench_packing(ws, family, configs, args.epochs, per_model[family],
                                              (cut, len(data.train_x) - cut), batch_sizes[family],
                                              windows=args.windows or 0, training=training))
                 log(f"{family}: packing factor {packing[-1]['factor']:.2f}x")
         candles = int(json.loads(ws.bundle_file.read_text())["candles"])
-    if args.epochs_per_model is not None:
-        per_model = {f: args.epochs_per_model for f in args.families}
-        source = f"{args.epochs_per_model:g} (--epochs-per-model)"
-    elif observed:
-        per_model = {f: observed.get(f, ASSUMED_EPOCHS_PER_MODEL) for f in args.families}
-        source = (f"observed medians in {args.observed} "
-                  + ", ".join(f"{f} {v:g}" + ("" if f in observed else " (none observed: assumed)") for f, v in per_model.items()))
-    else:
-        per_model = {f: ASSUMED_EPOCHS_PER_MODEL for f in args.families}
-        source = (f"{ASSUMED_EPOCHS_PER_MODEL} ASSUMED (the project records no observed early-stopping epochs; patience "
-                  "10 means at least 11, the cap is 500; pass --epochs-per-model or --observed WORKSPACE)")
     validation = len(data.train_x) - validation_cut(len(data.train_x), config.validation_split)
     report = {"setup": {"candles": candles, "train_windows": len(data.train_x), "validation_windows": validation,
                         "lookback": config.regression_lookback,

@@ -53,11 +53,20 @@ def emit(stage: str, done: int, total: int, **fields: Any) -> None:
 
 
 class Eta:
-    """Remaining-time estimate from the average pace so far."""
+    """Remaining-time estimate from the average pace so far. ``total`` counts units of work (models, configs);
+    ``per_unit`` is how many steps (epochs) a unit is expected to take, when that is an estimate rather than
+    a count (``fraction`` turns a unit's steps into its share of the unit, short of 1 until it is done)."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, per_unit: float | None = None) -> None:
         self.total = total
+        self.per_unit = per_unit
         self.started = time.monotonic()
+
+    def fraction(self, steps: int, limit: int) -> float:
+        """A unit's share done after ``steps`` of at most ``limit``: of the expected steps (capped at the
+        limit), never a whole unit while it still runs."""
+        expected = min(self.per_unit or limit, limit)
+        return min(steps / expected, 0.99) if expected > 0 else 0.0
 
     def seconds(self, done: int) -> float | None:
         if done <= 0:

@@ -165,6 +165,20 @@ def test_sweep_build_export_verify_round_trip(trained: Workspace, capsys: pytest
                     default=0.0)
         assert backtest["max_drawdown"] == min(worst, 0.0)
 
+    # models list marks a model whose regressions --search halving stopped early
+    from tests.test_regressions_search import _stop
+
+    _stop(trained, build[0]["model"]["regressions"][0]["id"], 1)
+    capsys.readouterr()
+    assert cli_main(["models", "list", "--workspace", str(trained.root)]) == 0
+    shown = capsys.readouterr()
+    first = next(line for line in shown.out.splitlines() if build[0]["id"] in line)
+    assert first.rstrip().endswith("*"), first
+    marked = sum(1 for c in build if build[0]["model"]["regressions"][0]["id"] in [r["id"] for r in c["model"]["regressions"]])
+    assert f"* {marked} model(s) use regressions that --search halving stopped early" in shown.out + shown.err
+    assert cli_main(["models", "list", "--workspace", str(trained.root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["search_stopped"] == 1
+
     model_id = build[0]["id"]
     capsys.readouterr()
     assert cli(trained, "export-epoch", "--model-id", "_SMALL_nope") == 2

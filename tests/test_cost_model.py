@@ -126,6 +126,30 @@ def test_epochs_observed_per_family_else_assumed() -> None:
     assert cost.epochs_per_family({}, own)["CNN"] == own
 
 
+def test_a_batch_eta_expects_the_epochs_observed_in_the_epoch_else_the_stated_assumption(tmp_path: Path) -> None:
+    """train-regression-batch's ETA (its log lines, its events, the Board's ETA) counts a model as done after
+    the epochs its family took in this epoch's certificates, not after max_epochs."""
+    from types import SimpleNamespace
+
+    from epoch_builder.events import Eta
+    from epoch_builder.regressions.batch import expected_epochs
+
+    paths = SimpleNamespace(regressions_dir=tmp_path)
+    assert expected_epochs(paths, "GRU") == cost.DEFAULT_EPOCHS  # nothing trained yet: assumed, and it says so
+    for index, epochs in enumerate((40, 60)):
+        (tmp_path / f"m{index}").mkdir()
+        (tmp_path / f"m{index}" / "certificate.json").write_text(json.dumps(certificate("KR_GRU_S2", epochs)))
+    observed = expected_epochs(paths, "GRU")
+    assert observed.epochs == 50 and observed.observed and "observed" in observed.describe()
+    assert expected_epochs(paths, "UNIT_TEST") == cost.DEFAULT_EPOCHS  # its model is a DNN: none observed
+
+    eta = Eta(4, per_unit=50)
+    assert eta.fraction(25, 500) == 0.5  # half of the 50 observed, not 5% of the 500 allowed
+    assert eta.fraction(80, 500) == 0.99  # past the estimate, still running: never a whole model
+    assert eta.fraction(5, 10) == 0.5  # capped by the limit
+    assert Eta(4).fraction(25, 500) == 0.05  # no estimate: the limit
+
+
 def test_read_certificates_keeps_the_keys_it_needs(tmp_path: Path) -> None:
     for index, cert in enumerate([certificate("KR_GRU_S2", 33), certificate("KR_GRU_S4", 11)]):
         directory = tmp_path / f"model{index}"

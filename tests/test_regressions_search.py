@@ -22,7 +22,7 @@ from epoch_builder.workspace import Workspace
 from tests.test_regressions_packed import kill_at
 from tests.test_regressions_training import SECTION3_FIELDS, Interrupted, interrupt_at, quiet, training_config, write_batch
 
-HALVING = TrainingOptions(max_epochs=4, pack=5, search="halving")  # one pack a stage: a few traced steps
+HALVING = TrainingOptions(max_epochs=4, pack=5, search="halving", rungs=2)  # one pack a stage: a few traced steps
 # Timing and the record of interruptions: the only fields a resumed run may change.
 RUN_FIELDS = ("training_start", "training_end", "resumed_from_epochs")
 
@@ -45,10 +45,11 @@ def comparable(cert: dict) -> dict:
 def test_rungs_are_held_while_below_the_limit_and_more_than_one_model_goes_on() -> None:
     assert [search.rung_epochs(r, 2, 1) for r in (1, 2, 3, 4)] == [1, 2, 4, 8]
     assert [search.rung_epochs(r, 3, 5) for r in (1, 2, 3)] == [5, 15, 45]
-    assert search.rung_held(5, 1, 4, 2) and search.rung_held(3, 2, 4, 2)
-    assert not search.rung_held(2, 4, 4, 2)  # at the limit: every model is done anyway
-    assert not search.rung_held(2, 1, 500, 2)  # one would go on: both are the last survivors
-    assert search.rung_held(3, 1, 500, 2) and not search.rung_held(3, 1, 500, 3)
+    assert search.rung_held(1, 9, 5, 1, 4, 2) and search.rung_held(2, 9, 3, 2, 4, 2)
+    assert not search.rung_held(3, 9, 2, 4, 4, 2)  # at the limit: every model is done anyway
+    assert not search.rung_held(2, 9, 2, 1, 500, 2)  # one would go on: both are the last survivors
+    assert search.rung_held(1, 9, 3, 1, 500, 2) and not search.rung_held(1, 9, 3, 1, 500, 3)
+    assert search.rung_held(2, 2, 150, 2, 500, 2) and not search.rung_held(3, 2, 150, 4, 500, 2)  # --rungs 2
 
 
 def test_a_rung_keeps_the_best_by_val_loss_ties_by_id_and_a_diverged_model_last() -> None:
@@ -71,8 +72,10 @@ def test_the_options_refuse_what_halving_cannot_do_in_one_line() -> None:
         TrainingOptions(search="halving", eta=1)
     with pytest.raises(UsageError, match=r"^--search 'random' is unknown; allowed: full, halving$"):
         TrainingOptions(search="random")
-    assert TrainingOptions(search="halving", eta=3, first_rung=2, pack=4).argv() == [
-        "--pack", "4", "--search", "halving", "--eta", "3", "--first-rung", "2"]
+    with pytest.raises(UsageError, match=r"^--rungs 0 out of range; allowed 1..32$"):
+        TrainingOptions(search="halving", rungs=0)
+    assert TrainingOptions(search="halving", eta=3, first_rung=2, rungs=3, pack=4).argv() == [
+        "--pack", "4", "--search", "halving", "--eta", "3", "--first-rung", "2", "--rungs", "3"]
     assert TrainingOptions(search="halving").argv() == ["--search", "halving"]
     assert TrainingOptions().argv() == []
 
@@ -94,7 +97,7 @@ def test_halving_promotes_the_best_by_val_loss_and_certifies_every_model(small_e
     assert not (paths.dir / CHECKPOINTS_DIR).exists()  # checkpoints and the search state: gone once done
     by_id = {c["id"]: c for c in certificates}
     marks = {c["id"]: c["training_mode"]["search"] for c in certificates}
-    base = {"method": "halving", "eta": 2, "first_rung": 1}
+    base = {"method": "halving", "eta": 2, "first_rung": 1, "rungs": 2}
 
     # Rung 1: ranked by the best val_loss of epoch 1; the 2 worst stop there.
     at_one = sorted(by_id, key=lambda i: (by_id[i]["training_history"]["val_loss"][0], i))
@@ -174,8 +177,8 @@ class FakeTrainer:
         self.certificates[model_id] = {"epochs": self.epoch[model_id], "search": record, "pack_size": pack_size}
 
 
-def _halving(tmp_path: Path, trainer: FakeTrainer, models: list[str], limit: int) -> None:
-    mode = {"method": "halving", "eta": 2, "first_rung": 1}
+def _halving(tmp_path: Path, trainer: FakeTrainer, models: list[str], limit: int, rungs: int = 8) -> None:
+    mode = {"method": "halving", "eta": 2, "first_rung": 1, "rungs": rungs}
     state = search.SearchState.start_or_resume(tmp_path / "B.search.json", "B", mode, limit, models)
     search.run_halving(state, trainer, 2, quiet)
 
@@ -190,7 +193,7 @@ def test_a_model_that_stops_on_its_own_before_a_rung_is_finished_not_ranked(tmp_
     _halving(tmp_path, trainer, list("ABCDEF"), 16)
     marks = {m: c["search"] for m, c in trainer.certificates.items()}
     assert sorted(marks) == list("ABCDEF")
-    assert marks["C"] == {"method": "halving", "eta": 2, "first_rung": 1, "stopped": False, "ranks": [1]}
+    assert marks["C"] == {"method": "halving", "eta": 2, "first_rung": 1, "rungs": 8, "stopped": False, "ranks": [1]}
     assert trainer.certificates["C"]["epochs"] == 2  # finished on its own at the rung: not ranked there
     assert (marks["A"]["stopped"], marks["A"]["ranks"], trainer.certificates["A"]["epochs"]) == (False, [3, 1], 16)
     assert (marks["D"]["stopped"], marks["D"]["rung"], marks["D"]["rank"], marks["D"]["ranked"]) == (True, 2, 2, 2)
@@ -224,20 +227,22 @@ def test_the_search_is_recorded_and_a_rerun_with_another_is_refused(small_epoch:
         train_batch(small_epoch, "DNN", "KR_SWITCH", HALVING, log=interrupt_at(2))  # rung 2: rung 1 is decided
     state_file = small_epoch.epoch().search_state_file("KR_SWITCH")
     state = read_json(state_file)
-    assert state["search"] == {"method": "halving", "eta": 2, "first_rung": 1} and state["max_epochs"] == 4
+    assert state["search"] == {"method": "halving", "eta": 2, "first_rung": 1, "rungs": 2} and state["max_epochs"] == 4
     assert [r["rung"] for r in state["rungs"]] == [1] and len(state["rungs"][0]["stopped"]) == 2
     before = state_file.read_bytes()
 
     for other, now in ((TrainingOptions(max_epochs=4, pack=5), "--search full"),
-                       (TrainingOptions(max_epochs=4, pack=5, search="halving", eta=3),
-                        "--search halving --eta 3 --first-rung 1 (max epochs 4)"),
-                       (TrainingOptions(max_epochs=5, pack=5, search="halving"),
-                        "--search halving --eta 2 --first-rung 1 (max epochs 5)")):
+                       (TrainingOptions(max_epochs=4, pack=5, search="halving", eta=3, rungs=2),
+                        "--search halving --eta 3 --first-rung 1 --rungs 2 (max epochs 4)"),
+                       (TrainingOptions(max_epochs=4, pack=5, search="halving"),
+                        "--search halving --eta 2 --first-rung 1 --rungs 1 (max epochs 4)"),
+                       (TrainingOptions(max_epochs=5, pack=5, search="halving", rungs=2),
+                        "--search halving --eta 2 --first-rung 1 --rungs 2 (max epochs 5)")):
         with pytest.raises(EpochBuilderError) as refused:
             train_batch(small_epoch, "DNN", "KR_SWITCH", other, log=quiet)
         message = str(refused.value)
         assert message.startswith(f"{state_file}: batch KR_SWITCH was started with --search halving --eta 2 "
-                                  f"--first-rung 1 (max epochs 4), not {now}; rerun with --search halving")
+                                  f"--first-rung 1 --rungs 2 (max epochs 4), not {now}; rerun with --search halving")
         assert "\n" not in message
     assert state_file.read_bytes() == before  # the refusals changed nothing
 
@@ -247,7 +252,7 @@ def test_the_search_is_recorded_and_a_rerun_with_another_is_refused(small_epoch:
     with pytest.raises(Interrupted):
         train_batch(small_epoch, "DNN", "KR_FULL", TrainingOptions(max_epochs=4, pack=2), log=interrupt_at(2))
     with pytest.raises(EpochBuilderError, match=r"F1/state.json: checkpoint of F1 was written with --search full, not "
-                                                r"--search halving --eta 2 --first-rung 1; rerun with --search full"):
+                                                r"--search halving --eta 2 --first-rung 1 --rungs 2; rerun with --search full"):
         train_batch(small_epoch, "DNN", "KR_FULL", HALVING, log=quiet)
     assert not small_epoch.epoch().search_state_file("KR_FULL").exists()
     done = train_batch(small_epoch, "DNN", "KR_SWITCH", HALVING, log=quiet)  # the right options resume it
@@ -263,7 +268,7 @@ def test_kill_9_at_every_stage_of_the_search_resumes_to_the_uninterrupted_result
     write_batch(small_epoch, "DNN", "KR_KILL", five_dnns(small_epoch))
     reference = Workspace(tmp_path / "reference")
     shutil.copytree(small_epoch.root, reference.root)
-    packs_of_two = TrainingOptions(max_epochs=4, pack=2, search="halving")
+    packs_of_two = TrainingOptions(max_epochs=4, pack=2, search="halving", rungs=2)
     command = [sys.executable, "-m", "epoch_builder.cli", "train-regression-batch", "--workspace", str(small_epoch.root),
                "--batch", "KR_KILL", *packs_of_two.argv()]
     state_file = small_epoch.epoch().search_state_file("KR_KILL")
@@ -291,7 +296,7 @@ def _stop(ws: Workspace, model_id: str, rung: int) -> None:
 
     path = ws.epoch().regression_certificate_file(model_id)
     cert = read_json(path)
-    cert["training_mode"]["search"] = {"method": "halving", "eta": 2, "first_rung": 1, "stopped": True, "rung": rung,
+    cert["training_mode"]["search"] = {"method": "halving", "eta": 2, "first_rung": 1, "rungs": 2, "stopped": True, "rung": rung,
                                        "epochs": 2 ** (rung - 1), "rank": 4, "ranked": 6, "ranks": [4]}
     atomic_write_json(path, cert, indent=2)
 
@@ -310,6 +315,8 @@ def test_rank_initialize_the_console_and_the_report_show_the_stopped_ones(traine
     _stop(trained, best, 2)
     rows = rank_regressions(trained)
     assert {r["id"]: r["stopped_by_search"] for r in rows}[best] == 2
+    from epoch_builder.regressions.rank import stopped_regressions
+    assert stopped_regressions(trained, [best, second, best, "KR_NOT_TRAINED"]) == {best: 2}
     assert sum(r["stopped_by_search"] is None for r in rows) == 5
 
     root = str(trained.root)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from epoch_builder.commands import add_group, add_hidden_alias, add_json_option, add_wide_option, print_rows, workspace_of
 from epoch_builder.errors import UsageError
@@ -148,12 +149,20 @@ def start_models_list(args: argparse.Namespace) -> int:
 
     if args.top is not None and args.top < 1:
         raise UsageError(f"parameter --top={args.top} must be >= 1")
-    paths = workspace_of(args).epoch()
+    ws = workspace_of(args)
+    paths = ws.epoch()
     certificates = load_build(paths)
-    _print_models(summary_rows(certificates)[: args.top], args.json, wide=args.wide)
+    _print_models(summary_rows(certificates, _stopped(ws, certificates))[: args.top], args.json, wide=args.wide)
     if not args.json:
         _print_luck(load_summary(paths, model_ids(certificates)))
     return 0
+
+
+def _stopped(ws: Any, certificates: list[dict]) -> dict[str, int]:
+    """The built models' regressions that --search halving stopped early (marked in the table)."""
+    from epoch_builder.regressions.rank import stopped_regressions
+
+    return stopped_regressions(ws, [r["id"] for cert in certificates for r in cert["model"]["regressions"]])
 
 
 def _print_luck(summary: dict | None) -> None:
@@ -175,13 +184,20 @@ def _print_models(rows: list[dict], as_json: bool, *, wide: bool = True) -> None
                 f"{r['oos_accuracy']:.2f}%" if r["oos_accuracy"] is not None else "-") if with_oos else ())
         return (str(i), r["id"], f"{r['profit']:.2f}", f"{r['accuracy']:.2f}%", str(r["positions"]),
                 f"{r['max_drawdown']:.2f}%", *oos, f"{r['dsr']:.2f}" if r["dsr"] is not None else "-",
-                f"{r['pcr']:g}", r["msf"], f"{r['msaf']:g}", ",".join(r["families"]) or "-")
+                f"{r['pcr']:g}", r["msf"], f"{r['msaf']:g}",
+                (",".join(r["families"]) or "-") + ("*" if r["search_stopped"] else ""))
 
     names = len(header)
     # Narrow terminals: the headers' short forms (their cells are narrower than the words).
     short = {"accuracy": "acc.", "positions": "pos.", "drawdown": "dd", "oos profit": "oos", "oos acc.": "oos%"}
     print_rows(rows, as_json, "the build holds no model", header, cells, left=(1, names - 3, names - 1), id_column=1,
                wide=wide, aliases={c: {name: short[name]} for c, name in enumerate(header) if name in short})
+    marked = sum(1 for r in rows if r["search_stopped"])
+    if marked and not as_json:
+        from epoch_builder import output
+
+        output.info(f"* {marked} model(s) use regressions that --search halving stopped early (certified from fewer "
+                    "epochs; --json: search_stopped)")
 
 
 def start_build(args: argparse.Namespace) -> int:
@@ -190,7 +206,7 @@ def start_build(args: argparse.Namespace) -> int:
     ws = workspace_of(args)
     certificates = build_prediction_models(ws, args.top, workers=args.workers, pbo_blocks=args.pbo_blocks,
                                            pbo_sample=args.pbo_sample)
-    rows = summary_rows(certificates)
+    rows = summary_rows(certificates, _stopped(ws, certificates))
     _print_models(rows if args.json else rows[:10], args.json)
     if not args.json:
         _print_luck(load_summary(ws.epoch(), model_ids(certificates)))

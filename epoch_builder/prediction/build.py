@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -187,8 +187,10 @@ def model_ids(certificates: list[Any]) -> list[str]:
     return [str(c.get("id")) for c in certificates if isinstance(c, dict)]
 
 
-def summary_rows(certificates: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Figures the CLI and the demo print per model (out-of-sample and DSR: None when absent)."""
+def summary_rows(certificates: list[dict[str, Any]], stopped: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+    """Figures the CLI and the demo print per model (out-of-sample and DSR: None when absent). ``stopped``:
+    the regressions ``--search halving`` stopped early (``rank.stopped_regressions``); each row counts its own."""
+    stopped = stopped or {}
     rows = []
     for cert in certificates:
         backtest = cert["backtest"]
@@ -201,5 +203,6 @@ def summary_rows(certificates: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "regressions": len(cert["model"]["regressions"]),
                      "oos_profit": oos.get("profit"), "oos_accuracy": oos.get("accuracy"),
                      "oos_positions": oos.get("positions"), "dsr": dsr,
-                     "families": sorted({f for r in cert["model"]["regressions"] if (f := family_of_id(r["id"]))})})
+                     "families": sorted({f for r in cert["model"]["regressions"] if (f := family_of_id(r["id"]))}),
+                     "search_stopped": sum(1 for r in cert["model"]["regressions"] if r["id"] in stopped)})
     return rows

@@ -18,7 +18,8 @@ from typing import Any
 
 from epoch_builder import events, output
 from epoch_builder.errors import EpochBuilderError, UsageError
-from epoch_builder.regressions import packed, search
+from epoch_builder.regressions import cost, packed, search
+from epoch_builder.regressions.architectures import FAMILIES
 from epoch_builder.regressions.configs import DEFAULT_MAX_EPOCHS, read_batch
 from epoch_builder.regressions.datasets import RegressionDatasets, load_datasets
 from epoch_builder.regressions.options import TrainingOptions, describe_search, search_mode
@@ -146,6 +147,14 @@ def _remove_search_state(path: Path) -> None:
         pass
 
 
+def expected_epochs(paths: EpochPaths, category: str) -> cost.Epochs:
+    """The epochs a model of ``category`` is expected to train, for the batch's ETA: the mean of the family's
+    certificates in this epoch, else the cost model's stated assumption (``cost.DEFAULT_EPOCHS``)."""
+    family = category if category in FAMILIES else "DNN"  # the UNIT_TEST batch's model is a DNN
+    observed = cost.observed_epochs(cost.read_certificates(paths.regressions_dir))
+    return observed.get(family, cost.DEFAULT_EPOCHS)
+
+
 def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLike,
                 options: TrainingOptions | None = None, *, only: Sequence[str] | None = None,
                 log: Callable[[str], None] = output.info) -> list[dict[str, Any]]:
@@ -210,6 +219,8 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
     data = load_datasets(ws, config.regression_lookback, config.regression_predictions) if pending else None
     if data is not None:
         log(f"datasets: {data.sizes['train_size']} train / {data.sizes['test_size']} test windows")
+        expected = expected_epochs(paths, category)
+        log(f"ETA: {expected.describe()}")
     if pending and pack_size > 1:
         pools = thread_pools()
         log(f"{len(pending)} model(s) to train, up to {pack_size} together (--pack {pack_size})"
@@ -230,7 +241,7 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
         trainer = None
         if data is not None:
             trainer = BatchTrainer(paths, ws, configs, data, seed=config.seed, validation_split=config.validation_split,
-                                   max_epochs=options.max_epochs, pack_size=pack_size, eta=Eta(len(pending)), log=log,
+                                   max_epochs=options.max_epochs, pack_size=pack_size, eta=Eta(len(pending), expected.epochs), log=log,
                                    models_bar=models_bar, epochs_bar=epochs_bar)
             if search_state is not None:
                 search.run_halving(search_state, trainer, pack_size, log)

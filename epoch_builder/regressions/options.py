@@ -27,6 +27,8 @@ SEARCH_METHODS = (FULL, HALVING)
 # kept 18 of the full run's top 20 at 49% of the epochs.
 DEFAULT_ETA = 2
 DEFAULT_FIRST_RUNG = 1
+DEFAULT_RUNGS = 1
+MAX_RUNGS = 32
 INT, FLAG, CHOICE = "int", "flag", "choice"
 
 
@@ -115,6 +117,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("first_rung", "--first-rung", INT, DEFAULT_FIRST_RUNG, low=1, high=1000, metavar="N",
            help=f"halving: epochs of the first rung (1 to 1000; default {DEFAULT_FIRST_RUNG})",
            label="halving first rung", hint=f"empty: {DEFAULT_FIRST_RUNG} epoch(s) (--search halving)"),
+    Option("rungs", "--rungs", INT, DEFAULT_RUNGS, low=1, high=MAX_RUNGS, metavar="R",
+           help=f"halving: at most R rungs decide (1 to {MAX_RUNGS}; default {DEFAULT_RUNGS}): the survivors of the "
+           "last one train to their early stop or max epochs. Each rung keeps 1/ETA, so a batch ends with about "
+           "1/ETA^R of its models fully trained",
+           label="halving rungs", hint=f"empty: {DEFAULT_RUNGS} (--search halving)"),
 )
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -132,6 +139,7 @@ class TrainingOptions:
     search: str = FULL
     eta: int = DEFAULT_ETA
     first_rung: int = DEFAULT_FIRST_RUNG
+    rungs: int = DEFAULT_RUNGS
 
     def __post_init__(self) -> None:
         for option in OPTIONS:
@@ -139,7 +147,7 @@ class TrainingOptions:
             if problem:
                 raise UsageError(problem)
         if self.search != HALVING:
-            for name in ("eta", "first_rung"):
+            for name in ("eta", "first_rung", "rungs"):
                 option = OPTIONS_BY_NAME[name]
                 if getattr(self, name) != option.default:
                     raise UsageError(f"{option.flag} applies to --search {HALVING} only, not --search {self.search}")
@@ -198,14 +206,16 @@ def add_arguments(parser: argparse.ArgumentParser, *, prefix: str = "", exclude:
 
 def search_mode(options: TrainingOptions) -> dict[str, Any]:
     """What a checkpoint and the batch's search state record of the search, checked when they are resumed:
-    ``{"method": "full"}``, or halving with its eta and first rung."""
+    ``{"method": "full"}``, or halving with its eta, first rung and rungs."""
     if options.search == HALVING:
-        return {"method": HALVING, "eta": options.eta, "first_rung": options.first_rung}
+        return {"method": HALVING, "eta": options.eta, "first_rung": options.first_rung, "rungs": options.rungs}
     return {"method": FULL}
 
 
 def describe_search(mode: dict[str, Any]) -> str:
-    """A recorded search mode as the flags that ask for it (``--search halving --eta 2 --first-rung 1``)."""
+    """A recorded search mode as the flags that ask for it (``--search halving --eta 2 --first-rung 1
+    --rungs 1``)."""
     if mode.get("method") == HALVING:
-        return f"--search {HALVING} --eta {mode.get('eta')} --first-rung {mode.get('first_rung')}"
+        return (f"--search {HALVING} --eta {mode.get('eta')} --first-rung {mode.get('first_rung')} "
+                f"--rungs {mode.get('rungs')}")
     return f"--search {mode.get('method', FULL)}"

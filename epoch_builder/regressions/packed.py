@@ -218,8 +218,8 @@ def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], dat
                 trained = train_epoch(iterator, tf.constant(steps)).numpy()
                 validated = validate(iter(validation), tf.constant(validation_steps)).numpy()
                 seconds = time.monotonic() - started
-                # progress in models: the pack's share of its epochs done so far
-                eta_s = eta.seconds(models_done + len(members) * (epoch + 1) / limit) if eta else None
+                # progress in models: the pack's share of the epochs its models are expected to take
+                eta_s = eta.seconds(models_done + len(members) * eta.fraction(epoch + 1, limit)) if eta else None
                 for index, member in enumerate(active):
                     _end_epoch(member, epoch, trained[index], validated[index], limit, seconds, total, eta_s, log)
                 if bar is not None:

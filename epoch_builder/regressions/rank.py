@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from epoch_builder.errors import EpochBuilderError, UsageError
@@ -22,6 +23,22 @@ def stopped_by_search(cert: dict[str, Any]) -> int | None:
     search = (cert.get("training_mode") or {}).get("search") or {}
     rung = search.get("rung")
     return rung if search.get("stopped") is True and isinstance(rung, int) and not isinstance(rung, bool) else None
+
+
+def stopped_regressions(ws: Workspace, regression_ids: Iterable[str]) -> dict[str, int]:
+    """Of ``regression_ids``, those the search stopped early: id -> rung (their certificates; a missing or
+    unreadable one counts as not stopped, since a table must still show)."""
+    stopped = {}
+    paths = ws.epoch()
+    for regression_id in sorted(set(regression_ids)):
+        try:
+            cert = read_json(paths.regression_certificate_file(regression_id))
+        except (OSError, EpochBuilderError):
+            continue
+        rung = stopped_by_search(cert) if isinstance(cert, dict) else None
+        if rung is not None:
+            stopped[regression_id] = rung
+    return stopped
 
 
 def stopped_mark(rung: int | None) -> str:

@@ -2,9 +2,9 @@
 ranking, the batch's search state file and the certificates' ``training_mode.search``.
 
 The rungs. Rung ``r`` (1-based) is at ``first_rung * eta ** (r - 1)`` epochs. Every model of the batch that
-was pending when the search began enters rung 1. A rung is held while its epochs are below the batch's epoch
-limit and more than one model would go on from it (``ceil(n / eta) > 1`` for the ``n`` models that entered
-it); otherwise its models are the last rung's survivors and train to their early stop or epoch limit. At a
+was pending when the search began enters rung 1. A rung is held while it is one of the first ``rungs``, its
+epochs are below the batch's epoch limit and more than one model would go on from it (``ceil(n / eta) > 1``
+for the ``n`` models that entered it); otherwise its models are the last rung's survivors and train to their early stop or epoch limit. At a
 held rung the models still training (a model that stopped on its own before the rung is finished: fully
 trained, certified as usual) are ranked by their best val_loss over the rung's epochs (never anything of the
 test set; ties by id), and the best ``ceil(n / eta)`` of those ``n`` go on to the next rung. The others are
@@ -40,10 +40,11 @@ def rung_epochs(rung: int, eta: int, first_rung: int) -> int:
     return first_rung * eta ** (rung - 1)
 
 
-def rung_held(entrants: int, epochs: int, limit: int, eta: int) -> bool:
-    """Whether a rung of ``epochs`` decides anything for ``entrants`` models: below the epoch limit (at it,
-    every model has finished anyway) and more than one model would go on (one alone is the last survivor)."""
-    return epochs < limit and math.ceil(entrants / eta) > 1
+def rung_held(rung: int, rungs: int, entrants: int, epochs: int, limit: int, eta: int) -> bool:
+    """Whether rung ``rung`` (of ``epochs``) decides anything for ``entrants`` models: one of the first
+    ``rungs``, below the epoch limit (at it, every model has finished anyway) and more than one model would go
+    on (one alone is the last survivor)."""
+    return rung <= rungs and epochs < limit and math.ceil(entrants / eta) > 1
 
 
 def best_val_loss(history: dict[str, list[float | None]], epochs: int) -> float | None:
@@ -177,7 +178,7 @@ def run_halving(state: SearchState, trainer: Trainer, pack: int, log: Callable[[
     """Train the search's models rung by rung (the rules in this module's docstring), resuming from the
     decisions ``state`` holds."""
     mode = state.mode
-    eta, first_rung = int(mode["eta"]), int(mode["first_rung"])
+    eta, first_rung, rungs = int(mode["eta"]), int(mode["first_rung"]), int(mode["rungs"])
     entrants = list(state.models)
     ranks: dict[str, list[int]] = {model_id: [] for model_id in entrants}
     continuing_at: int | None = None
@@ -185,7 +186,7 @@ def run_halving(state: SearchState, trainer: Trainer, pack: int, log: Callable[[
     while True:
         epochs = rung_epochs(rung, eta, first_rung)
         records = {model_id: finished_record(mode, ranks[model_id]) for model_id in entrants}
-        if not rung_held(len(entrants), epochs, state.limit, eta):
+        if not rung_held(rung, rungs, len(entrants), epochs, state.limit, eta):
             log(f"search: {len(entrants)} model(s) train to their early stop or {state.limit} epochs")
             trainer.train(entrants, Stage(mode, None, continuing_at, records))
             return

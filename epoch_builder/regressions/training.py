@@ -484,7 +484,7 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
                 if state["stopped"]:
                     self.model.stop_training = True
                 seconds, self.started = time.monotonic() - self.started, time.monotonic()
-                eta_s = eta.seconds(models_done + state["epoch"] / limit) if eta else None
+                eta_s = eta.seconds(models_done + eta.fraction(state["epoch"], limit)) if eta else None
                 epoch_log = output.log.debug if bar is not None and bar.visible else log  # the bar shows it
                 epoch_log(f"[{number}/{total}] {model_id} epoch {state['epoch']}/{limit} loss={logs.get('loss', float('nan')):.6f} "
                     f"val_loss={current:.6f} ({seconds:.2f}s)" + (f" eta {eta_s:.0f}s" if eta_s is not None else ""))
