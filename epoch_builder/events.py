@@ -55,11 +55,14 @@ def emit(stage: str, done: int, total: int, **fields: Any) -> None:
 class Eta:
     """Remaining-time estimate from the average pace so far. ``total`` counts units of work (models, configs);
     ``per_unit`` is how many steps (epochs) a unit is expected to take, when that is an estimate rather than
-    a count (``fraction`` turns a unit's steps into its share of the unit, short of 1 until it is done)."""
+    a count (``fraction`` turns a unit's steps into its share of the unit, short of 1 until it is done).
+    ``finished`` is what progress events report as done: units finished, those of an earlier run included (its
+    owner counts them), so that the number only grows while units run side by side or in stages."""
 
-    def __init__(self, total: int, per_unit: float | None = None) -> None:
+    def __init__(self, total: int, per_unit: float | None = None, finished: int = 0) -> None:
         self.total = total
         self.per_unit = per_unit
+        self.finished = finished
         self.started = time.monotonic()
 
     def fraction(self, steps: int, limit: int) -> float:

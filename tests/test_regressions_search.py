@@ -90,7 +90,16 @@ def test_halving_promotes_the_best_by_val_loss_and_certifies_every_model(small_e
     full = Workspace(tmp_path / "full")
     shutil.copytree(small_epoch.root, full.root)
     lines: list[str] = []
-    certificates = train_batch(small_epoch, "DNN", "KR_HALF", HALVING, log=lines.append)
+    from epoch_builder import events
+    events.configure(str(tmp_path / "events.jsonl"))
+    try:
+        certificates = train_batch(small_epoch, "DNN", "KR_HALF", HALVING, log=lines.append)
+    finally:
+        events.configure(None)
+    # The progress the Board shows: models finished, growing through the rungs (not the model in training)
+    import json
+    done = [json.loads(line)["done"] for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert done == sorted(done) and done[0] == 0 and done[-1] == 5, done
     assert [c["id"] for c in certificates] == ["H1", "H2", "H3", "H4", "H5"]
     paths = small_epoch.epoch()
     assert read_json(paths.batched_certificates_file("KR_HALF")) == certificates

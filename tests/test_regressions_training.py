@@ -248,7 +248,8 @@ def test_kill_9_resumes_from_the_last_completed_epoch_and_matches_an_uninterrupt
     # "epoch 3/12" line, so epoch 3's event (emitted just after that line) may or may not be there.
     assert [e["epoch"] for e in progress] == list(range(1, len(progress) + 1))
     assert 2 <= len(progress) <= state["epoch"]
-    assert all(e["stage"] == "train-regression-batch" and e["model"] == "RESUME" and e["done"] == 1 and e["total"] == 1
+    assert all(e["stage"] == "train-regression-batch" and e["model"] == "RESUME" and e["done"] == 0 and e["number"] == 1
+               and e["total"] == 1
                and e["loss"] > 0 and e["val_loss"] > 0 and "eta_s" in e for e in progress)
 
     lines: list[str] = []

@@ -105,12 +105,14 @@ class BatchTrainer:
         cert = certify_from_checkpoint(self.ws, cfg, self.data, seed=self.seed, limit=self.limit(cfg),
                                        pack_size=pack_size, record=record)
         self._done(self.numbers[model_id], model_id, cert, time.monotonic() - started,
-                   f" (stopped by the search at rung {record['rung']}, rank {record['rank']} of {record['ranked']})")
-        events.emit(STAGE, done=self.numbers[model_id], total=self.total, model=model_id,
-                    stopped_by_search=record["rung"])
+                   f" (stopped by the search at rung {record['rung']}, rank {record['rank']} of {record['ranked']})",
+                   stopped_by_search=record["rung"])
 
-    def _done(self, number: int, model_id: str, cert: dict[str, Any], seconds: float, note: str) -> None:
+    def _done(self, number: int, model_id: str, cert: dict[str, Any], seconds: float, note: str, **event: Any) -> None:
         self.trained += 1
+        self.eta.finished += 1  # what the progress events report as done: grows, whatever order models finish in
+        events.emit(STAGE, done=self.eta.finished, total=self.total, model=model_id, number=number,
+                    certified=True, epochs=cert["epochs"], eta_s=self.eta.seconds(self.trained), **event)
         self.certificates[model_id] = cert
         test_loss = cert["test_evaluation"]["loss"]
         self.log(f"[{number}/{self.total}] {model_id}: done in {seconds:.1f}s{note}, {cert['epochs']} epochs, "
@@ -236,12 +238,13 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
             if cert_path.exists():
                 log(f"[{number}/{total}] {cfg['id']}: certificate exists, skipped")
                 skipped[cfg["id"]] = read_json(cert_path)
-                events.emit(STAGE, done=number, total=total, model=cfg["id"], skipped=True)
+                events.emit(STAGE, done=len(skipped), total=total, model=cfg["id"], number=number, skipped=True)
                 models_bar.advance()
         trainer = None
         if data is not None:
+            eta = Eta(len(pending), expected.epochs, finished=len(skipped))
             trainer = BatchTrainer(paths, ws, configs, data, seed=config.seed, validation_split=config.validation_split,
-                                   max_epochs=options.max_epochs, pack_size=pack_size, eta=Eta(len(pending), expected.epochs), log=log,
+                                   max_epochs=options.max_epochs, pack_size=pack_size, eta=eta, log=log,
                                    models_bar=models_bar, epochs_bar=epochs_bar)
             if search_state is not None:
                 search.run_halving(search_state, trainer, pack_size, log)

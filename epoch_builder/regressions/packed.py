@@ -221,7 +221,8 @@ def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], dat
                 # progress in models: the pack's share of the epochs its models are expected to take
                 eta_s = eta.seconds(models_done + len(members) * eta.fraction(epoch + 1, limit)) if eta else None
                 for index, member in enumerate(active):
-                    _end_epoch(member, epoch, trained[index], validated[index], limit, seconds, total, eta_s, log)
+                    _end_epoch(member, epoch, trained[index], validated[index], limit, seconds, total, eta_s, log,
+                               eta.finished if eta else models_done)
                 if bar is not None:
                     bar.update(epoch + 1, info=f"{len(active)} training")
                 if all(m.state["stopped"] or m.state["epoch"] >= cap for m in members):
@@ -240,8 +241,9 @@ def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], dat
 
 
 def _end_epoch(member: Member, epoch: int, trained: np.ndarray, validated: np.ndarray, limit: int, seconds: float,
-               total: int, eta_s: float | None, log: Callable[[str], None]) -> None:
-    """What ``training.train_model``'s epoch callback does, for one model of the pack."""
+               total: int, eta_s: float | None, log: Callable[[str], None], done: int) -> None:
+    """What ``training.train_model``'s epoch callback does, for one model of the pack (``done``: the batch's
+    models finished so far, for the progress event)."""
     state, metric = member.state, member.cfg["metric"]
     logs = {"loss": float(trained[0]), metric: float(trained[1]), "val_loss": float(validated[0]),
             f"val_{metric}": float(validated[1])}
@@ -256,7 +258,7 @@ def _end_epoch(member: Member, epoch: int, trained: np.ndarray, validated: np.nd
                            [v.numpy() for v in member.model.optimizer.variables], changed)
     log(f"[{member.number}/{total}] {member.id} epoch {state['epoch']}/{limit} loss={logs['loss']:.6f} "
         f"val_loss={current:.6f} ({seconds:.2f}s for the pack)" + (f" eta {eta_s:.0f}s" if eta_s is not None else ""))
-    events.emit(training.STAGE, done=member.number, total=total, model=member.id, epoch=state["epoch"],
+    events.emit(training.STAGE, done=done, total=total, model=member.id, number=member.number, epoch=state["epoch"],
                 max_epochs=limit, loss=logs["loss"], val_loss=current, eta_s=eta_s)
 
 

@@ -490,7 +490,8 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
                     f"val_loss={current:.6f} ({seconds:.2f}s)" + (f" eta {eta_s:.0f}s" if eta_s is not None else ""))
                 if bar is not None:
                     bar.update(state["epoch"], info=f"loss {logs.get('loss', float('nan')):.6f} val {current:.6f}")
-                events.emit(STAGE, done=number, total=total, model=model_id, epoch=state["epoch"], max_epochs=limit,
+                events.emit(STAGE, done=eta.finished if eta else models_done, total=total, model=model_id,
+                            number=number, epoch=state["epoch"], max_epochs=limit,
                             loss=logs.get("loss"), val_loss=current, eta_s=eta_s)
 
         if not state["stopped"] and state["epoch"] < cap:
