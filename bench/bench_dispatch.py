@@ -17,7 +17,7 @@ makespan. The target: on mixed clusters, cost-aware within 10% of the lower boun
 than file order.
 
     .venv/bin/python bench/bench_dispatch.py [--no-measure | --rates-from FILE] [--save-rates FILE]
-        [--gpu-ratio 50] [--epochs 71] [--observed WORKSPACE] [--max-epochs N] [--orders 20] [--decisions 4]
+        [--gpu-ratio 50] [--epochs N] [--observed WORKSPACE] [--max-epochs N] [--orders 20] [--decisions 4]
         [--json]
 """
 

@@ -82,6 +82,9 @@ class Trained:
     val_loss: tuple[float | None, ...]  # per epoch
     test_loss: float
     limit: int  # the epoch limit it trained under
+    loss: str  # its loss function: test losses of different functions are on different scales
+    accuracy: float | None  # the certificate's discovery accuracy (`--by accuracy` ranks by it)
+    epoch_flop: float  # one epoch of its network at the default profile (cost model): compute-bound weight
 
     @property
     def epochs(self) -> int:
@@ -94,10 +97,11 @@ def read_trained(ws: Workspace) -> list[Trained]:
     from epoch_builder.storage import read_json
 
     paths = ws.epoch()
-    batch_of = {}
+    batch_of, flop_of = {}, {}
     for batch_file in sorted(paths.dir.glob("regression_training_configs/*/*.json")):
         for config in read_json(batch_file)["configs"]:
             batch_of[config["id"]] = batch_file.stem
+            flop_of[config["id"]] = default_epoch_flop(config["keras_model"])
     models = []
     for path in sorted(paths.regressions_dir.glob("*/certificate.json")):
         cert = read_json(path)
@@ -107,8 +111,24 @@ def read_trained(ws: Workspace) -> list[Trained]:
         history = cert["training_history"]["val_loss"]
         models.append(Trained(cert["id"], cert["category"], batch_of.get(cert["id"], cert["category"]),
                               tuple(v if isinstance(v, (int, float)) and math.isfinite(v) else None for v in history),
-                              float(loss), int(cert["training_params"]["max_epochs"])))
+                              float(loss), int(cert["training_params"]["max_epochs"]), str(cert.get("loss")),
+                              (cert.get("discovery") or {}).get("accuracy"), flop_of.get(cert["id"], 0.0)))
     return models
+
+
+def default_epoch_flop(keras_model: dict[str, Any]) -> float:
+    """FLOP of one epoch of ``keras_model`` at the default profile (lookback 128, predictions 32, 4 years):
+    where training is compute-bound (the default profile: 81 steps an epoch), time follows this, not epochs."""
+    from epoch_builder.regressions import cost
+
+    shape = cost.default_profile_shape()
+    return cost.epoch_flop(cost.forward_flop(keras_model, shape.lookback, shape.predictions), shape.windows())
+
+
+def top_by_accuracy(models: Iterable[Trained], n: int = TOP) -> set[str]:
+    """The best ``n`` by discovery accuracy (``--by accuracy``: highest first, ties by id)."""
+    ranked = [m for m in models if m.accuracy is not None]
+    return {m.id for m in sorted(ranked, key=lambda m: (-m.accuracy, m.id))[:n]}
 
 
 def top_ids(models: Iterable[Trained], n: int = TOP) -> set[str]:
@@ -118,25 +138,25 @@ def top_ids(models: Iterable[Trained], n: int = TOP) -> set[str]:
 
 # --- the offline replay ----------------------------------------------------------------------------------------
 
-def replay_group(models: Sequence[Trained], eta: int, first_rung: int, rungs: int, limit: int) -> tuple[int, set[str]]:
-    """Successive halving over one group with ``search.run_halving``'s rules: (epochs spent, ids trained to the
-    end). A model whose own early stopping comes at or before a rung's epochs finishes there."""
+def replay_group(models: Sequence[Trained], eta: int, first_rung: int, rungs: int,
+                 limit: int) -> tuple[dict[str, int], set[str]]:
+    """Successive halving over one group with ``search.run_halving``'s rules: (each model's epochs, the ids
+    trained to their end). A model whose own early stopping comes at or before a rung's epochs finishes there."""
     by_id = {m.id: m for m in models}
     entrants = [m.id for m in models]
-    spent, finished = 0, set()
+    trained: dict[str, int] = {}  # id -> the epochs the search lets it train
     rung = 1
     while True:
         epochs = search.rung_epochs(rung, eta, first_rung)
         if not search.rung_held(rung, rungs, len(entrants), epochs, limit, eta):
-            spent += sum(by_id[i].epochs for i in entrants)
-            return spent, finished | set(entrants)
+            trained.update({i: by_id[i].epochs for i in entrants})
+            return trained, {i for i in trained if trained[i] == by_id[i].epochs}
         done = [i for i in entrants if by_id[i].epochs <= epochs]
-        spent += sum(by_id[i].epochs for i in done)
-        finished |= set(done)
+        trained.update({i: by_id[i].epochs for i in done})
         bests = {i: search.best_val_loss({"val_loss": list(by_id[i].val_loss)}, epochs)
-                 for i in entrants if i not in finished}
+                 for i in entrants if i not in trained}
         decision = search.decide(rung, epochs, entrants, bests, eta)
-        spent += epochs * len(decision.stopped)
+        trained.update({i: epochs for i in decision.stopped})
         entrants, rung = list(decision.promoted), rung + 1
 
 
@@ -158,17 +178,21 @@ def groupings(models: Sequence[Trained], seed: int) -> dict[str, list[list[Train
 def replay(models: Sequence[Trained], eta: int, first_rung: int, rungs: int, limit: int,
            groups: Sequence[Sequence[Trained]]) -> dict[str, Any]:
     """One setting over one grouping: epochs share, and the top 20 kept overall and per family."""
-    spent, survivors = 0, set()
+    trained: dict[str, int] = {}
+    survivors: set[str] = set()
     for group in groups:
-        group_spent, group_survivors = replay_group(group, eta, first_rung, rungs, limit)
-        spent += group_spent
+        group_trained, group_survivors = replay_group(group, eta, first_rung, rungs, limit)
+        trained.update(group_trained)
         survivors |= group_survivors
-    full = sum(m.epochs for m in models)
-    kept = {"all": len(top_ids(models) & survivors)}
+    spent, full = sum(trained.values()), sum(m.epochs for m in models)
+    flop = sum(m.epoch_flop * trained[m.id] for m in models)
+    full_flop = sum(m.epoch_flop * m.epochs for m in models)
+    kept = {"all": len(top_ids(models) & survivors), "by accuracy": len(top_by_accuracy(models) & survivors)}
     for family in sorted({m.family for m in models}):
         kept[family] = len(top_ids(m for m in models if m.family == family) & survivors)
     return {"eta": eta, "first_rung": first_rung, "rungs": rungs, "epochs": spent,
-            "epochs_share": spent / full if full else 0.0, "kept": kept, "survivors": sorted(survivors)}
+            "epochs_share": spent / full if full else 0.0, "flop_share": flop / full_flop if full_flop else 0.0,
+            "kept": kept, "survivors": sorted(survivors)}
 
 
 def spearman(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -199,19 +223,29 @@ def replay_table(models: Sequence[Trained], limit: int, seed: int) -> dict[str, 
                 row = {"eta": eta, "first_rung": first_rung, "rungs": rungs}
                 for name, grouping in groups.items():
                     result = replay(models, eta, first_rung, rungs, limit, grouping)
-                    row[name] = {"epochs_share": result["epochs_share"], "kept": result["kept"]}
+                    row[name] = {"epochs_share": result["epochs_share"], "flop_share": result["flop_share"],
+                                 "kept": result["kept"]}
                 rows.append(row)
-    correlations = {}
+    correlations, within = {}, {}
     for first_rung in FIRST_RUNGS:
-        pairs = [(search.best_val_loss({"val_loss": list(m.val_loss)}, first_rung), m.test_loss) for m in models]
-        pairs = [(v, t) for v, t in pairs if v is not None]
-        correlations[first_rung] = spearman([v for v, _ in pairs], [t for _, t in pairs])
+        correlations[first_rung] = rung_correlation(models, first_rung)
+        for loss in sorted({m.loss for m in models}):
+            within.setdefault(loss, {})[first_rung] = rung_correlation([m for m in models if m.loss == loss], first_rung)
     families = {f: sum(1 for m in models if m.family == f) for f in sorted({m.family for m in models})}
     return {"models": len(models), "families": families, "batches": len(groups["batch"]),
             "full_epochs": sum(m.epochs for m in models), "limit": limit,
             "mean_epochs": statistics.fmean(m.epochs for m in models) if models else 0.0,
             "at_limit": sum(1 for m in models if m.epochs >= limit),
-            "spearman_rung_vs_test": correlations, "rows": rows}
+            "losses": {loss: sum(1 for m in models if m.loss == loss) for loss in within},
+            "top_losses": {loss: sum(1 for m in models if m.loss == loss and m.id in top_ids(models)) for loss in within},
+            "spearman_rung_vs_test": correlations, "spearman_within_loss": within, "rows": rows}
+
+
+def rung_correlation(models: Sequence[Trained], epochs: int) -> float:
+    """Spearman of the best val_loss in the first ``epochs`` epochs (a rung's ranking) with the final test loss."""
+    pairs = [(search.best_val_loss({"val_loss": list(m.val_loss)}, epochs), m.test_loss) for m in models]
+    pairs = [(v, t) for v, t in pairs if v is not None]
+    return spearman([v for v, _ in pairs], [t for _, t in pairs])
 
 
 def choose(rows: Sequence[dict[str, Any]], keep: int = 18, grouping: str = "batch") -> dict[str, Any] | None:
@@ -231,18 +265,23 @@ def setting(row: dict[str, Any]) -> str:
 
 
 def format_table(table: dict[str, Any], families: Sequence[str]) -> list[str]:
-    """The replay table, one line per setting: epochs share and top-20 kept (all, then per family) per grouping."""
+    """The replay table, one line per setting: per grouping the epochs' share (per batch also the share of the
+    default profile's FLOP) and the top 20 kept: of the epoch's, then of each family's own."""
     groups = ("batch", "family", "batch of 10")
-    head = f"{'eta':>3} {'rung1':>5} {'rungs':>5}"
-    for name in groups:
-        head += f" | {name + ': epochs':>17} kept " + "/".join(["all", *families])
+    kept_head = "kept " + "/".join(["all", *families])
+    head = f"{'eta':>3} {'rung1':>5} {'rungs':>5} | {'per batch: epochs':>17} {'FLOP':>5} {kept_head:>16}"
+    for name in groups[1:]:
+        head += f" | {'per ' + name + ': epochs':>22} {kept_head:>16}"
     lines = [head]
     for row in table["rows"]:
         line = f"{row['eta']:>3} {row['first_rung']:>5} {row['rungs']:>5}"
         for name in groups:
             cell = row[name]
             kept = "/".join(str(cell["kept"][k]) for k in ("all", *families))
-            line += f" | {cell['epochs_share']:>16.0%} {kept:>{10 + 3 * len(families)}}"
+            if name == "batch":
+                line += f" | {cell['epochs_share']:>17.0%} {cell['flop_share']:>5.0%} {kept:>16}"
+            else:
+                line += f" | {cell['epochs_share']:>22.0%} {kept:>16}"
         lines.append(line)
     return lines
 
@@ -375,13 +414,16 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
         predicted = replay(models, args.eta, args.first_rung, args.rungs, limit, groupings(models, args.seed)["batch"])
         tops = {"full": top_figures(full_ws), "halving": top_figures(halving_ws)}
         survivors = {c["id"] for c in halved["certificates"] if not (c["training_mode"].get("search") or {}).get("stopped")}
+        flop = {m.id: m.epoch_flop for m in models}
+        flop_share = (sum(flop.get(c["id"], 0.0) * c["epochs"] for c in halved["certificates"])
+                      / sum(flop.get(c["id"], 0.0) * c["epochs"] for c in full["certificates"]))
         result = {
             "configs": counts, "batch_size": args.batch_size, "seed": args.seed, "limit": limit,
             "setting": setting(vars(args)), "root": str(root) if args.keep else None,
             "resumed": reused,
             "full": {"epochs": sum(c["epochs"] for c in full["certificates"]), "seconds": full["seconds"]},
             "halving": {"epochs": sum(c["epochs"] for c in halved["certificates"]), "seconds": halved["seconds"],
-                        "survivors": len(survivors)},
+                        "survivors": len(survivors), "flop_share": flop_share},
             "top": tops, "kept": len(set(tops["full"]["ids"]) & set(tops["halving"]["ids"])),
             "replay_predicted": {"epochs": predicted["epochs"], "kept": predicted["kept"]["all"],
                                  "same_survivors": set(predicted["survivors"]) == survivors},
@@ -402,7 +444,7 @@ def report_run(result: dict[str, Any], families: Sequence[str]) -> list[str]:
              f"epochs: full {full['epochs']:,}, halving {halved['epochs']:,} ({halved['epochs'] / full['epochs']:.0%}); "
              f"wall: full {full['seconds']:.0f} s, halving {halved['seconds']:.0f} s "
              f"({halved['seconds'] / full['seconds']:.0%}{'; resumed runs: only what was left' if result['resumed'] else ''}); "
-             f"{halved['survivors']} trained to their end",
+             f"{halved['survivors']} trained to their end; default-profile FLOP (cost model): {halved['flop_share']:.0%}",
              f"top {TOP} kept: {result['kept']} of {TOP} (replay predicted {result['replay_predicted']['kept']}, "
              f"{result['replay_predicted']['epochs']:,} epochs; same survivors: "
              f"{result['replay_predicted']['same_survivors']})"]
@@ -424,6 +466,9 @@ def report_replay(table: dict[str, Any], families: Sequence[str]) -> list[str]:
              f"{table['limit']}-epoch limit",
              "Spearman(best val_loss at epoch N, final test loss): "
              + ", ".join(f"N={n} {r:.2f}" for n, r in table["spearman_rung_vs_test"].items())]
+    for loss, correlations in table["spearman_within_loss"].items():
+        lines.append(f"  within {loss} ({table['losses'][loss]} models, {table['top_losses'][loss]} of the top {TOP}): "
+                     + ", ".join(f"N={n} {r:.2f}" for n, r in correlations.items()))
     lines += format_table(table, families)
     chosen, cheap = choose(table["rows"]), best_within(table["rows"], 0.35)
     for label, row in (("cheapest keeping >= 18 of 20 (per batch)", chosen), ("most kept at <= 35% of the epochs", cheap)):
@@ -433,7 +478,8 @@ def report_replay(table: dict[str, Any], families: Sequence[str]) -> list[str]:
             cell = row["batch"]
             lines.append(f"{label}: {setting(row)}: {cell['epochs_share']:.0%} of the epochs, keeps "
                          f"{cell['kept']['all']} of {TOP} (per family {row['family']['kept']['all']} at "
-                         f"{row['family']['epochs_share']:.0%})")
+                         f"{row['family']['epochs_share']:.0%}; of the top {TOP} by accuracy "
+                         f"{cell['kept']['by accuracy']})")
     return lines
 
 

@@ -121,7 +121,7 @@ def test_epochs_observed_per_family_else_assumed() -> None:
     epochs = cost.epochs_per_family(observed)
     assert epochs["LSTM"] is observed["LSTM"]
     assert epochs["GRU"] == cost.DEFAULT_EPOCHS and not epochs["GRU"].observed
-    assert epochs["GRU"].epochs == 71 and "60 DNN configs" in epochs["GRU"].describe()
+    assert epochs["GRU"].epochs == 109 and "120 DNN and CDNN configs" in epochs["GRU"].describe()
     own = cost.EpochsAssumption(12, "a guess")
     assert cost.epochs_per_family({}, own)["CNN"] == own
 
@@ -205,7 +205,7 @@ def test_default_grid_batches_and_family_summary() -> None:
     # A large recurrent stack is tens of TFLOP an epoch; a batch of small DNNs is ~1000x less than an LSTM batch.
     assert 50e12 < summary["LSTM"].epoch_flop_max < 150e12
     assert summary["LSTM"].batch_flop_max > 100 * summary["DNN"].batch_flop_max
-    assert any("71 epochs/model assumed" in line for line in cost.format_family_summary(summary))
+    assert any("109 epochs/model assumed" in line for line in cost.format_family_summary(summary))
 
 
 def test_pricing_imports_no_tensorflow() -> None:

@@ -214,6 +214,30 @@ def test_a_model_that_stops_on_its_own_before_a_rung_is_finished_not_ranked(tmp_
         {"id": "A", "best_val_loss": 0.2}, {"id": "D", "best_val_loss": curves["D"][1]}]
 
 
+@pytest.mark.parametrize("rungs", (1, 2, 8))
+def test_the_fidelity_bench_replays_histories_with_the_searchs_own_rules(tmp_path: Path, rungs: int) -> None:
+    """bench/bench_search.py's offline replay (the table the defaults were chosen from) gives each model the
+    epochs and the outcome that run_halving gives it on the same val_loss curves and early stops."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_search", Path(__file__).parents[1] / "bench" / "bench_search.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_search", bench)  # its dataclasses look their module up
+    spec.loader.exec_module(bench)
+    limit = 16
+    curves = {m: [v * (0.97 ** e) + 0.002 * ((e * (i + 3)) % 5) for e in range(limit)]
+              for i, (m, v) in enumerate(zip("ABCDEFGHIJK", (0.5, 0.42, 0.45, 0.3, 0.6, 0.38, 0.41, 0.55, 0.2, 0.33, 0.47)))}
+    own_stop = {"C": 2, "I": 5, "E": 9}
+    trainer = FakeTrainer(curves, own_stop, limit)
+    _halving(tmp_path, trainer, list(curves), limit, rungs=rungs)
+    models = [bench.Trained(m, "DNN", "B", tuple(curves[m][:own_stop.get(m, limit)]), 0.0, limit, "mse", None, 1.0)
+              for m in curves]
+    trained, survivors = bench.replay_group(models, 2, 1, rungs, limit)
+    assert trained == {m: c["epochs"] for m, c in trainer.certificates.items()}
+    assert 1 < len(survivors) < len(curves) and len(set(trained.values())) > 2  # rungs decided something
+    assert survivors == {m for m, c in trainer.certificates.items() if not c["search"]["stopped"]}
+
+
 @pytest.mark.parametrize("crash_after", range(1, 6))
 def test_a_search_killed_after_any_step_goes_on_from_its_state_file_to_the_same_end(tmp_path: Path,
                                                                                    crash_after: int) -> None:

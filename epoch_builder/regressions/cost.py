@@ -246,9 +246,9 @@ class EpochsObserved(NamedTuple):
 Epochs = EpochsAssumption | EpochsObserved
 
 DEFAULT_EPOCHS = EpochsAssumption(
-    71, "measured: 60 DNN configs of the default grid trained to early stopping on real candles (small profile) with "
-        "--max-epochs 100 took 71 on average, 26 of them still improving at 100 (uncapped, they train longer); "
-        "applied to every family without certificates")
+    109, "measured by bench/bench_search.py: 120 DNN and CDNN configs of the default grid trained to early stopping "
+         "on real candles (the 21-day sample, small profile, max 500 epochs) took 108.6 on average (DNN 99, CDNN "
+         "118; none reached 500); applied to every family without certificates")
 
 
 def certificate_epochs(certificate: Mapping[str, Any]) -> tuple[str, int, int] | None:
