@@ -360,16 +360,20 @@ def batches(ws: Workspace, families: Sequence[str]) -> list[tuple[str, str]]:
 
 def train_all(ws: Workspace, families: Sequence[str], options: TrainingOptions,
               log: Callable[[str], None]) -> dict[str, Any]:
-    """Every batch trained with ``options`` in this process: wall seconds and the certificates."""
+    """Every batch trained with ``options`` in this process: wall seconds and the certificates. The seconds
+    are kept beside the workspace (``<workspace>.seconds``) and added up when a ``--keep`` run resumes."""
     from epoch_builder.regressions.batch import train_batch
 
+    timing = ws.root.with_suffix(".seconds")
+    before = float(timing.read_text()) if timing.is_file() else 0.0
     certificates: list[dict[str, Any]] = []
     started = time.perf_counter()
     for family, batch in batches(ws, families):
         batch_started = time.perf_counter()
         certificates += train_batch(ws, family, batch, options, log=lambda _line: None)
         log(f"  {batch}: {time.perf_counter() - batch_started:.0f} s")
-    return {"seconds": time.perf_counter() - started, "certificates": certificates}
+        timing.write_text(str(before + time.perf_counter() - started))
+    return {"seconds": before + time.perf_counter() - started, "certificates": certificates}
 
 
 def top_figures(ws: Workspace) -> dict[str, Any]:
@@ -391,8 +395,9 @@ def downstream(ws: Workspace) -> dict[str, Any]:
     cli(ws, "build-prediction-models", "--top", "5")
     models = json.loads(cli(ws, "models", "list", "--json"))
     models = models.get("models", models) if isinstance(models, dict) else models
-    best = models[0] if models else {}
-    return {key: best.get(key) for key in ("id", "profit", "oos_profit", "dsr", "accuracy", "positions")}
+    keys = ("id", "profit", "oos_profit", "dsr", "accuracy", "positions")
+    built = [{key: model.get(key) for key in keys} for model in models]
+    return {**(built[0] if built else {}), "built": built}
 
 
 def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
@@ -437,13 +442,17 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
             shutil.rmtree(root, ignore_errors=True)
 
 
+def number(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def report_run(result: dict[str, Any], families: Sequence[str]) -> list[str]:
     full, halved = result["full"], result["halving"]
     lines = [f"grid: {result['configs']} configs, batches of {result['batch_size']}, max {result['limit']} epochs; "
              f"halving {result['setting']}",
              f"epochs: full {full['epochs']:,}, halving {halved['epochs']:,} ({halved['epochs'] / full['epochs']:.0%}); "
              f"wall: full {full['seconds']:.0f} s, halving {halved['seconds']:.0f} s "
-             f"({halved['seconds'] / full['seconds']:.0%}{'; resumed runs: only what was left' if result['resumed'] else ''}); "
+             f"({halved['seconds'] / full['seconds']:.0%}{'; resumed: the sessions added up' if result['resumed'] else ''}); "
              f"{halved['survivors']} trained to their end; default-profile FLOP (cost model): {halved['flop_share']:.0%}",
              f"top {TOP} kept: {result['kept']} of {TOP} (replay predicted {result['replay_predicted']['kept']}, "
              f"{result['replay_predicted']['epochs']:,} epochs; same survivors: "
@@ -455,8 +464,12 @@ def report_run(result: dict[str, Any], families: Sequence[str]) -> list[str]:
         lines.append("downstream best model (initialize " + " ".join(DOWNSTREAM) + " -> sweep -> build --top 5):")
         for name in ("full", "halving"):
             best = result["downstream"][name]
-            lines.append(f"  {name:>7}: profit {best['profit']}, out-of-sample profit {best['oos_profit']}, "
-                         f"DSR {best['dsr']}, accuracy {best['accuracy']}, positions {best['positions']}")
+            lines.append(f"  {name:>7}: best: profit {number(best['profit'])}, out-of-sample profit "
+                         f"{number(best['oos_profit'])}, DSR {number(best['dsr'])}, accuracy {number(best['accuracy'])}, "
+                         f"positions {best['positions']}; the {len(best['built'])} built: profits "
+                         + ", ".join(number(m["profit"]) for m in best["built"]) + "; out-of-sample "
+                         + ", ".join(number(m["oos_profit"]) for m in best["built"]) + "; DSR "
+                         + ", ".join(number(m["dsr"]) for m in best["built"]))
     return lines + report_replay(result["replay"], families)
 
 
