@@ -4,6 +4,7 @@ priced from the real default grid of a small epoch, updated from observed epochs
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,21 @@ from remote import plan as plans
 from remote.jobs import JobInfo
 
 
+@pytest.fixture(scope="module")
+def _grid_epoch_template(_small_epoch_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default grid generated once per module (building its networks takes ~25 s)."""
+    root = tmp_path_factory.mktemp("grid-epoch") / "workspace"
+    shutil.copytree(_small_epoch_template, root)
+    generate(Workspace(root), None)
+    return root
+
+
 @pytest.fixture
-def grid_epoch(small_epoch: Workspace) -> Workspace:
-    generate(small_epoch, None)
-    return small_epoch
+def grid_epoch(_grid_epoch_template: Path, tmp_path: Path) -> Workspace:
+    """A fresh copy per test of the small epoch with the default grid's batches."""
+    root = tmp_path / "grid-workspace"
+    shutil.copytree(_grid_epoch_template, root)
+    return Workspace(root)
 
 
 def certify(ws: Workspace, config: dict, epochs: int, category: str = "DNN") -> None:
