@@ -132,15 +132,20 @@ def test_a_batch_eta_expects_the_epochs_observed_in_the_epoch_else_the_stated_as
     from types import SimpleNamespace
 
     from epoch_builder.events import Eta
-    from epoch_builder.regressions.batch import expected_epochs
+    from epoch_builder.regressions.batch import eta_line, expected_epochs
 
     paths = SimpleNamespace(regressions_dir=tmp_path)
     assert expected_epochs(paths, "GRU") == cost.DEFAULT_EPOCHS  # nothing trained yet: assumed, and it says so
+    assert eta_line(cost.DEFAULT_EPOCHS, 30) == ("ETA: 109 epochs per model expected (assumed: none of the family is "
+                                                 "trained in this epoch yet; the cost model's measured figure, capped "
+                                                 "at --max-epochs 30)")
     for index, epochs in enumerate((40, 60)):
         (tmp_path / f"m{index}").mkdir()
         (tmp_path / f"m{index}" / "certificate.json").write_text(json.dumps(certificate("KR_GRU_S2", epochs)))
     observed = expected_epochs(paths, "GRU")
     assert observed.epochs == 50 and observed.observed and "observed" in observed.describe()
+    assert eta_line(observed, None) == ("ETA: 50 epochs per model expected (observed: the mean of 2 certificates of "
+                                        "the family in this epoch)")
     assert expected_epochs(paths, "UNIT_TEST") == cost.DEFAULT_EPOCHS  # its model is a DNN: none observed
 
     eta = Eta(4, per_unit=50)

@@ -157,6 +157,16 @@ def expected_epochs(paths: EpochPaths, category: str) -> cost.Epochs:
     return observed.get(family, cost.DEFAULT_EPOCHS)
 
 
+def eta_line(expected: cost.Epochs, max_epochs: int | None) -> str:
+    """The batch log's one line on what its ETA expects of each model, and where that figure comes from."""
+    if expected.observed:
+        source = f"observed: the mean of {expected.models} certificates of the family in this epoch"
+    else:
+        source = "assumed: none of the family is trained in this epoch yet; the cost model's measured figure"
+    capped = f", capped at --max-epochs {max_epochs}" if max_epochs and max_epochs < expected.epochs else ""
+    return f"ETA: {float(expected.epochs):g} epochs per model expected ({source}{capped})"
+
+
 def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLike,
                 options: TrainingOptions | None = None, *, only: Sequence[str] | None = None,
                 log: Callable[[str], None] = output.info) -> list[dict[str, Any]]:
@@ -222,7 +232,7 @@ def train_batch(ws: Workspace, category: str | None, batch_file: str | os.PathLi
     if data is not None:
         log(f"datasets: {data.sizes['train_size']} train / {data.sizes['test_size']} test windows")
         expected = expected_epochs(paths, category)
-        log(f"ETA: {expected.describe()}")
+        log(eta_line(expected, options.max_epochs))
     if pending and pack_size > 1:
         pools = thread_pools()
         log(f"{len(pending)} model(s) to train, up to {pack_size} together (--pack {pack_size})"
