@@ -217,6 +217,7 @@ def describe_search(mode: dict[str, Any]) -> str:
     """A recorded search mode as the flags that ask for it (``--search halving --eta 2 --first-rung 1
     --rungs 1``)."""
     if mode.get("method") == HALVING:
-        return (f"--search {HALVING} --eta {mode.get('eta')} --first-rung {mode.get('first_rung')} "
-                f"--rungs {mode.get('rungs')}")
+        # a record from before --rungs existed held every rung it could: no --rungs to name
+        rungs = f" --rungs {mode['rungs']}" if "rungs" in mode else " (unbounded rungs, before --rungs)"
+        return f"--search {HALVING} --eta {mode.get('eta')} --first-rung {mode.get('first_rung')}{rungs}"
     return f"--search {mode.get('method', FULL)}"
