@@ -349,7 +349,7 @@ def config_counts(ws: Workspace, families: Sequence[str]) -> dict[str, int]:
     from epoch_builder.storage import read_json
 
     return {family: sum(len(read_json(ws.epoch().dir / "regression_training_configs" / family / batch)["configs"])
-                        for f, batch in batches(ws, [family])) for family in families}
+                        for _, batch in batches(ws, [family])) for family in families}
 
 
 def batches(ws: Workspace, families: Sequence[str]) -> list[tuple[str, str]]:
@@ -393,8 +393,7 @@ def downstream(ws: Workspace) -> dict[str, Any]:
     for batch in sorted((ws.epoch().dir / "prediction_models" / "configs").glob("*.json")):
         cli(ws, "find-profitable-configs", "--batch", batch.name)
     cli(ws, "build-prediction-models", "--top", "5")
-    models = json.loads(cli(ws, "models", "list", "--json"))
-    models = models.get("models", models) if isinstance(models, dict) else models
+    models = json.loads(cli(ws, "models", "list", "--json"))  # most profitable first
     keys = ("id", "profit", "oos_profit", "dsr", "accuracy", "positions")
     built = [{key: model.get(key) for key in keys} for model in models]
     return {**(built[0] if built else {}), "built": built}
