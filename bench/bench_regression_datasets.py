@@ -113,7 +113,7 @@ def bench_training(values: np.ndarray, epochs: int) -> None:
     def ours(root: Path) -> None:
         ws = workspace_with_epoch(root)
         train_model(ws, cfg, data, seed=60184, validation_split=VALIDATION_SPLIT, max_epochs=epochs,
-                    position=(1, 1), eta=None, models_done=0, log=lambda *_: None)
+                    position=(1, 1), eta=None, log=lambda *_: None)
 
     with tempfile.TemporaryDirectory() as tmp:
         bare(Path(tmp))  # warm-up: TensorFlow start, kernels

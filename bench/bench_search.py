@@ -52,7 +52,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from epoch_builder.errors import UsageError  # noqa: E402
 from epoch_builder.regressions import search  # noqa: E402
+from epoch_builder.regressions.architectures import FAMILIES  # noqa: E402
 from epoch_builder.regressions.options import (  # noqa: E402
     DEFAULT_ETA, DEFAULT_FIRST_RUNG, DEFAULT_RUNGS, HALVING, TrainingOptions,
 )
@@ -399,10 +401,8 @@ def downstream(ws: Workspace) -> dict[str, Any]:
     return {**(built[0] if built else {}), "built": built}
 
 
-def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
+def run(args: argparse.Namespace, halving: TrainingOptions, log: Callable[[str], None]) -> dict[str, Any]:
     families = args.families.split(",")
-    halving = TrainingOptions(max_epochs=args.max_epochs, search=HALVING, eta=args.eta, first_rung=args.first_rung,
-                              rungs=args.rungs)
     full_options = TrainingOptions(max_epochs=args.max_epochs)
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-search-"))
     try:
@@ -511,6 +511,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-downstream", action="store_true")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args(argv)
+    for name in ("configs", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: allowed 1 and more")
+    unknown = [f for f in args.families.split(",") if f not in FAMILIES]
+    if unknown:
+        parser.error(f"--families {unknown[0]!r} is unknown; allowed {', '.join(FAMILIES)}")
+    try:  # the halving options' ranges are the command's own
+        halving = TrainingOptions(max_epochs=args.max_epochs, search=HALVING, eta=args.eta,
+                                  first_rung=args.first_rung, rungs=args.rungs)
+    except UsageError as exc:
+        parser.error(str(exc))
 
     def log(line: str) -> None:
         print(line, flush=True)
@@ -526,7 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = replay_table(models, limit, args.seed)
         lines = report_replay(result, sorted(result["families"]))
     else:
-        result = run(args, log)
+        result = run(args, halving, log)
         lines = report_run(result, args.families.split(","))
     print("\n".join(lines))
     if args.json:

@@ -152,7 +152,7 @@ def ours(ws: Workspace, cfg: dict[str, Any], data: Any, epochs: int, *, determin
             times.append(float(found.group(2)))
 
     train_model(ws, cfg, data, seed=config.seed, validation_split=config.validation_split, max_epochs=epochs,
-                position=(1, 1), eta=None, models_done=0, log=log)
+                position=(1, 1), eta=None, log=log)
     # the next run must train again, not find a certificate
     shutil.rmtree(ws.epoch().regressions_dir / cfg["id"])
     shutil.rmtree(ws.epoch().regression_checkpoint_dir(cfg["id"]), ignore_errors=True)

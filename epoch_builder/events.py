@@ -57,13 +57,23 @@ class Eta:
     ``per_unit`` is how many steps (epochs) a unit is expected to take, when that is an estimate rather than
     a count (``fraction`` turns a unit's steps into its share of the unit, short of 1 until it is done).
     ``finished`` is what progress events report as done: units finished, those of an earlier run included (its
-    owner counts them), so that the number only grows while units run side by side or in stages."""
+    owner counts each one, ``finish``), so that the number only grows while units run side by side or in
+    stages; the pace counts only this run's (``total`` is what this run has to do)."""
 
     def __init__(self, total: int, per_unit: float | None = None, finished: int = 0) -> None:
         self.total = total
         self.per_unit = per_unit
         self.finished = finished
+        self._finished_before = finished
         self.started = time.monotonic()
+
+    def finish(self) -> None:
+        """One more unit done."""
+        self.finished += 1
+
+    def remaining(self, running: float = 0.0) -> float | None:
+        """Seconds left, with ``running`` units' worth of work done in the units still running."""
+        return self.seconds(self.finished - self._finished_before + running)
 
     def fraction(self, steps: int, limit: int) -> float:
         """A unit's share done after ``steps`` of at most ``limit``: of the expected steps (capped at the

@@ -139,9 +139,11 @@ def test_a_batch_eta_expects_the_epochs_observed_in_the_epoch_else_the_stated_as
     assert eta_line(cost.DEFAULT_EPOCHS, 30) == ("ETA: 109 epochs per model expected (assumed: none of the family is "
                                                  "trained in this epoch yet; the cost model's measured figure, capped "
                                                  "at --max-epochs 30)")
-    for index, epochs in enumerate((40, 60)):
-        (tmp_path / f"m{index}").mkdir()
-        (tmp_path / f"m{index}" / "certificate.json").write_text(json.dumps(certificate("KR_GRU_S2", epochs)))
+    for template, epochs in (("KR_GRU_S2", 40), ("KR_GRU_S3", 60)):
+        cert = certificate(template, epochs)
+        (tmp_path / cert["id"]).mkdir()
+        (tmp_path / cert["id"] / "certificate.json").write_text(json.dumps(cert))
+    assert len(cost.read_certificates(tmp_path, "GRU")) == 2 and cost.read_certificates(tmp_path, "DNN") == []
     observed = expected_epochs(paths, "GRU")
     assert observed.epochs == 50 and observed.observed and "observed" in observed.describe()
     assert eta_line(observed, None) == ("ETA: 50 epochs per model expected (observed: the mean of 2 certificates of "

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
 
 from epoch_builder.commands import add_group, add_hidden_alias, add_json_option, add_wide_option, print_rows, workspace_of
 from epoch_builder.errors import UsageError
 from epoch_builder.prediction import selection
 from epoch_builder.storage import read_json
+
+if TYPE_CHECKING:
+    from epoch_builder.workspace import Workspace
 
 MIN_REGRESSIONS = 16  # as the original
 
@@ -158,7 +161,7 @@ def start_models_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stopped(ws: Any, certificates: list[dict]) -> dict[str, int]:
+def _stopped(ws: Workspace, certificates: list[dict]) -> dict[str, int]:
     """The built models' regressions that --search halving stopped early (marked in the table)."""
     from epoch_builder.regressions.rank import stopped_regressions
 

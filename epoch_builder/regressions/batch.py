@@ -52,7 +52,6 @@ class BatchTrainer:
         self.pack_size, self.eta, self.log = pack_size, eta, log
         self.models_bar, self.epochs_bar = models_bar, epochs_bar
         self.certificates: dict[str, dict[str, Any]] = {}
-        self.trained = 0
 
     def certified(self, model_id: str) -> bool:
         return model_id in self.certificates or self.paths.regression_certificate_file(model_id).exists()
@@ -87,11 +86,11 @@ class BatchTrainer:
                 (number, cfg), = pairs
                 done = [train_model(self.ws, cfg, self.data, seed=self.seed, validation_split=self.validation_split,
                                     max_epochs=self.max_epochs, position=(number, self.total), eta=self.eta,
-                                    models_done=self.trained, log=self.log, bar=self.epochs_bar, stage=stage)]
+                                    log=self.log, bar=self.epochs_bar, stage=stage)]
             else:
                 done = packed.train_pack(self.ws, pairs, self.data, seed=self.seed,
                                          validation_split=self.validation_split, max_epochs=self.max_epochs,
-                                         total=self.total, eta=self.eta, models_done=self.trained, log=self.log,
+                                         total=self.total, eta=self.eta, log=self.log,
                                          bar=self.epochs_bar, stage=stage, pack_size=len(group))
             for (number, cfg), cert in zip(pairs, done):
                 if cert is not None:
@@ -109,10 +108,9 @@ class BatchTrainer:
                    stopped_by_search=record["rung"])
 
     def _done(self, number: int, model_id: str, cert: dict[str, Any], seconds: float, note: str, **event: Any) -> None:
-        self.trained += 1
-        self.eta.finished += 1  # what the progress events report as done: grows, whatever order models finish in
+        self.eta.finish()  # what the progress events report as done: grows, whatever order models finish in
         events.emit(STAGE, done=self.eta.finished, total=self.total, model=model_id, number=number,
-                    certified=True, epochs=cert["epochs"], eta_s=self.eta.seconds(self.trained), **event)
+                    certified=True, epochs=cert["epochs"], eta_s=self.eta.remaining(), **event)
         self.certificates[model_id] = cert
         test_loss = cert["test_evaluation"]["loss"]
         self.log(f"[{number}/{self.total}] {model_id}: done in {seconds:.1f}s{note}, {cert['epochs']} epochs, "
@@ -153,7 +151,7 @@ def expected_epochs(paths: EpochPaths, category: str) -> cost.Epochs:
     """The epochs a model of ``category`` is expected to train, for the batch's ETA: the mean of the family's
     certificates in this epoch, else the cost model's stated assumption (``cost.DEFAULT_EPOCHS``)."""
     family = category if category in FAMILIES else "DNN"  # the UNIT_TEST batch's model is a DNN
-    observed = cost.observed_epochs(cost.read_certificates(paths.regressions_dir))
+    observed = cost.observed_epochs(cost.read_certificates(paths.regressions_dir, family))
     return observed.get(family, cost.DEFAULT_EPOCHS)
 
 

@@ -283,12 +283,15 @@ def observed_epochs(certificates: Iterable[Mapping[str, Any]]) -> dict[str, Epoc
     return observed
 
 
-def read_certificates(regressions_dir: Path) -> list[dict[str, Any]]:
+def read_certificates(regressions_dir: Path, family: str | None = None) -> list[dict[str, Any]]:
     """The certificates under ``<epoch>/regressions/*/certificate.json``, each cut down to the keys the
     cost model reads (they also carry histories and discoveries: large); unreadable ones are skipped (a
-    pull in progress), since an estimate must not fail on them."""
+    pull in progress), since an estimate must not fail on them. ``family``: only the regressions whose id
+    (their folder's name) is of that family, so the others are not read at all."""
     found = []
     for path in sorted(Path(regressions_dir).glob("*/certificate.json")):
+        if family is not None and family_of_id(path.parent.name) != family:
+            continue
         try:
             document = json.loads(path.read_bytes())
         except (OSError, ValueError):

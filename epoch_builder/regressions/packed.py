@@ -167,7 +167,7 @@ def _epoch_function(members: Sequence[Member], rows_of: Callable[[Sequence[Membe
 
 
 def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], data: RegressionDatasets, *, seed: int,
-               validation_split: float, max_epochs: int | None, total: int, eta: Any, models_done: int,
+               validation_split: float, max_epochs: int | None, total: int, eta: Any,
                log: Callable[[str], None] = output.info, bar: output.Bar | None = None,
                stage: training.Stage | None = None, pack_size: int | None = None) -> list[dict[str, Any] | None]:
     """Train (or resume) the ``(number, config)`` pairs together; returns their certificates in that order.
@@ -219,10 +219,10 @@ def train_pack(ws: Workspace, configs: Sequence[tuple[int, dict[str, Any]]], dat
                 validated = validate(iter(validation), tf.constant(validation_steps)).numpy()
                 seconds = time.monotonic() - started
                 # progress in models: the pack's share of the epochs its models are expected to take
-                eta_s = eta.seconds(models_done + len(members) * eta.fraction(epoch + 1, limit)) if eta else None
+                eta_s = eta.remaining(len(members) * eta.fraction(epoch + 1, limit)) if eta else None
                 for index, member in enumerate(active):
                     _end_epoch(member, epoch, trained[index], validated[index], limit, seconds, total, eta_s, log,
-                               eta.finished if eta else models_done)
+                               eta.finished if eta else 0)
                 if bar is not None:
                     bar.update(epoch + 1, info=f"{len(active)} training")
                 if all(m.state["stopped"] or m.state["epoch"] >= cap for m in members):

@@ -4,11 +4,12 @@ ranking, the batch's search state file and the certificates' ``training_mode.sea
 The rungs. Rung ``r`` (1-based) is at ``first_rung * eta ** (r - 1)`` epochs. Every model of the batch that
 was pending when the search began enters rung 1. A rung is held while it is one of the first ``rungs``, its
 epochs are below the batch's epoch limit and more than one model would go on from it (``ceil(n / eta) > 1``
-for the ``n`` models that entered it); otherwise its models are the last rung's survivors and train to their early stop or epoch limit. At a
-held rung the models still training (a model that stopped on its own before the rung is finished: fully
-trained, certified as usual) are ranked by their best val_loss over the rung's epochs (never anything of the
-test set; ties by id), and the best ``ceil(n / eta)`` of those ``n`` go on to the next rung. The others are
-certified from their best weights, with ``training_mode.search`` saying where the search stopped them.
+for the ``n`` models that entered it); otherwise its models are the last rung's survivors and train to their
+early stop or epoch limit. At a held rung the models still training (a model that stopped on its own before
+the rung is finished: fully trained, certified as usual) are ranked by their best val_loss over the rung's
+epochs (never anything of the test set; ties by id), and the best ``ceil(n / eta)`` of those ``n`` go on to
+the next rung. The others are certified from their best weights, with ``training_mode.search`` saying where
+the search stopped them.
 
 Exact and resumable. A rung's decision is taken only from the models' checkpoints (each holds its val_loss
 per epoch) once every entrant has reached the rung, and it is written, atomically, to the batch's search

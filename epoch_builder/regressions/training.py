@@ -431,7 +431,7 @@ class EarlyStoppingState:
 
 
 def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *, seed: int, validation_split: float,
-                max_epochs: int | None, position: tuple[int, int], eta: Any, models_done: int,
+                max_epochs: int | None, position: tuple[int, int], eta: Any,
                 log: Callable[[str], None] = output.info, bar: output.Bar | None = None,
                 stage: Stage | None = None) -> dict[str, Any] | None:
     """Train (or resume) one config, write its model and certificate; returns the certificate. With a search's
@@ -484,13 +484,13 @@ def train_model(ws: Workspace, cfg: dict[str, Any], data: RegressionDatasets, *,
                 if state["stopped"]:
                     self.model.stop_training = True
                 seconds, self.started = time.monotonic() - self.started, time.monotonic()
-                eta_s = eta.seconds(models_done + eta.fraction(state["epoch"], limit)) if eta else None
+                eta_s = eta.remaining(eta.fraction(state["epoch"], limit)) if eta else None
                 epoch_log = output.log.debug if bar is not None and bar.visible else log  # the bar shows it
                 epoch_log(f"[{number}/{total}] {model_id} epoch {state['epoch']}/{limit} loss={logs.get('loss', float('nan')):.6f} "
                     f"val_loss={current:.6f} ({seconds:.2f}s)" + (f" eta {eta_s:.0f}s" if eta_s is not None else ""))
                 if bar is not None:
                     bar.update(state["epoch"], info=f"loss {logs.get('loss', float('nan')):.6f} val {current:.6f}")
-                events.emit(STAGE, done=eta.finished if eta else models_done, total=total, model=model_id,
+                events.emit(STAGE, done=eta.finished if eta else 0, total=total, model=model_id,
                             number=number, epoch=state["epoch"], max_epochs=limit,
                             loss=logs.get("loss"), val_loss=current, eta_s=eta_s)
 
